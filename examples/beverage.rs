@@ -1,0 +1,68 @@
+//! Three instances of a bot share one chat room. A `!!/coffee` command
+//! arriving at one of them is broadcast as a `Beverage` message, and every
+//! instance, the sender included, serves it. Then `!!/tea`.
+//!
+//! ```text
+//! cargo run --example beverage
+//! ```
+
+use socketscience::{handler, message, Context, LocalChat, Node};
+
+#[message("beverage")]
+#[derive(Debug, Clone)]
+pub struct Beverage {
+    pub message_id: u64,
+    pub beverage_type: String,
+}
+
+#[handler]
+fn serve(beverage: Beverage, cx: Context) {
+    println!(
+        "[{}] :{} *serves another {}*",
+        cx.node().name(),
+        beverage.message_id,
+        beverage.beverage_type
+    );
+}
+
+/// What a bot does with a chat command addressed to it.
+fn on_command(command: &str, message_id: u64) -> socketscience::Result<()> {
+    if let Some(drink) = command.strip_prefix("!!/") {
+        Beverage {
+            message_id,
+            beverage_type: drink.to_owned(),
+        }
+        .broadcast()?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> socketscience::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+
+    let chat = LocalChat::new();
+    let mut nodes = Vec::new();
+    for name in ["Henders/EC2", "teward/vps", "Undo/laptop"] {
+        // One chat account for the whole fleet, as SmokeDetector has.
+        nodes.push(Node::builder(name).transport(chat.join("smokey")).start().await?);
+    }
+
+    // The commands reach the first instance (the default node).
+    on_command("!!/coffee", 42)?;
+    on_command("!!/tea", 43)?;
+
+    // Shut down the sender first (it posts what is queued), then the rest
+    // (they run what they received).
+    for node in &nodes {
+        node.shutdown().await?;
+    }
+    let served: u64 = nodes.iter().map(|n| n.stats().dispatched).sum();
+    println!("{served} servings by {} instances", nodes.len());
+    Ok(())
+}

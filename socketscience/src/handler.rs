@@ -1,0 +1,218 @@
+//! Handlers: the shapes a handler may take, and the registry built from them.
+//!
+//! A handler is a function or closure taking the message, and optionally a
+//! [`Context`], sync or async, returning `()` or `Result<(), E: Display>`.
+//! [`Handler`] is implemented for each of those shapes, so the `#[handler]`
+//! attribute and [`Node::register`](crate::Node::register) share them.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::message::Message;
+use crate::node::Context;
+use crate::wire::RawValueRef;
+
+/// What a handler returns: `()` or `Result<(), E>` where `E: Display`.
+#[diagnostic::on_unimplemented(
+    message = "a handler must return `()` or `Result<(), E>` where `E: Display`, not `{Self}`",
+    label = "this return type is not allowed for a handler"
+)]
+pub trait HandlerResult {
+    /// The failure, as text for the log.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl HandlerResult for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Display> HandlerResult for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// A boxed handler future.
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// What calling a handler gives: done at once (sync) or a future (async).
+#[doc(hidden)]
+pub enum Call {
+    Ready(Result<(), String>),
+    Pending(BoxFuture),
+}
+
+/// Markers telling the handler shapes apart; not public API.
+#[doc(hidden)]
+pub mod shape {
+    use std::marker::PhantomData;
+    /// `fn(M)` or `fn(M, Context)`, returning a [`HandlerResult`](super::HandlerResult).
+    pub struct Sync<Args>(PhantomData<Args>);
+    /// `async fn(M)` or `async fn(M, Context)`.
+    pub struct Async<Args>(PhantomData<Args>);
+}
+
+/// A function or closure that can handle messages of type `M`.
+///
+/// Implemented for `Fn(M)`, `Fn(M, Context)` and their async forms
+/// (closures returning a future), each returning `()` or
+/// `Result<(), E: Display>`. `Args` only tells the shapes apart; it is
+/// inferred.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot handle `{M}` messages",
+    label = "not a handler",
+    note = "a handler takes `(M)` or `(M, Context)`, may be async, and returns `()` or `Result<(), E: Display>`"
+)]
+pub trait Handler<M, Args>: Send + Sync + 'static {
+    #[doc(hidden)]
+    fn call(&self, message: M, cx: Context) -> Call;
+}
+
+impl<M, F, R> Handler<M, shape::Sync<(M,)>> for F
+where
+    F: Fn(M) -> R + Send + Sync + 'static,
+    R: HandlerResult,
+{
+    fn call(&self, message: M, _cx: Context) -> Call {
+        Call::Ready(self(message).into_result())
+    }
+}
+
+impl<M, F, R> Handler<M, shape::Sync<(M, Context)>> for F
+where
+    F: Fn(M, Context) -> R + Send + Sync + 'static,
+    R: HandlerResult,
+{
+    fn call(&self, message: M, cx: Context) -> Call {
+        Call::Ready(self(message, cx).into_result())
+    }
+}
+
+impl<M, F, Fut> Handler<M, shape::Async<(M,)>> for F
+where
+    F: Fn(M) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: HandlerResult,
+{
+    fn call(&self, message: M, _cx: Context) -> Call {
+        let fut = self(message);
+        Call::Pending(Box::pin(async move { fut.await.into_result() }))
+    }
+}
+
+impl<M, F, Fut> Handler<M, shape::Async<(M, Context)>> for F
+where
+    F: Fn(M, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: HandlerResult,
+{
+    fn call(&self, message: M, cx: Context) -> Call {
+        let fut = self(message, cx);
+        Call::Pending(Box::pin(async move { fut.await.into_result() }))
+    }
+}
+
+/// Decodes the value and calls the handler: the erased form every handler
+/// is stored as. `Err` is a value that does not fit `M`.
+#[doc(hidden)]
+pub fn call<M: Message, Args, H: Handler<M, Args>>(
+    handler: &H,
+    raw: RawValueRef<'_>,
+    cx: Context,
+) -> Result<Call, String> {
+    let message: M = raw.decode()?;
+    Ok(handler.call(message, cx))
+}
+
+/// The second parameter of a handler; checked where the user wrote it.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "the second parameter of a handler must be `Context`, not `{Self}`",
+    label = "write `cx: Context` here, or remove it"
+)]
+pub trait IsContext {}
+impl IsContext for Context {}
+
+#[doc(hidden)]
+pub fn assert_context<T: IsContext>() {}
+
+#[doc(hidden)]
+pub fn assert_result<T: HandlerResult>() {}
+
+/// The erased handler: decode, then call.
+pub(crate) type ErasedFn = dyn Fn(RawValueRef<'_>, Context) -> Result<Call, String> + Send + Sync;
+
+/// A handler registered by `#[handler]`: a const-built entry holding a
+/// plain `fn` pointer, collected through `inventory`.
+#[doc(hidden)]
+pub struct StaticHandler {
+    kind: &'static str,
+    name: &'static str,
+    call: fn(RawValueRef<'_>, Context) -> Result<Call, String>,
+}
+
+impl StaticHandler {
+    #[doc(hidden)]
+    pub const fn new(
+        kind: &'static str,
+        name: &'static str,
+        call: fn(RawValueRef<'_>, Context) -> Result<Call, String>,
+    ) -> Self {
+        StaticHandler { kind, name, call }
+    }
+}
+
+inventory::collect!(StaticHandler);
+
+/// One registered handler.
+#[derive(Clone)]
+pub(crate) struct Registered {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) call: Arc<ErasedFn>,
+}
+
+/// Kind to handlers; built once at start, replaced (never mutated) when a
+/// closure is registered.
+#[derive(Clone, Default)]
+pub(crate) struct Registry {
+    by_kind: HashMap<&'static str, Vec<Registered>>,
+}
+
+impl Registry {
+    /// Every `#[handler]` in the program.
+    pub(crate) fn from_inventory() -> Registry {
+        let mut registry = Registry::default();
+        for h in inventory::iter::<StaticHandler> {
+            registry.add(
+                h.kind,
+                Registered {
+                    name: Cow::Borrowed(h.name),
+                    call: Arc::new(h.call),
+                },
+            );
+        }
+        registry
+    }
+
+    pub(crate) fn add(&mut self, kind: &'static str, handler: Registered) {
+        self.by_kind.entry(kind).or_default().push(handler);
+    }
+
+    pub(crate) fn get(&self, kind: &str) -> Option<&[Registered]> {
+        self.by_kind.get(kind).map(Vec::as_slice)
+    }
+
+    pub(crate) fn kinds(&self) -> Vec<&'static str> {
+        self.by_kind.keys().copied().collect()
+    }
+
+    pub(crate) fn handler_count(&self) -> usize {
+        self.by_kind.values().map(Vec::len).sum()
+    }
+}

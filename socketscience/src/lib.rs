@@ -1,0 +1,115 @@
+//! Typed messages between the instances of one chat bot, through the chat
+//! room they already share.
+//!
+//! socketscience is the typed, declarative Rust successor of SmokeDetector's
+//! SocketScience. Instances of a bot on different hosts talk to each other
+//! by posting small framed envelopes into a chat room they are all in: no
+//! host opens a port, the chat is the bus. A struct marked `#[message]` is a
+//! kind of message; a function marked `#[handler]` runs, on every instance,
+//! for every message of its kind.
+//!
+//! ```
+//! use socketscience::{handler, message, Context, LocalChat, Node};
+//!
+//! #[message("ping")]
+//! #[derive(Debug, Clone, PartialEq)]
+//! pub struct Ping { pub location: String, pub timestamp: f64 }
+//!
+//! #[handler]
+//! fn log_ping(ping: Ping, cx: Context) {
+//!     println!("{} saw {} alive at {}", cx.node().name(), ping.location, ping.timestamp);
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> socketscience::Result<()> {
+//! let chat = LocalChat::new(); // a chat room inside the process
+//! let henders = Node::builder("Henders/EC2").transport(chat.join("smokey")).start().await?;
+//! let teward = Node::builder("teward/vps").transport(chat.join("smokey")).start().await?;
+//!
+//! henders.scope(async {
+//!     Ping { location: "Henders/EC2".into(), timestamp: 1.0 }.broadcast()
+//! }).await?;
+//!
+//! henders.shutdown().await?; // posts what is queued
+//! teward.shutdown().await?;  // runs what it received
+//! assert_eq!(henders.stats().dispatched, 1); // the sender runs its own handlers
+//! assert_eq!(teward.stats().dispatched, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # Semantics, on every transport
+//!
+//! - Every node in the room, the sender included, runs every handler for
+//!   each kind in an envelope.
+//! - A node trusts only envelopes posted by its own chat account unless told
+//!   otherwise ([`NodeBuilder::trust`]); anything else is ignored and counted.
+//! - Unknown kinds are counted; a value that does not fit its type is logged
+//!   with the kind and the serde error and counted; the envelope's other
+//!   kinds still run.
+//! - A handler's error or panic is caught, logged with the handler's name
+//!   and counted; the node goes on.
+//! - Envelopes from one sender are dispatched in the order they were sent.
+//!   A node runs its handlers one at a time: spawn long work.
+//! - [`Node::shutdown`] posts everything queued and runs everything received
+//!   before it returns.
+//!
+//! # The default node
+//!
+//! `broadcast()` sends through the process's default node: the first node
+//! started (while there is none), or the one [`Node::make_default`] names.
+//! When it shuts down there is no default until another node starts, and
+//! `broadcast()` fails with [`Error::NoDefaultNode`]. Inside
+//! [`Node::scope`], `broadcast()` uses that node instead: tests that run in
+//! parallel in one process use it (or `node.send`) to keep apart.
+//!
+//! # Wire
+//!
+//! Each envelope is one chat message, `".\n\x02" DDDD BODY "\x03"`, where
+//! `BODY` is base64 of a JSON object (default) or a MessagePack map (as
+//! Python SocketScience writes) of kinds to values; keys starting with `_`
+//! carry the sender's instance name and sequence number. See [`wire`].
+#![warn(missing_docs)]
+
+extern crate self as socketscience;
+
+mod default;
+mod envelope;
+mod error;
+mod handler;
+mod local;
+mod message;
+mod node;
+mod reassembly;
+mod stats;
+pub mod transport;
+pub mod wire;
+
+pub use envelope::{Envelope, Payload};
+pub use error::{Error, Result};
+pub use handler::{Handler, HandlerResult};
+pub use local::{LocalChat, LocalTransport};
+pub use message::{message_types, Message, MessageType};
+pub use node::{Context, Node, NodeBuilder, Sender};
+pub use reassembly::ReassemblyLimits;
+pub use stats::Stats;
+pub use transport::{ChatMessage, Transport, TransportIo};
+pub use wire::Codec;
+
+pub use socketscience_macros::{handler, message};
+
+/// Not public API: what the macros' expansions name. It may change in any
+/// release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handler::{assert_context, assert_result, call, Call, StaticHandler};
+    pub use crate::message::MessageType;
+    pub use crate::node::Context;
+    pub use crate::wire::RawValueRef;
+    pub use inventory;
+    pub use serde;
+
+    /// What `broadcast()` calls.
+    pub fn broadcast<M: crate::Message>(message: M) -> crate::Result<()> {
+        crate::default::broadcast(message)
+    }
+}

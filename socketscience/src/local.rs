@@ -1,0 +1,131 @@
+//! [`LocalChat`]: a chat room inside the process.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+use crate::transport::{BoxFuture, ChatMessage, Transport, TransportIo};
+
+/// A chat room inside the process: the embedded default, for tests,
+/// examples and single-host fleets.
+///
+/// Every member sees every message posted, its own included, in the order
+/// the room received them, as on a real chat. Nodes that join one
+/// `LocalChat` behave exactly as instances on different hosts sharing a
+/// real room.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> socketscience::Result<()> {
+/// use socketscience::{LocalChat, Node};
+///
+/// let chat = LocalChat::new();
+/// let node = Node::builder("Henders/EC2").transport(chat.join("smokey")).start().await?;
+/// chat.say("a human", "hello, bots"); // not a frame: counted, ignored
+/// node.shutdown().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct LocalChat {
+    room: Arc<Mutex<Room>>,
+    max_len: usize,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: Vec<mpsc::UnboundedSender<ChatMessage>>,
+}
+
+impl Default for LocalChat {
+    fn default() -> Self {
+        LocalChat::new()
+    }
+}
+
+impl LocalChat {
+    /// An empty room with no message length limit to speak of (1 MiB).
+    pub fn new() -> LocalChat {
+        LocalChat::with_max_message_len(1 << 20)
+    }
+
+    /// An empty room whose messages are at most `max_len` bytes, as a real
+    /// chat's are; longer frames are then sent in chunks.
+    pub fn with_max_message_len(max_len: usize) -> LocalChat {
+        LocalChat {
+            room: Arc::new(Mutex::new(Room::default())),
+            max_len,
+        }
+    }
+
+    /// Joins the room as chat account `account`: a transport for one node.
+    pub fn join(&self, account: impl Into<String>) -> LocalTransport {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().members.push(tx);
+        LocalTransport {
+            chat: self.clone(),
+            account: account.into(),
+            rx,
+        }
+    }
+
+    /// Posts `text` as `account`, as a person or another bot in the room
+    /// would: every member sees it.
+    pub fn say(&self, account: &str, text: &str) {
+        self.post(ChatMessage::new(account, text));
+    }
+
+    fn post(&self, message: ChatMessage) {
+        self.lock()
+            .members
+            .retain(|member| member.send(message.clone()).is_ok());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Room> {
+        // A panic elsewhere while holding the lock leaves the room usable.
+        self.room.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One member's connection to a [`LocalChat`].
+#[derive(Debug)]
+pub struct LocalTransport {
+    chat: LocalChat,
+    account: String,
+    rx: mpsc::UnboundedReceiver<ChatMessage>,
+}
+
+impl Transport for LocalTransport {
+    fn account(&self) -> &str {
+        &self.account
+    }
+
+    fn max_message_len(&self) -> usize {
+        self.chat.max_len
+    }
+
+    fn run(self: Box<Self>, mut io: TransportIo) -> BoxFuture<Result<()>> {
+        let LocalTransport {
+            chat,
+            account,
+            mut rx,
+        } = *self;
+        let account: Arc<str> = account.into();
+        Box::pin(async move {
+            loop {
+                tokio::select! {
+                    post = io.next_post() => match post {
+                        Some(text) => chat.post(ChatMessage { account: account.clone(), text: text.into() }),
+                        None => break,
+                    },
+                    Some(message) = rx.recv() => io.receive(message).await?,
+                }
+            }
+            // Hand over what the room had already delivered: nothing queued is lost.
+            while let Ok(message) = rx.try_recv() {
+                io.receive(message).await?;
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,862 @@
+//! [`Node`]: one instance in the room. It frames, trusts, decodes,
+//! deduplicates, dispatches and counts, once, for every transport.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+use wildmatch::WildMatch;
+
+use crate::default;
+use crate::envelope::{BodyWriter, Payload};
+use crate::error::{Error, Result};
+use crate::handler::{self, Call, Handler, Registered, Registry};
+use crate::message::{self, Message};
+use crate::reassembly::{Added, Reassembly, ReassemblyLimits};
+use crate::stats::{Counters, Stats};
+use crate::transport::{ChatMessage, Transport, TransportIo};
+use crate::wire::{self, BodyLimits, ChatText, Codec, RawValueRef, WireError};
+
+/// Builds a [`Node`]: its transport and options. From [`Node::builder`].
+#[must_use = "a builder does nothing until `.start().await`"]
+pub struct NodeBuilder {
+    name: String,
+    transport: Option<Box<dyn Transport>>,
+    trust: Vec<String>,
+    codec: Codec,
+    seed: Option<u64>,
+    outgoing_capacity: usize,
+    inbound_capacity: usize,
+    max_envelope_bytes: usize,
+    body_limits: BodyLimits,
+    reassembly: ReassemblyLimits,
+    make_default: bool,
+}
+
+impl fmt::Debug for NodeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeBuilder")
+            .field("name", &self.name)
+            .field("has_transport", &self.transport.is_some())
+            .field("trust", &self.trust)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeBuilder {
+    /// The chat room to use: [`LocalChat::join`](crate::LocalChat::join), or
+    /// any other [`Transport`].
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Box::new(transport));
+        self
+    }
+
+    /// Trusts envelopes posted by chat accounts matching `pattern` (`*`
+    /// matches any run of characters, `?` one character). Call it once per
+    /// pattern. Without any call, a node trusts only its transport's own
+    /// account; once called, only the accounts given (add the own account
+    /// if it should stay trusted). Everything else in the room is dropped
+    /// unread and counted in [`Stats::untrusted`].
+    pub fn trust(mut self, pattern: impl Into<String>) -> Self {
+        self.trust.push(pattern.into());
+        self
+    }
+
+    /// The codec this node writes: [`Codec::Json`] (default) between Rust
+    /// instances, [`Codec::MessagePack`] when Python SocketScience instances
+    /// share the room. Every node reads both.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Seeds the node's randomness (its session id, the frame digits, chunk
+    /// ids) so that its output is reproducible: for tests and golden
+    /// vectors only. Two processes with one seed share a session id and
+    /// drop each other's envelopes as duplicates.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// How many envelopes may wait to be posted (default 10 000). Past it,
+    /// `broadcast()` fails with [`Error::QueueFull`] and `send().await` waits.
+    pub fn outgoing_capacity(mut self, envelopes: usize) -> Self {
+        self.outgoing_capacity = envelopes;
+        self
+    }
+
+    /// How many received chat messages may wait for dispatch (default 1 024).
+    /// Past it, the transport waits.
+    pub fn inbound_capacity(mut self, messages: usize) -> Self {
+        self.inbound_capacity = messages;
+        self
+    }
+
+    /// The largest envelope, encoded, this node sends or accepts (default
+    /// 256 KiB). Larger ones are refused when sent, dropped when received.
+    pub fn max_envelope_bytes(mut self, bytes: usize) -> Self {
+        self.max_envelope_bytes = bytes;
+        self
+    }
+
+    /// Most kinds one received envelope may carry (default 64).
+    pub fn max_kinds(mut self, kinds: usize) -> Self {
+        self.body_limits.max_kinds = kinds;
+        self
+    }
+
+    /// Deepest nesting of maps and lists a received value may have (default 32).
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.body_limits.max_depth = depth;
+        self
+    }
+
+    /// Bounds on chunked envelopes held while their pieces arrive.
+    pub fn reassembly_limits(mut self, limits: ReassemblyLimits) -> Self {
+        self.reassembly = limits;
+        self
+    }
+
+    /// Whether this node may become the process's default node, the one
+    /// `broadcast()` uses (default `true`: the first node started becomes
+    /// it, while no other is).
+    pub fn default_node(mut self, allowed: bool) -> Self {
+        self.make_default = allowed;
+        self
+    }
+
+    /// Starts the node's tasks on the current tokio runtime.
+    ///
+    /// Fails if there is no transport, if an option is out of range, or if
+    /// two message types in the program claim one kind.
+    pub async fn start(self) -> Result<Node> {
+        let NodeBuilder {
+            name,
+            transport,
+            trust,
+            codec,
+            seed,
+            outgoing_capacity,
+            inbound_capacity,
+            max_envelope_bytes,
+            body_limits,
+            reassembly,
+            make_default,
+        } = self;
+        let transport = transport.ok_or_else(|| Error::NoTransport { name: name.clone() })?;
+        message::check_kinds()?;
+        let max_len = transport.max_message_len();
+        if wire::split_into_chunks(0, "AAAAAAAA", max_len).is_none() {
+            return Err(Error::InvalidOption {
+                option: "Transport::max_message_len",
+                reason: format!(
+                    "{max_len} bytes cannot carry a chunk; a transport must allow at least {}",
+                    wire::chunk_overhead(2) + 4
+                ),
+            });
+        }
+        for (option, value) in [
+            ("outgoing_capacity", outgoing_capacity),
+            ("inbound_capacity", inbound_capacity),
+            ("max_envelope_bytes", max_envelope_bytes),
+            ("max_kinds", body_limits.max_kinds),
+            ("max_depth", body_limits.max_depth),
+        ] {
+            if value == 0 {
+                return Err(Error::InvalidOption {
+                    option,
+                    reason: "it must be at least 1".into(),
+                });
+            }
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::InvalidOption {
+            option: "start",
+            reason: "call it inside a tokio runtime".into(),
+        })?;
+
+        let mut rng = seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+        let session = rng.u64(..);
+        let account: Arc<str> = transport.account().into();
+        let trust = Trust::new(if trust.is_empty() {
+            vec![account.to_string()]
+        } else {
+            trust
+        });
+        let (out_tx, out_rx) = mpsc::channel(outgoing_capacity);
+        let (own_tx, own_rx) = mpsc::channel(outgoing_capacity);
+        let (in_tx, in_rx) = mpsc::channel(inbound_capacity);
+        let registry = Registry::from_inventory();
+        let shared = Arc::new(NodeShared {
+            name: name.as_str().into(),
+            account: account.clone(),
+            session,
+            codec,
+            max_envelope_bytes,
+            outgoing_capacity,
+            counters: Counters::default(),
+            send: Mutex::new(SendState {
+                next_seq: 0,
+                queues: Some(Queues {
+                    outgoing: out_tx,
+                    own: own_tx,
+                }),
+            }),
+            registry: RwLock::new(Arc::new(registry.clone())),
+            registry_version: AtomicU64::new(0),
+            tasks: Mutex::new(None),
+        });
+        let node = Node { shared };
+        let io = TransportIo {
+            outgoing: out_rx,
+            inbound: in_tx,
+            shared: node.shared.clone(),
+            max_len,
+            rng: rng.fork(),
+            pending: VecDeque::new(),
+        };
+        let dispatcher = Dispatcher {
+            node: node.clone(),
+            own_rx,
+            in_rx,
+            registry: Arc::new(registry),
+            registry_version: 0,
+            trust,
+            senders: HashMap::new(),
+            reassembly: Reassembly::new(reassembly, max_envelope_bytes.div_ceil(3) * 4),
+            body_limits,
+            buf: Vec::new(),
+            own_sender: Sender {
+                account: account.clone(),
+                instance: Some(node.shared.name.clone()),
+                own: true,
+            },
+        };
+        let transport_task = runtime.spawn({
+            let name = node.shared.name.clone();
+            async move {
+                let result = transport.run(io).await;
+                if let Err(e) = &result {
+                    error!(node = %name, error = %e, "the chat transport stopped");
+                }
+                result
+            }
+        });
+        let dispatch_task = runtime.spawn(dispatcher.run());
+        *lock(&node.shared.tasks) = Some(Tasks {
+            transport: transport_task,
+            dispatcher: dispatch_task,
+        });
+        if make_default {
+            default::offer(&node);
+        }
+        info!(
+            node = %node.shared.name,
+            account = %account,
+            session = format_args!("{session:016x}"),
+            codec = %codec,
+            handlers = node.shared.read_registry().handler_count(),
+            "socketscience node started"
+        );
+        Ok(node)
+    }
+}
+
+/// One instance of the bot in the chat room.
+///
+/// Cheap to clone: every clone is the same node. Dropping the handles does
+/// not stop it; [`shutdown`](Node::shutdown) does, after flushing.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> socketscience::Result<()> {
+/// use socketscience::{message, Context, LocalChat, Node};
+///
+/// #[message("ping")]
+/// #[derive(Debug)]
+/// pub struct Ping { pub location: String, pub timestamp: f64 }
+///
+/// let chat = LocalChat::new();
+/// let node = Node::builder("Henders/EC2").transport(chat.join("smokey")).start().await?;
+/// node.register(|ping: Ping, cx: Context| {
+///     println!("{} is alive (seen by {})", ping.location, cx.node().name());
+/// });
+/// node.send(Ping { location: "Henders/EC2".into(), timestamp: 1.0 }).await?;
+/// node.shutdown().await?; // flushes, runs what is queued, then stops
+/// assert_eq!(node.stats().dispatched, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) shared: Arc<NodeShared>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.shared.name)
+            .field("account", &self.shared.account)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Node {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+impl Eq for Node {}
+
+pub(crate) struct NodeShared {
+    pub(crate) name: Arc<str>,
+    account: Arc<str>,
+    session: u64,
+    codec: Codec,
+    max_envelope_bytes: usize,
+    outgoing_capacity: usize,
+    pub(crate) counters: Counters,
+    send: Mutex<SendState>,
+    registry: RwLock<Arc<Registry>>,
+    registry_version: AtomicU64,
+    tasks: Mutex<Option<Tasks>>,
+}
+
+impl NodeShared {
+    fn read_registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+struct SendState {
+    next_seq: u64,
+    queues: Option<Queues>,
+}
+
+#[derive(Clone)]
+struct Queues {
+    outgoing: mpsc::Sender<Vec<u8>>,
+    own: mpsc::Sender<Vec<u8>>,
+}
+
+struct Tasks {
+    transport: JoinHandle<Result<()>>,
+    dispatcher: JoinHandle<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Node {
+    /// Starts building the node of instance `name` (such as `"Henders/EC2"`).
+    /// The name travels with every envelope; give each instance its own.
+    pub fn builder(name: impl Into<String>) -> NodeBuilder {
+        NodeBuilder {
+            name: name.into(),
+            transport: None,
+            trust: Vec::new(),
+            codec: Codec::Json,
+            seed: None,
+            outgoing_capacity: 10_000,
+            inbound_capacity: 1_024,
+            max_envelope_bytes: 256 << 10,
+            body_limits: BodyLimits::default(),
+            reassembly: ReassemblyLimits::default(),
+            make_default: true,
+        }
+    }
+
+    /// This instance's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The chat account this node posts as.
+    pub fn account(&self) -> &str {
+        &self.shared.account
+    }
+
+    /// This process's session id: random per start, sent with every envelope.
+    pub fn session(&self) -> u64 {
+        self.shared.session
+    }
+
+    /// The codec this node writes.
+    pub fn codec(&self) -> Codec {
+        self.shared.codec
+    }
+
+    /// A snapshot of the node's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Sends a message, or an [`Envelope`](crate::Envelope) of several, to
+    /// every node in the room, this one included. Waits while the outgoing
+    /// queue is full; returns once the envelope is queued (it is posted,
+    /// and this node's own handlers run, in order, soon after).
+    pub async fn send(&self, payload: impl Payload) -> Result<()> {
+        let writer = self.encode(&payload)?;
+        let queues = lock(&self.shared.send)
+            .queues
+            .clone()
+            .ok_or_else(|| self.stopped())?;
+        let out = queues.outgoing.reserve().await.map_err(|_| self.stopped())?;
+        let own = queues.own.reserve().await.map_err(|_| self.stopped())?;
+        let mut state = lock(&self.shared.send);
+        self.commit(&mut state, writer, out, own);
+        Ok(())
+    }
+
+    /// Like [`send`](Node::send) but never waits: fails with
+    /// [`Error::QueueFull`] when the outgoing queue is full. This is what
+    /// `broadcast()` uses; it works from sync code.
+    pub fn try_send(&self, payload: impl Payload) -> Result<()> {
+        let writer = self.encode(&payload)?;
+        let mut state = lock(&self.shared.send);
+        let queues = state.queues.as_ref().ok_or_else(|| self.stopped())?;
+        let full = |e| match e {
+            mpsc::error::TrySendError::Full(()) => Error::QueueFull {
+                name: self.shared.name.to_string(),
+                capacity: self.shared.outgoing_capacity,
+            },
+            mpsc::error::TrySendError::Closed(()) => self.stopped(),
+        };
+        let out = queues.outgoing.clone();
+        let own = queues.own.clone();
+        let out = out.try_reserve().map_err(full)?;
+        let own = own.try_reserve().map_err(full)?;
+        self.commit(&mut state, writer, out, own);
+        Ok(())
+    }
+
+    fn stopped(&self) -> Error {
+        Error::NodeStopped {
+            name: self.shared.name.to_string(),
+        }
+    }
+
+    /// Encodes the messages (the metadata follows in `commit`).
+    fn encode(&self, payload: &impl Payload) -> Result<BodyWriter> {
+        let mut writer = BodyWriter::new(self.shared.codec, payload.message_count() + 3);
+        payload.write_messages(&mut writer)?;
+        // The metadata adds the name, two numbers and three keys.
+        let size = writer.len() + self.shared.name.len() + 64;
+        if size > self.shared.max_envelope_bytes {
+            return Err(Error::TooLarge {
+                size,
+                max: self.shared.max_envelope_bytes,
+            });
+        }
+        Ok(writer)
+    }
+
+    /// Numbers the envelope and queues it for the chat and for this node's
+    /// own handlers, under one lock so that numbers follow queue order.
+    fn commit(
+        &self,
+        state: &mut SendState,
+        mut writer: BodyWriter,
+        out: mpsc::Permit<'_, Vec<u8>>,
+        own: mpsc::Permit<'_, Vec<u8>>,
+    ) {
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        writer.meta(&self.shared.name, self.shared.session, seq);
+        let body = writer.finish();
+        own.send(body.clone());
+        out.send(body);
+        Counters::add(&self.shared.counters.sent, 1);
+    }
+
+    /// Registers a handler at run time, like SocketScience's
+    /// `register(kind, callback)`: a closure or function taking the message
+    /// and optionally a [`Context`], sync or async, returning `()` or
+    /// `Result<(), E: Display>`. It runs for messages this node reads from
+    /// now on.
+    pub fn register<M, Args, H>(&self, handler: H)
+    where
+        M: Message,
+        Args: 'static,
+        H: Handler<M, Args>,
+    {
+        let name = std::any::type_name::<H>();
+        let call = Arc::new(move |raw: RawValueRef<'_>, cx: Context| {
+            handler::call::<M, Args, H>(&handler, raw, cx)
+        });
+        let mut registry = self
+            .shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut updated = Registry::clone(&registry);
+        updated.add(
+            M::KIND,
+            Registered {
+                name: name.into(),
+                call,
+            },
+        );
+        *registry = Arc::new(updated);
+        self.shared
+            .registry_version
+            .fetch_add(1, Ordering::Release);
+    }
+
+    /// Runs `future` with this node as the default node of `broadcast()`
+    /// calls made inside it (on this task), whatever the process's default
+    /// is. Tests that run in parallel in one process use it so their
+    /// broadcasts do not cross.
+    pub async fn scope<F: std::future::Future>(&self, future: F) -> F::Output {
+        default::scope(self.clone(), future).await
+    }
+
+    /// Makes this node the process's default node.
+    pub fn make_default(&self) {
+        default::replace(self);
+    }
+
+    /// Stops the node: refuses new sends, posts everything already queued,
+    /// runs this node's handlers for everything already received, then
+    /// returns. If this node was the process's default node, there is none
+    /// afterwards (until another node starts). Calling it again does
+    /// nothing. Returns the transport's error if it failed.
+    pub async fn shutdown(&self) -> Result<()> {
+        lock(&self.shared.send).queues = None;
+        default::withdraw(self);
+        let tasks = lock(&self.shared.tasks).take();
+        let Some(tasks) = tasks else {
+            return Ok(());
+        };
+        let transport = tasks.transport.await;
+        if let Err(e) = tasks.dispatcher.await {
+            error!(node = %self.shared.name, error = %e, "the dispatcher task failed");
+        }
+        info!(node = %self.shared.name, "socketscience node stopped");
+        match transport {
+            Ok(result) => result,
+            Err(e) => Err(Error::transport(e)),
+        }
+    }
+
+    /// Kinds this node has handlers for, sorted.
+    pub fn handled_kinds(&self) -> Vec<&'static str> {
+        let mut kinds = self.shared.read_registry().kinds();
+        kinds.sort_unstable();
+        kinds
+    }
+}
+
+/// What a handler knows about the message it handles.
+#[derive(Clone, Debug)]
+pub struct Context {
+    node: Node,
+    sender: Sender,
+}
+
+impl Context {
+    /// The node running the handler; send through it with `cx.node().send(..)`.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Who sent the message.
+    pub fn sender(&self) -> &Sender {
+        &self.sender
+    }
+}
+
+/// The sender of a message: its chat account and, when the envelope names
+/// it, its instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sender {
+    account: Arc<str>,
+    instance: Option<Arc<str>>,
+    own: bool,
+}
+
+impl Sender {
+    /// The chat account that posted the envelope.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The sending instance's name, if the envelope carries one (Python
+    /// SocketScience's do not).
+    pub fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+
+    /// Whether this node itself sent the message.
+    pub fn is_self(&self) -> bool {
+        self.own
+    }
+}
+
+/// Which chat accounts a node trusts.
+struct Trust {
+    exact: Vec<Box<str>>,
+    patterns: Vec<WildMatch>,
+}
+
+impl Trust {
+    fn new(patterns: Vec<String>) -> Trust {
+        let (globs, exact): (Vec<_>, Vec<_>) =
+            patterns.into_iter().partition(|p| p.contains(['*', '?']));
+        Trust {
+            exact: exact.into_iter().map(String::into_boxed_str).collect(),
+            patterns: globs.iter().map(|p| WildMatch::new(p)).collect(),
+        }
+    }
+
+    fn allows(&self, account: &str) -> bool {
+        self.exact.iter().any(|a| **a == *account) || self.patterns.iter().any(|p| p.matches(account))
+    }
+}
+
+/// Where a sender's envelopes stand, for deduplication.
+struct SenderState {
+    instance: Arc<str>,
+    session: u64,
+    next_seq: u64,
+}
+
+/// Most senders remembered for deduplication.
+const MAX_SENDERS: usize = 4_096;
+
+/// The node's receive path: one task, reading own and room messages in
+/// order, running handlers one at a time.
+struct Dispatcher {
+    node: Node,
+    own_rx: mpsc::Receiver<Vec<u8>>,
+    in_rx: mpsc::Receiver<ChatMessage>,
+    registry: Arc<Registry>,
+    registry_version: u64,
+    trust: Trust,
+    senders: HashMap<Box<str>, SenderState>,
+    reassembly: Reassembly,
+    body_limits: BodyLimits,
+    buf: Vec<u8>,
+    own_sender: Sender,
+}
+
+impl Dispatcher {
+    async fn run(mut self) {
+        let mut expiry = tokio::time::interval(Duration::from_secs(5));
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut own_open = true;
+        let mut in_open = true;
+        while own_open || in_open {
+            tokio::select! {
+                biased;
+                body = self.own_rx.recv(), if own_open => match body {
+                    Some(body) => self.own(body).await,
+                    None => own_open = false,
+                },
+                message = self.in_rx.recv(), if in_open => match message {
+                    Some(message) => self.chat(message).await,
+                    None => in_open = false,
+                },
+                _ = expiry.tick() => {
+                    let dropped = self.reassembly.expire(Instant::now());
+                    self.count_dropped_partials(dropped);
+                }
+            }
+        }
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.node.shared.counters
+    }
+
+    fn count_dropped_partials(&self, dropped: u64) {
+        if dropped > 0 {
+            Counters::add(&self.counters().partials_dropped, dropped);
+            debug!(node = %self.node.name(), dropped, "dropped partial envelopes");
+        }
+    }
+
+    async fn own(&mut self, body: Vec<u8>) {
+        match wire::parse_body(&body, BodyLimits { max_kinds: usize::MAX, max_depth: usize::MAX }) {
+            Ok(parsed) => {
+                let sender = self.own_sender.clone();
+                self.dispatch(parsed, sender).await;
+            }
+            // The node wrote it; this would be a bug.
+            Err(e) => error!(node = %self.node.name(), error = %e, "cannot read own envelope"),
+        }
+    }
+
+    async fn chat(&mut self, message: ChatMessage) {
+        let counters = &self.node.shared.counters;
+        Counters::add(&counters.received, 1);
+        if !self.trust.allows(&message.account) {
+            Counters::add(&counters.untrusted, 1);
+            debug!(node = %self.node.name(), account = %message.account, "ignored a message from an untrusted account");
+            return;
+        }
+        let text = wire::clean(&message.text);
+        match wire::parse_chat_text(&text) {
+            Ok(ChatText::Frame { body }) => self.frame(body, &message.account).await,
+            Ok(ChatText::Chunk(chunk)) => {
+                Counters::add(&counters.chunks, 1);
+                let mut dropped = 0;
+                let added = self
+                    .reassembly
+                    .add(&message.account, chunk, Instant::now(), &mut dropped);
+                self.count_dropped_partials(dropped);
+                match added {
+                    Added::Complete(body) => self.frame(&body, &message.account).await,
+                    Added::Pending | Added::Duplicate => {}
+                    Added::Rejected => {
+                        Counters::add(&self.counters().malformed, 1);
+                        debug!(node = %self.node.name(), account = %message.account, "rejected a chunk");
+                    }
+                }
+            }
+            Err(WireError::NotAFrame) => {
+                Counters::add(&counters.not_frames, 1);
+                debug!(node = %self.node.name(), account = %message.account, "not a frame");
+            }
+            Err(e) => self.malformed(&message.account, e),
+        }
+    }
+
+    fn malformed(&self, account: &str, e: WireError) {
+        let counter = match e {
+            WireError::TooLarge { .. } => &self.counters().too_large,
+            _ => &self.counters().malformed,
+        };
+        Counters::add(counter, 1);
+        debug!(node = %self.node.name(), account, error = %e, "dropped a frame");
+    }
+
+    /// A whole base64 body from the room.
+    async fn frame(&mut self, body_b64: &str, account: &Arc<str>) {
+        let max = self.node.shared.max_envelope_bytes;
+        let size = body_b64.len() / 4 * 3;
+        if size > max {
+            return self.malformed(account, WireError::TooLarge { what: "the envelope", size, max });
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        match wire::decode_base64(body_b64, &mut buf) {
+            Ok(()) => match wire::parse_body(&buf, self.body_limits) {
+                Ok(body) => {
+                    if let Some(sender) = self.accept(&body.meta, account) {
+                        self.dispatch(body, sender).await;
+                    }
+                }
+                Err(e) => self.malformed(account, e),
+            },
+            Err(e) => self.malformed(account, e),
+        }
+        if buf.capacity() <= 64 << 10 {
+            self.buf = buf;
+        }
+    }
+
+    /// Drops own echoes and duplicates; gives the sender of the rest.
+    fn accept(&mut self, meta: &wire::Meta<'_>, account: &Arc<str>) -> Option<Sender> {
+        let counters = &self.node.shared.counters;
+        let Some(from) = meta.from.as_deref() else {
+            // Python SocketScience sends no metadata.
+            return Some(Sender { account: account.clone(), instance: None, own: false });
+        };
+        let shared = &self.node.shared;
+        if meta.session == Some(shared.session) && from == &*shared.name {
+            Counters::add(&counters.own_echoes, 1);
+            return None;
+        }
+        let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
+            return Some(Sender { account: account.clone(), instance: Some(from.into()), own: false });
+        };
+        if !self.senders.contains_key(from) && self.senders.len() >= MAX_SENDERS {
+            // Forget an arbitrary sender rather than grow without bound.
+            let victim = self.senders.keys().next().cloned();
+            if let Some(victim) = victim {
+                self.senders.remove(&victim);
+            }
+        }
+        let state = self.senders.entry(from.into()).or_insert_with(|| SenderState {
+            instance: from.into(),
+            session,
+            next_seq: 0,
+        });
+        if state.session != session {
+            debug!(node = %shared.name, from, "sender restarted with a new session");
+            state.session = session;
+            state.next_seq = 0;
+        } else if seq < state.next_seq {
+            Counters::add(&counters.duplicates, 1);
+            debug!(node = %shared.name, from, seq, "dropped a duplicate envelope");
+            return None;
+        }
+        state.next_seq = seq + 1;
+        Some(Sender {
+            account: account.clone(),
+            instance: Some(state.instance.clone()),
+            own: false,
+        })
+    }
+
+    /// Runs every handler for every kind of an accepted envelope.
+    async fn dispatch(&mut self, body: wire::Body<'_>, sender: Sender) {
+        let shared = &self.node.shared;
+        let version = shared.registry_version.load(Ordering::Acquire);
+        if version != self.registry_version {
+            self.registry = shared.read_registry();
+            self.registry_version = version;
+        }
+        let counters = &shared.counters;
+        Counters::add(&counters.envelopes, 1);
+        let cx = Context { node: self.node.clone(), sender };
+        for (kind, raw) in &body.messages {
+            let Some(handlers) = self.registry.get(kind) else {
+                Counters::add(&counters.unknown_kinds, 1);
+                debug!(node = %shared.name, kind = %kind, "no handler for this kind");
+                continue;
+            };
+            for handler in handlers {
+                let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    (handler.call)(*raw, cx.clone())
+                })) {
+                    Ok(Ok(Call::Ready(result))) => Ok(result),
+                    Ok(Ok(Call::Pending(future))) => AssertUnwindSafe(future).catch_unwind().await,
+                    Ok(Err(e)) => {
+                        Counters::add(&counters.bad_values, 1);
+                        warn!(node = %shared.name, kind = %kind, error = %e, "a value does not fit its message type");
+                        break;
+                    }
+                    Err(panic) => Err(panic),
+                };
+                match outcome {
+                    Ok(Ok(())) => Counters::add(&counters.dispatched, 1),
+                    Ok(Err(e)) => {
+                        Counters::add(&counters.handler_errors, 1);
+                        warn!(node = %shared.name, handler = %handler.name, kind = %kind, error = %e, "handler failed");
+                    }
+                    Err(panic) => {
+                        Counters::add(&counters.handler_panics, 1);
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a non-string payload".into());
+                        error!(node = %shared.name, handler = %handler.name, kind = %kind, panic = %what, "handler panicked");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Counters: what a node sent, received, dispatched and dropped, by reason.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// A snapshot of a node's counters, from [`Node::stats`](crate::Node::stats).
+        ///
+        /// Every counter only grows. Drops and rejections each have their own
+        /// counter, so a flood or a misconfiguration shows up by reason.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct Stats {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $(pub(crate) $name: AtomicU64,)*
+        }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self) -> Stats {
+                Stats { $($name: self.$name.load(Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Envelopes accepted by `send`/`broadcast` (one per envelope, whatever it holds).
+    sent,
+    /// Chat posts handed to the transport (frames and chunks).
+    posts,
+    /// Chat messages the transport delivered from the room.
+    received,
+    /// Envelopes read and accepted from the room, or sent by this node itself.
+    envelopes,
+    /// Handler runs that completed without error.
+    dispatched,
+    /// Messages whose kind no handler of this node takes.
+    unknown_kinds,
+    /// Messages whose value does not fit their type (logged with the serde error).
+    bad_values,
+    /// Chat messages that are not frames (human talk): not an error.
+    not_frames,
+    /// Chat messages from accounts this node does not trust, dropped unread.
+    untrusted,
+    /// Frames or chunks that could not be read (bad framing, base64 or body).
+    malformed,
+    /// Envelopes over a size, kinds or depth limit, dropped.
+    too_large,
+    /// Envelopes seen before (same sender, session and sequence number), dropped.
+    duplicates,
+    /// This node's own envelopes echoed back by the chat, dropped (they ran at send time).
+    own_echoes,
+    /// Chunks received.
+    chunks,
+    /// Partial envelopes dropped before completion (too old, too many, too large).
+    partials_dropped,
+    /// Handler runs that returned an error.
+    handler_errors,
+    /// Handler runs that panicked.
+    handler_panics,
+}
+
+impl Stats {
+    /// All envelopes and chat messages rejected, whatever the reason.
+    pub fn rejected(&self) -> u64 {
+        self.untrusted + self.malformed + self.too_large + self.duplicates
+    }
+
+    /// All handler failures: errors and panics.
+    pub fn handler_failures(&self) -> u64 {
+        self.handler_errors + self.handler_panics
+    }
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+}

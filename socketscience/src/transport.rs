@@ -1,0 +1,147 @@
+//! The [`Transport`] trait: how a node reaches a chat room.
+//!
+//! A transport does three things only: post text into the room, hand the
+//! node every chat message it sees with its author, and say how long a chat
+//! message may be. Framing, chunking, trust, decoding, deduplication,
+//! dispatch and counting are the node's, written once for every transport.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::node::NodeShared;
+use crate::stats::Counters;
+use crate::wire;
+
+/// A boxed, sendable future, as [`Transport::run`] returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// One message seen in the chat room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// The chat account that posted it, as the chat reports it (user id,
+    /// nick, ...). Trust is decided on this.
+    pub account: Arc<str>,
+    /// The message's text, as posted (the node cleans it).
+    pub text: Arc<str>,
+}
+
+impl ChatMessage {
+    /// A chat message from `account` saying `text`.
+    pub fn new(account: impl Into<Arc<str>>, text: impl Into<Arc<str>>) -> ChatMessage {
+        ChatMessage {
+            account: account.into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// A chat room connection a [`Node`](crate::Node) can use.
+///
+/// Implement it to plug in another chat. The node calls [`run`](Self::run)
+/// once, on its own task; `run` posts each text that
+/// [`TransportIo::next_post`] yields, hands every chat message it receives
+/// to [`TransportIo::receive`], and returns once `next_post` gives `None`
+/// (the node is shutting down and everything queued has been handed over).
+///
+/// A complete transport for a chat that is just a broadcast channel:
+///
+/// ```
+/// use socketscience::{ChatMessage, Transport, TransportIo, transport::BoxFuture};
+/// use tokio::sync::broadcast;
+///
+/// struct Channel { account: String, tx: broadcast::Sender<ChatMessage> }
+///
+/// impl Transport for Channel {
+///     fn account(&self) -> &str { &self.account }
+///     fn max_message_len(&self) -> usize { 4096 }
+///     fn run(self: Box<Self>, mut io: TransportIo) -> BoxFuture<socketscience::Result<()>> {
+///         Box::pin(async move {
+///             let mut rx = self.tx.subscribe();
+///             loop {
+///                 tokio::select! {
+///                     post = io.next_post() => match post {
+///                         Some(text) => { let _ = self.tx.send(ChatMessage::new(self.account.as_str(), text)); }
+///                         None => return Ok(()),
+///                     },
+///                     Ok(message) = rx.recv() => io.receive(message).await?,
+///                 }
+///             }
+///         })
+///     }
+/// }
+/// ```
+pub trait Transport: Send + 'static {
+    /// The chat account this transport posts as. A node trusts it by default.
+    fn account(&self) -> &str;
+
+    /// The longest text, in bytes, one chat message may carry. Longer frames
+    /// are split into chunks by the node.
+    fn max_message_len(&self) -> usize;
+
+    /// Runs the connection until [`TransportIo::next_post`] returns `None`.
+    fn run(self: Box<Self>, io: TransportIo) -> BoxFuture<Result<()>>;
+}
+
+/// The node's side of a transport: what to post, where to deliver.
+pub struct TransportIo {
+    pub(crate) outgoing: mpsc::Receiver<Vec<u8>>,
+    pub(crate) inbound: mpsc::Sender<ChatMessage>,
+    pub(crate) shared: Arc<NodeShared>,
+    pub(crate) max_len: usize,
+    pub(crate) rng: fastrand::Rng,
+    pub(crate) pending: VecDeque<String>,
+}
+
+impl TransportIo {
+    /// Waits for the next text to post, framed (or one chunk of a frame)
+    /// and no longer than [`Transport::max_message_len`]. `None` once the
+    /// node shuts down and everything it queued has been handed over.
+    pub async fn next_post(&mut self) -> Option<String> {
+        let post = match self.pending.pop_front() {
+            Some(chunk) => chunk,
+            None => {
+                let body = self.outgoing.recv().await?;
+                self.frame(&body)
+            }
+        };
+        Counters::add(&self.shared.counters.posts, 1);
+        Some(post)
+    }
+
+    /// Frames a body; queues its chunks and returns the first if it is too long.
+    fn frame(&mut self, body: &[u8]) -> String {
+        let mut b64 = String::with_capacity(body.len() * 4 / 3 + 4);
+        wire::encode_base64(body, &mut b64);
+        let mut frame = String::with_capacity(b64.len() + 8);
+        wire::write_frame(&mut frame, self.rng.u16(0..10_000), &b64);
+        if frame.len() <= self.max_len {
+            return frame;
+        }
+        // The node checked at start that chunks fit this transport.
+        let chunks = wire::split_into_chunks(self.rng.u32(..), &b64, self.max_len)
+            .unwrap_or_default();
+        self.pending.extend(chunks);
+        self.pending.pop_front().unwrap_or(frame)
+    }
+
+    /// Hands the node a chat message seen in the room. Waits while the
+    /// node's inbound queue is full; fails once the node has stopped.
+    pub async fn receive(&self, message: ChatMessage) -> Result<()> {
+        self.inbound
+            .send(message)
+            .await
+            .map_err(|_| Error::NodeStopped {
+                name: self.shared.name.to_string(),
+            })
+    }
+
+    /// The sending node's instance name (for a transport's logs).
+    pub fn node_name(&self) -> &str {
+        &self.shared.name
+    }
+}

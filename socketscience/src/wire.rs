@@ -1,0 +1,641 @@
+//! What goes into the chat: frames, chunks, codecs and the envelope body.
+//!
+//! A frame is one envelope in one chat message, readable by SmokeDetector's
+//! Python SocketScience:
+//!
+//! ```text
+//! "." "\n" "\x02" DDDD BODY "\x03"
+//! ```
+//!
+//! `DDDD` is four random ASCII digits, `BODY` standard base64 (with padding)
+//! of the envelope encoded as a JSON object or a MessagePack map. A frame
+//! longer than the transport allows travels as chunks (see
+//! `docs/wire-format.md`). The functions here are pure: the node calls them
+//! on every chat message, the `socketscience` command and the fuzz target
+//! call them too.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, Visitor};
+use serde::Deserializer as _;
+use serde_json::value::RawValue;
+
+/// What a frame starts with.
+pub const FRAME_START: &str = ".\n\u{2}";
+/// What a frame ends with.
+pub const FRAME_END: char = '\u{3}';
+/// What a chunk starts with. It differs from [`FRAME_START`] so that a
+/// Python receiver logs "malformed direct message" and moves on.
+pub const CHUNK_START: &str = ".\n\u{1}";
+
+/// Reserved key: the sending instance's name.
+pub const KEY_FROM: &str = "_from";
+/// Reserved key: the sending process's session id (random per process).
+pub const KEY_SESSION: &str = "_sid";
+/// Reserved key: the envelope's sequence number within its session.
+pub const KEY_SEQ: &str = "_seq";
+
+/// How an envelope's body is serialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Codec {
+    /// UTF-8 JSON: the default between Rust instances.
+    #[default]
+    Json,
+    /// MessagePack, as Python's `msgpack.dumps(payload)` writes it: needed
+    /// to talk to Python SocketScience instances.
+    MessagePack,
+}
+
+impl Codec {
+    /// The codec of a decoded body: JSON if it starts with `{`, else MessagePack.
+    pub fn sniff(body: &[u8]) -> Codec {
+        if body.first() == Some(&b'{') {
+            Codec::Json
+        } else {
+            Codec::MessagePack
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Codec::Json => "json",
+            Codec::MessagePack => "msgpack",
+        })
+    }
+}
+
+/// Why chat text or a body could not be read. Never a panic: every input
+/// gives either a value or one of these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The text is not a frame or a chunk (most chat messages are not).
+    #[error("not a frame: it does not start with \".\\n\\x02\" or \".\\n\\x01\"")]
+    NotAFrame,
+    /// A frame that does not end with `\x03` or lacks its four digits.
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
+    /// A chunk whose header cannot be read.
+    #[error("malformed chunk: {0}")]
+    MalformedChunk(&'static str),
+    /// The body is not valid base64.
+    #[error("the body is not valid base64: {0}")]
+    Base64(String),
+    /// The decoded body is not a map of kinds to values.
+    #[error("the body is not a valid {codec} map: {reason}")]
+    Body {
+        /// The codec the body was read as.
+        codec: Codec,
+        /// What the parser said.
+        reason: String,
+    },
+    /// Over a configured limit.
+    #[error("{what} is {size}, over the limit of {max}")]
+    TooLarge {
+        /// What was measured.
+        what: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Removes the zero-width characters Stack Exchange chat inserts (U+200B,
+/// U+200C) and trims surrounding whitespace. Borrows when there is nothing
+/// to remove.
+pub fn clean(text: &str) -> Cow<'_, str> {
+    let trimmed = text.trim();
+    if trimmed.contains(['\u{200B}', '\u{200C}']) {
+        let stripped: String = trimmed
+            .chars()
+            .filter(|c| !matches!(c, '\u{200B}' | '\u{200C}'))
+            .collect();
+        Cow::Owned(stripped.trim().to_owned())
+    } else {
+        Cow::Borrowed(trimmed)
+    }
+}
+
+/// One chat message, read as the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatText<'a> {
+    /// A whole envelope: its base64 body.
+    Frame {
+        /// The base64 text between the digits and `\x03`.
+        body: &'a str,
+    },
+    /// One piece of an envelope that did not fit one chat message.
+    Chunk(Chunk<'a>),
+}
+
+/// A piece of a frame's base64 body (see `docs/wire-format.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// Random id shared by all chunks of one frame (8 hex digits).
+    pub id: u32,
+    /// 1-based position of this piece.
+    pub index: u32,
+    /// How many pieces make the frame.
+    pub total: u32,
+    /// This piece of the base64 body.
+    pub piece: &'a str,
+}
+
+/// Reads cleaned chat text (see [`clean`]) as a frame or a chunk.
+pub fn parse_chat_text(text: &str) -> Result<ChatText<'_>, WireError> {
+    if let Some(rest) = text.strip_prefix(FRAME_START) {
+        let rest = rest
+            .strip_suffix(FRAME_END)
+            .ok_or(WireError::Malformed("it does not end with \\x03"))?;
+        let digits = rest
+            .get(..4)
+            .ok_or(WireError::Malformed("it is too short"))?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(WireError::Malformed(
+                "the four digits after \\x02 are missing",
+            ));
+        }
+        Ok(ChatText::Frame { body: &rest[4..] })
+    } else if let Some(rest) = text.strip_prefix(CHUNK_START) {
+        parse_chunk(rest).map(ChatText::Chunk)
+    } else {
+        Err(WireError::NotAFrame)
+    }
+}
+
+/// `IIIIIIII NNNN/TTTT PIECE`, after [`CHUNK_START`].
+fn parse_chunk(rest: &str) -> Result<Chunk<'_>, WireError> {
+    let bad = WireError::MalformedChunk;
+    let (id, rest) = rest.split_once(' ').ok_or(bad("no id"))?;
+    let (position, piece) = rest.split_once(' ').ok_or(bad("no position"))?;
+    let (index, total) = position.split_once('/').ok_or(bad("no `/` in position"))?;
+    let hex = |s: &str| {
+        if s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            u32::from_str_radix(s, 16).ok()
+        } else {
+            None
+        }
+    };
+    let dec = |s: &str| {
+        if !s.is_empty() && s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse::<u32>().ok()
+        } else {
+            None
+        }
+    };
+    let id = hex(id).ok_or(bad("the id is not 8 hex digits"))?;
+    let index = dec(index).ok_or(bad("the index is not a number"))?;
+    let total = dec(total).ok_or(bad("the total is not a number"))?;
+    if index == 0 || index > total || total < 2 {
+        return Err(bad("the position is out of range"));
+    }
+    if piece.is_empty() {
+        return Err(bad("the piece is empty"));
+    }
+    Ok(Chunk {
+        id,
+        index,
+        total,
+        piece,
+    })
+}
+
+/// Writes a frame around a base64 body.
+pub fn write_frame(out: &mut String, digits: u16, body_b64: &str) {
+    use fmt::Write as _;
+    out.reserve(FRAME_START.len() + 4 + body_b64.len() + 1);
+    out.push_str(FRAME_START);
+    let _ = write!(out, "{:04}", digits % 10_000);
+    out.push_str(body_b64);
+    out.push(FRAME_END);
+}
+
+/// Writes one chunk.
+pub fn write_chunk(out: &mut String, id: u32, index: u32, total: u32, piece: &str) {
+    use fmt::Write as _;
+    out.push_str(CHUNK_START);
+    let _ = write!(out, "{id:08x} {index}/{total} ");
+    out.push_str(piece);
+}
+
+/// The longest chunk header for `total` pieces, to size the pieces.
+pub fn chunk_overhead(total: u32) -> usize {
+    let digits = total.to_string().len();
+    CHUNK_START.len() + 8 + 1 + digits + 1 + digits + 1
+}
+
+/// Splits a base64 body into chunk texts of at most `max_len` bytes each.
+/// Returns `None` when `max_len` is too small to carry any piece.
+pub fn split_into_chunks(id: u32, body_b64: &str, max_len: usize) -> Option<Vec<String>> {
+    // The header grows with the number of pieces; find the smallest count
+    // whose pieces fit.
+    let mut total: u32 = 2;
+    loop {
+        let room = max_len.checked_sub(chunk_overhead(total))?;
+        if room == 0 {
+            return None;
+        }
+        let needed = body_b64.len().div_ceil(room);
+        if needed as u64 <= u64::from(total) {
+            let total = needed.max(2) as u32;
+            let room = body_b64.len().div_ceil(total as usize);
+            // base64 is ASCII, so any byte offset is a char boundary.
+            let chunks = body_b64
+                .as_bytes()
+                .chunks(room.max(1))
+                .enumerate()
+                .map(|(i, piece)| {
+                    let mut out = String::with_capacity(max_len);
+                    let piece = std::str::from_utf8(piece).unwrap_or_default();
+                    write_chunk(&mut out, id, i as u32 + 1, total, piece);
+                    out
+                })
+                .collect::<Vec<_>>();
+            return Some(chunks);
+        }
+        total = u32::try_from(needed).ok()?;
+    }
+}
+
+/// Decodes a base64 body into `out` (cleared first).
+pub fn decode_base64(body_b64: &str, out: &mut Vec<u8>) -> Result<(), WireError> {
+    out.clear();
+    BASE64
+        .decode_vec(body_b64, out)
+        .map_err(|e| WireError::Base64(e.to_string()))
+}
+
+/// Encodes a body as base64 into `out`.
+pub fn encode_base64(body: &[u8], out: &mut String) {
+    BASE64.encode_string(body, out);
+}
+
+/// One message's value inside a decoded body, still in its codec's bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum RawValueRef<'a> {
+    /// A JSON value.
+    Json(&'a RawValue),
+    /// A MessagePack value.
+    MessagePack(&'a [u8]),
+}
+
+impl<'a> RawValueRef<'a> {
+    /// Deserialises the value into `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, String> {
+        match self {
+            RawValueRef::Json(raw) => serde_json::from_str(raw.get()).map_err(|e| e.to_string()),
+            RawValueRef::MessagePack(bytes) => {
+                rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The value as a `serde_json::Value`, for display.
+    pub fn to_json(&self) -> Result<serde_json::Value, String> {
+        self.decode()
+    }
+}
+
+/// The reserved metadata of a body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta<'a> {
+    /// `_from`: the sending instance's name.
+    pub from: Option<Cow<'a, str>>,
+    /// `_sid`: the sending process's session.
+    pub session: Option<u64>,
+    /// `_seq`: the envelope's sequence number in that session.
+    pub seq: Option<u64>,
+}
+
+/// A decoded body: its messages in order, and its metadata.
+#[derive(Debug, Clone)]
+pub struct Body<'a> {
+    /// The codec it was written in.
+    pub codec: Codec,
+    /// The reserved metadata.
+    pub meta: Meta<'a>,
+    /// The messages, kind and value, in the order they were written.
+    pub messages: Vec<(Cow<'a, str>, RawValueRef<'a>)>,
+}
+
+/// Limits applied while reading a body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Most kinds one envelope may carry.
+    pub max_kinds: usize,
+    /// Deepest nesting of maps and lists.
+    pub max_depth: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            max_kinds: 64,
+            max_depth: 32,
+        }
+    }
+}
+
+/// Reads a decoded body: a JSON object if it starts with `{`, else a
+/// MessagePack map. Values are borrowed from `body`, not parsed.
+pub fn parse_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, WireError> {
+    let codec = Codec::sniff(body);
+    match codec {
+        Codec::Json => parse_json_body(body, limits),
+        Codec::MessagePack => parse_msgpack_body(body, limits),
+    }
+    .map_err(|reason| match reason {
+        BodyError::Limit(e) => e,
+        BodyError::Other(reason) => WireError::Body { codec, reason },
+    })
+}
+
+enum BodyError {
+    Limit(WireError),
+    Other(String),
+}
+
+impl From<String> for BodyError {
+    fn from(s: String) -> Self {
+        BodyError::Other(s)
+    }
+}
+
+/// A map key that borrows when it can.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Checks nesting depth of a JSON value without building it.
+fn json_depth_ok(raw: &str, max_depth: usize) -> bool {
+    // Strings may contain brackets; skip them.
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in raw.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
+fn parse_json_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyError> {
+    struct BodyVisitor(BodyLimits);
+    impl<'de> Visitor<'de> for BodyVisitor {
+        type Value = Result<(Meta<'de>, Vec<(Cow<'de, str>, RawValueRef<'de>)>), WireError>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of message kinds to values")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut meta = Meta::default();
+            let mut messages = Vec::new();
+            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                match &*key {
+                    KEY_FROM => meta.from = Some(map.next_value::<Key<'de>>()?.0),
+                    KEY_SESSION => meta.session = Some(map.next_value()?),
+                    KEY_SEQ => meta.seq = Some(map.next_value()?),
+                    k if k.starts_with('_') => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    _ => {
+                        if messages.len() == self.0.max_kinds {
+                            return Ok(Err(WireError::TooLarge {
+                                what: "the number of kinds",
+                                size: messages.len() + 1,
+                                max: self.0.max_kinds,
+                            }));
+                        }
+                        let raw: &'de RawValue = map.next_value()?;
+                        if !json_depth_ok(raw.get(), self.0.max_depth) {
+                            return Ok(Err(WireError::TooLarge {
+                                what: "the nesting depth",
+                                size: self.0.max_depth + 1,
+                                max: self.0.max_depth,
+                            }));
+                        }
+                        messages.push((key, RawValueRef::Json(raw)));
+                    }
+                }
+            }
+            Ok(Ok((meta, messages)))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = de
+        .deserialize_map(BodyVisitor(limits))
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| e.to_string())?;
+    let (meta, messages) = parsed.map_err(BodyError::Limit)?;
+    Ok(Body {
+        codec: Codec::Json,
+        meta,
+        messages,
+    })
+}
+
+fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyError> {
+    let mut rest = body;
+    let len = rmp::decode::read_map_len(&mut rest).map_err(|e| format!("expected a map: {e}"))?;
+    let len = len as usize;
+    let mut meta = Meta::default();
+    let mut messages = Vec::new();
+    for _ in 0..len {
+        let (key, after) =
+            rmp::decode::read_str_from_slice(rest).map_err(|e| format!("expected a string key: {e:?}"))?;
+        rest = after;
+        let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
+        rest = after;
+        match key {
+            KEY_FROM => {
+                let (from, tail) = rmp::decode::read_str_from_slice(value)
+                    .map_err(|e| format!("`_from` is not a string: {e:?}"))?;
+                if !tail.is_empty() {
+                    return Err("`_from` is not a string".to_owned().into());
+                }
+                meta.from = Some(Cow::Borrowed(from));
+            }
+            KEY_SESSION => meta.session = Some(msgpack_u64(value, KEY_SESSION)?),
+            KEY_SEQ => meta.seq = Some(msgpack_u64(value, KEY_SEQ)?),
+            k if k.starts_with('_') => {}
+            _ => {
+                if messages.len() == limits.max_kinds {
+                    return Err(BodyError::Limit(WireError::TooLarge {
+                        what: "the number of kinds",
+                        size: messages.len() + 1,
+                        max: limits.max_kinds,
+                    }));
+                }
+                messages.push((Cow::Borrowed(key), RawValueRef::MessagePack(value)));
+            }
+        }
+    }
+    if !rest.is_empty() {
+        return Err(format!("{} trailing bytes after the map", rest.len()).into());
+    }
+    Ok(Body {
+        codec: Codec::MessagePack,
+        meta,
+        messages,
+    })
+}
+
+fn msgpack_u64(value: &[u8], key: &str) -> Result<u64, String> {
+    rmp_serde::from_slice(value).map_err(|e| format!("`{key}` is not an unsigned integer: {e}"))
+}
+
+/// Splits one MessagePack value off the front of `bytes`, checking depth.
+fn split_msgpack_value(bytes: &[u8], max_depth: usize) -> Result<(&[u8], &[u8]), BodyError> {
+    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+    de.set_max_depth(max_depth);
+    match de::Deserialize::deserialize(&mut de) {
+        Ok(IgnoredAny) => {}
+        Err(rmp_serde::decode::Error::DepthLimitExceeded) => {
+            return Err(BodyError::Limit(WireError::TooLarge {
+                what: "the nesting depth",
+                size: max_depth + 1,
+                max: max_depth,
+            }))
+        }
+        Err(e) => return Err(format!("bad value: {e}").into()),
+    }
+    let end = usize::try_from(de.position()).unwrap_or(usize::MAX).min(bytes.len());
+    Ok(bytes.split_at(end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::BodyWriter;
+
+    fn body(codec: Codec) -> Vec<u8> {
+        let mut w = BodyWriter::new(codec, 3);
+        w.entry("ping", &serde_json::json!({"location": "here", "timestamp": 1.5}))
+            .unwrap();
+        w.entry(KEY_FROM, "Henders/EC2").unwrap();
+        w.entry(KEY_SEQ, &7u64).unwrap();
+        w.finish()
+    }
+
+    #[test]
+    fn both_codecs_round_trip() {
+        for codec in [Codec::Json, Codec::MessagePack] {
+            let bytes = body(codec);
+            let parsed = parse_body(&bytes, BodyLimits::default()).unwrap();
+            assert_eq!(parsed.codec, codec);
+            assert_eq!(parsed.meta.from.as_deref(), Some("Henders/EC2"));
+            assert_eq!(parsed.meta.seq, Some(7));
+            assert_eq!(parsed.messages.len(), 1);
+            assert_eq!(parsed.messages[0].0, "ping");
+            assert_eq!(
+                parsed.messages[0].1.to_json().unwrap(),
+                serde_json::json!({"location": "here", "timestamp": 1.5})
+            );
+        }
+    }
+
+    #[test]
+    fn frame_round_trips_and_zero_width_is_stripped() {
+        let mut b64 = String::new();
+        encode_base64(&body(Codec::Json), &mut b64);
+        let mut text = String::new();
+        write_frame(&mut text, 42, &b64);
+        assert!(text.starts_with(".\n\u{2}0042"));
+        let noisy: String = text
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                if i % 7 == 3 {
+                    vec![c, '\u{200B}']
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
+        let cleaned = clean(&noisy);
+        assert_eq!(parse_chat_text(&cleaned).unwrap(), ChatText::Frame { body: &b64 });
+    }
+
+    #[test]
+    fn chunks_fit_and_reassemble() {
+        let body: String = "QUJD".repeat(500);
+        let chunks = split_into_chunks(0xdeadbeef, &body, 100).unwrap();
+        assert!(chunks.len() > 2);
+        let mut joined = String::new();
+        for (i, c) in chunks.iter().enumerate() {
+            assert!(c.len() <= 100, "{} > 100", c.len());
+            assert!(!c.starts_with(FRAME_START));
+            match parse_chat_text(c).unwrap() {
+                ChatText::Chunk(chunk) => {
+                    assert_eq!(chunk.id, 0xdeadbeef);
+                    assert_eq!(chunk.index as usize, i + 1);
+                    assert_eq!(chunk.total as usize, chunks.len());
+                    joined.push_str(chunk.piece);
+                }
+                other => panic!("not a chunk: {other:?}"),
+            }
+        }
+        assert_eq!(joined, body);
+        assert!(split_into_chunks(1, &body, 10).is_none());
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let deep = format!("{{\"k\":{}{}}}", "[".repeat(40), "]".repeat(40));
+        assert!(matches!(
+            parse_body(deep.as_bytes(), BodyLimits::default()),
+            Err(WireError::TooLarge { .. })
+        ));
+        let many = format!(
+            "{{{}}}",
+            (0..100)
+                .map(|i| format!("\"k{i}\":1"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert!(matches!(
+            parse_body(many.as_bytes(), BodyLimits::default()),
+            Err(WireError::TooLarge { .. })
+        ));
+    }
+}
