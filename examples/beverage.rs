@@ -41,8 +41,7 @@ fn on_command(command: &str, message_id: u64) -> socketscience::Result<()> {
 async fn main() -> socketscience::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
 
@@ -50,7 +49,12 @@ async fn main() -> socketscience::Result<()> {
     let mut nodes = Vec::new();
     for name in ["Henders/EC2", "teward/vps", "Undo/laptop"] {
         // One chat account for the whole fleet, as SmokeDetector has.
-        nodes.push(Node::builder(name).transport(chat.join("smokey")).start().await?);
+        nodes.push(
+            Node::builder(name)
+                .transport(chat.join("smokey"))
+                .start()
+                .await?,
+        );
     }
 
     // The commands reach the first instance (the default node).

@@ -64,9 +64,7 @@ impl Model {
         if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
             push(syn::Error::new(
                 sig.generics.span(),
-                format!(
-                    "a handler cannot be generic: name the message type, as {SHAPES}"
-                ),
+                format!("a handler cannot be generic: name the message type, as {SHAPES}"),
             ));
         }
         for arg in &sig.inputs {
@@ -86,12 +84,8 @@ impl Model {
             )),
             1 | 2 => {}
             _ => {
-                let extra: TokenStream = sig
-                    .inputs
-                    .iter()
-                    .skip(2)
-                    .map(|a| quote! { #a, })
-                    .collect();
+                let extra: TokenStream =
+                    sig.inputs.iter().skip(2).map(|a| quote! { #a, }).collect();
                 push(syn::Error::new_spanned(
                     extra,
                     format!(

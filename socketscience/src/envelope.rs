@@ -203,8 +203,11 @@ impl BodyWriter {
         value: &T,
     ) -> Result<()> {
         let codec = self.codec();
-        self.entry(kind, value)
-            .map_err(|reason| Error::Encode { kind, codec, reason })
+        self.entry(kind, value).map_err(|reason| Error::Encode {
+            kind,
+            codec,
+            reason,
+        })
     }
 }
 

@@ -93,7 +93,7 @@ pub use node::{Context, Node, NodeBuilder, Sender};
 pub use reassembly::ReassemblyLimits;
 pub use stats::Stats;
 pub use transport::{ChatMessage, Transport, TransportIo};
-pub use wire::Codec;
+pub use wire::{Codec, Lines};
 
 pub use socketscience_macros::{handler, message};
 

@@ -69,6 +69,14 @@ impl LocalChat {
         }
     }
 
+    /// Everything posted in the room from now on, as it was posted: for
+    /// tests and debugging. Dropping the receiver stops the copy.
+    pub fn watch(&self) -> mpsc::UnboundedReceiver<ChatMessage> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().members.push(tx);
+        rx
+    }
+
     /// Posts `text` as `account`, as a person or another bot in the room
     /// would: every member sees it.
     pub fn say(&self, account: &str, text: &str) {

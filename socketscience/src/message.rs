@@ -52,7 +52,10 @@ inventory::collect!(MessageType);
 /// assert!(socketscience::message_types().iter().any(|t| t.kind == "ping"));
 /// ```
 pub fn message_types() -> Vec<MessageType> {
-    let mut types: Vec<MessageType> = inventory::iter::<MessageType>.into_iter().copied().collect();
+    let mut types: Vec<MessageType> = inventory::iter::<MessageType>
+        .into_iter()
+        .copied()
+        .collect();
     types.sort_by(|a, b| (a.kind, a.rust_type).cmp(&(b.kind, b.rust_type)));
     types
 }

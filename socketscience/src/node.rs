@@ -155,12 +155,13 @@ impl NodeBuilder {
         let transport = transport.ok_or_else(|| Error::NoTransport { name: name.clone() })?;
         message::check_kinds()?;
         let max_len = transport.max_message_len();
-        if wire::split_into_chunks(0, "AAAAAAAA", max_len).is_none() {
+        let lines = transport.lines();
+        if wire::split_into_chunks(lines, 0, "AAAAAAAA", max_len).is_none() {
             return Err(Error::InvalidOption {
                 option: "Transport::max_message_len",
                 reason: format!(
                     "{max_len} bytes cannot carry a chunk; a transport must allow at least {}",
-                    wire::chunk_overhead(2) + 4
+                    wire::chunk_overhead(lines, 2) + 4
                 ),
             });
         }
@@ -220,6 +221,7 @@ impl NodeBuilder {
             inbound: in_tx,
             shared: node.shared.clone(),
             max_len,
+            lines,
             rng: rng.fork(),
             pending: VecDeque::new(),
         };
@@ -412,7 +414,11 @@ impl Node {
             .queues
             .clone()
             .ok_or_else(|| self.stopped())?;
-        let out = queues.outgoing.reserve().await.map_err(|_| self.stopped())?;
+        let out = queues
+            .outgoing
+            .reserve()
+            .await
+            .map_err(|_| self.stopped())?;
         let own = queues.own.reserve().await.map_err(|_| self.stopped())?;
         let mut state = lock(&self.shared.send);
         self.commit(&mut state, writer, out, own);
@@ -509,9 +515,7 @@ impl Node {
             },
         );
         *registry = Arc::new(updated);
-        self.shared
-            .registry_version
-            .fetch_add(1, Ordering::Release);
+        self.shared.registry_version.fetch_add(1, Ordering::Release);
     }
 
     /// Runs `future` with this node as the default node of `broadcast()`
@@ -621,7 +625,8 @@ impl Trust {
     }
 
     fn allows(&self, account: &str) -> bool {
-        self.exact.iter().any(|a| **a == *account) || self.patterns.iter().any(|p| p.matches(account))
+        self.exact.iter().any(|a| **a == *account)
+            || self.patterns.iter().any(|p| p.matches(account))
     }
 }
 
@@ -688,7 +693,13 @@ impl Dispatcher {
     }
 
     async fn own(&mut self, body: Vec<u8>) {
-        match wire::parse_body(&body, BodyLimits { max_kinds: usize::MAX, max_depth: usize::MAX }) {
+        match wire::parse_body(
+            &body,
+            BodyLimits {
+                max_kinds: usize::MAX,
+                max_depth: usize::MAX,
+            },
+        ) {
             Ok(parsed) => {
                 let sender = self.own_sender.clone();
                 self.dispatch(parsed, sender).await;
@@ -712,9 +723,9 @@ impl Dispatcher {
             Ok(ChatText::Chunk(chunk)) => {
                 Counters::add(&counters.chunks, 1);
                 let mut dropped = 0;
-                let added = self
-                    .reassembly
-                    .add(&message.account, chunk, Instant::now(), &mut dropped);
+                let added =
+                    self.reassembly
+                        .add(&message.account, chunk, Instant::now(), &mut dropped);
                 self.count_dropped_partials(dropped);
                 match added {
                     Added::Complete(body) => self.frame(&body, &message.account).await,
@@ -747,7 +758,14 @@ impl Dispatcher {
         let max = self.node.shared.max_envelope_bytes;
         let size = body_b64.len() / 4 * 3;
         if size > max {
-            return self.malformed(account, WireError::TooLarge { what: "the envelope", size, max });
+            return self.malformed(
+                account,
+                WireError::TooLarge {
+                    what: "the envelope",
+                    size,
+                    max,
+                },
+            );
         }
         let mut buf = std::mem::take(&mut self.buf);
         match wire::decode_base64(body_b64, &mut buf) {
@@ -771,7 +789,11 @@ impl Dispatcher {
         let counters = &self.node.shared.counters;
         let Some(from) = meta.from.as_deref() else {
             // Python SocketScience sends no metadata.
-            return Some(Sender { account: account.clone(), instance: None, own: false });
+            return Some(Sender {
+                account: account.clone(),
+                instance: None,
+                own: false,
+            });
         };
         let shared = &self.node.shared;
         if meta.session == Some(shared.session) && from == &*shared.name {
@@ -779,7 +801,11 @@ impl Dispatcher {
             return None;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
-            return Some(Sender { account: account.clone(), instance: Some(from.into()), own: false });
+            return Some(Sender {
+                account: account.clone(),
+                instance: Some(from.into()),
+                own: false,
+            });
         };
         if !self.senders.contains_key(from) && self.senders.len() >= MAX_SENDERS {
             // Forget an arbitrary sender rather than grow without bound.
@@ -788,11 +814,14 @@ impl Dispatcher {
                 self.senders.remove(&victim);
             }
         }
-        let state = self.senders.entry(from.into()).or_insert_with(|| SenderState {
-            instance: from.into(),
-            session,
-            next_seq: 0,
-        });
+        let state = self
+            .senders
+            .entry(from.into())
+            .or_insert_with(|| SenderState {
+                instance: from.into(),
+                session,
+                next_seq: 0,
+            });
         if state.session != session {
             debug!(node = %shared.name, from, "sender restarted with a new session");
             state.session = session;
@@ -820,7 +849,10 @@ impl Dispatcher {
         }
         let counters = &shared.counters;
         Counters::add(&counters.envelopes, 1);
-        let cx = Context { node: self.node.clone(), sender };
+        let cx = Context {
+            node: self.node.clone(),
+            sender,
+        };
         for (kind, raw) in &body.messages {
             let Some(handlers) = self.registry.get(kind) else {
                 Counters::add(&counters.unknown_kinds, 1);

@@ -209,14 +209,26 @@ mod tests {
         let a: Arc<str> = "smokey".into();
         let now = Instant::now();
         let mut dropped = 0;
-        assert_eq!(r.add(&a, chunk(7, 3, 3, "cc"), now, &mut dropped), Added::Pending);
-        assert_eq!(r.add(&a, chunk(7, 3, 3, "cc"), now, &mut dropped), Added::Duplicate);
-        assert_eq!(r.add(&a, chunk(7, 1, 3, "aa"), now, &mut dropped), Added::Pending);
+        assert_eq!(
+            r.add(&a, chunk(7, 3, 3, "cc"), now, &mut dropped),
+            Added::Pending
+        );
+        assert_eq!(
+            r.add(&a, chunk(7, 3, 3, "cc"), now, &mut dropped),
+            Added::Duplicate
+        );
+        assert_eq!(
+            r.add(&a, chunk(7, 1, 3, "aa"), now, &mut dropped),
+            Added::Pending
+        );
         assert_eq!(
             r.add(&a, chunk(7, 2, 3, "bb"), now, &mut dropped),
             Added::Complete("aabbcc".into())
         );
-        assert_eq!(r.add(&a, chunk(7, 2, 3, "bb"), now, &mut dropped), Added::Duplicate);
+        assert_eq!(
+            r.add(&a, chunk(7, 2, 3, "bb"), now, &mut dropped),
+            Added::Duplicate
+        );
         assert_eq!(dropped, 0);
         assert_eq!(r.held(), (0, 0));
     }

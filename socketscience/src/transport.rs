@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::node::NodeShared;
 use crate::stats::Counters;
-use crate::wire;
+use crate::wire::{self, Lines};
 
 /// A boxed, sendable future, as [`Transport::run`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -83,6 +83,12 @@ pub trait Transport: Send + 'static {
     /// are split into chunks by the node.
     fn max_message_len(&self) -> usize;
 
+    /// Whether chat messages may hold a newline. Default: [`Lines::Multi`].
+    /// Single-line chats (IRC) get frames without the leading `".\n"`.
+    fn lines(&self) -> Lines {
+        Lines::Multi
+    }
+
     /// Runs the connection until [`TransportIo::next_post`] returns `None`.
     fn run(self: Box<Self>, io: TransportIo) -> BoxFuture<Result<()>>;
 }
@@ -93,6 +99,7 @@ pub struct TransportIo {
     pub(crate) inbound: mpsc::Sender<ChatMessage>,
     pub(crate) shared: Arc<NodeShared>,
     pub(crate) max_len: usize,
+    pub(crate) lines: Lines,
     pub(crate) rng: fastrand::Rng,
     pub(crate) pending: VecDeque<String>,
 }
@@ -118,12 +125,12 @@ impl TransportIo {
         let mut b64 = String::with_capacity(body.len() * 4 / 3 + 4);
         wire::encode_base64(body, &mut b64);
         let mut frame = String::with_capacity(b64.len() + 8);
-        wire::write_frame(&mut frame, self.rng.u16(0..10_000), &b64);
+        wire::write_frame(&mut frame, self.lines, self.rng.u16(0..10_000), &b64);
         if frame.len() <= self.max_len {
             return frame;
         }
         // The node checked at start that chunks fit this transport.
-        let chunks = wire::split_into_chunks(self.rng.u32(..), &b64, self.max_len)
+        let chunks = wire::split_into_chunks(self.lines, self.rng.u32(..), &b64, self.max_len)
             .unwrap_or_default();
         self.pending.extend(chunks);
         self.pending.pop_front().unwrap_or(frame)

@@ -30,6 +30,40 @@ pub const FRAME_END: char = '\u{3}';
 /// What a chunk starts with. It differs from [`FRAME_START`] so that a
 /// Python receiver logs "malformed direct message" and moves on.
 pub const CHUNK_START: &str = ".\n\u{1}";
+/// The single-line form of [`FRAME_START`], for chats whose messages cannot
+/// hold a newline (IRC). Python SocketScience reads it too.
+pub const FRAME_START_SINGLE_LINE: &str = "\u{2}";
+/// The single-line form of [`CHUNK_START`].
+pub const CHUNK_START_SINGLE_LINE: &str = "\u{1}";
+
+/// Whether a chat carries multi-line messages: frames then start with
+/// `".\n"` (on Stack Exchange chat that lifts the 500-character limit and
+/// turns off Markdown); on single-line chats (IRC) they start at `\x02`.
+/// Receivers read both forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Lines {
+    /// Frames start with `".\n\x02"`, chunks with `".\n\x01"`.
+    #[default]
+    Multi,
+    /// Frames start with `"\x02"`, chunks with `"\x01"`.
+    Single,
+}
+
+impl Lines {
+    fn frame_start(self) -> &'static str {
+        match self {
+            Lines::Multi => FRAME_START,
+            Lines::Single => FRAME_START_SINGLE_LINE,
+        }
+    }
+
+    fn chunk_start(self) -> &'static str {
+        match self {
+            Lines::Multi => CHUNK_START,
+            Lines::Single => CHUNK_START_SINGLE_LINE,
+        }
+    }
+}
 
 /// Reserved key: the sending instance's name.
 pub const KEY_FROM: &str = "_from";
@@ -149,7 +183,10 @@ pub struct Chunk<'a> {
 
 /// Reads cleaned chat text (see [`clean`]) as a frame or a chunk.
 pub fn parse_chat_text(text: &str) -> Result<ChatText<'_>, WireError> {
-    if let Some(rest) = text.strip_prefix(FRAME_START) {
+    if let Some(rest) = text
+        .strip_prefix(FRAME_START)
+        .or_else(|| text.strip_prefix(FRAME_START_SINGLE_LINE))
+    {
         let rest = rest
             .strip_suffix(FRAME_END)
             .ok_or(WireError::Malformed("it does not end with \\x03"))?;
@@ -162,7 +199,10 @@ pub fn parse_chat_text(text: &str) -> Result<ChatText<'_>, WireError> {
             ));
         }
         Ok(ChatText::Frame { body: &rest[4..] })
-    } else if let Some(rest) = text.strip_prefix(CHUNK_START) {
+    } else if let Some(rest) = text
+        .strip_prefix(CHUNK_START)
+        .or_else(|| text.strip_prefix(CHUNK_START_SINGLE_LINE))
+    {
         parse_chunk(rest).map(ChatText::Chunk)
     } else {
         Err(WireError::NotAFrame)
@@ -207,37 +247,42 @@ fn parse_chunk(rest: &str) -> Result<Chunk<'_>, WireError> {
 }
 
 /// Writes a frame around a base64 body.
-pub fn write_frame(out: &mut String, digits: u16, body_b64: &str) {
+pub fn write_frame(out: &mut String, lines: Lines, digits: u16, body_b64: &str) {
     use fmt::Write as _;
     out.reserve(FRAME_START.len() + 4 + body_b64.len() + 1);
-    out.push_str(FRAME_START);
+    out.push_str(lines.frame_start());
     let _ = write!(out, "{:04}", digits % 10_000);
     out.push_str(body_b64);
     out.push(FRAME_END);
 }
 
 /// Writes one chunk.
-pub fn write_chunk(out: &mut String, id: u32, index: u32, total: u32, piece: &str) {
+pub fn write_chunk(out: &mut String, lines: Lines, id: u32, index: u32, total: u32, piece: &str) {
     use fmt::Write as _;
-    out.push_str(CHUNK_START);
+    out.push_str(lines.chunk_start());
     let _ = write!(out, "{id:08x} {index}/{total} ");
     out.push_str(piece);
 }
 
 /// The longest chunk header for `total` pieces, to size the pieces.
-pub fn chunk_overhead(total: u32) -> usize {
+pub fn chunk_overhead(lines: Lines, total: u32) -> usize {
     let digits = total.to_string().len();
-    CHUNK_START.len() + 8 + 1 + digits + 1 + digits + 1
+    lines.chunk_start().len() + 8 + 1 + digits + 1 + digits + 1
 }
 
 /// Splits a base64 body into chunk texts of at most `max_len` bytes each.
 /// Returns `None` when `max_len` is too small to carry any piece.
-pub fn split_into_chunks(id: u32, body_b64: &str, max_len: usize) -> Option<Vec<String>> {
+pub fn split_into_chunks(
+    lines: Lines,
+    id: u32,
+    body_b64: &str,
+    max_len: usize,
+) -> Option<Vec<String>> {
     // The header grows with the number of pieces; find the smallest count
     // whose pieces fit.
     let mut total: u32 = 2;
     loop {
-        let room = max_len.checked_sub(chunk_overhead(total))?;
+        let room = max_len.checked_sub(chunk_overhead(lines, total))?;
         if room == 0 {
             return None;
         }
@@ -253,7 +298,7 @@ pub fn split_into_chunks(id: u32, body_b64: &str, max_len: usize) -> Option<Vec<
                 .map(|(i, piece)| {
                     let mut out = String::with_capacity(max_len);
                     let piece = std::str::from_utf8(piece).unwrap_or_default();
-                    write_chunk(&mut out, id, i as u32 + 1, total, piece);
+                    write_chunk(&mut out, lines, id, i as u32 + 1, total, piece);
                     out
                 })
                 .collect::<Vec<_>>();
@@ -430,7 +475,13 @@ fn parse_json_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyErro
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut meta = Meta::default();
             let mut messages = Vec::new();
+            let mut over: Option<WireError> = None;
             while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                if over.is_some() {
+                    // Over a limit: read past the rest without keeping it.
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
                 match &*key {
                     KEY_FROM => meta.from = Some(map.next_value::<Key<'de>>()?.0),
                     KEY_SESSION => meta.session = Some(map.next_value()?),
@@ -439,24 +490,27 @@ fn parse_json_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyErro
                         map.next_value::<IgnoredAny>()?;
                     }
                     _ => {
+                        let raw: &'de RawValue = map.next_value()?;
                         if messages.len() == self.0.max_kinds {
-                            return Ok(Err(WireError::TooLarge {
+                            over = Some(WireError::TooLarge {
                                 what: "the number of kinds",
                                 size: messages.len() + 1,
                                 max: self.0.max_kinds,
-                            }));
-                        }
-                        let raw: &'de RawValue = map.next_value()?;
-                        if !json_depth_ok(raw.get(), self.0.max_depth) {
-                            return Ok(Err(WireError::TooLarge {
+                            });
+                        } else if !json_depth_ok(raw.get(), self.0.max_depth) {
+                            over = Some(WireError::TooLarge {
                                 what: "the nesting depth",
                                 size: self.0.max_depth + 1,
                                 max: self.0.max_depth,
-                            }));
+                            });
+                        } else {
+                            messages.push((key, RawValueRef::Json(raw)));
                         }
-                        messages.push((key, RawValueRef::Json(raw)));
                     }
                 }
+            }
+            if let Some(e) = over {
+                return Ok(Err(e));
             }
             Ok(Ok((meta, messages)))
         }
@@ -481,8 +535,8 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
     let mut meta = Meta::default();
     let mut messages = Vec::new();
     for _ in 0..len {
-        let (key, after) =
-            rmp::decode::read_str_from_slice(rest).map_err(|e| format!("expected a string key: {e:?}"))?;
+        let (key, after) = rmp::decode::read_str_from_slice(rest)
+            .map_err(|e| format!("expected a string key: {e:?}"))?;
         rest = after;
         let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
         rest = after;
@@ -539,7 +593,9 @@ fn split_msgpack_value(bytes: &[u8], max_depth: usize) -> Result<(&[u8], &[u8]),
         }
         Err(e) => return Err(format!("bad value: {e}").into()),
     }
-    let end = usize::try_from(de.position()).unwrap_or(usize::MAX).min(bytes.len());
+    let end = usize::try_from(de.position())
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
     Ok(bytes.split_at(end))
 }
 
@@ -550,8 +606,11 @@ mod tests {
 
     fn body(codec: Codec) -> Vec<u8> {
         let mut w = BodyWriter::new(codec, 3);
-        w.entry("ping", &serde_json::json!({"location": "here", "timestamp": 1.5}))
-            .unwrap();
+        w.entry(
+            "ping",
+            &serde_json::json!({"location": "here", "timestamp": 1.5}),
+        )
+        .unwrap();
         w.entry(KEY_FROM, "Henders/EC2").unwrap();
         w.entry(KEY_SEQ, &7u64).unwrap();
         w.finish()
@@ -579,7 +638,7 @@ mod tests {
         let mut b64 = String::new();
         encode_base64(&body(Codec::Json), &mut b64);
         let mut text = String::new();
-        write_frame(&mut text, 42, &b64);
+        write_frame(&mut text, Lines::Multi, 42, &b64);
         assert!(text.starts_with(".\n\u{2}0042"));
         let noisy: String = text
             .chars()
@@ -593,13 +652,16 @@ mod tests {
             })
             .collect();
         let cleaned = clean(&noisy);
-        assert_eq!(parse_chat_text(&cleaned).unwrap(), ChatText::Frame { body: &b64 });
+        assert_eq!(
+            parse_chat_text(&cleaned).unwrap(),
+            ChatText::Frame { body: &b64 }
+        );
     }
 
     #[test]
     fn chunks_fit_and_reassemble() {
         let body: String = "QUJD".repeat(500);
-        let chunks = split_into_chunks(0xdeadbeef, &body, 100).unwrap();
+        let chunks = split_into_chunks(Lines::Multi, 0xdeadbeef, &body, 100).unwrap();
         assert!(chunks.len() > 2);
         let mut joined = String::new();
         for (i, c) in chunks.iter().enumerate() {
@@ -616,7 +678,7 @@ mod tests {
             }
         }
         assert_eq!(joined, body);
-        assert!(split_into_chunks(1, &body, 10).is_none());
+        assert!(split_into_chunks(Lines::Multi, 1, &body, 10).is_none());
     }
 
     #[test]
