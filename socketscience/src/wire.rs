@@ -701,3 +701,183 @@ mod tests {
         ));
     }
 }
+
+// Owned decoding and encoding of whole envelopes, for the `socketscience`
+// command, tests and tools. It sits after `mod tests` only so that the code
+// above stays untouched; it may move above the tests at any time.
+
+#[allow(clippy::items_after_test_module)]
+pub use owned::{decode_body, encode_frame, Decoded};
+
+#[allow(clippy::items_after_test_module)]
+mod owned {
+    use super::{encode_base64, parse_body, write_frame, BodyLimits, Codec, Lines, WireError};
+
+    /// A decoded body, owned: its metadata and its messages as JSON values.
+    ///
+    /// Made by [`decode_body`]; what the `socketscience decode` command prints.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Decoded {
+        /// The codec the body was written in.
+        pub codec: Codec,
+        /// `_from`: the sending instance's name, if the body carries it.
+        pub from: Option<String>,
+        /// `_sid`: the sending process's session, if the body carries it.
+        pub session: Option<u64>,
+        /// `_seq`: the envelope's sequence number, if the body carries it.
+        pub seq: Option<u64>,
+        /// The messages, kind to value. Other keys starting with `_` are
+        /// reserved and left out.
+        pub messages: serde_json::Map<String, serde_json::Value>,
+    }
+
+    /// Decodes a body (base64 already removed, see [`decode_base64`]) into
+    /// owned values, within [`BodyLimits::default`].
+    ///
+    /// ```
+    /// use socketscience::wire::{decode_body, Codec};
+    ///
+    /// let decoded = decode_body(br#"{"ping":{"location":"here"},"_from":"Henders/EC2"}"#)?;
+    /// assert_eq!(decoded.codec, Codec::Json);
+    /// assert_eq!(decoded.from.as_deref(), Some("Henders/EC2"));
+    /// assert_eq!(decoded.messages["ping"]["location"], "here");
+    /// # Ok::<(), socketscience::wire::WireError>(())
+    /// ```
+    ///
+    /// [`decode_base64`]: super::decode_base64
+    pub fn decode_body(body: &[u8]) -> Result<Decoded, WireError> {
+        let parsed = parse_body(body, BodyLimits::default())?;
+        let codec = parsed.codec;
+        let messages = parsed
+            .messages
+            .iter()
+            .map(|(kind, value)| {
+                let value = value.to_json().map_err(|reason| WireError::Body {
+                    codec,
+                    reason: format!("the value of `{kind}`: {reason}"),
+                })?;
+                Ok((kind.clone().into_owned(), value))
+            })
+            .collect::<Result<_, WireError>>()?;
+        Ok(Decoded {
+            codec,
+            from: parsed.meta.from.map(|from| from.into_owned()),
+            session: parsed.meta.session,
+            seq: parsed.meta.seq,
+            messages,
+        })
+    }
+
+    /// Writes `payload` as one frame: the map in `codec` (MessagePack as
+    /// Python's `msgpack.dumps` writes it), base64, then the frame around it
+    /// with the four `digits` (taken modulo 10000).
+    ///
+    /// Every key is written as given, reserved ones (`_from`, ...) included.
+    /// The frame is not split: see [`split_into_chunks`] for long ones.
+    ///
+    /// ```
+    /// use socketscience::wire::{encode_frame, Codec, Lines};
+    ///
+    /// let payload = serde_json::json!({"metasmoke_state": "down"});
+    /// let frame = encode_frame(Codec::Json, Lines::Multi, 42, payload.as_object().unwrap())?;
+    /// assert_eq!(frame, ".\n\u{2}0042eyJtZXRhc21va2Vfc3RhdGUiOiJkb3duIn0=\u{3}");
+    /// # Ok::<(), socketscience::wire::WireError>(())
+    /// ```
+    ///
+    /// [`split_into_chunks`]: super::split_into_chunks
+    pub fn encode_frame(
+        codec: Codec,
+        lines: Lines,
+        digits: u16,
+        payload: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, WireError> {
+        let body = match codec {
+            Codec::Json => serde_json::to_vec(payload).map_err(|e| e.to_string()),
+            Codec::MessagePack => {
+                let mut buf = Vec::new();
+                rmp_serde::encode::write_named(&mut buf, payload)
+                    .map(|()| buf)
+                    .map_err(|e| e.to_string())
+            }
+        }
+        .map_err(|reason| WireError::Body { codec, reason })?;
+        let mut b64 = String::new();
+        encode_base64(&body, &mut b64);
+        let mut frame = String::new();
+        write_frame(&mut frame, lines, digits, &b64);
+        Ok(frame)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::{clean, decode_base64, parse_chat_text, ChatText};
+        use super::*;
+
+        fn round_trip(codec: Codec, lines: Lines, payload: serde_json::Value) -> Decoded {
+            let frame = encode_frame(codec, lines, 7, payload.as_object().unwrap()).unwrap();
+            let text = clean(&frame);
+            let ChatText::Frame { body } = parse_chat_text(&text).unwrap() else {
+                panic!("not a frame: {frame:?}");
+            };
+            let mut bytes = Vec::new();
+            decode_base64(body, &mut bytes).unwrap();
+            decode_body(&bytes).unwrap()
+        }
+
+        #[test]
+        fn both_codecs_round_trip_with_metadata() {
+            for codec in [Codec::Json, Codec::MessagePack] {
+                for lines in [Lines::Multi, Lines::Single] {
+                    let decoded = round_trip(
+                        codec,
+                        lines,
+                        serde_json::json!({
+                            "ping": {"location": "Henders/EC2", "timestamp": 1.5},
+                            "metasmoke_state": "down",
+                            "_from": "Henders/EC2", "_sid": 9, "_seq": 3, "_other": [1],
+                        }),
+                    );
+                    assert_eq!(decoded.codec, codec);
+                    assert_eq!(decoded.from.as_deref(), Some("Henders/EC2"));
+                    assert_eq!((decoded.session, decoded.seq), (Some(9), Some(3)));
+                    assert_eq!(
+                        serde_json::Value::Object(decoded.messages),
+                        serde_json::json!({
+                            "ping": {"location": "Henders/EC2", "timestamp": 1.5},
+                            "metasmoke_state": "down",
+                        })
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn msgpack_is_what_python_writes() {
+            // msgpack.dumps({"n": 1, "s": "x"}) == b'\x82\xa1n\x01\xa1s\xa1x'
+            let frame = encode_frame(
+                Codec::MessagePack,
+                Lines::Multi,
+                0,
+                serde_json::json!({"n": 1, "s": "x"}).as_object().unwrap(),
+            )
+            .unwrap();
+            let mut expected = String::from(".\n\u{2}0000");
+            encode_base64(b"\x82\xa1n\x01\xa1s\xa1x", &mut expected);
+            expected.push('\u{3}');
+            assert_eq!(frame, expected);
+        }
+
+        #[test]
+        fn values_that_are_not_json_are_errors() {
+            // A MessagePack map with an integer key inside a message.
+            let body = b"\x81\xa1k\x81\x01\x02";
+            assert!(matches!(
+                decode_body(body),
+                Err(WireError::Body {
+                    codec: Codec::MessagePack,
+                    ..
+                })
+            ));
+        }
+    }
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""The SocketScience wire, written with the real Python `msgpack` library.
+
+The interop tests (tests/interop.rs) run this script to check that Rust
+nodes and SmokeDetector's Python SocketScience read each other's chat
+messages. It follows /work/shared/design/wire.md and docs/wire-format.md:
+
+    frame = ".\\n\\x02" + "{:04}".format(digits)
+            + base64.b64encode(msgpack.dumps(payload)).decode() + "\\x03"
+
+Commands (input is JSON on stdin, output one JSON value per line on stdout,
+so that newlines and control characters in frames travel safely):
+
+    encode   stdin: [{"payload": {...}, "digits": 42}, ...]
+             out:   each frame, as a JSON string. "digits" is optional
+                    (random 0-9999, as SocketScience does).
+    decode   stdin: ["frame text", ...]
+             out:   each payload dict as compact JSON (key order kept), or
+                    {"$error": "..."} if it is not a frame. Reads what the
+                    design says: strips U+200B/U+200C and whitespace, checks
+                    the prefix, the four digits and the suffix, decodes
+                    base64, then JSON if the body starts with `{`, else
+                    MessagePack.
+    receive  stdin: ["chat text", ...]
+             out:   what SmokeDetector's own receive path does with each:
+                    {"payload": {...}}, {"malformed": true} (it logs
+                    "SocketScience received malformed direct message"), or
+                    {"exception": "TypeName"} (it raises).
+
+Bytes (msgpack bin) in a decoded payload print as {"$bin": "<hex>"}.
+"""
+
+import base64
+import json
+import random
+import sys
+
+try:
+    import msgpack
+except ImportError:
+    sys.exit("wire.py: the Python `msgpack` library is missing: python3 -m pip install msgpack")
+
+FRAME_START = ".\n\x02"
+FRAME_END = "\x03"
+ZERO_WIDTH = ("\u200b", "\u200c")
+
+
+def encode(payload, digits=None):
+    """A frame for `payload`, exactly as SocketScience.send writes it."""
+    if digits is None:
+        digits = random.randint(0, 9999)
+    body = base64.b64encode(msgpack.dumps(payload)).decode("utf-8")
+    return FRAME_START + "{:04}".format(digits) + body + FRAME_END
+
+
+def clean(text):
+    for zw in ZERO_WIDTH:
+        text = text.replace(zw, "")
+    return text.strip()
+
+
+def decode(text):
+    """The payload of a frame, read as the design says (both codecs)."""
+    text = clean(text)
+    if not text.startswith(FRAME_START) or not text.endswith(FRAME_END):
+        raise ValueError("not a frame")
+    rest = text[len(FRAME_START):-len(FRAME_END)]
+    if len(rest) < 4 or not rest[:4].isdigit():
+        raise ValueError("the four digits are missing")
+    body = base64.b64decode(rest[4:], validate=True)
+    if body[:1] == b"{":
+        return json.loads(body.decode("utf-8"))
+    return msgpack.loads(body)
+
+
+def receive(text):
+    """What SmokeDetector does with a chat message in its "direct" room:
+    chatcommunicate strips the zero-width characters, SocketScience.receive
+    strips whitespace, checks only the start, drops 7 characters at the
+    front and 1 at the end, and hands the rest to base64 and msgpack."""
+    for zw in ZERO_WIDTH:
+        text = text.replace(zw, "")
+    text = text.strip()
+    if not text.startswith(FRAME_START):
+        return {"malformed": True}
+    try:
+        return {"payload": msgpack.loads(base64.b64decode(text[7:-1]))}
+    except Exception as e:  # SocketScience does not catch it
+        return {"exception": type(e).__name__}
+
+
+def to_json(value):
+    def bin_as_hex(o):
+        if isinstance(o, (bytes, bytearray)):
+            return {"$bin": o.hex()}
+        raise TypeError("cannot print {}".format(type(o).__name__))
+
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=bin_as_hex)
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in ("encode", "decode", "receive"):
+        sys.exit("usage: wire.py encode|decode|receive < input.json")
+    command = sys.argv[1]
+    items = json.load(sys.stdin)
+    out = []
+    for item in items:
+        if command == "encode":
+            out.append(to_json(encode(item["payload"], item.get("digits"))))
+        elif command == "decode":
+            try:
+                out.append(to_json(decode(item)))
+            except Exception as e:
+                out.append(to_json({"$error": "{}: {}".format(type(e).__name__, e)}))
+        else:
+            out.append(to_json(receive(item)))
+    sys.stdout.buffer.write(("\n".join(out) + "\n").encode("utf-8"))
+
+
+if __name__ == "__main__":
+    main()

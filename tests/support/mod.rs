@@ -1,0 +1,63 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use socketscience::{wire, Codec, Node, Stats};
+
+/// Waits until `pred` holds for the node's stats, or fails after 30 s.
+pub async fn wait_for(node: &Node, what: &str, pred: impl Fn(&Stats) -> bool) -> Stats {
+    for _ in 0..6_000 {
+        let stats = node.stats();
+        if pred(&stats) {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!(
+        "{}: timed out waiting for {what}; stats: {:#?}",
+        node.name(),
+        node.stats()
+    );
+}
+
+/// A list handlers append to.
+#[derive(Clone)]
+pub struct Log<T>(Arc<Mutex<Vec<T>>>);
+
+impl<T> Default for Log<T> {
+    fn default() -> Self {
+        Log(Arc::new(Mutex::new(Vec::new())))
+    }
+}
+
+impl<T: Clone> Log<T> {
+    pub fn push(&self, value: T) {
+        self.0.lock().unwrap().push(value);
+    }
+    pub fn items(&self) -> Vec<T> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// A frame around a body given as JSON text, as any sender could post it.
+pub fn json_frame(body: &str) -> String {
+    let mut b64 = String::new();
+    wire::encode_base64(body.as_bytes(), &mut b64);
+    let mut text = String::new();
+    wire::write_frame(&mut text, wire::Lines::Multi, 1234, &b64);
+    text
+}
+
+/// Resident memory of this process, in bytes (Linux).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+pub const CODECS: [Codec; 2] = [Codec::Json, Codec::MessagePack];

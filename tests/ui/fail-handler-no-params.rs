@@ -1,0 +1,6 @@
+use socketscience::handler;
+
+#[handler]
+fn on_nothing() {}
+
+fn main() {}

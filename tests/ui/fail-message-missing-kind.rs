@@ -1,0 +1,8 @@
+use socketscience::message;
+
+#[message]
+pub struct Ping {
+    pub location: String,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use socketscience::message;
+
+#[message("ping")]
+pub fn ping() {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use socketscience::message;
+
+#[message("_seq")]
+pub struct Sequence {
+    pub n: u64,
+}
+
+fn main() {}
