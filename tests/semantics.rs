@@ -404,7 +404,10 @@ async fn shutdown_posts_and_runs_everything_queued() {
     for (node, log) in nodes.iter().zip(&counts) {
         assert_eq!(log.len(), 5_000, "{}", node.name());
     }
-    assert_eq!(nodes[0].stats().posts, 5_000);
+    // Waiting envelopes share posts.
+    let posts = nodes[0].stats().posts;
+    assert!(posts < 5_000, "{posts} posts");
+    assert_eq!(nodes[1].stats().envelopes, 5_000);
     assert!(matches!(
         nodes[0].send(Numbered { n: 0 }).await,
         Err(socketscience::Error::NodeStopped { .. })

@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::wire::Codec;
+use crate::wire::{Codec, KEY_BATCH, KEY_COUNT, KEY_FROM, KEY_SEQ, KEY_SESSION};
 
 /// Several messages of different kinds that travel in one chat message, as
 /// SocketScience's payload dict does (`{'ping': ..., 'metasmoke_state': ...}`).
@@ -90,16 +90,11 @@ mod sealed {
 /// What a node can send: any [`Message`], or an [`Envelope`] of several.
 pub trait Payload: sealed::Sealed + Send {
     #[doc(hidden)]
-    fn message_count(&self) -> usize;
-    #[doc(hidden)]
     fn write_messages(&self, w: &mut BodyWriter) -> Result<()>;
 }
 
 impl<M: Message> sealed::Sealed for M {}
 impl<M: Message> Payload for M {
-    fn message_count(&self) -> usize {
-        1
-    }
     fn write_messages(&self, w: &mut BodyWriter) -> Result<()> {
         w.message(M::KIND, self)
     }
@@ -107,9 +102,6 @@ impl<M: Message> Payload for M {
 
 impl sealed::Sealed for Envelope {}
 impl Payload for Envelope {
-    fn message_count(&self) -> usize {
-        self.entries.len()
-    }
     fn write_messages(&self, w: &mut BodyWriter) -> Result<()> {
         self.entries
             .iter()
@@ -117,111 +109,167 @@ impl Payload for Envelope {
     }
 }
 
-/// Writes an envelope body in one codec.
-///
-/// The node encodes every outgoing envelope through this, once.
+/// Writes one envelope's messages in one codec: the map's entries, without
+/// the map around them, so that the transport side can frame one envelope
+/// alone or several in one post (see [`assemble`]).
 pub struct BodyWriter {
     codec: Codec,
     buf: Vec<u8>,
-    first: bool,
+    kinds: Vec<&'static str>,
 }
 
 impl BodyWriter {
-    /// Starts a body of `entries` map entries (messages plus metadata).
-    pub(crate) fn new(codec: Codec, entries: usize) -> BodyWriter {
-        let mut buf = Vec::with_capacity(128);
-        match codec {
-            Codec::Json => buf.push(b'{'),
-            Codec::MessagePack => {
-                let _ = rmp::encode::write_map_len(&mut buf, entries as u32);
-            }
-        }
+    pub(crate) fn new(codec: Codec) -> BodyWriter {
         BodyWriter {
             codec,
-            buf,
-            first: true,
+            buf: Vec::with_capacity(96),
+            kinds: Vec::new(),
         }
     }
 
-    pub(crate) fn codec(&self) -> Codec {
-        self.codec
+    /// Bytes written so far.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
     }
 
-    fn key(&mut self, key: &str) {
-        match self.codec {
-            Codec::Json => {
-                if !self.first {
-                    self.buf.push(b',');
-                }
-                // Serialising a &str to JSON cannot fail.
-                let _ = serde_json::to_writer(&mut self.buf, key);
-                self.buf.push(b':');
-            }
-            Codec::MessagePack => {
-                let _ = rmp::encode::write_str(&mut self.buf, key);
-            }
-        }
-        self.first = false;
-    }
-
-    /// Writes one `kind: value` entry.
-    pub(crate) fn entry<T: serde::Serialize + ?Sized>(
-        &mut self,
-        key: &str,
-        value: &T,
-    ) -> Result<(), String> {
-        let mark = self.buf.len();
-        let first = self.first;
-        self.key(key);
-        let result = match self.codec {
-            Codec::Json => serde_json::to_writer(&mut self.buf, value).map_err(|e| e.to_string()),
-            Codec::MessagePack => {
-                rmp_serde::encode::write_named(&mut self.buf, value).map_err(|e| e.to_string())
-            }
-        };
-        if result.is_err() {
-            self.buf.truncate(mark);
-            self.first = first;
-        }
-        result
-    }
-
-    /// Finishes the body.
-    pub(crate) fn finish(mut self) -> Vec<u8> {
-        if self.codec == Codec::Json {
-            self.buf.push(b'}');
-        }
-        self.buf
-    }
-}
-
-impl BodyWriter {
     /// Writes one message, turning a serde failure into [`Error::Encode`].
     pub(crate) fn message<T: serde::Serialize + ?Sized>(
         &mut self,
         kind: &'static str,
         value: &T,
     ) -> Result<()> {
-        let codec = self.codec();
-        self.entry(kind, value).map_err(|reason| Error::Encode {
-            kind,
-            codec,
-            reason,
-        })
+        let codec = self.codec;
+        let mark = self.buf.len();
+        if codec == Codec::Json && !self.kinds.is_empty() {
+            self.buf.push(b',');
+        }
+        match write_entry(codec, &mut self.buf, kind, value) {
+            Ok(()) => {
+                self.kinds.push(kind);
+                Ok(())
+            }
+            Err(reason) => {
+                self.buf.truncate(mark);
+                Err(Error::Encode {
+                    kind,
+                    codec,
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// The encoded messages, numbered `seq`.
+    pub(crate) fn finish(self, seq: u64) -> Encoded {
+        Encoded {
+            seq,
+            kinds: self.kinds,
+            bytes: self.buf,
+        }
     }
 }
 
-impl BodyWriter {
-    /// Bytes written so far.
-    pub(crate) fn len(&self) -> usize {
-        self.buf.len()
+/// Writes `key: value` in `codec`, with no separator.
+fn write_entry<T: serde::Serialize + ?Sized>(
+    codec: Codec,
+    buf: &mut Vec<u8>,
+    key: &str,
+    value: &T,
+) -> std::result::Result<(), String> {
+    match codec {
+        Codec::Json => {
+            // Serialising a &str to JSON cannot fail.
+            let _ = serde_json::to_writer(&mut *buf, key);
+            buf.push(b':');
+            serde_json::to_writer(buf, value).map_err(|e| e.to_string())
+        }
+        Codec::MessagePack => {
+            let _ = rmp::encode::write_str(buf, key);
+            rmp_serde::encode::write_named(buf, value).map_err(|e| e.to_string())
+        }
     }
+}
 
-    /// Writes the reserved metadata: instance name, session and sequence number.
-    pub(crate) fn meta(&mut self, from: &str, session: u64, seq: u64) {
-        // Strings and integers always serialise.
-        let _ = self.entry(crate::wire::KEY_FROM, from);
-        let _ = self.entry(crate::wire::KEY_SESSION, &session);
-        let _ = self.entry(crate::wire::KEY_SEQ, &seq);
+/// One envelope's messages, encoded and numbered, waiting to be posted.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub(crate) seq: u64,
+    pub(crate) kinds: Vec<&'static str>,
+    /// The map entries, in the node's codec; JSON entries comma-separated.
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// Who sends: the metadata every envelope carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin<'a> {
+    pub(crate) from: &'a str,
+    pub(crate) session: u64,
+}
+
+/// The body bytes of `envelopes` (consecutive numbers, same codec) as one
+/// envelope map: a single envelope; or, for several, a JSON batch
+/// (`"_batch": [{..}, {..}]`) or a merged MessagePack map (`"_count": n`,
+/// only when no kind repeats, which the caller ensures).
+pub(crate) fn assemble(codec: Codec, origin: Origin<'_>, envelopes: &[Encoded]) -> Vec<u8> {
+    let first = envelopes.first().map_or(0, |e| e.seq);
+    let payload: usize = envelopes.iter().map(|e| e.bytes.len() + 3).sum();
+    let mut buf = Vec::with_capacity(payload + origin.from.len() + 64);
+    let count = envelopes.len() as u64;
+    match codec {
+        Codec::Json => {
+            buf.push(b'{');
+            if let [only] = envelopes {
+                if !only.bytes.is_empty() {
+                    buf.extend_from_slice(&only.bytes);
+                    buf.push(b',');
+                }
+            }
+            let _ = write_entry(codec, &mut buf, KEY_FROM, origin.from);
+            buf.push(b',');
+            let _ = write_entry(codec, &mut buf, KEY_SESSION, &origin.session);
+            buf.push(b',');
+            let _ = write_entry(codec, &mut buf, KEY_SEQ, &first);
+            if count > 1 {
+                buf.extend_from_slice(b",\"");
+                buf.extend_from_slice(KEY_BATCH.as_bytes());
+                buf.extend_from_slice(b"\":[");
+                for (i, e) in envelopes.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    buf.push(b'{');
+                    buf.extend_from_slice(&e.bytes);
+                    buf.push(b'}');
+                }
+                buf.push(b']');
+            }
+            buf.push(b'}');
+        }
+        Codec::MessagePack => {
+            let kinds: usize = envelopes.iter().map(|e| e.kinds.len()).sum();
+            let meta = if count > 1 { 4 } else { 3 };
+            let _ = rmp::encode::write_map_len(&mut buf, (kinds + meta) as u32);
+            for e in envelopes {
+                buf.extend_from_slice(&e.bytes);
+            }
+            let _ = write_entry(codec, &mut buf, KEY_FROM, origin.from);
+            let _ = write_entry(codec, &mut buf, KEY_SESSION, &origin.session);
+            let _ = write_entry(codec, &mut buf, KEY_SEQ, &first);
+            if count > 1 {
+                let _ = write_entry(codec, &mut buf, KEY_COUNT, &count);
+            }
+        }
     }
+    buf
+}
+
+/// An upper bound of the body size [`assemble`] gives when `next` joins a
+/// group whose bodies so far total `bytes`.
+pub(crate) fn grown_size(bytes: usize, next: &Encoded) -> usize {
+    bytes + next.bytes.len() + 3
+}
+
+/// The body size of `origin`'s metadata and framing, bounded above.
+pub(crate) fn overhead(origin: Origin<'_>) -> usize {
+    origin.from.len() * 6 + 96
 }

@@ -2,7 +2,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::transport::{BoxFuture, ChatMessage, Transport, TransportIo};
@@ -30,6 +33,7 @@ use crate::transport::{BoxFuture, ChatMessage, Transport, TransportIo};
 pub struct LocalChat {
     room: Arc<Mutex<Room>>,
     max_len: usize,
+    throttle: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -55,7 +59,16 @@ impl LocalChat {
         LocalChat {
             room: Arc::new(Mutex::new(Room::default())),
             max_len,
+            throttle: Duration::ZERO,
         }
+    }
+
+    /// Lets each member post at most once per `interval`, as Stack Exchange
+    /// chat throttles a busy account: envelopes wait in the nodes meanwhile
+    /// and then share posts. Applies to members that join afterwards.
+    pub fn throttle(mut self, interval: Duration) -> LocalChat {
+        self.throttle = interval;
+        self
     }
 
     /// Joins the room as chat account `account`: a transport for one node.
@@ -120,10 +133,19 @@ impl Transport for LocalTransport {
         } = *self;
         let account: Arc<str> = account.into();
         Box::pin(async move {
+            let mut ready_at = Instant::now();
             loop {
+                // Posting waits for the throttle; reading never does.
+                let next_post = async {
+                    tokio::time::sleep_until(ready_at).await;
+                    io.next_post().await
+                };
                 tokio::select! {
-                    post = io.next_post() => match post {
-                        Some(text) => chat.post(ChatMessage { account: account.clone(), text: text.into() }),
+                    post = next_post => match post {
+                        Some(text) => {
+                            chat.post(ChatMessage { account: account.clone(), text: text.into() });
+                            ready_at = Instant::now() + chat.throttle;
+                        }
                         None => break,
                     },
                     Some(message) = rx.recv() => io.receive(message).await?,

@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 use wildmatch::WildMatch;
 
 use crate::default;
-use crate::envelope::{BodyWriter, Payload};
+use crate::envelope::{assemble, BodyWriter, Encoded, Origin, Payload};
 use crate::error::{Error, Result};
 use crate::handler::{self, Call, Handler, Registered, Registry};
 use crate::message::{self, Message};
@@ -224,6 +224,7 @@ impl NodeBuilder {
             lines,
             rng: rng.fork(),
             pending: VecDeque::new(),
+            peeked: None,
         };
         let dispatcher = Dispatcher {
             node: node.clone(),
@@ -320,8 +321,8 @@ impl Eq for Node {}
 pub(crate) struct NodeShared {
     pub(crate) name: Arc<str>,
     account: Arc<str>,
-    session: u64,
-    codec: Codec,
+    pub(crate) session: u64,
+    pub(crate) codec: Codec,
     max_envelope_bytes: usize,
     outgoing_capacity: usize,
     pub(crate) counters: Counters,
@@ -332,6 +333,14 @@ pub(crate) struct NodeShared {
 }
 
 impl NodeShared {
+    /// The metadata of this node's envelopes.
+    pub(crate) fn origin(&self) -> Origin<'_> {
+        Origin {
+            from: &self.name,
+            session: self.session,
+        }
+    }
+
     fn read_registry(&self) -> Arc<Registry> {
         self.registry
             .read()
@@ -347,7 +356,7 @@ struct SendState {
 
 #[derive(Clone)]
 struct Queues {
-    outgoing: mpsc::Sender<Vec<u8>>,
+    outgoing: mpsc::Sender<Encoded>,
     own: mpsc::Sender<Vec<u8>>,
 }
 
@@ -455,10 +464,9 @@ impl Node {
 
     /// Encodes the messages (the metadata follows in `commit`).
     fn encode(&self, payload: &impl Payload) -> Result<BodyWriter> {
-        let mut writer = BodyWriter::new(self.shared.codec, payload.message_count() + 3);
+        let mut writer = BodyWriter::new(self.shared.codec);
         payload.write_messages(&mut writer)?;
-        // The metadata adds the name, two numbers and three keys.
-        let size = writer.len() + self.shared.name.len() + 64;
+        let size = writer.len() + crate::envelope::overhead(self.shared.origin());
         if size > self.shared.max_envelope_bytes {
             return Err(Error::TooLarge {
                 size,
@@ -473,16 +481,20 @@ impl Node {
     fn commit(
         &self,
         state: &mut SendState,
-        mut writer: BodyWriter,
-        out: mpsc::Permit<'_, Vec<u8>>,
+        writer: BodyWriter,
+        out: mpsc::Permit<'_, Encoded>,
         own: mpsc::Permit<'_, Vec<u8>>,
     ) {
         let seq = state.next_seq;
         state.next_seq += 1;
-        writer.meta(&self.shared.name, self.shared.session, seq);
-        let body = writer.finish();
-        own.send(body.clone());
-        out.send(body);
+        let encoded = writer.finish(seq);
+        let shared = &self.shared;
+        own.send(assemble(
+            shared.codec,
+            shared.origin(),
+            std::slice::from_ref(&encoded),
+        ));
+        out.send(encoded);
         Counters::add(&self.shared.counters.sent, 1);
     }
 
@@ -796,8 +808,9 @@ impl Dispatcher {
             });
         };
         let shared = &self.node.shared;
+        let count = meta.count.unwrap_or(1);
         if meta.session == Some(shared.session) && from == &*shared.name {
-            Counters::add(&counters.own_echoes, 1);
+            Counters::add(&counters.own_echoes, count);
             return None;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
@@ -827,11 +840,12 @@ impl Dispatcher {
             state.session = session;
             state.next_seq = 0;
         } else if seq < state.next_seq {
-            Counters::add(&counters.duplicates, 1);
-            debug!(node = %shared.name, from, seq, "dropped a duplicate envelope");
+            Counters::add(&counters.duplicates, count);
+            debug!(node = %shared.name, from, seq, count, "dropped a duplicate envelope");
             return None;
         }
-        state.next_seq = seq + 1;
+        // `parse_body` checked that this does not overflow.
+        state.next_seq = seq + count;
         Some(Sender {
             account: account.clone(),
             instance: Some(state.instance.clone()),
@@ -848,7 +862,7 @@ impl Dispatcher {
             self.registry_version = version;
         }
         let counters = &shared.counters;
-        Counters::add(&counters.envelopes, 1);
+        Counters::add(&counters.envelopes, body.meta.count.unwrap_or(1));
         let cx = Context {
             node: self.node.clone(),
             sender,

@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::envelope::{assemble, grown_size, overhead, Encoded};
 use crate::error::{Error, Result};
 use crate::node::NodeShared;
 use crate::stats::Counters;
-use crate::wire::{self, Lines};
+use crate::wire::{self, Codec, Lines};
 
 /// A boxed, sendable future, as [`Transport::run`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -95,29 +96,92 @@ pub trait Transport: Send + 'static {
 
 /// The node's side of a transport: what to post, where to deliver.
 pub struct TransportIo {
-    pub(crate) outgoing: mpsc::Receiver<Vec<u8>>,
+    pub(crate) outgoing: mpsc::Receiver<Encoded>,
     pub(crate) inbound: mpsc::Sender<ChatMessage>,
     pub(crate) shared: Arc<NodeShared>,
     pub(crate) max_len: usize,
     pub(crate) lines: Lines,
     pub(crate) rng: fastrand::Rng,
     pub(crate) pending: VecDeque<String>,
+    /// An envelope taken from the queue that did not fit the last post.
+    pub(crate) peeked: Option<Encoded>,
 }
+
+/// Most envelopes one post carries.
+const MAX_GROUP: usize = 1_024;
+/// Most kinds one merged MessagePack map carries (receivers refuse more
+/// than their `max_kinds`, 64 by default).
+const MAX_MERGED_KINDS: usize = 32;
 
 impl TransportIo {
     /// Waits for the next text to post, framed (or one chunk of a frame)
     /// and no longer than [`Transport::max_message_len`]. `None` once the
     /// node shuts down and everything it queued has been handed over.
+    ///
+    /// When several envelopes are waiting (the transport was throttled, or
+    /// the program sends faster than the chat takes posts), one post
+    /// carries as many as fit, in order: with the JSON codec as a batch,
+    /// with MessagePack as one merged map while no kind repeats, so that
+    /// Python receivers still read every post. Call it only when the chat
+    /// will take a post: envelopes wait in the node meanwhile.
+    ///
+    /// Cancel-safe: dropping the future before it completes loses nothing,
+    /// so it can sit in a `tokio::select!` beside the chat's reader.
     pub async fn next_post(&mut self) -> Option<String> {
         let post = match self.pending.pop_front() {
             Some(chunk) => chunk,
             None => {
-                let body = self.outgoing.recv().await?;
+                let first = match self.peeked.take() {
+                    Some(envelope) => envelope,
+                    None => self.outgoing.recv().await?,
+                };
+                let group = self.gather(first);
+                let shared = &self.shared;
+                let body = assemble(shared.codec, shared.origin(), &group);
                 self.frame(&body)
             }
         };
         Counters::add(&self.shared.counters.posts, 1);
         Some(post)
+    }
+
+    /// Adds to `first` the waiting envelopes that fit one post with it.
+    fn gather(&mut self, first: Encoded) -> Vec<Encoded> {
+        let codec = self.shared.codec;
+        // A frame is 8 characters around the base64 of the body.
+        let room = self.max_len.saturating_sub(8) / 4 * 3;
+        let limit = room.saturating_sub(overhead(self.shared.origin()));
+        let mut size = grown_size(0, &first);
+        let mut kinds = first.kinds.len();
+        let mut group = vec![first];
+        if size > limit {
+            return group;
+        }
+        while group.len() < MAX_GROUP {
+            let Ok(next) = self.outgoing.try_recv() else {
+                break;
+            };
+            let grown = grown_size(size, &next);
+            let fits = grown <= limit
+                && match codec {
+                    Codec::Json => true,
+                    Codec::MessagePack => {
+                        kinds + next.kinds.len() <= MAX_MERGED_KINDS
+                            && !next
+                                .kinds
+                                .iter()
+                                .any(|k| group.iter().any(|e| e.kinds.contains(k)))
+                    }
+                };
+            if !fits {
+                self.peeked = Some(next);
+                break;
+            }
+            size = grown;
+            kinds += next.kinds.len();
+            group.push(next);
+        }
+        group
     }
 
     /// Frames a body; queues its chunks and returns the first if it is too long.

@@ -69,8 +69,15 @@ impl Lines {
 pub const KEY_FROM: &str = "_from";
 /// Reserved key: the sending process's session id (random per process).
 pub const KEY_SESSION: &str = "_sid";
-/// Reserved key: the envelope's sequence number within its session.
+/// Reserved key: the envelope's sequence number within its session (the
+/// first one's, for a batch or a merged map).
 pub const KEY_SEQ: &str = "_seq";
+/// Reserved key (JSON only): several envelopes in one body, a list of maps
+/// of kinds, numbered from `_seq` on.
+pub const KEY_BATCH: &str = "_batch";
+/// Reserved key: how many consecutive envelopes were merged into this map
+/// (MessagePack, where no kind repeats).
+pub const KEY_COUNT: &str = "_count";
 
 /// How an envelope's body is serialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -354,8 +361,12 @@ pub struct Meta<'a> {
     pub from: Option<Cow<'a, str>>,
     /// `_sid`: the sending process's session.
     pub session: Option<u64>,
-    /// `_seq`: the envelope's sequence number in that session.
+    /// `_seq`: the envelope's sequence number in that session (the first
+    /// one's when the body holds several).
     pub seq: Option<u64>,
+    /// How many consecutive envelopes the body holds, when more than one
+    /// (`_count`, or the length of `_batch`).
+    pub count: Option<u64>,
 }
 
 /// A decoded body: its messages in order, and its metadata.
@@ -465,67 +476,131 @@ fn json_depth_ok(raw: &str, max_depth: usize) -> bool {
     true
 }
 
-fn parse_json_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyError> {
-    struct BodyVisitor(BodyLimits);
-    impl<'de> Visitor<'de> for BodyVisitor {
-        type Value = Result<(Meta<'de>, Vec<(Cow<'de, str>, RawValueRef<'de>)>), WireError>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a map of message kinds to values")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut meta = Meta::default();
-            let mut messages = Vec::new();
-            let mut over: Option<WireError> = None;
-            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                if over.is_some() {
-                    // Over a limit: read past the rest without keeping it.
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-                match &*key {
-                    KEY_FROM => meta.from = Some(map.next_value::<Key<'de>>()?.0),
-                    KEY_SESSION => meta.session = Some(map.next_value()?),
-                    KEY_SEQ => meta.seq = Some(map.next_value()?),
-                    k if k.starts_with('_') => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                    _ => {
-                        let raw: &'de RawValue = map.next_value()?;
-                        if messages.len() == self.0.max_kinds {
-                            over = Some(WireError::TooLarge {
-                                what: "the number of kinds",
-                                size: messages.len() + 1,
-                                max: self.0.max_kinds,
-                            });
-                        } else if !json_depth_ok(raw.get(), self.0.max_depth) {
-                            over = Some(WireError::TooLarge {
-                                what: "the nesting depth",
-                                size: self.0.max_depth + 1,
-                                max: self.0.max_depth,
-                            });
-                        } else {
-                            messages.push((key, RawValueRef::Json(raw)));
-                        }
-                    }
-                }
-            }
-            if let Some(e) = over {
-                return Ok(Err(e));
-            }
-            Ok(Ok((meta, messages)))
-        }
+/// Most envelopes one JSON batch may hold.
+const MAX_BATCH: usize = 4_096;
+
+type Entries<'a> = Vec<(Cow<'a, str>, RawValueRef<'a>)>;
+
+/// Reads one JSON map: metadata, kinds, and a `_batch` left raw.
+struct JsonMap<'de> {
+    meta: Meta<'de>,
+    messages: Entries<'de>,
+    batch: Option<&'de RawValue>,
+}
+
+struct JsonMapVisitor(BodyLimits);
+
+impl<'de> Visitor<'de> for JsonMapVisitor {
+    type Value = Result<JsonMap<'de>, WireError>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of message kinds to values")
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = JsonMap {
+            meta: Meta::default(),
+            messages: Vec::new(),
+            batch: None,
+        };
+        let mut over: Option<WireError> = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if over.is_some() {
+                // Over a limit: read past the rest without keeping it.
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            match &*key {
+                KEY_FROM => out.meta.from = Some(map.next_value::<Key<'de>>()?.0),
+                KEY_SESSION => out.meta.session = Some(map.next_value()?),
+                KEY_SEQ => out.meta.seq = Some(map.next_value()?),
+                KEY_COUNT => out.meta.count = Some(map.next_value()?),
+                KEY_BATCH => out.batch = Some(map.next_value()?),
+                k if k.starts_with('_') => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                _ => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    if out.messages.len() == self.0.max_kinds {
+                        over = Some(WireError::TooLarge {
+                            what: "the number of kinds",
+                            size: out.messages.len() + 1,
+                            max: self.0.max_kinds,
+                        });
+                    } else if !json_depth_ok(raw.get(), self.0.max_depth) {
+                        over = Some(WireError::TooLarge {
+                            what: "the nesting depth",
+                            size: self.0.max_depth + 1,
+                            max: self.0.max_depth,
+                        });
+                    } else {
+                        out.messages.push((key, RawValueRef::Json(raw)));
+                    }
+                }
+            }
+        }
+        Ok(match over {
+            Some(e) => Err(e),
+            None => Ok(out),
+        })
+    }
+}
+
+fn parse_json_map(bytes: &[u8], limits: BodyLimits) -> Result<JsonMap<'_>, BodyError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = de
-        .deserialize_map(BodyVisitor(limits))
+        .deserialize_map(JsonMapVisitor(limits))
         .and_then(|v| de.end().map(|()| v))
         .map_err(|e| e.to_string())?;
-    let (meta, messages) = parsed.map_err(BodyError::Limit)?;
+    parsed.map_err(BodyError::Limit)
+}
+
+fn parse_json_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyError> {
+    let JsonMap {
+        mut meta,
+        mut messages,
+        batch,
+    } = parse_json_map(body, limits)?;
+    if let Some(batch) = batch {
+        if !messages.is_empty() || meta.count.is_some() {
+            return Err("a batch carries its kinds in `_batch` only"
+                .to_owned()
+                .into());
+        }
+        let items: Vec<&RawValue> =
+            serde_json::from_str(batch.get()).map_err(|e| format!("bad `_batch`: {e}"))?;
+        if items.is_empty() || items.len() > MAX_BATCH {
+            return Err(BodyError::Limit(WireError::TooLarge {
+                what: "the number of envelopes in a batch",
+                size: items.len(),
+                max: MAX_BATCH,
+            }));
+        }
+        meta.count = Some(items.len() as u64);
+        for item in items {
+            let inner = parse_json_map(item.get().as_bytes(), limits)?;
+            if inner.batch.is_some() {
+                return Err("a batch inside a batch".to_owned().into());
+            }
+            messages.extend(inner.messages);
+        }
+    }
+    check_count(&meta)?;
     Ok(Body {
         codec: Codec::Json,
         meta,
         messages,
     })
+}
+
+/// A count must be at least 1 and come with a sequence number.
+fn check_count(meta: &Meta<'_>) -> Result<(), BodyError> {
+    match (meta.count, meta.seq) {
+        (Some(0), _) => Err("`_count` is 0".to_owned().into()),
+        (Some(_), None) => Err("`_count` without `_seq`".to_owned().into()),
+        (Some(n), Some(seq)) if seq.checked_add(n).is_none() => {
+            Err("`_seq` + `_count` overflows".to_owned().into())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyError> {
@@ -551,6 +626,7 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
             }
             KEY_SESSION => meta.session = Some(msgpack_u64(value, KEY_SESSION)?),
             KEY_SEQ => meta.seq = Some(msgpack_u64(value, KEY_SEQ)?),
+            KEY_COUNT => meta.count = Some(msgpack_u64(value, KEY_COUNT)?),
             k if k.starts_with('_') => {}
             _ => {
                 if messages.len() == limits.max_kinds {
@@ -567,6 +643,7 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
     if !rest.is_empty() {
         return Err(format!("{} trailing bytes after the map", rest.len()).into());
     }
+    check_count(&meta)?;
     Ok(Body {
         codec: Codec::MessagePack,
         meta,
@@ -602,18 +679,50 @@ fn split_msgpack_value(bytes: &[u8], max_depth: usize) -> Result<(&[u8], &[u8]),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::BodyWriter;
+    use crate::envelope::{assemble, BodyWriter, Origin};
 
-    fn body(codec: Codec) -> Vec<u8> {
-        let mut w = BodyWriter::new(codec, 3);
-        w.entry(
-            "ping",
+    fn encoded(codec: Codec, seq: u64, kind: &'static str) -> crate::envelope::Encoded {
+        let mut w = BodyWriter::new(codec);
+        w.message(
+            kind,
             &serde_json::json!({"location": "here", "timestamp": 1.5}),
         )
         .unwrap();
-        w.entry(KEY_FROM, "Henders/EC2").unwrap();
-        w.entry(KEY_SEQ, &7u64).unwrap();
-        w.finish()
+        w.finish(seq)
+    }
+
+    const ORIGIN: Origin<'static> = Origin {
+        from: "Henders/EC2",
+        session: 99,
+    };
+
+    fn body(codec: Codec) -> Vec<u8> {
+        assemble(codec, ORIGIN, &[encoded(codec, 7, "ping")])
+    }
+
+    #[test]
+    fn several_envelopes_in_one_body() {
+        for codec in [Codec::Json, Codec::MessagePack] {
+            let kinds = ["a", "b", "c"];
+            let group: Vec<_> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| encoded(codec, 10 + i as u64, k))
+                .collect();
+            let bytes = assemble(codec, ORIGIN, &group);
+            let parsed = parse_body(&bytes, BodyLimits::default()).unwrap();
+            assert_eq!(parsed.meta.seq, Some(10), "{codec}");
+            assert_eq!(parsed.meta.count, Some(3), "{codec}");
+            assert_eq!(parsed.meta.session, Some(99), "{codec}");
+            let got: Vec<&str> = parsed.messages.iter().map(|(k, _)| &**k).collect();
+            assert_eq!(got, kinds, "{codec}");
+        }
+        // JSON batches may repeat a kind.
+        let group = [encoded(Codec::Json, 1, "a"), encoded(Codec::Json, 2, "a")];
+        let bytes = assemble(Codec::Json, ORIGIN, &group);
+        assert!(bytes.starts_with(br#"{"_from":"Henders/EC2","_sid":99,"_seq":1,"_batch":[{"a":"#));
+        let parsed = parse_body(&bytes, BodyLimits::default()).unwrap();
+        assert_eq!(parsed.messages.len(), 2);
     }
 
     #[test]
