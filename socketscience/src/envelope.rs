@@ -4,7 +4,8 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::wire::{Codec, KEY_BATCH, KEY_COUNT, KEY_FROM, KEY_SEQ, KEY_SESSION};
+use crate::security::Keys;
+use crate::wire::{Codec, KEY_BATCH, KEY_COUNT, KEY_FROM, KEY_SEQ, KEY_SESSION, KEY_TIMESTAMP};
 
 /// Several messages of different kinds that travel in one chat message, as
 /// SocketScience's payload dict does (`{'ping': ..., 'metasmoke_state': ...}`).
@@ -206,15 +207,30 @@ pub(crate) struct Origin<'a> {
     pub(crate) session: u64,
 }
 
+/// Signs what [`assemble`] writes: the keys, and the time to stamp.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Signer<'a> {
+    pub(crate) keys: &'a Keys,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) timestamp: u64,
+}
+
 /// The body bytes of `envelopes` (consecutive numbers, same codec) as one
 /// envelope map: a single envelope; or, for several, a JSON batch
 /// (`"_batch": [{..}, {..}]`) or a merged MessagePack map (`"_count": n`,
-/// only when no kind repeats, which the caller ensures).
-pub(crate) fn assemble(codec: Codec, origin: Origin<'_>, envelopes: &[Encoded]) -> Vec<u8> {
+/// only when no kind repeats, which the caller ensures). With a signer, a
+/// `_ts` entry and, last, the `_sig` entry.
+pub(crate) fn assemble(
+    codec: Codec,
+    origin: Origin<'_>,
+    envelopes: &[Encoded],
+    signer: Option<Signer<'_>>,
+) -> Vec<u8> {
     let first = envelopes.first().map_or(0, |e| e.seq);
     let payload: usize = envelopes.iter().map(|e| e.bytes.len() + 3).sum();
-    let mut buf = Vec::with_capacity(payload + origin.from.len() + 64);
+    let mut buf = Vec::with_capacity(payload + origin.from.len() + 128);
     let count = envelopes.len() as u64;
+    let signer = signer.filter(|s| !s.keys.is_empty());
     match codec {
         Codec::Json => {
             buf.push(b'{');
@@ -229,6 +245,10 @@ pub(crate) fn assemble(codec: Codec, origin: Origin<'_>, envelopes: &[Encoded]) 
             let _ = write_entry(codec, &mut buf, KEY_SESSION, &origin.session);
             buf.push(b',');
             let _ = write_entry(codec, &mut buf, KEY_SEQ, &first);
+            if let Some(signer) = signer {
+                buf.push(b',');
+                let _ = write_entry(codec, &mut buf, KEY_TIMESTAMP, &signer.timestamp);
+            }
             if count > 1 {
                 buf.extend_from_slice(b",\"");
                 buf.extend_from_slice(KEY_BATCH.as_bytes());
@@ -243,11 +263,14 @@ pub(crate) fn assemble(codec: Codec, origin: Origin<'_>, envelopes: &[Encoded]) 
                 }
                 buf.push(b']');
             }
-            buf.push(b'}');
+            match signer {
+                Some(signer) => signer.keys.sign(codec, &mut buf),
+                None => buf.push(b'}'),
+            }
         }
         Codec::MessagePack => {
             let kinds: usize = envelopes.iter().map(|e| e.kinds.len()).sum();
-            let meta = if count > 1 { 4 } else { 3 };
+            let meta = 3 + usize::from(count > 1) + if signer.is_some() { 2 } else { 0 };
             let _ = rmp::encode::write_map_len(&mut buf, (kinds + meta) as u32);
             for e in envelopes {
                 buf.extend_from_slice(&e.bytes);
@@ -257,6 +280,10 @@ pub(crate) fn assemble(codec: Codec, origin: Origin<'_>, envelopes: &[Encoded]) 
             let _ = write_entry(codec, &mut buf, KEY_SEQ, &first);
             if count > 1 {
                 let _ = write_entry(codec, &mut buf, KEY_COUNT, &count);
+            }
+            if let Some(signer) = signer {
+                let _ = write_entry(codec, &mut buf, KEY_TIMESTAMP, &signer.timestamp);
+                signer.keys.sign(codec, &mut buf);
             }
         }
     }
@@ -269,7 +296,8 @@ pub(crate) fn grown_size(bytes: usize, next: &Encoded) -> usize {
     bytes + next.bytes.len() + 3
 }
 
-/// The body size of `origin`'s metadata and framing, bounded above.
+/// The body size of `origin`'s metadata, timestamp and signature, bounded
+/// above.
 pub(crate) fn overhead(origin: Origin<'_>) -> usize {
-    origin.from.len() * 6 + 96
+    origin.from.len() * 6 + 160
 }

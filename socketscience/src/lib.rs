@@ -73,14 +73,20 @@
 extern crate self as socketscience;
 
 mod default;
+mod dispatch;
 mod envelope;
 mod error;
 mod handler;
+#[doc(hidden)]
+pub mod harness;
 mod local;
 mod message;
 mod node;
 mod reassembly;
+mod security;
 mod stats;
+#[cfg(feature = "stackexchange")]
+pub mod stackexchange;
 pub mod transport;
 pub mod wire;
 
@@ -91,7 +97,10 @@ pub use local::{LocalChat, LocalTransport};
 pub use message::{message_types, Message, MessageType};
 pub use node::{Context, Node, NodeBuilder, Sender};
 pub use reassembly::ReassemblyLimits;
+pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV};
 pub use stats::Stats;
+#[cfg(feature = "stackexchange")]
+pub use stackexchange::StackExchangeChat;
 pub use transport::{ChatMessage, Transport, TransportIo};
 pub use wire::{Codec, Lines};
 

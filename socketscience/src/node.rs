@@ -1,28 +1,27 @@
 //! [`Node`]: one instance in the room. It frames, trusts, decodes,
 //! deduplicates, dispatches and counts, once, for every transport.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, error, info, warn};
-use wildmatch::WildMatch;
+use tracing::{error, info};
 
 use crate::default;
 use crate::envelope::{assemble, BodyWriter, Encoded, Origin, Payload};
 use crate::error::{Error, Result};
-use crate::handler::{self, Call, Handler, Registered, Registry};
+use crate::dispatch::Dispatcher;
+use crate::handler::{self, Handler, Registered, Registry};
 use crate::message::{self, Message};
-use crate::reassembly::{Added, Reassembly, ReassemblyLimits};
+use crate::reassembly::ReassemblyLimits;
+use crate::security::{Keys, Trust};
 use crate::stats::{Counters, Stats};
-use crate::transport::{ChatMessage, Transport, TransportIo};
-use crate::wire::{self, BodyLimits, ChatText, Codec, RawValueRef, WireError};
+use crate::transport::{Transport, TransportIo};
+use crate::wire::{self, BodyLimits, Codec, RawValueRef};
 
 /// Builds a [`Node`]: its transport and options. From [`Node::builder`].
 #[must_use = "a builder does nothing until `.start().await`"]
@@ -38,6 +37,8 @@ pub struct NodeBuilder {
     body_limits: BodyLimits,
     reassembly: ReassemblyLimits,
     make_default: bool,
+    secrets: Vec<Vec<u8>>,
+    max_skew: Duration,
 }
 
 impl fmt::Debug for NodeBuilder {
@@ -47,6 +48,7 @@ impl fmt::Debug for NodeBuilder {
             .field("has_transport", &self.transport.is_some())
             .field("trust", &self.trust)
             .field("codec", &self.codec)
+            .field("secrets", &self.secrets.len())
             .finish_non_exhaustive()
     }
 }
@@ -134,11 +136,75 @@ impl NodeBuilder {
         self
     }
 
+    /// Signs every envelope this node sends with HMAC-SHA256 under
+    /// `secret`, and rejects what the room posts unsigned, forged, stale or
+    /// replayed (each counted under its own reason). Call it again to accept
+    /// a second secret during a rotation: the first one given signs, every
+    /// one given verifies. Without any call the node reads the secret from
+    /// the environment variable `SOCKETSCIENCE_SECRET` (and a second one
+    /// from `SOCKETSCIENCE_SECRET_PREVIOUS`), and runs unsigned if neither
+    /// is set. Secrets are never logged.
+    ///
+    /// Every node of a fleet needs the secret; Python SocketScience
+    /// receivers still read signed envelopes (the signature rides in the
+    /// reserved `_sig` key), but cannot send to signing nodes.
+    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.secrets.push(secret.as_ref().to_vec());
+        self
+    }
+
+    /// How far a signed envelope's timestamp may be from this node's clock
+    /// before it is rejected as stale (default 5 minutes).
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.max_skew = skew;
+        self
+    }
+
     /// Starts the node's tasks on the current tokio runtime.
     ///
     /// Fails if there is no transport, if an option is out of range, or if
     /// two message types in the program claim one kind.
     pub async fn start(self) -> Result<Node> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::InvalidOption {
+            option: "start",
+            reason: "call it inside a tokio runtime".into(),
+        })?;
+        let make_default = self.make_default;
+        let (node, transport, io, dispatcher) = self.build()?;
+        let transport_task = runtime.spawn({
+            let name = node.shared.name.clone();
+            async move {
+                let result = transport.run(io).await;
+                if let Err(e) = &result {
+                    error!(node = %name, error = %e, "the chat transport stopped");
+                }
+                result
+            }
+        });
+        let dispatch_task = runtime.spawn(dispatcher.run());
+        *lock(&node.shared.tasks) = Some(Tasks {
+            transport: transport_task,
+            dispatcher: dispatch_task,
+        });
+        if make_default {
+            default::offer(&node);
+        }
+        let shared = &node.shared;
+        info!(
+            node = %shared.name,
+            account = %shared.account,
+            session = format_args!("{:016x}", shared.session),
+            codec = %shared.codec,
+            signed = !shared.config.keys.is_empty(),
+            handlers = shared.read_registry().handler_count(),
+            "socketscience node started"
+        );
+        Ok(node)
+    }
+
+    /// Checks the options and builds the node's parts, without starting
+    /// anything.
+    pub(crate) fn build(self) -> Result<(Node, Box<dyn Transport>, TransportIo, Dispatcher)> {
         let NodeBuilder {
             name,
             transport,
@@ -150,7 +216,9 @@ impl NodeBuilder {
             max_envelope_bytes,
             body_limits,
             reassembly,
-            make_default,
+            make_default: _,
+            secrets,
+            max_skew,
         } = self;
         let transport = transport.ok_or_else(|| Error::NoTransport { name: name.clone() })?;
         message::check_kinds()?;
@@ -179,11 +247,6 @@ impl NodeBuilder {
                 });
             }
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::InvalidOption {
-            option: "start",
-            reason: "call it inside a tokio runtime".into(),
-        })?;
-
         let mut rng = seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
         let session = rng.u64(..);
         let account: Arc<str> = transport.account().into();
@@ -192,6 +255,11 @@ impl NodeBuilder {
         } else {
             trust
         });
+        let keys = if secrets.is_empty() {
+            Keys::from_env()
+        } else {
+            Keys::new(secrets)
+        };
         let (out_tx, out_rx) = mpsc::channel(outgoing_capacity);
         let (own_tx, own_rx) = mpsc::channel(outgoing_capacity);
         let (in_tx, in_rx) = mpsc::channel(inbound_capacity);
@@ -201,8 +269,15 @@ impl NodeBuilder {
             account: account.clone(),
             session,
             codec,
-            max_envelope_bytes,
             outgoing_capacity,
+            config: Config {
+                trust,
+                keys,
+                max_skew,
+                max_envelope_bytes,
+                body_limits,
+                reassembly,
+            },
             counters: Counters::default(),
             send: Mutex::new(SendState {
                 next_seq: 0,
@@ -211,7 +286,7 @@ impl NodeBuilder {
                     own: own_tx,
                 }),
             }),
-            registry: RwLock::new(Arc::new(registry.clone())),
+            registry: RwLock::new(Arc::new(registry)),
             registry_version: AtomicU64::new(0),
             tasks: Mutex::new(None),
         });
@@ -226,50 +301,8 @@ impl NodeBuilder {
             pending: VecDeque::new(),
             peeked: None,
         };
-        let dispatcher = Dispatcher {
-            node: node.clone(),
-            own_rx,
-            in_rx,
-            registry: Arc::new(registry),
-            registry_version: 0,
-            trust,
-            senders: HashMap::new(),
-            reassembly: Reassembly::new(reassembly, max_envelope_bytes.div_ceil(3) * 4),
-            body_limits,
-            buf: Vec::new(),
-            own_sender: Sender {
-                account: account.clone(),
-                instance: Some(node.shared.name.clone()),
-                own: true,
-            },
-        };
-        let transport_task = runtime.spawn({
-            let name = node.shared.name.clone();
-            async move {
-                let result = transport.run(io).await;
-                if let Err(e) = &result {
-                    error!(node = %name, error = %e, "the chat transport stopped");
-                }
-                result
-            }
-        });
-        let dispatch_task = runtime.spawn(dispatcher.run());
-        *lock(&node.shared.tasks) = Some(Tasks {
-            transport: transport_task,
-            dispatcher: dispatch_task,
-        });
-        if make_default {
-            default::offer(&node);
-        }
-        info!(
-            node = %node.shared.name,
-            account = %account,
-            session = format_args!("{session:016x}"),
-            codec = %codec,
-            handlers = node.shared.read_registry().handler_count(),
-            "socketscience node started"
-        );
-        Ok(node)
+        let dispatcher = Dispatcher::new(node.clone(), own_rx, in_rx);
+        Ok((node, transport, io, dispatcher))
     }
 }
 
@@ -320,16 +353,26 @@ impl Eq for Node {}
 
 pub(crate) struct NodeShared {
     pub(crate) name: Arc<str>,
-    account: Arc<str>,
+    pub(crate) account: Arc<str>,
     pub(crate) session: u64,
     pub(crate) codec: Codec,
-    max_envelope_bytes: usize,
     outgoing_capacity: usize,
+    pub(crate) config: Config,
     pub(crate) counters: Counters,
     send: Mutex<SendState>,
     registry: RwLock<Arc<Registry>>,
-    registry_version: AtomicU64,
+    pub(crate) registry_version: AtomicU64,
     tasks: Mutex<Option<Tasks>>,
+}
+
+/// What the receive path checks against; fixed at start.
+pub(crate) struct Config {
+    pub(crate) trust: Trust,
+    pub(crate) keys: Keys,
+    pub(crate) max_skew: Duration,
+    pub(crate) max_envelope_bytes: usize,
+    pub(crate) body_limits: BodyLimits,
+    pub(crate) reassembly: ReassemblyLimits,
 }
 
 impl NodeShared {
@@ -341,7 +384,7 @@ impl NodeShared {
         }
     }
 
-    fn read_registry(&self) -> Arc<Registry> {
+    pub(crate) fn read_registry(&self) -> Arc<Registry> {
         self.registry
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -385,6 +428,8 @@ impl Node {
             body_limits: BodyLimits::default(),
             reassembly: ReassemblyLimits::default(),
             make_default: true,
+            secrets: Vec::new(),
+            max_skew: Duration::from_secs(300),
         }
     }
 
@@ -467,10 +512,10 @@ impl Node {
         let mut writer = BodyWriter::new(self.shared.codec);
         payload.write_messages(&mut writer)?;
         let size = writer.len() + crate::envelope::overhead(self.shared.origin());
-        if size > self.shared.max_envelope_bytes {
+        if size > self.shared.config.max_envelope_bytes {
             return Err(Error::TooLarge {
                 size,
-                max: self.shared.max_envelope_bytes,
+                max: self.shared.config.max_envelope_bytes,
             });
         }
         Ok(writer)
@@ -493,6 +538,7 @@ impl Node {
             shared.codec,
             shared.origin(),
             std::slice::from_ref(&encoded),
+            None,
         ));
         out.send(encoded);
         Counters::add(&self.shared.counters.sent, 1);
@@ -582,6 +628,10 @@ pub struct Context {
 }
 
 impl Context {
+    pub(crate) fn new(node: Node, sender: Sender) -> Context {
+        Context { node, sender }
+    }
+
     /// The node running the handler; send through it with `cx.node().send(..)`.
     pub fn node(&self) -> &Node {
         &self.node
@@ -603,6 +653,22 @@ pub struct Sender {
 }
 
 impl Sender {
+    pub(crate) fn new(account: Arc<str>, instance: Option<Arc<str>>) -> Sender {
+        Sender {
+            account,
+            instance,
+            own: false,
+        }
+    }
+
+    pub(crate) fn own(account: Arc<str>, instance: Arc<str>) -> Sender {
+        Sender {
+            account,
+            instance: Some(instance),
+            own: true,
+        }
+    }
+
     /// The chat account that posted the envelope.
     pub fn account(&self) -> &str {
         &self.account
@@ -620,289 +686,3 @@ impl Sender {
     }
 }
 
-/// Which chat accounts a node trusts.
-struct Trust {
-    exact: Vec<Box<str>>,
-    patterns: Vec<WildMatch>,
-}
-
-impl Trust {
-    fn new(patterns: Vec<String>) -> Trust {
-        let (globs, exact): (Vec<_>, Vec<_>) =
-            patterns.into_iter().partition(|p| p.contains(['*', '?']));
-        Trust {
-            exact: exact.into_iter().map(String::into_boxed_str).collect(),
-            patterns: globs.iter().map(|p| WildMatch::new(p)).collect(),
-        }
-    }
-
-    fn allows(&self, account: &str) -> bool {
-        self.exact.iter().any(|a| **a == *account)
-            || self.patterns.iter().any(|p| p.matches(account))
-    }
-}
-
-/// Where a sender's envelopes stand, for deduplication.
-struct SenderState {
-    instance: Arc<str>,
-    session: u64,
-    next_seq: u64,
-}
-
-/// Most senders remembered for deduplication.
-const MAX_SENDERS: usize = 4_096;
-
-/// The node's receive path: one task, reading own and room messages in
-/// order, running handlers one at a time.
-struct Dispatcher {
-    node: Node,
-    own_rx: mpsc::Receiver<Vec<u8>>,
-    in_rx: mpsc::Receiver<ChatMessage>,
-    registry: Arc<Registry>,
-    registry_version: u64,
-    trust: Trust,
-    senders: HashMap<Box<str>, SenderState>,
-    reassembly: Reassembly,
-    body_limits: BodyLimits,
-    buf: Vec<u8>,
-    own_sender: Sender,
-}
-
-impl Dispatcher {
-    async fn run(mut self) {
-        let mut expiry = tokio::time::interval(Duration::from_secs(5));
-        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut own_open = true;
-        let mut in_open = true;
-        while own_open || in_open {
-            tokio::select! {
-                biased;
-                body = self.own_rx.recv(), if own_open => match body {
-                    Some(body) => self.own(body).await,
-                    None => own_open = false,
-                },
-                message = self.in_rx.recv(), if in_open => match message {
-                    Some(message) => self.chat(message).await,
-                    None => in_open = false,
-                },
-                _ = expiry.tick() => {
-                    let dropped = self.reassembly.expire(Instant::now());
-                    self.count_dropped_partials(dropped);
-                }
-            }
-        }
-    }
-
-    fn counters(&self) -> &Counters {
-        &self.node.shared.counters
-    }
-
-    fn count_dropped_partials(&self, dropped: u64) {
-        if dropped > 0 {
-            Counters::add(&self.counters().partials_dropped, dropped);
-            debug!(node = %self.node.name(), dropped, "dropped partial envelopes");
-        }
-    }
-
-    async fn own(&mut self, body: Vec<u8>) {
-        match wire::parse_body(
-            &body,
-            BodyLimits {
-                max_kinds: usize::MAX,
-                max_depth: usize::MAX,
-            },
-        ) {
-            Ok(parsed) => {
-                let sender = self.own_sender.clone();
-                self.dispatch(parsed, sender).await;
-            }
-            // The node wrote it; this would be a bug.
-            Err(e) => error!(node = %self.node.name(), error = %e, "cannot read own envelope"),
-        }
-    }
-
-    async fn chat(&mut self, message: ChatMessage) {
-        let counters = &self.node.shared.counters;
-        Counters::add(&counters.received, 1);
-        if !self.trust.allows(&message.account) {
-            Counters::add(&counters.untrusted, 1);
-            debug!(node = %self.node.name(), account = %message.account, "ignored a message from an untrusted account");
-            return;
-        }
-        let text = wire::clean(&message.text);
-        match wire::parse_chat_text(&text) {
-            Ok(ChatText::Frame { body }) => self.frame(body, &message.account).await,
-            Ok(ChatText::Chunk(chunk)) => {
-                Counters::add(&counters.chunks, 1);
-                let mut dropped = 0;
-                let added =
-                    self.reassembly
-                        .add(&message.account, chunk, Instant::now(), &mut dropped);
-                self.count_dropped_partials(dropped);
-                match added {
-                    Added::Complete(body) => self.frame(&body, &message.account).await,
-                    Added::Pending | Added::Duplicate => {}
-                    Added::Rejected => {
-                        Counters::add(&self.counters().malformed, 1);
-                        debug!(node = %self.node.name(), account = %message.account, "rejected a chunk");
-                    }
-                }
-            }
-            Err(WireError::NotAFrame) => {
-                Counters::add(&counters.not_frames, 1);
-                debug!(node = %self.node.name(), account = %message.account, "not a frame");
-            }
-            Err(e) => self.malformed(&message.account, e),
-        }
-    }
-
-    fn malformed(&self, account: &str, e: WireError) {
-        let counter = match e {
-            WireError::TooLarge { .. } => &self.counters().too_large,
-            _ => &self.counters().malformed,
-        };
-        Counters::add(counter, 1);
-        debug!(node = %self.node.name(), account, error = %e, "dropped a frame");
-    }
-
-    /// A whole base64 body from the room.
-    async fn frame(&mut self, body_b64: &str, account: &Arc<str>) {
-        let max = self.node.shared.max_envelope_bytes;
-        let size = body_b64.len() / 4 * 3;
-        if size > max {
-            return self.malformed(
-                account,
-                WireError::TooLarge {
-                    what: "the envelope",
-                    size,
-                    max,
-                },
-            );
-        }
-        let mut buf = std::mem::take(&mut self.buf);
-        match wire::decode_base64(body_b64, &mut buf) {
-            Ok(()) => match wire::parse_body(&buf, self.body_limits) {
-                Ok(body) => {
-                    if let Some(sender) = self.accept(&body.meta, account) {
-                        self.dispatch(body, sender).await;
-                    }
-                }
-                Err(e) => self.malformed(account, e),
-            },
-            Err(e) => self.malformed(account, e),
-        }
-        if buf.capacity() <= 64 << 10 {
-            self.buf = buf;
-        }
-    }
-
-    /// Drops own echoes and duplicates; gives the sender of the rest.
-    fn accept(&mut self, meta: &wire::Meta<'_>, account: &Arc<str>) -> Option<Sender> {
-        let counters = &self.node.shared.counters;
-        let Some(from) = meta.from.as_deref() else {
-            // Python SocketScience sends no metadata.
-            return Some(Sender {
-                account: account.clone(),
-                instance: None,
-                own: false,
-            });
-        };
-        let shared = &self.node.shared;
-        let count = meta.count.unwrap_or(1);
-        if meta.session == Some(shared.session) && from == &*shared.name {
-            Counters::add(&counters.own_echoes, count);
-            return None;
-        }
-        let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
-            return Some(Sender {
-                account: account.clone(),
-                instance: Some(from.into()),
-                own: false,
-            });
-        };
-        if !self.senders.contains_key(from) && self.senders.len() >= MAX_SENDERS {
-            // Forget an arbitrary sender rather than grow without bound.
-            let victim = self.senders.keys().next().cloned();
-            if let Some(victim) = victim {
-                self.senders.remove(&victim);
-            }
-        }
-        let state = self
-            .senders
-            .entry(from.into())
-            .or_insert_with(|| SenderState {
-                instance: from.into(),
-                session,
-                next_seq: 0,
-            });
-        if state.session != session {
-            debug!(node = %shared.name, from, "sender restarted with a new session");
-            state.session = session;
-            state.next_seq = 0;
-        } else if seq < state.next_seq {
-            Counters::add(&counters.duplicates, count);
-            debug!(node = %shared.name, from, seq, count, "dropped a duplicate envelope");
-            return None;
-        }
-        // `parse_body` checked that this does not overflow.
-        state.next_seq = seq + count;
-        Some(Sender {
-            account: account.clone(),
-            instance: Some(state.instance.clone()),
-            own: false,
-        })
-    }
-
-    /// Runs every handler for every kind of an accepted envelope.
-    async fn dispatch(&mut self, body: wire::Body<'_>, sender: Sender) {
-        let shared = &self.node.shared;
-        let version = shared.registry_version.load(Ordering::Acquire);
-        if version != self.registry_version {
-            self.registry = shared.read_registry();
-            self.registry_version = version;
-        }
-        let counters = &shared.counters;
-        Counters::add(&counters.envelopes, body.meta.count.unwrap_or(1));
-        let cx = Context {
-            node: self.node.clone(),
-            sender,
-        };
-        for (kind, raw) in &body.messages {
-            let Some(handlers) = self.registry.get(kind) else {
-                Counters::add(&counters.unknown_kinds, 1);
-                debug!(node = %shared.name, kind = %kind, "no handler for this kind");
-                continue;
-            };
-            for handler in handlers {
-                let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    (handler.call)(*raw, cx.clone())
-                })) {
-                    Ok(Ok(Call::Ready(result))) => Ok(result),
-                    Ok(Ok(Call::Pending(future))) => AssertUnwindSafe(future).catch_unwind().await,
-                    Ok(Err(e)) => {
-                        Counters::add(&counters.bad_values, 1);
-                        warn!(node = %shared.name, kind = %kind, error = %e, "a value does not fit its message type");
-                        break;
-                    }
-                    Err(panic) => Err(panic),
-                };
-                match outcome {
-                    Ok(Ok(())) => Counters::add(&counters.dispatched, 1),
-                    Ok(Err(e)) => {
-                        Counters::add(&counters.handler_errors, 1);
-                        warn!(node = %shared.name, handler = %handler.name, kind = %kind, error = %e, "handler failed");
-                    }
-                    Err(panic) => {
-                        Counters::add(&counters.handler_panics, 1);
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "a non-string payload".into());
-                        error!(node = %shared.name, handler = %handler.name, kind = %kind, panic = %what, "handler panicked");
-                    }
-                }
-            }
-        }
-    }
-}

@@ -50,8 +50,17 @@ counters! {
     malformed,
     /// Envelopes over a size, kinds or depth limit, dropped.
     too_large,
-    /// Envelopes seen before (same sender, session and sequence number), dropped.
+    /// Envelopes seen before (same sender, session and sequence number),
+    /// dropped; on a node without a secret (see `replayed` for one with).
     duplicates,
+    /// Envelopes with no signature, dropped by a node with a secret.
+    unsigned,
+    /// Envelopes whose signature does not match any of the node's secrets.
+    bad_signature,
+    /// Signed envelopes whose timestamp is outside the allowed clock skew.
+    stale,
+    /// Signed envelopes seen before (same sender, session and sequence number).
+    replayed,
     /// This node's own envelopes echoed back by the chat, dropped (they ran at send time).
     own_echoes,
     /// Chunks received.
@@ -67,7 +76,14 @@ counters! {
 impl Stats {
     /// All envelopes and chat messages rejected, whatever the reason.
     pub fn rejected(&self) -> u64 {
-        self.untrusted + self.malformed + self.too_large + self.duplicates
+        self.untrusted
+            + self.malformed
+            + self.too_large
+            + self.duplicates
+            + self.unsigned
+            + self.bad_signature
+            + self.stale
+            + self.replayed
     }
 
     /// All handler failures: errors and panics.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::envelope::{assemble, grown_size, overhead, Encoded};
+use crate::envelope::{assemble, grown_size, overhead, Encoded, Signer};
 use crate::error::{Error, Result};
 use crate::node::NodeShared;
 use crate::stats::Counters;
@@ -137,7 +137,11 @@ impl TransportIo {
                 };
                 let group = self.gather(first);
                 let shared = &self.shared;
-                let body = assemble(shared.codec, shared.origin(), &group);
+                let signer = Signer {
+                    keys: &shared.config.keys,
+                    timestamp: now_millis(),
+                };
+                let body = assemble(shared.codec, shared.origin(), &group, Some(signer));
                 self.frame(&body)
             }
         };
@@ -215,4 +219,12 @@ impl TransportIo {
     pub fn node_name(&self) -> &str {
         &self.shared.name
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }

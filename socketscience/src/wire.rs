@@ -72,6 +72,11 @@ pub const KEY_SESSION: &str = "_sid";
 /// Reserved key: the envelope's sequence number within its session (the
 /// first one's, for a batch or a merged map).
 pub const KEY_SEQ: &str = "_seq";
+/// Reserved key: when the sender posted the body, in milliseconds since
+/// the Unix epoch (signed bodies only).
+pub const KEY_TIMESTAMP: &str = "_ts";
+/// Reserved key: the body's HMAC-SHA256 signature, its last entry.
+pub const KEY_SIGNATURE: &str = "_sig";
 /// Reserved key (JSON only): several envelopes in one body, a list of maps
 /// of kinds, numbered from `_seq` on.
 pub const KEY_BATCH: &str = "_batch";
@@ -367,6 +372,8 @@ pub struct Meta<'a> {
     /// How many consecutive envelopes the body holds, when more than one
     /// (`_count`, or the length of `_batch`).
     pub count: Option<u64>,
+    /// `_ts`: when the body was posted, in milliseconds since the Unix epoch.
+    pub timestamp: Option<u64>,
 }
 
 /// A decoded body: its messages in order, and its metadata.
@@ -513,6 +520,7 @@ impl<'de> Visitor<'de> for JsonMapVisitor {
                 KEY_SESSION => out.meta.session = Some(map.next_value()?),
                 KEY_SEQ => out.meta.seq = Some(map.next_value()?),
                 KEY_COUNT => out.meta.count = Some(map.next_value()?),
+                KEY_TIMESTAMP => out.meta.timestamp = Some(map.next_value()?),
                 KEY_BATCH => out.batch = Some(map.next_value()?),
                 k if k.starts_with('_') => {
                     map.next_value::<IgnoredAny>()?;
@@ -595,6 +603,11 @@ fn parse_json_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyErro
 fn check_count(meta: &Meta<'_>) -> Result<(), BodyError> {
     match (meta.count, meta.seq) {
         (Some(0), _) => Err("`_count` is 0".to_owned().into()),
+        (Some(n), _) if n > MAX_BATCH as u64 => Err(BodyError::Limit(WireError::TooLarge {
+            what: "the number of envelopes in one body",
+            size: usize::try_from(n).unwrap_or(usize::MAX),
+            max: MAX_BATCH,
+        })),
         (Some(_), None) => Err("`_count` without `_seq`".to_owned().into()),
         (Some(n), Some(seq)) if seq.checked_add(n).is_none() => {
             Err("`_seq` + `_count` overflows".to_owned().into())
@@ -627,6 +640,7 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
             KEY_SESSION => meta.session = Some(msgpack_u64(value, KEY_SESSION)?),
             KEY_SEQ => meta.seq = Some(msgpack_u64(value, KEY_SEQ)?),
             KEY_COUNT => meta.count = Some(msgpack_u64(value, KEY_COUNT)?),
+            KEY_TIMESTAMP => meta.timestamp = Some(msgpack_u64(value, KEY_TIMESTAMP)?),
             k if k.starts_with('_') => {}
             _ => {
                 if messages.len() == limits.max_kinds {
@@ -697,7 +711,7 @@ mod tests {
     };
 
     fn body(codec: Codec) -> Vec<u8> {
-        assemble(codec, ORIGIN, &[encoded(codec, 7, "ping")])
+        assemble(codec, ORIGIN, &[encoded(codec, 7, "ping")], None)
     }
 
     #[test]
@@ -709,7 +723,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, k)| encoded(codec, 10 + i as u64, k))
                 .collect();
-            let bytes = assemble(codec, ORIGIN, &group);
+            let bytes = assemble(codec, ORIGIN, &group, None);
             let parsed = parse_body(&bytes, BodyLimits::default()).unwrap();
             assert_eq!(parsed.meta.seq, Some(10), "{codec}");
             assert_eq!(parsed.meta.count, Some(3), "{codec}");
@@ -719,7 +733,7 @@ mod tests {
         }
         // JSON batches may repeat a kind.
         let group = [encoded(Codec::Json, 1, "a"), encoded(Codec::Json, 2, "a")];
-        let bytes = assemble(Codec::Json, ORIGIN, &group);
+        let bytes = assemble(Codec::Json, ORIGIN, &group, None);
         assert!(bytes.starts_with(br#"{"_from":"Henders/EC2","_sid":99,"_seq":1,"_batch":[{"a":"#));
         let parsed = parse_body(&bytes, BodyLimits::default()).unwrap();
         assert_eq!(parsed.messages.len(), 2);
@@ -815,12 +829,15 @@ mod tests {
 // command, tests and tools. It sits after `mod tests` only so that the code
 // above stays untouched; it may move above the tests at any time.
 
-#[allow(clippy::items_after_test_module)]
 pub use owned::{decode_body, encode_frame, Decoded};
 
 #[allow(clippy::items_after_test_module)]
 mod owned {
-    use super::{encode_base64, parse_body, write_frame, BodyLimits, Codec, Lines, WireError};
+    use super::{
+        encode_base64, parse_body, write_frame, BodyLimits, Codec, Lines, WireError, KEY_BATCH,
+    };
+
+    type Messages = serde_json::Map<String, serde_json::Value>;
 
     /// A decoded body, owned: its metadata and its messages as JSON values.
     ///
@@ -833,11 +850,19 @@ mod owned {
         pub from: Option<String>,
         /// `_sid`: the sending process's session, if the body carries it.
         pub session: Option<u64>,
-        /// `_seq`: the envelope's sequence number, if the body carries it.
+        /// `_seq`: the envelope's sequence number, if the body carries it
+        /// (the first one's when the body holds several).
         pub seq: Option<u64>,
+        /// How many consecutive envelopes the body holds, when more than one
+        /// (`_count` of a merged MessagePack map, or the length of a JSON
+        /// `_batch`).
+        pub count: Option<u64>,
         /// The messages, kind to value. Other keys starting with `_` are
-        /// reserved and left out.
-        pub messages: serde_json::Map<String, serde_json::Value>,
+        /// reserved and left out. For a JSON batch, the kinds of all its
+        /// envelopes; a kind that repeats keeps its last value (see `batch`).
+        pub messages: Messages,
+        /// For a JSON batch (`_batch`), each envelope's messages, in order.
+        pub batch: Option<Vec<Messages>>,
     }
 
     /// Decodes a body (base64 already removed, see [`decode_base64`]) into
@@ -868,13 +893,42 @@ mod owned {
                 Ok((kind.clone().into_owned(), value))
             })
             .collect::<Result<_, WireError>>()?;
+        let batch = match (codec, parsed.meta.count) {
+            (Codec::Json, Some(_)) => json_batch(body)?,
+            _ => None,
+        };
         Ok(Decoded {
             codec,
             from: parsed.meta.from.map(|from| from.into_owned()),
             session: parsed.meta.session,
             seq: parsed.meta.seq,
+            count: parsed.meta.count,
             messages,
+            batch,
         })
+    }
+
+    /// The envelopes of a JSON body's `_batch`, already checked by
+    /// [`parse_body`], without their reserved keys.
+    fn json_batch(body: &[u8]) -> Result<Option<Vec<Messages>>, WireError> {
+        let reason = |e: serde_json::Error| WireError::Body {
+            codec: Codec::Json,
+            reason: e.to_string(),
+        };
+        let mut map: Messages = serde_json::from_slice(body).map_err(reason)?;
+        let Some(batch) = map.remove(KEY_BATCH) else {
+            return Ok(None);
+        };
+        let envelopes: Vec<Messages> = serde_json::from_value(batch).map_err(reason)?;
+        Ok(Some(
+            envelopes
+                .into_iter()
+                .map(|mut envelope| {
+                    envelope.retain(|kind, _| !kind.starts_with('_'));
+                    envelope
+                })
+                .collect(),
+        ))
     }
 
     /// Writes `payload` as one frame: the map in `codec` (MessagePack as
@@ -898,7 +952,7 @@ mod owned {
         codec: Codec,
         lines: Lines,
         digits: u16,
-        payload: &serde_json::Map<String, serde_json::Value>,
+        payload: &Messages,
     ) -> Result<String, WireError> {
         let body = match codec {
             Codec::Json => serde_json::to_vec(payload).map_err(|e| e.to_string()),
@@ -958,6 +1012,35 @@ mod owned {
                     );
                 }
             }
+        }
+
+        #[test]
+        fn batches_and_merged_maps_show_their_envelopes() {
+            let decoded = round_trip(
+                Codec::Json,
+                Lines::Multi,
+                serde_json::json!({
+                    "_sid": 1, "_seq": 5,
+                    "_batch": [{"a": 1}, {"a": 2, "b": 3, "_x": 0}],
+                }),
+            );
+            assert_eq!(decoded.count, Some(2));
+            assert_eq!(decoded.seq, Some(5));
+            assert_eq!(
+                serde_json::to_value(&decoded.batch).unwrap(),
+                serde_json::json!([{"a": 1}, {"a": 2, "b": 3}])
+            );
+            assert_eq!(
+                serde_json::Value::Object(decoded.messages),
+                serde_json::json!({"a": 2, "b": 3})
+            );
+
+            let decoded = round_trip(
+                Codec::MessagePack,
+                Lines::Multi,
+                serde_json::json!({"_seq": 5, "_count": 3, "a": 1}),
+            );
+            assert_eq!((decoded.count, decoded.batch), (Some(3), None));
         }
 
         #[test]

@@ -378,9 +378,10 @@ fn encode(
     let mut out = io::stdout().lock();
     match max_len {
         Some(max_len) if frame.len() > max_len => {
-            let body = match wire::parse_chat_text(&frame) {
-                Ok(ChatText::Frame { body }) => body,
-                _ => unreachable!("encode_frame writes a frame"),
+            let Ok(ChatText::Frame { body }) = wire::parse_chat_text(&frame) else {
+                return Err(Failure::Input(format!(
+                    "cannot read back the frame {frame:?}"
+                )));
             };
             let chunks = wire::split_into_chunks(lines, fastrand::u32(..), body, max_len)
                 .ok_or_else(|| {

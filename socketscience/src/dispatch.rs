@@ -1,0 +1,454 @@
+//! The receive path: one task per node reading its own envelopes and the
+//! room's messages in order, checking them cheapest test first (trust,
+//! framing, size, signature, body, age, duplicates), and running handlers
+//! one at a time.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use tokio::sync::mpsc;
+use tracing::{error, trace, warn};
+
+use crate::handler::{Call, Registry};
+use crate::node::{Context, Node, Sender};
+use crate::reassembly::{Added, Reassembly};
+use crate::security::Verdict;
+use crate::stats::{Counters, Stats};
+use crate::transport::ChatMessage;
+use crate::wire::{self, BodyLimits, ChatText, Meta, WireError};
+
+/// Most senders remembered for deduplication; past it the least recently
+/// heard is forgotten.
+const MAX_SENDERS: usize = 4_096;
+/// Sessions remembered per sender (a restart starts a new one; replays of
+/// an older one are still recognised).
+const SESSIONS_PER_SENDER: usize = 4;
+/// Width of the window of sequence numbers remembered per session.
+const WINDOW: u64 = 128;
+/// How often drops are summarised in the log, at most.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Which sequence numbers of one session were seen: the highest, and a
+/// bitmap of the [`WINDOW`] below it. Envelopes that arrive late (a resend
+/// after a reconnect) are still accepted once; anything older than the
+/// window is taken as seen.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    session: u64,
+    highest: u64,
+    bits: u128,
+}
+
+impl Window {
+    fn new(session: u64, seq: u64) -> Window {
+        Window { session, highest: seq, bits: 1 }
+    }
+
+    fn seen(&self, seq: u64) -> bool {
+        seq <= self.highest
+            && (self.highest - seq >= WINDOW || self.bits & (1u128 << (self.highest - seq)) != 0)
+    }
+
+    fn mark(&mut self, seq: u64) {
+        if seq > self.highest {
+            let shift = seq - self.highest;
+            self.bits = if shift >= WINDOW { 0 } else { self.bits << shift };
+            self.bits |= 1;
+            self.highest = seq;
+        } else if self.highest - seq < WINDOW {
+            self.bits |= 1u128 << (self.highest - seq);
+        }
+    }
+}
+
+struct SenderState {
+    instance: Arc<str>,
+    windows: Vec<Window>,
+    last_heard: u64,
+}
+
+/// Counts drops and summarises them in the log at most once per interval,
+/// so that a flood does not flood the log.
+struct DropLog {
+    last: Instant,
+    at_last: Stats,
+}
+
+impl DropLog {
+    fn note(&mut self, node: &Node) {
+        let now = Instant::now();
+        if now.duration_since(self.last) < LOG_INTERVAL {
+            return;
+        }
+        let stats = node.stats();
+        let before = self.at_last;
+        let deltas = [
+            ("untrusted", stats.untrusted - before.untrusted),
+            ("malformed", stats.malformed - before.malformed),
+            ("too_large", stats.too_large - before.too_large),
+            ("unsigned", stats.unsigned - before.unsigned),
+            ("bad_signature", stats.bad_signature - before.bad_signature),
+            ("stale", stats.stale - before.stale),
+            ("replayed", stats.replayed - before.replayed),
+            ("duplicates", stats.duplicates - before.duplicates),
+            ("partials_dropped", stats.partials_dropped - before.partials_dropped),
+        ];
+        let summary: Vec<String> = deltas
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{what}={n}"))
+            .collect();
+        if !summary.is_empty() {
+            warn!(
+                node = %node.name(),
+                since_secs = now.duration_since(self.last).as_secs(),
+                "dropped from the room: {}",
+                summary.join(" ")
+            );
+        }
+        self.last = now;
+        self.at_last = stats;
+    }
+}
+
+/// Why a message from the room was dropped.
+#[derive(Debug, Clone, Copy)]
+enum Drop {
+    Malformed,
+    TooLarge,
+    Unsigned,
+    BadSignature,
+    Stale,
+    Duplicate,
+}
+
+/// The node's receive path.
+pub(crate) struct Dispatcher {
+    node: Node,
+    own_rx: mpsc::Receiver<Vec<u8>>,
+    in_rx: mpsc::Receiver<ChatMessage>,
+    registry: Arc<Registry>,
+    registry_version: u64,
+    senders: HashMap<Box<str>, SenderState>,
+    heard: u64,
+    reassembly: Reassembly,
+    buf: Vec<u8>,
+    own_sender: Sender,
+    drops: DropLog,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        node: Node,
+        own_rx: mpsc::Receiver<Vec<u8>>,
+        in_rx: mpsc::Receiver<ChatMessage>,
+    ) -> Dispatcher {
+        let shared = &node.shared;
+        let config = &shared.config;
+        Dispatcher {
+            registry: shared.read_registry(),
+            registry_version: shared.registry_version.load(Ordering::Acquire),
+            senders: HashMap::new(),
+            heard: 0,
+            reassembly: Reassembly::new(
+                config.reassembly,
+                config.max_envelope_bytes.div_ceil(3) * 4,
+            ),
+            buf: Vec::new(),
+            own_sender: Sender::own(shared.account.clone(), shared.name.clone()),
+            drops: DropLog {
+                last: Instant::now(),
+                at_last: Stats::default(),
+            },
+            own_rx,
+            in_rx,
+            node,
+        }
+    }
+
+    /// Empties the own-envelope queue without dispatching (for the harness).
+    pub(crate) fn discard_own(&mut self) {
+        while self.own_rx.try_recv().is_ok() {}
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut expiry = tokio::time::interval(Duration::from_secs(5));
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut own_open = true;
+        let mut in_open = true;
+        while own_open || in_open {
+            tokio::select! {
+                biased;
+                body = self.own_rx.recv(), if own_open => match body {
+                    Some(body) => self.own(body).await,
+                    None => own_open = false,
+                },
+                message = self.in_rx.recv(), if in_open => match message {
+                    Some(message) => self.chat(message).await,
+                    None => in_open = false,
+                },
+                _ = expiry.tick() => {
+                    let dropped = self.reassembly.expire(Instant::now());
+                    self.count(&self.node.shared.counters.partials_dropped, dropped);
+                    self.drops.note(&self.node);
+                }
+            }
+        }
+        self.drops.last = Instant::now() - LOG_INTERVAL;
+        self.drops.note(&self.node);
+    }
+
+    fn count(&self, counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            Counters::add(counter, n);
+        }
+    }
+
+    /// Counts a drop, traces it, and now and then summarises drops in the log.
+    fn drop(&mut self, why: Drop, account: &str, detail: &dyn std::fmt::Display) {
+        let c = &self.node.shared.counters;
+        let counter = match why {
+            Drop::Malformed => &c.malformed,
+            Drop::TooLarge => &c.too_large,
+            Drop::Unsigned => &c.unsigned,
+            Drop::BadSignature => &c.bad_signature,
+            Drop::Stale => &c.stale,
+            Drop::Duplicate if self.node.shared.config.keys.is_empty() => &c.duplicates,
+            Drop::Duplicate => &c.replayed,
+        };
+        Counters::add(counter, 1);
+        trace!(node = %self.node.name(), account, reason = ?why, %detail, "dropped a message from the room");
+        self.drops.note(&self.node);
+    }
+
+    pub(crate) async fn own(&mut self, body: Vec<u8>) {
+        let limits = BodyLimits {
+            max_kinds: usize::MAX,
+            max_depth: usize::MAX,
+        };
+        match wire::parse_body(&body, limits) {
+            Ok(parsed) => {
+                let sender = self.own_sender.clone();
+                self.dispatch(parsed, sender).await;
+            }
+            // The node wrote it; this would be a bug.
+            Err(e) => error!(node = %self.node.name(), error = %e, "cannot read own envelope"),
+        }
+    }
+
+    pub(crate) async fn chat(&mut self, message: ChatMessage) {
+        let shared = self.node.shared.clone();
+        let counters = &shared.counters;
+        Counters::add(&counters.received, 1);
+        if !shared.config.trust.allows(&message.account) {
+            Counters::add(&counters.untrusted, 1);
+            trace!(node = %shared.name, account = %message.account, "ignored a message from an untrusted account");
+            self.drops.note(&self.node);
+            return;
+        }
+        let text = wire::clean(&message.text);
+        match wire::parse_chat_text(&text) {
+            Ok(ChatText::Frame { body }) => self.frame(body, &message.account).await,
+            Ok(ChatText::Chunk(chunk)) => {
+                Counters::add(&counters.chunks, 1);
+                let mut dropped = 0;
+                let added = self
+                    .reassembly
+                    .add(&message.account, chunk, Instant::now(), &mut dropped);
+                self.count(&counters.partials_dropped, dropped);
+                match added {
+                    Added::Complete(body) => self.frame(&body, &message.account).await,
+                    Added::Pending | Added::Duplicate => {}
+                    Added::Rejected => self.drop(Drop::Malformed, &message.account, &"a chunk that does not fit"),
+                }
+            }
+            Err(WireError::NotAFrame) => {
+                Counters::add(&counters.not_frames, 1);
+                trace!(node = %shared.name, account = %message.account, "not a frame");
+            }
+            Err(e) => self.drop(Drop::Malformed, &message.account, &e),
+        }
+    }
+
+    /// A whole base64 body from the room.
+    async fn frame(&mut self, body_b64: &str, account: &Arc<str>) {
+        let shared = self.node.shared.clone();
+        let max = shared.config.max_envelope_bytes;
+        let size = body_b64.len() / 4 * 3;
+        if size > max {
+            let e = WireError::TooLarge { what: "the envelope", size, max };
+            return self.drop(Drop::TooLarge, account, &e);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        if let Err(e) = wire::decode_base64(body_b64, &mut buf) {
+            self.buf = buf;
+            return self.drop(Drop::Malformed, account, &e);
+        }
+        let keys = &shared.config.keys;
+        let signed = !keys.is_empty();
+        let verdict = if signed { keys.verify(&buf) } else { Verdict::Valid };
+        match verdict {
+            Verdict::Valid => match wire::parse_body(&buf, shared.config.body_limits) {
+                Ok(body) => {
+                    if let Some(sender) = self.accept(&body.meta, account, signed) {
+                        self.dispatch(body, sender).await;
+                    }
+                }
+                Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
+                Err(e) => self.drop(Drop::Malformed, account, &e),
+            },
+            Verdict::Unsigned => self.drop(Drop::Unsigned, account, &"no signature"),
+            Verdict::Forged => self.drop(Drop::BadSignature, account, &"the signature does not match"),
+        }
+        if buf.capacity() <= 64 << 10 {
+            self.buf = buf;
+        }
+    }
+
+    /// Drops own echoes, stale and repeated envelopes; gives the sender of
+    /// the rest.
+    fn accept(&mut self, meta: &Meta<'_>, account: &Arc<str>, signed: bool) -> Option<Sender> {
+        let shared = self.node.shared.clone();
+        let counters = &shared.counters;
+        let count = meta.count.unwrap_or(1);
+        if signed {
+            let max_skew = shared.config.max_skew;
+            let now = crate::transport::now_millis();
+            let fresh = meta
+                .timestamp
+                .is_some_and(|ts| now.abs_diff(ts) <= max_skew.as_millis() as u64);
+            if !fresh {
+                self.drop(Drop::Stale, account, &format_args!("timestamp {:?}, now {now}", meta.timestamp));
+                return None;
+            }
+        }
+        let Some(from) = meta.from.as_deref() else {
+            // Python SocketScience sends no metadata.
+            return Some(Sender::new(account.clone(), None));
+        };
+        if meta.session == Some(shared.session) && from == &*shared.name {
+            Counters::add(&counters.own_echoes, count);
+            return None;
+        }
+        let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
+            return Some(Sender::new(account.clone(), Some(from.into())));
+        };
+        self.heard += 1;
+        let heard = self.heard;
+        if !self.senders.contains_key(from) && self.senders.len() >= MAX_SENDERS {
+            let oldest = self
+                .senders
+                .iter()
+                .min_by_key(|(_, s)| s.last_heard)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.senders.remove(&oldest);
+            }
+        }
+        let state = self
+            .senders
+            .entry(from.into())
+            .or_insert_with(|| SenderState {
+                instance: from.into(),
+                windows: Vec::new(),
+                last_heard: heard,
+            });
+        state.last_heard = heard;
+        let seqs = seq..seq.saturating_add(count);
+        match state.windows.iter().position(|w| w.session == session) {
+            Some(i) => {
+                let window = &mut state.windows[i];
+                if seqs.clone().all(|s| window.seen(s)) {
+                    let instance = state.instance.clone();
+                    self.drop(Drop::Duplicate, account, &format_args!("{instance} #{seq}"));
+                    return None;
+                }
+                seqs.for_each(|s| window.mark(s));
+                // Most recently used first.
+                let window = state.windows.remove(i);
+                state.windows.insert(0, window);
+            }
+            None => {
+                let mut window = Window::new(session, seq);
+                seqs.for_each(|s| window.mark(s));
+                state.windows.insert(0, window);
+                state.windows.truncate(SESSIONS_PER_SENDER);
+            }
+        }
+        Some(Sender::new(account.clone(), Some(state.instance.clone())))
+    }
+
+    /// Runs every handler for every kind of an accepted envelope.
+    async fn dispatch(&mut self, body: wire::Body<'_>, sender: Sender) {
+        let shared = &self.node.shared;
+        let version = shared.registry_version.load(Ordering::Acquire);
+        if version != self.registry_version {
+            self.registry = shared.read_registry();
+            self.registry_version = version;
+        }
+        let counters = &shared.counters;
+        Counters::add(&counters.envelopes, body.meta.count.unwrap_or(1));
+        let cx = Context::new(self.node.clone(), sender);
+        for (kind, raw) in &body.messages {
+            let Some(handlers) = self.registry.get(kind) else {
+                Counters::add(&counters.unknown_kinds, 1);
+                trace!(node = %shared.name, kind = %kind, "no handler for this kind");
+                continue;
+            };
+            for handler in handlers {
+                let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    (handler.call)(*raw, cx.clone())
+                })) {
+                    Ok(Ok(Call::Ready(result))) => Ok(result),
+                    Ok(Ok(Call::Pending(future))) => AssertUnwindSafe(future).catch_unwind().await,
+                    Ok(Err(e)) => {
+                        Counters::add(&counters.bad_values, 1);
+                        warn!(node = %shared.name, kind = %kind, error = %e, "a value does not fit its message type");
+                        break;
+                    }
+                    Err(panic) => Err(panic),
+                };
+                match outcome {
+                    Ok(Ok(())) => Counters::add(&counters.dispatched, 1),
+                    Ok(Err(e)) => {
+                        Counters::add(&counters.handler_errors, 1);
+                        warn!(node = %shared.name, handler = %handler.name, kind = %kind, error = %e, "handler failed");
+                    }
+                    Err(panic) => {
+                        Counters::add(&counters.handler_panics, 1);
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a non-string payload".into());
+                        error!(node = %shared.name, handler = %handler.name, kind = %kind, panic = %what, "handler panicked");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_accepts_late_arrivals_once() {
+        let mut w = Window::new(1, 10);
+        assert!(w.seen(10));
+        assert!(!w.seen(11));
+        w.mark(12);
+        assert!(!w.seen(11), "a gap");
+        assert!(w.seen(12));
+        w.mark(11);
+        assert!(w.seen(11));
+        w.mark(10 + WINDOW + 5);
+        assert!(w.seen(12), "older than the window counts as seen");
+        assert!(!w.seen(10 + WINDOW + 4));
+    }
+}

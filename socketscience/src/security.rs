@@ -1,0 +1,201 @@
+//! Trust and signatures: who may steer the fleet.
+//!
+//! A node trusts chat accounts ([`Trust`]) and, with a shared secret,
+//! signs every envelope it posts with HMAC-SHA256 and rejects what is
+//! unsigned, forged, stale or replayed. The scheme (see
+//! `docs/wire-format.md`): the signature is the body's last entry, `_sig`,
+//! and covers every byte of the body before that entry, which include the
+//! messages and the `_from`, `_sid`, `_seq` and `_ts` metadata.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use wildmatch::WildMatch;
+
+use crate::wire::Codec;
+
+/// The environment variable a node reads its secret from when the builder
+/// is given none.
+pub const SECRET_ENV: &str = "SOCKETSCIENCE_SECRET";
+/// The environment variable holding the previous secret during a rotation
+/// (accepted, never used to sign).
+pub const PREVIOUS_SECRET_ENV: &str = "SOCKETSCIENCE_SECRET_PREVIOUS";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Length of a signature in bytes.
+pub(crate) const SIG_LEN: usize = 32;
+/// Base64 length of a signature.
+const SIG_B64_LEN: usize = 44;
+/// JSON: `,"_sig":"` + base64 + `"}`.
+const JSON_SIG_HEAD: &[u8] = b",\"_sig\":\"";
+const JSON_SUFFIX_LEN: usize = JSON_SIG_HEAD.len() + SIG_B64_LEN + 2;
+/// MessagePack: fixstr `_sig`, bin8 of 32 bytes.
+const MSGPACK_SIG_HEAD: &[u8] = &[0xa4, b'_', b's', b'i', b'g', 0xc4, SIG_LEN as u8];
+const MSGPACK_SUFFIX_LEN: usize = MSGPACK_SIG_HEAD.len() + SIG_LEN;
+
+/// The fleet's shared secrets: the first signs, any verifies (two during a
+/// rotation). Never printed.
+#[derive(Clone, Default)]
+pub(crate) struct Keys(Vec<Arc<[u8]>>);
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keys(<{} redacted>)", self.0.len())
+    }
+}
+
+impl Keys {
+    pub(crate) fn new(secrets: Vec<Vec<u8>>) -> Keys {
+        Keys(secrets.into_iter().map(Arc::from).collect())
+    }
+
+    /// The secrets named by the environment, if any.
+    pub(crate) fn from_env() -> Keys {
+        let secrets = [SECRET_ENV, PREVIOUS_SECRET_ENV]
+            .iter()
+            .filter_map(|name| std::env::var_os(name))
+            .filter(|value| !value.is_empty())
+            .map(|value| value.into_encoded_bytes())
+            .collect();
+        Keys::new(secrets)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn mac(key: &[u8], covered: &[u8]) -> HmacSha256 {
+        // HMAC takes keys of any length.
+        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+        mac.update(covered);
+        mac
+    }
+
+    /// Appends the `_sig` entry for the body so far (a JSON body without its
+    /// closing brace, or a MessagePack map whose header counts `_sig`).
+    pub(crate) fn sign(&self, codec: Codec, body: &mut Vec<u8>) {
+        let Some(key) = self.0.first() else { return };
+        let sig = Self::mac(key, body).finalize().into_bytes();
+        match codec {
+            Codec::Json => {
+                body.extend_from_slice(JSON_SIG_HEAD);
+                let mut b64 = String::with_capacity(SIG_B64_LEN);
+                BASE64.encode_string(sig, &mut b64);
+                body.extend_from_slice(b64.as_bytes());
+                body.extend_from_slice(b"\"}");
+            }
+            Codec::MessagePack => {
+                body.extend_from_slice(MSGPACK_SIG_HEAD);
+                body.extend_from_slice(&sig);
+            }
+        }
+    }
+
+    /// Checks a body's signature against every key, in constant time each.
+    pub(crate) fn verify(&self, body: &[u8]) -> Verdict {
+        let Some((covered, sig)) = split_signed(body) else {
+            return Verdict::Unsigned;
+        };
+        if self
+            .0
+            .iter()
+            .any(|key| Self::mac(key, covered).verify_slice(&sig).is_ok())
+        {
+            Verdict::Valid
+        } else {
+            Verdict::Forged
+        }
+    }
+}
+
+/// What [`Keys::verify`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Valid,
+    Unsigned,
+    Forged,
+}
+
+/// The covered bytes and the signature of a signed body.
+fn split_signed(body: &[u8]) -> Option<(&[u8], [u8; SIG_LEN])> {
+    let mut sig = [0u8; SIG_LEN];
+    match Codec::sniff(body) {
+        Codec::Json => {
+            let at = body.len().checked_sub(JSON_SUFFIX_LEN)?;
+            let (covered, suffix) = body.split_at(at);
+            let b64 = suffix
+                .strip_prefix(JSON_SIG_HEAD)?
+                .strip_suffix(b"\"}")?;
+            let n = BASE64.decode_slice(b64, &mut sig).ok()?;
+            (n == SIG_LEN).then_some((covered, sig))
+        }
+        Codec::MessagePack => {
+            let at = body.len().checked_sub(MSGPACK_SUFFIX_LEN)?;
+            let (covered, suffix) = body.split_at(at);
+            sig.copy_from_slice(suffix.strip_prefix(MSGPACK_SIG_HEAD)?);
+            Some((covered, sig))
+        }
+    }
+}
+
+/// Which chat accounts a node trusts: exact names and `*`/`?` patterns.
+pub(crate) struct Trust {
+    exact: Vec<Box<str>>,
+    patterns: Vec<WildMatch>,
+}
+
+impl Trust {
+    pub(crate) fn new(patterns: Vec<String>) -> Trust {
+        let (globs, exact): (Vec<_>, Vec<_>) =
+            patterns.into_iter().partition(|p| p.contains(['*', '?']));
+        Trust {
+            exact: exact.into_iter().map(String::into_boxed_str).collect(),
+            patterns: globs.iter().map(|p| WildMatch::new(p)).collect(),
+        }
+    }
+
+    pub(crate) fn allows(&self, account: &str) -> bool {
+        self.exact.iter().any(|a| **a == *account)
+            || self.patterns.iter().any(|p| p.matches(account))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_with_either_key_and_fail_when_tampered() {
+        for codec in [Codec::Json, Codec::MessagePack] {
+            let old = Keys::new(vec![b"old".to_vec()]);
+            let rotating = Keys::new(vec![b"new".to_vec(), b"old".to_vec()]);
+            let mut body = match codec {
+                Codec::Json => b"{\"ping\":1,\"_seq\":3".to_vec(),
+                Codec::MessagePack => vec![0x82, 0xa1, b'a', 0x01],
+            };
+            old.sign(codec, &mut body);
+            assert_eq!(old.verify(&body), Verdict::Valid, "{codec}");
+            assert_eq!(rotating.verify(&body), Verdict::Valid, "{codec}");
+            assert_eq!(Keys::new(vec![b"other".to_vec()]).verify(&body), Verdict::Forged);
+            let mut tampered = body.clone();
+            tampered[2] ^= 1;
+            assert_eq!(old.verify(&tampered), Verdict::Forged, "{codec}");
+            assert_eq!(old.verify(&body[..body.len() - 1]), Verdict::Unsigned, "{codec}");
+        }
+        assert_eq!(format!("{:?}", Keys::new(vec![b"hunter2".to_vec()])), "Keys(<1 redacted>)");
+    }
+
+    #[test]
+    fn trust_patterns() {
+        let trust = Trust::new(vec!["smokey-*".into(), "1234".into()]);
+        assert!(trust.allows("smokey-henders"));
+        assert!(trust.allows("1234"));
+        assert!(!trust.allows("12345"));
+        assert!(!trust.allows("mallory"));
+    }
+}
