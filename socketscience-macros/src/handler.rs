@@ -1,151 +1,314 @@
 //! `#[handler]`: parse, validate, expand.
+//!
+//! The macro reads the shape (sync or async, with or without `Context`)
+//! from the syntax and calls the function directly; the types are checked
+//! by the compiler, each at the tokens the user wrote:
+//!
+//! - the message type once, where the entry is built (`M: Message`);
+//! - the second parameter through a local trait implemented only for
+//!   `Context`, whose `on_unimplemented` says what to write;
+//! - the return type through `<R as HandlerResult>`;
+//! - an async handler's future by boxing it as `dyn Future + Send`.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType, Type};
+
+use crate::common::{mentions_impl, wrong_item, Errors};
 
 const SHAPES: &str =
     "`fn name(message: Ping)` or `fn name(message: Ping, cx: Context)`, optionally `async`";
 
-/// The parsed handler: the function and its parameters' types.
+/// The attribute's arguments and the function it is on.
 struct Model {
+    attr: TokenStream,
     item: ItemFn,
 }
 
-pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let item: ItemFn = match syn::parse2(item.clone()) {
+/// What a valid handler looks like, read from its signature.
+struct Shape<'a> {
+    message: &'a Type,
+    context: Option<&'a Type>,
+    /// The declared return type; `None` for `()`.
+    output: Option<&'a Type>,
+    is_async: bool,
+}
+
+pub fn expand(attr: TokenStream, input: TokenStream) -> TokenStream {
+    let item: ItemFn = match syn::parse2(input.clone()) {
         Ok(item) => item,
         Err(_) => {
-            let e = syn::Error::new(
-                Span::call_site(),
-                format!("`#[handler]` goes on a free function: {SHAPES}"),
-            );
-            let mut out = e.into_compile_error();
-            out.extend(item);
-            return out;
+            return wrong_item(input, |what| {
+                format!("`#[handler]` goes on a free function, not on {what}: {SHAPES}")
+            })
         }
     };
-    let mut errors: Option<syn::Error> = None;
-    let mut push = |e: syn::Error| match &mut errors {
-        Some(all) => all.combine(e),
-        None => errors = Some(e),
-    };
-    if !attr.is_empty() {
-        push(syn::Error::new_spanned(
-            attr,
-            "`#[handler]` takes no arguments: the kind comes from the first parameter's type",
-        ));
-    }
-    let model = Model { item };
-    model.validate(&mut push);
-    match errors {
-        Some(e) => {
-            let e = e.into_compile_error();
+    let model = Model { attr, item };
+    let mut errors = Errors::default();
+    match model.validate(&mut errors) {
+        Some(shape) if errors.is_empty() => model.expand(&shape),
+        _ => {
+            // The function as written, so that calls to it still resolve.
+            let errors = errors.into_compile_error();
             let item = &model.item;
-            quote! { #e #item }
+            quote! { #errors #item }
         }
-        None => model.expand(),
     }
 }
 
+/// The parameter types, `self` aside.
+fn typed_inputs(item: &ItemFn) -> impl Iterator<Item = &Type> {
+    item.sig.inputs.iter().filter_map(|a| match a {
+        FnArg::Typed(pt) => Some(peel(&pt.ty)),
+        FnArg::Receiver(_) => None,
+    })
+}
+
+/// The type inside the invisible group that `macro_rules!` puts around a
+/// `$t:ty`.
+fn peel(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(g) => peel(&g.elem),
+        _ => ty,
+    }
+}
+
+/// Whether `ty` is (a path ending in) `Context`.
+fn is_context(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none()
+        && p.path.segments.last().is_some_and(|s| s.ident == "Context" && s.arguments.is_none()))
+}
+
+/// A type as the user would write it, for messages: `&Ping`, not `& Ping`.
+fn pretty(ty: &Type) -> String {
+    let mut s = ty.to_token_stream().to_string();
+    for (from, to) in [
+        (" :: ", "::"),
+        (" < ", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        ("& ", "&"),
+        (" ,", ","),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
+}
+
 impl Model {
-    fn validate(&self, push: &mut impl FnMut(syn::Error)) {
+    fn validate(&self, errors: &mut Errors) -> Option<Shape<'_>> {
         let sig = &self.item.sig;
+        if !self.attr.is_empty() {
+            errors.spanned(
+                &self.attr,
+                "`#[handler]` takes no arguments: write `#[handler]`; \
+                 the kind comes from the first parameter's type",
+            );
+        }
         if let Some(receiver) = sig.receiver() {
-            push(syn::Error::new_spanned(
+            errors.spanned(
                 receiver,
                 format!(
                     "a handler is a free function and cannot take `self`: \
                      move it out of the `impl` block, as {SHAPES}"
                 ),
-            ));
+            );
         }
-        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-            push(syn::Error::new(
-                sig.generics.span(),
-                format!("a handler cannot be generic: name the message type, as {SHAPES}"),
-            ));
+        if !sig.generics.params.is_empty() {
+            errors.spanned(
+                &sig.generics,
+                format!(
+                    "a handler cannot be generic: remove the type parameters and name the \
+                     message type, as {SHAPES}"
+                ),
+            );
+        } else if let Some(where_clause) = &sig.generics.where_clause {
+            errors.spanned(
+                where_clause,
+                "a handler cannot have a `where` clause: remove it",
+            );
         }
-        for arg in &sig.inputs {
-            if let FnArg::Typed(pt) = arg {
-                if let Type::ImplTrait(_) = &*pt.ty {
-                    push(syn::Error::new_spanned(
-                        &pt.ty,
-                        format!("a handler cannot be generic: name the message type, as {SHAPES}"),
-                    ));
-                }
+        if let Some(unsafety) = &sig.unsafety {
+            errors.spanned(unsafety, "a handler cannot be `unsafe`: remove `unsafe`");
+        }
+        if let Some(variadic) = &sig.variadic {
+            errors.spanned(variadic, "a handler cannot be variadic: remove `...`");
+        }
+        for ty in typed_inputs(&self.item) {
+            match ty {
+                Type::ImplTrait(_) => errors.spanned(
+                    ty,
+                    format!(
+                        "a handler cannot be generic: name the message type instead of \
+                         `impl ..`, as {SHAPES}"
+                    ),
+                ),
+                Type::Reference(r) => errors.spanned(
+                    ty,
+                    format!(
+                        "a handler takes its parameters by value: write `{}` instead of `{}`",
+                        pretty(&r.elem),
+                        pretty(ty),
+                    ),
+                ),
+                _ => {}
             }
         }
-        match sig.inputs.len() {
-            0 => push(syn::Error::new(
+        if let ReturnType::Type(_, ty) = &sig.output {
+            if mentions_impl(ty.to_token_stream()) {
+                errors.spanned(
+                    ty,
+                    "a handler returns `()` or `Result<(), E>` where `E: Display`, \
+                     not `impl ..`: name the type, or make the function `async`",
+                );
+            }
+        }
+
+        let inputs: Vec<&Type> = typed_inputs(&self.item).collect();
+        match inputs.len() {
+            0 if sig.receiver().is_none() => errors.push(syn::Error::new(
                 sig.paren_token.span.join(),
                 format!("a handler takes the message as its first parameter: {SHAPES}"),
             )),
-            1 | 2 => {}
-            _ => {
-                let extra: TokenStream =
-                    sig.inputs.iter().skip(2).map(|a| quote! { #a, }).collect();
-                push(syn::Error::new_spanned(
-                    extra,
+            3.. => {
+                let mut extra = sig.inputs.iter().skip(sig.inputs.len() - inputs.len() + 2);
+                let first = extra.next();
+                let last = extra.last().or(first);
+                errors.spanned(
+                    quote! { #first #last },
                     format!(
                         "a handler takes at most two parameters, the message and a `Context`: \
                          remove these, as {SHAPES}"
                     ),
-                ))
+                );
             }
+            2 if is_context(inputs[0]) && !is_context(inputs[1]) => errors.spanned(
+                &sig.inputs,
+                format!(
+                    "the message comes first and the `Context` second: write `fn {}(message: {}, cx: Context)`",
+                    sig.ident,
+                    pretty(inputs[1]),
+                ),
+            ),
+            _ => {}
         }
-        if let Some(v) = &sig.variadic {
-            push(syn::Error::new_spanned(v, "a handler cannot be variadic"));
-        }
+        Some(Shape {
+            message: inputs.first()?,
+            context: inputs.get(1).copied(),
+            output: match &sig.output {
+                ReturnType::Default => None,
+                ReturnType::Type(_, ty) => Some(ty),
+            },
+            is_async: sig.asyncness.is_some(),
+        })
     }
 
-    fn expand(&self) -> TokenStream {
+    fn expand(&self, shape: &Shape<'_>) -> TokenStream {
         let item = &self.item;
         let ident = &item.sig.ident;
-        let typed: Vec<&Type> = item
-            .sig
-            .inputs
-            .iter()
-            .filter_map(|a| match a {
-                FnArg::Typed(pt) => Some(&*pt.ty),
-                FnArg::Receiver(_) => None,
-            })
-            .collect();
-        let message = typed[0];
-        let message_check = quote_spanned! {message.span()=>
-            <#message as ::socketscience::Message>::KIND
+        let private = quote! { ::socketscience::__private };
+        let message = shape.message;
+
+        // The arguments, each converted where the user's type is, so that a
+        // wrong type is reported there.
+        let cx = format_ident!("__socketscience_cx");
+        let message_arg =
+            quote! { __SocketscienceSame::__socketscience_same(__socketscience_message) };
+        let (context_check, args) = match shape.context {
+            None => (quote! { let _ = #cx; }, message_arg),
+            Some(ty) => {
+                let arg = quote_spanned! {ty.span()=>
+                    <#ty as __SocketscienceContext>::__socketscience_context(#cx)
+                };
+                (quote! {}, quote! { #message_arg, #arg })
+            }
         };
-        let context_check = typed.get(1).map(|cx| {
-            quote_spanned! {cx.span()=>
-                ::socketscience::__private::assert_context::<#cx>();
+        let context_trait = shape.context.map(|_| {
+            quote! {
+                #[diagnostic::on_unimplemented(
+                    message = "the second parameter of a handler must be `Context`, not `{Self}`",
+                    label = "write `cx: Context` here, or remove this parameter",
+                )]
+                trait __SocketscienceContext {
+                    fn __socketscience_context(cx: #private::Context) -> Self;
+                }
+                impl __SocketscienceContext for #private::Context {
+                    #[inline(always)]
+                    fn __socketscience_context(cx: #private::Context) -> Self {
+                        cx
+                    }
+                }
             }
         });
-        let result_check = match &item.sig.output {
-            ReturnType::Default => None,
-            ReturnType::Type(_, ty) => Some(quote_spanned! {ty.span()=>
-                ::socketscience::__private::assert_result::<#ty>();
-            }),
+
+        let output = match shape.output {
+            Some(ty) => ty.to_token_stream(),
+            None => quote! { () },
         };
+        let output_span = shape.output.map_or_else(Span::call_site, Spanned::span);
+        let into_result = quote_spanned! {output_span=>
+            <#output as ::socketscience::HandlerResult>::into_result
+        };
+        let body = if shape.is_async {
+            let boxed = quote_spanned! {item.sig.asyncness.span()=>
+                ::std::boxed::Box::pin(async move { #into_result(#ident(#args).await) })
+            };
+            quote! { #private::Call::Pending(#boxed) }
+        } else {
+            quote! { #private::Call::Ready(#into_result(#ident(#args))) }
+        };
+        let message_spanned = quote_spanned! {message.span()=>
+            __socketscience_entry::<#message>
+        };
+
         quote! {
             #item
 
             #[doc(hidden)]
-            #[allow(non_upper_case_globals)]
             const _: () = {
-                fn __socketscience_call(
-                    raw: ::socketscience::__private::RawValueRef<'_>,
-                    cx: ::socketscience::__private::Context,
-                ) -> ::core::result::Result<::socketscience::__private::Call, ::std::string::String> {
-                    #context_check
-                    #result_check
-                    ::socketscience::__private::call::<#message, _, _>(&#ident, raw, cx)
+                // `M` is the message type: generic so that `M: Message` is
+                // checked once, where the entry is built below.
+                trait __SocketscienceSame<T> {
+                    fn __socketscience_same(self) -> T;
                 }
-                ::socketscience::__private::inventory::submit! {
-                    ::socketscience::__private::StaticHandler::new(
-                        #message_check,
-                        ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
-                        __socketscience_call,
+                impl<T> __SocketscienceSame<T> for T {
+                    #[inline(always)]
+                    fn __socketscience_same(self) -> T {
+                        self
+                    }
+                }
+
+                #context_trait
+
+                fn __socketscience_call<M>(
+                    __socketscience_raw: #private::RawValueRef<'_>,
+                    #cx: #private::Context,
+                ) -> ::core::result::Result<#private::Call, ::std::string::String>
+                where
+                    M: ::socketscience::Message + __SocketscienceSame<#message>,
+                {
+                    let __socketscience_message: M = __socketscience_raw.decode()?;
+                    #context_check
+                    ::core::result::Result::Ok(#body)
+                }
+
+                const fn __socketscience_entry<M>(
+                    name: &'static str,
+                ) -> #private::StaticHandler
+                where
+                    M: ::socketscience::Message + __SocketscienceSame<#message>,
+                {
+                    #private::StaticHandler::new(
+                        <M as ::socketscience::Message>::KIND,
+                        name,
+                        __socketscience_call::<M>,
+                    )
+                }
+
+                #private::inventory::submit! {
+                    #message_spanned(
+                        ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident))
                     )
                 }
             };

@@ -1,7 +1,12 @@
 //! The attributes of [socketscience](https://docs.rs/socketscience):
 //! `#[message("kind")]` and `#[handler]`. Use them through that crate
 //! (`use socketscience::{message, handler};`); their expansions name it.
+//!
+//! Each misuse is a compile error pointing at the tokens to change and
+//! saying what to write instead; `tests/ui/` in the workspace holds one
+//! case per misuse with the exact error.
 
+mod common;
 mod handler;
 mod message;
 
@@ -15,24 +20,50 @@ use proc_macro::TokenStream;
 /// pub struct Ping { pub location: String, pub timestamp: f64 }
 /// ```
 ///
-/// Put it above the type's other attributes. It takes one argument, the
-/// kind: a non-empty string literal not starting with `_` (those keys are
-/// reserved for socketscience's metadata). It accepts structs (named,
-/// newtype, tuple, unit) and enums without generic parameters;
-/// `#[serde(...)]` attributes on the type and its fields keep working.
+/// # Arguments
 ///
-/// It expands to the item with `#[derive(Serialize, Deserialize)]` (through
-/// socketscience's own serde, so no serde dependency is needed), plus:
+/// One, the kind: a string literal, not empty, not starting with `_`
+/// (those keys are reserved for socketscience's metadata). It is the key of
+/// the message in the envelope, as Python SocketScience's `register(kind)`.
+///
+/// # Accepted items
+///
+/// Structs (named, newtype, tuple, unit) and enums, without generic
+/// parameters or lifetimes (a kind decodes into one owned type).
+/// `#[serde(...)]` attributes on the type and its fields keep working; no
+/// serde dependency is needed. Unions, generic types and anything that is
+/// not a struct or an enum are compile errors.
+///
+/// # Expansion
 ///
 /// ```ignore
-/// impl socketscience::Message for Ping { const KIND: &'static str = "ping"; }
-/// impl Ping {
-///     /// Sends this message to every instance through the default node.
-///     pub fn broadcast(self) -> socketscience::Result<()> { .. }
+/// #[derive(::socketscience::__private::serde::Serialize, ::socketscience::__private::serde::Deserialize)]
+/// #[serde(crate = "::socketscience::__private::serde")]
+/// #[derive(Debug, Clone)]
+/// pub struct Ping { pub location: String, pub timestamp: f64 }
+///
+/// #[automatically_derived]
+/// impl ::socketscience::Message for Ping {
+///     const KIND: &'static str = "ping";
 /// }
-/// // and a record of (kind, type) through `inventory`, so that a node
-/// // refuses to start when two types claim one kind.
+///
+/// impl Ping {
+///     /// Sends this `ping` message to every instance in the room, ...
+///     pub fn broadcast(self) -> ::socketscience::Result<()> {
+///         ::socketscience::__private::broadcast(self)
+///     }
+/// }
+///
+/// // The (kind, type) record a node checks at start, refusing to start
+/// // when two types claim one kind.
+/// ::socketscience::__private::inventory::submit! {
+///     ::socketscience::__private::MessageType::new("ping", concat!(module_path!(), "::", "Ping"))
+/// }
 /// ```
+///
+/// When the kind is wrong, the error comes with the type, its impls and
+/// `broadcast()` (but no record), so that the uses of the type do not add
+/// errors of their own.
 #[proc_macro_attribute]
 pub fn message(attr: TokenStream, item: TokenStream) -> TokenStream {
     message::expand(attr.into(), item.into()).into()
@@ -49,17 +80,59 @@ pub fn message(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// async fn serve(b: Beverage, cx: Context) -> Result<(), MyError> { Ok(()) }
 /// ```
 ///
-/// Allowed shapes: `(M)` or `(M, Context)`, `fn` or `async fn`, returning
-/// `()` or `Result<(), E>` where `E: Display`. It takes no arguments. The
-/// function stays as written and can still be called directly; the
-/// attribute adds, through `inventory`, an entry that every node reads at
-/// start:
+/// # Arguments
+///
+/// None: the kind comes from the first parameter's type.
+///
+/// # Accepted functions
+///
+/// Free functions, `fn` or `async fn`, of the shape `(M)` or
+/// `(M, Context)` where `M` is a `#[message]` type taken by value,
+/// returning `()` or `Result<(), E>` where `E: Display`. An async
+/// handler's future must be `Send`. Methods (`self`), generic parameters,
+/// `impl Trait` parameters, references, other parameter counts and other
+/// return types are compile errors, each pointing at the offending tokens.
+///
+/// # Expansion
+///
+/// The function stays as written and can still be called directly. Beside
+/// it, an entry that every node reads at start; the shape is read from the
+/// syntax, and each type is checked where the user wrote it:
 ///
 /// ```ignore
-/// inventory::submit! {
-///     StaticHandler::new(<Ping as Message>::KIND, "my_bot::log_ping", |raw, cx| call(&log_ping, raw, cx))
-/// }
+/// async fn serve(b: Beverage, cx: Context) -> Result<(), MyError> { Ok(()) }
+///
+/// const _: () = {
+///     // `Same<T>`: identity, so that the entry can be generic over `M`
+///     // and `M: Message` is checked once, at the `submit!` below.
+///     // `IsContext`: implemented for `Context` only, with a message
+///     // saying what to write when the second parameter is something else.
+///
+///     fn __socketscience_call<M>(raw: RawValueRef<'_>, cx: Context) -> Result<Call, String>
+///     where M: Message + Same<Beverage>
+///     {
+///         let message: M = raw.decode()?;
+///         Ok(Call::Pending(Box::pin(async move {
+///             <Result<(), MyError> as HandlerResult>::into_result(
+///                 serve(message.same(), <Context as IsContext>::from(cx)).await,
+///             )
+///         })))
+///     }
+///
+///     const fn __socketscience_entry<M>(name: &'static str) -> StaticHandler
+///     where M: Message + Same<Beverage>
+///     {
+///         StaticHandler::new(M::KIND, name, __socketscience_call::<M>)
+///     }
+///
+///     inventory::submit! {
+///         __socketscience_entry::<Beverage>(concat!(module_path!(), "::", "serve"))
+///     }
+/// };
 /// ```
+///
+/// A sync handler gives `Call::Ready(..)` instead of `Call::Pending(..)`;
+/// a handler without `Context` ignores `cx`.
 #[proc_macro_attribute]
 pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     handler::expand(attr.into(), item.into()).into()

@@ -1,69 +1,98 @@
 //! `#[message("kind")]`: parse, validate, expand.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::quote;
-use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, LitStr};
+use syn::{Data, DeriveInput, Expr, ExprLit, Lit, LitStr, MetaNameValue};
+
+use crate::common::{wrong_item, Errors};
 
 /// The parsed attribute and item.
 struct Model {
+    /// The kind as written, when it is a string literal.
     kind: Option<LitStr>,
     item: DeriveInput,
 }
 
-pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let item: DeriveInput = match syn::parse2(item.clone()) {
+pub fn expand(attr: TokenStream, input: TokenStream) -> TokenStream {
+    let item: DeriveInput = match syn::parse2(input.clone()) {
         Ok(item) => item,
         Err(_) => {
-            let e = syn::Error::new(
-                Span::call_site(),
-                "`#[message]` goes on a struct or an enum",
-            );
-            let mut out = e.into_compile_error();
-            out.extend(item);
-            return out;
+            return wrong_item(input, |what| {
+                format!(
+                    "`#[message]` goes on a struct or an enum holding the message's data, \
+                     not on {what}: write `#[message(\"ping\")] pub struct Ping {{ .. }}`"
+                )
+            })
         }
     };
     let mut errors = Errors::default();
     let kind = parse_kind(attr, &mut errors);
     let model = Model { kind, item };
     model.validate(&mut errors);
-    model.expand(errors.take())
+    model.expand(errors)
 }
 
-#[derive(Default)]
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    fn push(&mut self, e: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(e),
-            None => self.0 = Some(e),
-        }
-    }
-    fn take(self) -> Option<syn::Error> {
-        self.0
-    }
-}
-
+/// The kind: one string literal. Anything else is an error saying what to
+/// write, with the kind when it can be guessed.
 fn parse_kind(attr: TokenStream, errors: &mut Errors) -> Option<LitStr> {
     if attr.is_empty() {
         errors.push(syn::Error::new(
             Span::call_site(),
-            "`#[message]` needs the message's kind: write `#[message(\"ping\")]`",
+            "`#[message]` needs the message's kind, a string: write `#[message(\"ping\")]`",
         ));
         return None;
     }
-    match syn::parse2::<LitStr>(attr.clone()) {
-        Ok(kind) => Some(kind),
-        Err(_) => {
-            errors.push(syn::Error::new_spanned(
-                attr,
-                "expected the kind as one string literal: `#[message(\"ping\")]`",
-            ));
-            None
+    let mut tokens = attr.clone().into_iter();
+    let first = tokens.next();
+    if let Some(kind) = first
+        .clone()
+        .and_then(|t| syn::parse2::<LitStr>(t.into()).ok())
+    {
+        let rest: Vec<TokenTree> = tokens.collect();
+        // A trailing comma is fine; anything after it is not.
+        let extra = match rest.first() {
+            Some(TokenTree::Punct(p)) if p.as_char() == ',' => &rest[1..],
+            _ => &rest[..],
+        };
+        if !extra.is_empty() {
+            errors.spanned(
+                extra.iter().cloned().collect::<TokenStream>(),
+                "`#[message]` takes only the kind: remove this, and declare one type per kind",
+            );
         }
+        return Some(kind);
     }
+    if let (Some(TokenTree::Ident(ident)), None) = (&first, tokens.next()) {
+        errors.spanned(
+            ident,
+            format!(
+                "the kind must be a string literal, in quotes: write `#[message(\"{ident}\")]`"
+            ),
+        );
+        return None;
+    }
+    if let Ok(MetaNameValue {
+        value: Expr::Lit(ExprLit {
+            lit: Lit::Str(kind),
+            ..
+        }),
+        ..
+    }) = syn::parse2::<MetaNameValue>(attr.clone())
+    {
+        errors.spanned(
+            attr,
+            format!(
+                "write the kind alone, without a name: `#[message({})]`",
+                quote!(#kind)
+            ),
+        );
+        return Some(kind);
+    }
+    errors.spanned(
+        attr,
+        "the kind must be a string literal: write `#[message(\"ping\")]`",
+    );
+    None
 }
 
 impl Model {
@@ -71,45 +100,65 @@ impl Model {
         if let Some(kind) = &self.kind {
             let value = kind.value();
             if value.is_empty() {
-                errors.push(syn::Error::new_spanned(
+                errors.spanned(
                     kind,
                     "the kind is empty: name it, as in `#[message(\"ping\")]`",
-                ));
+                );
             } else if value.starts_with('_') {
-                errors.push(syn::Error::new_spanned(
+                let suggestion = match value.trim_start_matches('_') {
+                    "" => "ping",
+                    rest => rest,
+                };
+                errors.spanned(
                     kind,
-                    "kinds starting with `_` are reserved for socketscience's metadata: \
-                     choose a kind such as `\"ping\"`",
-                ));
+                    format!(
+                        "kinds starting with `_` are reserved for socketscience's metadata: \
+                         write `#[message(\"{suggestion}\")]`"
+                    ),
+                );
             }
         }
         if let Data::Union(u) = &self.item.data {
-            errors.push(syn::Error::new_spanned(
+            errors.spanned(
                 u.union_token,
                 "`#[message]` cannot go on a union: use a struct or an enum",
-            ));
+            );
         }
         let generics = &self.item.generics;
-        if !generics.params.is_empty() || generics.where_clause.is_some() {
-            errors.push(syn::Error::new(
-                generics.span(),
-                "a message type cannot be generic: each kind needs one concrete type; \
-                 declare a type per kind, such as `struct PingV2 { .. }`",
-            ));
+        if !generics.params.is_empty() {
+            let message = if generics.lifetimes().count() == generics.params.len() {
+                "a message type cannot borrow: messages are decoded into owned values; \
+                 remove the lifetime and use owned fields such as `String`"
+            } else {
+                "a message type cannot be generic: each kind is decoded into one concrete type; \
+                 remove the type parameters and use concrete field types, one type per kind"
+            };
+            errors.spanned(generics, message);
+        } else if let Some(where_clause) = &generics.where_clause {
+            errors.spanned(
+                where_clause,
+                "a message type cannot have a `where` clause: remove it",
+            );
         }
     }
 
-    fn expand(self, errors: Option<syn::Error>) -> TokenStream {
+    /// Whether the item can carry the derive and the impls at all.
+    fn can_derive(&self) -> bool {
+        let generics = &self.item.generics;
+        !matches!(self.item.data, Data::Union(_))
+            && generics.params.is_empty()
+            && generics.where_clause.is_none()
+    }
+
+    fn expand(self, errors: Errors) -> TokenStream {
         let item = &self.item;
-        let ident = &item.ident;
-        let shape_ok = !matches!(item.data, Data::Union(_))
-            && item.generics.params.is_empty()
-            && item.generics.where_clause.is_none();
-        if !shape_ok {
-            // Emit the item as written so other code still resolves it.
-            let errors = errors.map(syn::Error::into_compile_error);
+        if !self.can_derive() {
+            // The item as written, so that the rest of the program still
+            // resolves it; the error says why it is not a message.
+            let errors = errors.into_compile_error();
             return quote! { #errors #item };
         }
+        let ident = &item.ident;
         let derive = quote! {
             #[derive(
                 ::socketscience::__private::serde::Serialize,
@@ -121,8 +170,11 @@ impl Model {
         let kind = LitStr::new(&kind_value, Span::call_site());
         let doc = format!(
             "Sends this `{kind_value}` message to every instance in the room, this one included, \
-             through the process's default node (see `socketscience::Node::scope`). Never blocks; \
-             fails when no node runs or its queue is full."
+             through the process's default node (see `socketscience::Node::scope`).\n\n\
+             Never blocks: the message is queued for the node's sender task.\n\n\
+             # Errors\n\n\
+             Fails when no node runs, when the node's queue is full, or when the message \
+             can never fit the transport."
         );
         let message_impl = quote! {
             #[automatically_derived]
@@ -138,23 +190,22 @@ impl Model {
                 }
             }
         };
-        match errors {
-            // A stub impl, so that handlers of this type do not cascade.
-            Some(errors) => {
-                let errors = errors.into_compile_error();
-                quote! { #errors #derive #item #message_impl }
+        if !errors.is_empty() {
+            // The type with its impls but unregistered: handlers and
+            // `broadcast()` calls of this type do not cascade into errors.
+            let errors = errors.into_compile_error();
+            return quote! { #errors #derive #item #message_impl };
+        }
+        quote! {
+            #derive
+            #item
+            #message_impl
+            ::socketscience::__private::inventory::submit! {
+                ::socketscience::__private::MessageType::new(
+                    #kind,
+                    ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
+                )
             }
-            None => quote! {
-                #derive
-                #item
-                #message_impl
-                ::socketscience::__private::inventory::submit! {
-                    ::socketscience::__private::MessageType::new(
-                        #kind,
-                        ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
-                    )
-                }
-            },
         }
     }
 }

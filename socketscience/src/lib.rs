@@ -77,6 +77,9 @@ mod dispatch;
 mod envelope;
 mod error;
 mod handler;
+/// The IRC transport (feature `irc`, on by default).
+#[cfg(feature = "irc")]
+mod irc;
 #[doc(hidden)]
 pub mod harness;
 mod local;
@@ -84,23 +87,25 @@ mod message;
 mod node;
 mod reassembly;
 mod security;
-mod stats;
 #[cfg(feature = "stackexchange")]
 pub mod stackexchange;
+mod stats;
 pub mod transport;
 pub mod wire;
 
 pub use envelope::{Envelope, Payload};
 pub use error::{Error, Result};
 pub use handler::{Handler, HandlerResult};
+#[cfg(feature = "irc")]
+pub use irc::{IrcChat, IrcStatus};
 pub use local::{LocalChat, LocalTransport};
 pub use message::{message_types, Message, MessageType};
 pub use node::{Context, Node, NodeBuilder, Sender};
 pub use reassembly::ReassemblyLimits;
 pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV};
-pub use stats::Stats;
 #[cfg(feature = "stackexchange")]
 pub use stackexchange::StackExchangeChat;
+pub use stats::Stats;
 pub use transport::{ChatMessage, Transport, TransportIo};
 pub use wire::{Codec, Lines};
 

@@ -11,9 +11,11 @@ messages. It follows /work/shared/design/wire.md and docs/wire-format.md:
 Commands (input is JSON on stdin, output one JSON value per line on stdout,
 so that newlines and control characters in frames travel safely):
 
-    encode   stdin: [{"payload": {...}, "digits": 42}, ...]
+    encode   stdin: [{"payload": {...}, "digits": 42, "secret": "..."}, ...]
              out:   each frame, as a JSON string. "digits" is optional
-                    (random 0-9999, as SocketScience does).
+                    (random 0-9999, as SocketScience does). With "secret",
+                    the body is signed as docs/wire-format.md says: a last
+                    entry "_sig", HMAC-SHA256 of every byte before it.
     decode   stdin: ["frame text", ...]
              out:   each payload dict as compact JSON (key order kept), or
                     {"$error": "..."} if it is not a frame. Reads what the
@@ -21,6 +23,10 @@ so that newlines and control characters in frames travel safely):
                     the prefix, the four digits and the suffix, decodes
                     base64, then JSON if the body starts with `{`, else
                     MessagePack.
+    verify   stdin: [{"frame": "...", "secret": "..."}, ...]
+             out:   true if the frame's MessagePack body ends with a "_sig"
+                    entry that is the HMAC-SHA256 under the secret of every
+                    byte before it, else false.
     receive  stdin: ["chat text", ...]
              out:   what SmokeDetector's own receive path does with each:
                     {"payload": {...}}, {"malformed": true} (it logs
@@ -31,6 +37,8 @@ Bytes (msgpack bin) in a decoded payload print as {"$bin": "<hex>"}.
 """
 
 import base64
+import hashlib
+import hmac
 import json
 import random
 import sys
@@ -43,14 +51,22 @@ except ImportError:
 FRAME_START = ".\n\x02"
 FRAME_END = "\x03"
 ZERO_WIDTH = ("\u200b", "\u200c")
+# The "_sig" key (fixstr) and the head of a 32-byte bin8 value.
+SIG_HEAD = b"\xa4_sig\xc4\x20"
 
 
-def encode(payload, digits=None):
-    """A frame for `payload`, exactly as SocketScience.send writes it."""
+def encode(payload, digits=None, secret=None):
+    """A frame for `payload`, exactly as SocketScience.send writes it; signed
+    if a secret is given."""
     if digits is None:
         digits = random.randint(0, 9999)
-    body = base64.b64encode(msgpack.dumps(payload)).decode("utf-8")
-    return FRAME_START + "{:04}".format(digits) + body + FRAME_END
+    if secret is None:
+        body = msgpack.dumps(payload)
+    else:
+        # The map's header counts "_sig"; the signature covers what precedes it.
+        covered = msgpack.dumps(dict(payload, _sig=bytes(32)))[: -len(SIG_HEAD) - 32]
+        body = covered + SIG_HEAD + hmac.new(secret.encode(), covered, hashlib.sha256).digest()
+    return FRAME_START + "{:04}".format(digits) + base64.b64encode(body).decode("utf-8") + FRAME_END
 
 
 def clean(text):
@@ -71,6 +87,13 @@ def decode(text):
     if body[:1] == b"{":
         return json.loads(body.decode("utf-8"))
     return msgpack.loads(body)
+
+
+def verify(frame, secret):
+    body = base64.b64decode(clean(frame)[len(FRAME_START) + 4 : -len(FRAME_END)])
+    covered, head, sig = body[:-len(SIG_HEAD) - 32], body[-len(SIG_HEAD) - 32 : -32], body[-32:]
+    expected = hmac.new(secret.encode(), covered, hashlib.sha256).digest()
+    return head == SIG_HEAD and hmac.compare_digest(sig, expected)
 
 
 def receive(text):
@@ -99,19 +122,22 @@ def to_json(value):
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("encode", "decode", "receive"):
-        sys.exit("usage: wire.py encode|decode|receive < input.json")
+    commands = ("encode", "decode", "verify", "receive")
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        sys.exit("usage: wire.py {} < input.json".format("|".join(commands)))
     command = sys.argv[1]
-    items = json.load(sys.stdin)
+    items = json.loads(sys.stdin.buffer.read().decode("utf-8"))
     out = []
     for item in items:
         if command == "encode":
-            out.append(to_json(encode(item["payload"], item.get("digits"))))
+            out.append(to_json(encode(item["payload"], item.get("digits"), item.get("secret"))))
         elif command == "decode":
             try:
                 out.append(to_json(decode(item)))
             except Exception as e:
                 out.append(to_json({"$error": "{}: {}".format(type(e).__name__, e)}))
+        elif command == "verify":
+            out.append(to_json(verify(item["frame"], item["secret"])))
         else:
             out.append(to_json(receive(item)))
     sys.stdout.buffer.write(("\n".join(out) + "\n").encode("utf-8"))

@@ -1,7 +1,14 @@
 //! A user crate with strict lints: what `#[message]` and `#[handler]`
 //! generate must not trip them.
-#![deny(missing_docs, dead_code, unused, unused_qualifications, unreachable_pub)]
+#![deny(
+    missing_docs,
+    dead_code,
+    unused,
+    unused_qualifications,
+    unreachable_pub
+)]
 #![deny(missing_debug_implementations, trivial_casts, unused_results)]
+#![deny(rust_2018_idioms, unsafe_code, single_use_lifetimes, unused_lifetimes)]
 
 use socketscience::{handler, message};
 
@@ -34,7 +41,10 @@ async fn on_state(state: MetasmokeState) {
 }
 
 fn main() {
-    let _ = Ping { location: "Henders/EC2".into() }.broadcast();
+    let _ = Ping {
+        location: "Henders/EC2".into(),
+    }
+    .broadcast();
     let _ = MetasmokeState::Down.broadcast();
     let _ = on_ping;
     let _ = on_state;

@@ -42,7 +42,13 @@ fn string_error(ping: Ping) -> Result<(), String> {
 }
 
 fn main() {
-    assert!(sync_result(Ping { location: String::new() }).is_err());
-    assert!(sync_result(Ping { location: "Henders/EC2".into() }).is_ok());
+    assert!(sync_result(Ping {
+        location: String::new()
+    })
+    .is_err());
+    assert!(sync_result(Ping {
+        location: "Henders/EC2".into()
+    })
+    .is_ok());
     let _ = (async_result, socketscience_result, string_error);
 }

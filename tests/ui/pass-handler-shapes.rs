@@ -32,9 +32,19 @@ fn explicit_unit(ping: Ping) -> () {
     let _ = ping.location;
 }
 
+// Paths and patterns are fine.
+#[handler]
+fn qualified(crate::Ping { location }: crate::Ping, cx: socketscience::Context) {
+    let _ = (location, cx);
+}
+
 fn main() {
     // The functions stay callable as written.
-    sync_message(Ping { location: "Henders/EC2".into() });
-    explicit_unit(Ping { location: "Henders/EC2".into() });
-    let _ = (sync_context, async_message, async_context);
+    sync_message(Ping {
+        location: "Henders/EC2".into(),
+    });
+    explicit_unit(Ping {
+        location: "Henders/EC2".into(),
+    });
+    let _ = (sync_context, async_message, async_context, qualified);
 }

@@ -9,6 +9,9 @@ pub struct Ping {
 
 fn main() {
     assert_eq!(<Ping as Message>::KIND, "ping");
-    let ping = Ping { location: "Henders/EC2".into(), timestamp: 1.0 };
+    let ping = Ping {
+        location: "Henders/EC2".into(),
+        timestamp: 1.0,
+    };
     assert_eq!(ping.clone(), ping);
 }

@@ -1,21 +1,21 @@
 // This crate has no `serde` dependency and imports nothing of serde: the
-// derive `#[message]` adds goes through socketscience's own serde.
-#![no_implicit_prelude]
+// derive that `#[message]` adds goes through socketscience's own serde.
+use socketscience::{message, Message};
 
-use ::socketscience::message;
-use ::std::string::String;
-
-#[message("ping")]
-pub struct Ping {
-    pub location: String,
-}
-
-// A local item named like the crate must not capture the expansion.
+// A local module named like the crate does not capture the expansion.
 #[allow(dead_code)]
 mod serde {}
 
+#[message("ping")]
+pub struct Ping {
+    #[serde(rename = "where")]
+    pub location: String,
+}
+
 fn main() {
-    let ping = Ping { location: ::std::string::ToString::to_string("Henders/EC2") };
-    ::std::assert_eq!(<Ping as ::socketscience::Message>::KIND, "ping");
-    ::std::assert!(!ping.location.is_empty());
+    let ping = Ping {
+        location: "Henders/EC2".into(),
+    };
+    assert_eq!(<Ping as Message>::KIND, "ping");
+    assert!(!ping.location.is_empty());
 }

@@ -13,6 +13,10 @@ pub struct Status {
 
 fn main() {
     assert_eq!(<Status as Message>::KIND, "status");
-    let s = Status { location: "Henders/EC2".into(), standby: false, note: None };
+    let s = Status {
+        location: "Henders/EC2".into(),
+        standby: false,
+        note: None,
+    };
     assert!(!s.standby && s.note.is_none() && !s.location.is_empty());
 }

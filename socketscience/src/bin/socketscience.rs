@@ -35,7 +35,9 @@ Zero-width characters (U+200B, U+200C) that chat inserts are removed. Chunks are
 envelope is printed when its last piece arrives.
 
 For each envelope, prints a JSON object: {\"codec\": \"json\" | \"msgpack\", \"from\", \"session\", \
-\"seq\", \"messages\": {kind: value, ...}} (metadata absent from the body is null). For each message \
+\"seq\", \"messages\": {kind: value, ...}} (metadata absent from the body is null). A body that \
+holds several envelopes also shows \"count\", and for a JSON batch \"batch\": each envelope's \
+messages in order (\"messages\" then merges them). For each message \
 that is not a readable frame or chunk, prints one line `not a frame: <reason>`; for chunks still \
 missing pieces at the end, one line `not a frame: ... pieces missing`.
 
@@ -251,7 +253,11 @@ struct Shown<'a> {
     from: Option<&'a str>,
     session: Option<u64>,
     seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
     messages: &'a serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<&'a [serde_json::Map<String, serde_json::Value>]>,
 }
 
 fn print_envelope(out: &mut impl Write, envelope: &Decoded) -> Result<(), Failure> {
@@ -260,7 +266,9 @@ fn print_envelope(out: &mut impl Write, envelope: &Decoded) -> Result<(), Failur
         from: envelope.from.as_deref(),
         session: envelope.session,
         seq: envelope.seq,
+        count: envelope.count,
         messages: &envelope.messages,
+        batch: envelope.batch.as_deref(),
     };
     serde_json::to_writer_pretty(&mut *out, &shown).map_err(io::Error::from)?;
     writeln!(out)?;

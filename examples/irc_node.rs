@@ -1,0 +1,230 @@
+//! One instance of a fleet on IRC: it joins a channel, waits for its peers,
+//! broadcasts `--count` notes, and exits once it has dispatched every note
+//! of the fleet (its own included).
+//!
+//! ```text
+//! cargo run --example irc_node -- --server 127.0.0.1:6667 --nick smokey-henders \
+//!     --name Henders/EC2 --peers smokey-teward,smokey-undo --count 5
+//! ```
+//!
+//! Run one per host (or terminal), each with its own `--nick` and `--name`
+//! and the others' nicks in `--peers`. Everything it dispatches is printed
+//! one line each, for people and for the fleet tests:
+//!
+//! ```text
+//! READY nick=smokey-henders members=smokey-teward,smokey-undo
+//! DISPATCH Henders/EC2 0
+//! DISPATCH teward/vps 0
+//! ...
+//! DONE dispatched=15 connections=1 posted=4 resent=0 duplicates=0 own_echoes=0
+//! ```
+//!
+//! Options (times in milliseconds):
+//!
+//! ```text
+//! --server HOST:PORT     the IRC server (required)
+//! --nick NICK            this instance's nick (required)
+//! --channel '#NAME'      the channel (default #socketscience)
+//! --name NAME            this instance's name (default: the nick)
+//! --trust PATTERN        trusted nicks, `*` globs; repeatable (default smokey-*)
+//! --peers A,B            nicks to wait for before sending (default none)
+//! --count N              notes to broadcast (default 5)
+//! --interval MS          pause between two notes (default 0)
+//! --payload BYTES        text carried by each note (default 0)
+//! --expect N             notes to dispatch before exiting (default (peers+1)*count)
+//! --password PASS        the server password
+//! --rate LINES_PER_SEC   send rate (default 1)
+//! --burst LINES          send burst (default 5)
+//! --backoff-max MS       longest reconnect delay (default 60000)
+//! --settle MS            settle time of the resend window (default 3000)
+//! --timeout MS           give up (exit 1) after this long (default 300000)
+//! ```
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socketscience::{message, Context, IrcChat, Node};
+
+/// What each instance broadcasts.
+#[message("fleet_note")]
+#[derive(Debug, Clone)]
+pub struct FleetNote {
+    pub index: u64,
+    pub text: String,
+}
+
+struct Args {
+    server: String,
+    nick: String,
+    channel: String,
+    name: String,
+    trust: Vec<String>,
+    peers: Vec<String>,
+    count: u64,
+    interval: Duration,
+    payload: usize,
+    expect: Option<u64>,
+    password: Option<String>,
+    rate: f64,
+    burst: u32,
+    backoff_max: Duration,
+    settle: Duration,
+    timeout: Duration,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut values: HashMap<String, Vec<String>> = HashMap::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let Some(key) = flag.strip_prefix("--") else {
+            return Err(format!("unexpected argument {flag:?}"));
+        };
+        let value = args
+            .next()
+            .ok_or_else(|| format!("--{key} needs a value"))?;
+        values.entry(key.to_owned()).or_default().push(value);
+    }
+    let trust = values
+        .remove("trust")
+        .unwrap_or_else(|| vec!["smokey-*".into()]);
+    let mut take = |key: &str| values.remove(key).and_then(|mut v| v.pop());
+    fn num<T: std::str::FromStr>(key: &str, v: Option<String>, default: T) -> Result<T, String> {
+        v.map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| format!("--{key}: {v:?} is not a number"))
+        })
+    }
+    let ms = |v: u64| Duration::from_millis(v);
+    let server = take("server").ok_or("--server HOST:PORT is required")?;
+    let nick = take("nick").ok_or("--nick NICK is required")?;
+    let name = take("name").unwrap_or_else(|| nick.clone());
+    let parsed = Args {
+        channel: take("channel").unwrap_or_else(|| "#socketscience".into()),
+        peers: take("peers")
+            .map(|p| p.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default(),
+        count: num("count", take("count"), 5)?,
+        interval: ms(num("interval", take("interval"), 0)?),
+        payload: num("payload", take("payload"), 0)?,
+        expect: take("expect").map(|v| num("expect", Some(v), 0)).transpose()?,
+        password: take("password"),
+        rate: num("rate", take("rate"), 1.0)?,
+        burst: num("burst", take("burst"), 5)?,
+        backoff_max: ms(num("backoff-max", take("backoff-max"), 60_000)?),
+        settle: ms(num("settle", take("settle"), 3_000)?),
+        timeout: ms(num("timeout", take("timeout"), 300_000)?),
+        trust,
+        server,
+        nick,
+        name,
+    };
+    if let Some(key) = values.keys().next() {
+        return Err(format!("unknown option --{key}"));
+    }
+    Ok(parsed)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("irc_node: {e}\n(see the top of examples/irc_node.rs for the options)");
+            return ExitCode::from(2);
+        }
+    };
+    match tokio::time::timeout(args.timeout, run(&args)).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("irc_node {}: {e}", args.name);
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("irc_node {}: timed out after {:?}", args.name, args.timeout);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> Result<(), String> {
+    let mut chat = IrcChat::new(&args.server, &args.nick, &args.channel)
+        .send_rate(args.rate, args.burst)
+        .reconnect_backoff(Duration::from_millis(250).min(args.backoff_max), args.backoff_max)
+        .settle_time(args.settle);
+    if let Some(password) = &args.password {
+        chat = chat.password(password);
+    }
+    let status = chat.status();
+    let mut builder = Node::builder(&args.name).transport(chat);
+    for pattern in &args.trust {
+        builder = builder.trust(pattern);
+    }
+    let node = builder.start().await.map_err(|e| e.to_string())?;
+
+    let dispatched = Arc::new(AtomicU64::new(0));
+    node.register({
+        let dispatched = dispatched.clone();
+        move |note: FleetNote, cx: Context| {
+            let from = cx.sender().instance().unwrap_or(cx.sender().account());
+            println!("DISPATCH {from} {}", note.index);
+            dispatched.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+
+    // Posts reach only those in the channel: wait for the fleet.
+    while !status.wait_for_members(&args.peers, Duration::from_secs(5)).await {
+        eprintln!(
+            "irc_node {}: waiting for {:?} (in the channel: {:?})",
+            args.name,
+            args.peers,
+            status.members()
+        );
+    }
+    println!(
+        "READY nick={} members={}",
+        status.nick().unwrap_or_default(),
+        status.members().join(",")
+    );
+
+    let text = "x".repeat(args.payload);
+    for index in 0..args.count {
+        node.send(FleetNote {
+            index,
+            text: text.clone(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if !args.interval.is_zero() {
+            tokio::time::sleep(args.interval).await;
+        }
+    }
+
+    let expect = args
+        .expect
+        .unwrap_or((args.peers.len() as u64 + 1) * args.count);
+    while dispatched.load(Ordering::SeqCst) < expect {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Posts what is still queued and waits for the server to confirm it.
+    let shutdown = node.shutdown().await;
+    let stats = node.stats();
+    println!(
+        "DONE dispatched={} connections={} posted={} resent={} duplicates={} own_echoes={}",
+        dispatched.load(Ordering::SeqCst),
+        status.connections(),
+        status.lines_posted(),
+        status.lines_resent(),
+        stats.duplicates,
+        stats.own_echoes
+    );
+    shutdown.map_err(|e| e.to_string())
+}

@@ -1,0 +1,655 @@
+//! [`StackExchangeChat`]: a [`Transport`] for Stack Exchange chat
+//! (chat.stackexchange.com, chat.stackoverflow.com,
+//! chat.meta.stackexchange.com), where SmokeDetector runs. Feature
+//! `stackexchange`.
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> socketscience::Result<()> {
+//! use socketscience::{Codec, Node, StackExchangeChat};
+//!
+//! let chat = StackExchangeChat::builder("stackexchange.com", 11540)
+//!     .credentials("smokey@example.com", "hunter2")
+//!     .cookie_file("smokey-cookies.json") // reused on the next start
+//!     .connect() // logs in, learns the user id
+//!     .await?;
+//! let node = Node::builder("Henders/EC2")
+//!     .transport(chat) // posts and reads as that user
+//!     .codec(Codec::MessagePack) // when Python instances share the room
+//!     .start()
+//!     .await?;
+//! # node.shutdown().await }
+//! ```
+//!
+//! How it speaks to the chat (the protocol the open-source clients,
+//! ChatExchange, sochat4j and ChatExchange.Net, agree on):
+//!
+//! - **Login**: the login host's `/users/login` form (email, password and
+//!   its hidden `fkey`) gives an `acct` cookie; the chat's
+//!   `chats/join/favorite` page then gives the chat `fkey` and, in its top
+//!   bar, the user id, which is the node's chat account. Cookies can be
+//!   saved to a file and reused. A page without an fkey means the site is
+//!   down or read-only: the transport waits and retries.
+//! - **Posting**: `chats/<room>/messages/new`. The transport asks the node
+//!   for the next text only when it may post, so envelopes wait in the
+//!   node's queue while the chat throttles (HTTP 409, "You can perform this
+//!   action again in N seconds": it waits N seconds) and are coalesced into
+//!   fewer posts. It never posts the same text twice in a row (the chat
+//!   drops the second): a repeated frame gets other random digits. A 404
+//!   (no such room, blocked, room in timeout) stops the transport with the
+//!   chat's explanation; [`Node::shutdown`](crate::Node::shutdown) returns
+//!   it.
+//! - **Receiving**: the room's websocket (`ws-auth`, `Origin` set). New
+//!   messages (`event_type` 1) of the room are handed to the node with the
+//!   author's user id as the account; edits and other events are ignored.
+//!   Rendered content is turned back into the exact source: the
+//!   `<div class='full'>` wrapper dropped, `<br>` made newlines, entities
+//!   unescaped; a cut (`'partial'`) message is fetched whole from
+//!   `/message/<id>?plain=true`.
+//! - **Reconnects**: when the socket closes, fails, or sends nothing for
+//!   the idle timeout (30 s), a new one is opened, and the room's history
+//!   (its last 100 messages) is read to hand over what came in between.
+//!   Messages already handed over are not handed again; everything posted
+//!   in the room after [`connect`](StackExchangeChatBuilder::connect)
+//!   returns is delivered.
+//!
+//! Tested against a stand-in server that speaks this protocol on loopback
+//! (`tests/sechat.rs`), not against the live site.
+
+mod client;
+mod html;
+mod socket;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, error, warn};
+
+use crate::error::{Error, Result};
+use crate::transport::{BoxFuture, Transport, TransportIo};
+use crate::wire;
+use client::{Client, Credentials, Endpoints, PostAnswer};
+
+/// The default largest post, in bytes. Multi-line chat messages (frames
+/// start with `".\n"`) have no known limit; 16 KiB keeps posts reasonable
+/// and lets one post carry many coalesced envelopes. Larger frames are
+/// chunked by the node.
+pub const DEFAULT_MAX_MESSAGE_LEN: usize = 16 << 10;
+
+/// The longest wait a throttle answer is taken at its word for.
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(600);
+
+/// What can go wrong with Stack Exchange chat. It reaches callers inside
+/// [`Error::Transport`]; downcast the source to tell the cases apart.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StackExchangeError {
+    /// Logging in failed.
+    #[error("cannot log in to Stack Exchange chat: {0}")]
+    Login(String),
+    /// The site stayed down or read-only (its pages had no fkey).
+    #[error(
+        "Stack Exchange chat stayed down or read-only (no fkey) for {tries} tries; \
+         try again later or raise `unavailable_retry`"
+    )]
+    Unavailable {
+        /// How many times the page was read.
+        tries: u32,
+    },
+    /// The chat answered 404 for the room: it does not exist, the account
+    /// may not post there, or the room is in timeout.
+    #[error("Stack Exchange chat refuses room {room}: {text}")]
+    Refused {
+        /// The room.
+        room: u64,
+        /// The chat's explanation.
+        text: String,
+    },
+    /// An unexpected HTTP status.
+    #[error("{url} answered HTTP {status}: {text}")]
+    Status {
+        /// The address requested.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// The answer, shortened.
+        text: String,
+    },
+    /// The chat answered something this transport does not understand.
+    #[error("unexpected answer from Stack Exchange chat: {0}")]
+    Protocol(String),
+    /// The HTTP request failed.
+    #[error("HTTP request to Stack Exchange chat failed: {0}")]
+    Http(#[source] reqwest::Error),
+    /// The websocket failed.
+    #[error("the Stack Exchange chat websocket failed: {0}")]
+    WebSocket(String),
+    /// The cookie file could not be read.
+    #[error("cannot read the cookie file {path}: {reason}")]
+    CookieFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The builder's settings do not make a connection.
+    #[error("invalid Stack Exchange chat setting: {0}")]
+    Config(String),
+}
+
+impl StackExchangeError {
+    /// Whether retrying cannot help.
+    fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            StackExchangeError::Login(_)
+                | StackExchangeError::Refused { .. }
+                | StackExchangeError::CookieFile { .. }
+                | StackExchangeError::Config(_)
+        )
+    }
+}
+
+impl From<StackExchangeError> for Error {
+    fn from(e: StackExchangeError) -> Error {
+        Error::transport(e)
+    }
+}
+
+/// Timing and limits, from the builder.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) max_message_len: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) reconnect_delay: Duration,
+    pub(crate) unavailable_wait: Duration,
+    pub(crate) unavailable_tries: u32,
+    pub(crate) unknown_throttle_wait: Duration,
+    pub(crate) max_post_tries: u32,
+    pub(crate) request_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            idle_timeout: Duration::from_secs(30),
+            reconnect_delay: Duration::from_secs(1),
+            unavailable_wait: Duration::from_secs(15),
+            unavailable_tries: 40,
+            unknown_throttle_wait: Duration::from_secs(5),
+            max_post_tries: 5,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Settings for a [`StackExchangeChat`]; from
+/// [`StackExchangeChat::builder`]. Nothing happens until
+/// [`connect`](Self::connect).
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `.connect().await`"]
+pub struct StackExchangeChatBuilder {
+    host: String,
+    room: u64,
+    credentials: Option<Credentials>,
+    cookie_file: Option<PathBuf>,
+    base_urls: Option<Endpoints>,
+    settings: Settings,
+}
+
+impl StackExchangeChatBuilder {
+    /// Logs in with this email and password (a Stack Exchange login; the
+    /// site's own, not an OpenID or social one).
+    pub fn credentials(mut self, email: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some(Credentials {
+            email: email.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Keeps the login cookies in this JSON file: read at connect if it
+    /// exists, written (owner-only) after each login with credentials. With
+    /// a valid file no password is needed; keep it as secret as one.
+    pub fn cookie_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cookie_file = Some(path.into());
+        self
+    }
+
+    /// The largest post in bytes (default [`DEFAULT_MAX_MESSAGE_LEN`]).
+    /// Larger frames are sent in chunks.
+    pub fn max_message_len(mut self, bytes: usize) -> Self {
+        self.settings.max_message_len = bytes;
+        self
+    }
+
+    /// Reconnect when the websocket sends nothing for this long (default
+    /// 30 s; the chat sends frames regularly even in a quiet room). Also
+    /// the limit for opening a websocket.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.idle_timeout = timeout;
+        self
+    }
+
+    /// The first wait before reconnecting after a failure (default 1 s);
+    /// it doubles with each failure in a row, up to 30 s.
+    pub fn reconnect_delay(mut self, delay: Duration) -> Self {
+        self.settings.reconnect_delay = delay;
+        self
+    }
+
+    /// While the site is down or read-only (its pages have no fkey), read
+    /// the page again after `wait`, at most `tries` times in all (default
+    /// 15 s, 40 tries).
+    pub fn unavailable_retry(mut self, wait: Duration, tries: u32) -> Self {
+        self.settings.unavailable_wait = wait;
+        self.settings.unavailable_tries = tries;
+        self
+    }
+
+    /// How long to wait after a throttle answer (HTTP 409) that does not
+    /// say how long (default 5 s).
+    pub fn throttle_wait(mut self, wait: Duration) -> Self {
+        self.settings.unknown_throttle_wait = wait;
+        self
+    }
+
+    /// How many times one text is tried (throttled, failed, or refused as
+    /// a duplicate) before it is dropped and logged (default 5).
+    pub fn max_post_tries(mut self, tries: u32) -> Self {
+        self.settings.max_post_tries = tries;
+        self
+    }
+
+    /// Timeout of each HTTP request (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.request_timeout = timeout;
+        self
+    }
+
+    /// Talks to these addresses instead of the real chat and login hosts,
+    /// such as `http://127.0.0.1:8080` for a stand-in server in tests. The
+    /// chat address is also the websocket's `Origin`.
+    pub fn base_urls(mut self, chat: impl Into<String>, login: impl Into<String>) -> Self {
+        self.base_urls = Some(Endpoints {
+            chat: chat.into().trim_end_matches('/').to_owned(),
+            login: login.into().trim_end_matches('/').to_owned(),
+        });
+        self
+    }
+
+    /// Logs in, reads the user id and the room's state, and returns the
+    /// transport, ready for [`NodeBuilder::transport`](crate::NodeBuilder::transport).
+    /// Every message posted in the room from now on reaches the node.
+    ///
+    /// Fails if the login fails, the site stays down, or the room refuses
+    /// this account.
+    pub async fn connect(self) -> Result<StackExchangeChat> {
+        let StackExchangeChatBuilder {
+            host,
+            room,
+            credentials,
+            cookie_file,
+            base_urls,
+            settings,
+        } = self;
+        if credentials.is_none() && cookie_file.is_none() {
+            return Err(StackExchangeError::Config(
+                "give `credentials(email, password)` or a `cookie_file(path)` (or both)".into(),
+            )
+            .into());
+        }
+        if settings.max_message_len < 64 {
+            return Err(StackExchangeError::Config(format!(
+                "max_message_len {} is too small to carry a chunk",
+                settings.max_message_len
+            ))
+            .into());
+        }
+        let endpoints = match base_urls {
+            Some(endpoints) => endpoints,
+            None => endpoints_for(&host)?,
+        };
+        let tls = tls_config()?;
+        let client =
+            Arc::new(Client::connect(endpoints, room, credentials, cookie_file, settings).await?);
+        let start = client.history().await?;
+        Ok(StackExchangeChat {
+            account: client.user_id.to_string(),
+            client,
+            tls,
+            start,
+        })
+    }
+}
+
+/// The chat and login addresses of a chat host.
+fn endpoints_for(host: &str) -> Result<Endpoints> {
+    let site = host
+        .trim()
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .trim_start_matches("chat.");
+    if site.is_empty() || site.contains(['/', ' ', ':']) {
+        return Err(StackExchangeError::Config(format!(
+            "`{host}` is not a chat host: use stackexchange.com, stackoverflow.com or \
+             meta.stackexchange.com"
+        ))
+        .into());
+    }
+    // chat.stackexchange.com has no login of its own: its accounts log in
+    // on Meta Stack Exchange.
+    let login = if site == "stackexchange.com" {
+        "meta.stackexchange.com"
+    } else {
+        site
+    };
+    Ok(Endpoints {
+        chat: format!("https://chat.{site}"),
+        login: format!("https://{login}"),
+    })
+}
+
+/// TLS for the websocket: rustls with ring and the webpki roots.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StackExchangeError::Config(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A logged-in connection to one Stack Exchange chat room: a
+/// [`Transport`]. Build it with [`StackExchangeChat::builder`].
+///
+/// Its chat account (what [`Node::account`](crate::Node::account) reports
+/// and what nodes trust) is the chat user id, such as `"120914"`.
+pub struct StackExchangeChat {
+    account: String,
+    client: Arc<Client>,
+    tls: Arc<rustls::ClientConfig>,
+    start: client::History,
+}
+
+impl std::fmt::Debug for StackExchangeChat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackExchangeChat")
+            .field("chat", &self.client.endpoints.chat)
+            .field("room", &self.client.room)
+            .field("user_id", &self.client.user_id)
+            .field("user_name", &self.client.user_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StackExchangeChat {
+    /// Settings for room `room` on `host`: `"stackexchange.com"`,
+    /// `"stackoverflow.com"` or `"meta.stackexchange.com"` (a leading
+    /// `chat.` is accepted).
+    pub fn builder(host: impl Into<String>, room: u64) -> StackExchangeChatBuilder {
+        StackExchangeChatBuilder {
+            host: host.into(),
+            room,
+            credentials: None,
+            cookie_file: None,
+            base_urls: None,
+            settings: Settings::default(),
+        }
+    }
+
+    /// The chat user id this transport posts as.
+    pub fn user_id(&self) -> u64 {
+        self.client.user_id
+    }
+
+    /// The chat user name this transport posts as.
+    pub fn user_name(&self) -> &str {
+        &self.client.user_name
+    }
+
+    /// The room it posts to and reads.
+    pub fn room(&self) -> u64 {
+        self.client.room
+    }
+}
+
+impl Transport for StackExchangeChat {
+    fn account(&self) -> &str {
+        &self.account
+    }
+
+    fn max_message_len(&self) -> usize {
+        self.client.settings.max_message_len
+    }
+
+    fn run(self: Box<Self>, io: TransportIo) -> BoxFuture<Result<()>> {
+        Box::pin(run(*self, io))
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A post's end: the text posted (`None` if it was given up on).
+type PostDone = std::result::Result<Option<String>, StackExchangeError>;
+
+async fn run(chat: StackExchangeChat, mut io: TransportIo) -> Result<()> {
+    let StackExchangeChat {
+        client, tls, start, ..
+    } = chat;
+    let (tx, mut rx) = mpsc::channel(256);
+    let receiver = tokio::spawn(socket::Receiver::new(client.clone(), tls, tx, &start).run());
+    let _abort = AbortOnDrop(receiver.abort_handle());
+    let mut receiver = Some(receiver);
+
+    let mut rng = fastrand::Rng::new();
+    let mut last_posted: Option<String> = None;
+    let mut in_flight: Option<BoxFuture<PostDone>> = None;
+    let mut open = true;
+    let mut receiving = true;
+    while open || in_flight.is_some() {
+        tokio::select! {
+            // Ask for the next text only when free to post: while a post
+            // waits out a throttle, envelopes gather in the node's queue.
+            post = io.next_post(), if open && in_flight.is_none() => match post {
+                Some(text) => {
+                    let text = unlike(text, last_posted.as_deref(), &mut rng);
+                    in_flight = Some(Box::pin(post_text(client.clone(), text, rng.u64(..))));
+                }
+                None => open = false,
+            },
+            done = async {
+                match in_flight.as_mut() {
+                    Some(post) => post.await,
+                    None => std::future::pending().await,
+                }
+            }, if in_flight.is_some() => {
+                in_flight = None;
+                match done {
+                    Ok(Some(text)) => last_posted = Some(text),
+                    Ok(None) => {}
+                    Err(e) => {
+                        error!(node = io.node_name(), error = %e, "Stack Exchange chat refuses this account's posts");
+                        return Err(e.into());
+                    }
+                }
+            },
+            message = rx.recv(), if receiving => match message {
+                Some(message) => io.receive(message).await?,
+                None => {
+                    receiving = false;
+                    if let Some(handle) = receiver.take() {
+                        match handle.await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                error!(node = io.node_name(), error = %e, "cannot follow the Stack Exchange chat room");
+                                return Err(e.into());
+                            }
+                            Err(e) => return Err(Error::transport(e)),
+                        }
+                    }
+                }
+            },
+        }
+    }
+    // Hand over what the socket had already delivered.
+    while let Ok(message) = rx.try_recv() {
+        io.receive(message).await?;
+    }
+    Ok(())
+}
+
+/// `text`, made to differ from the previous post: the chat drops a text
+/// equal to the one before. A frame gets other random digits (receivers
+/// ignore them); other texts (chunks never repeat) are left as they are.
+fn unlike(text: String, previous: Option<&str>, rng: &mut fastrand::Rng) -> String {
+    if previous != Some(text.as_str()) {
+        return text;
+    }
+    match redigit(&text, rng) {
+        Some(changed) => changed,
+        None => text,
+    }
+}
+
+/// The frame with other random digits, or `None` if `text` is no frame.
+fn redigit(text: &str, rng: &mut fastrand::Rng) -> Option<String> {
+    let start = [wire::FRAME_START, wire::FRAME_START_SINGLE_LINE]
+        .into_iter()
+        .find(|start| text.starts_with(start))?;
+    let digits = text.get(start.len()..start.len() + 4)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let old: u16 = digits.parse().ok()?;
+    let new = (old + 1 + rng.u16(0..9_999)) % 10_000;
+    Some(format!(
+        "{start}{new:04}{}",
+        &text[start.len() + 4..]
+    ))
+}
+
+/// Posts one text, waiting out throttles and retrying failures, up to the
+/// configured tries. `Ok(None)` when it was given up on (logged); an error
+/// only when the chat refuses this account's posts in the room.
+async fn post_text(client: Arc<Client>, mut text: String, seed: u64) -> PostDone {
+    let settings = &client.settings;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut backoff = Duration::from_millis(500);
+    let tries = settings.max_post_tries.max(1);
+    for attempt in 1..=tries {
+        let last = attempt == tries;
+        match client.post_message(&text).await {
+            PostAnswer::Posted(id) => {
+                debug!(room = client.room, message_id = id, bytes = text.len(), "posted");
+                return Ok(Some(text));
+            }
+            PostAnswer::Duplicate => {
+                warn!(room = client.room, "the chat dropped a post as a repeat of the previous one");
+                match redigit(&text, &mut rng) {
+                    Some(changed) => text = changed,
+                    // The same text is already the last message: nothing lost.
+                    None => return Ok(Some(text)),
+                }
+            }
+            PostAnswer::Throttled(wait) => {
+                let wait = wait
+                    .unwrap_or(settings.unknown_throttle_wait)
+                    .min(MAX_THROTTLE_WAIT);
+                debug!(room = client.room, ?wait, attempt, "throttled by the chat");
+                if !last {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            PostAnswer::Refused(why) => {
+                return Err(StackExchangeError::Refused {
+                    room: client.room,
+                    text: why,
+                })
+            }
+            PostAnswer::SessionLost(reason) => {
+                warn!(room = client.room, %reason, "the chat session is gone; reading the fkey again");
+                if let Err(e) = client.refresh().await {
+                    if e.is_fatal() {
+                        return Err(e);
+                    }
+                    warn!(room = client.room, error = %e, "cannot renew the chat session");
+                }
+            }
+            PostAnswer::Failed(reason) => {
+                warn!(room = client.room, %reason, attempt, "a post failed");
+                if !last {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+    error!(
+        room = client.room,
+        tries,
+        bytes = text.len(),
+        "gave up on a post after {tries} tries; its envelopes are lost unless resent"
+    );
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_map_to_chat_and_login_addresses() {
+        let e = endpoints_for("stackexchange.com").unwrap();
+        assert_eq!(e.chat, "https://chat.stackexchange.com");
+        assert_eq!(e.login, "https://meta.stackexchange.com");
+        let e = endpoints_for("chat.stackoverflow.com").unwrap();
+        assert_eq!(e.chat, "https://chat.stackoverflow.com");
+        assert_eq!(e.login, "https://stackoverflow.com");
+        let e = endpoints_for("https://chat.meta.stackexchange.com/").unwrap();
+        assert_eq!(e.chat, "https://chat.meta.stackexchange.com");
+        assert_eq!(e.login, "https://meta.stackexchange.com");
+        assert!(endpoints_for("").is_err());
+        assert!(endpoints_for("http://x:1/").is_err());
+    }
+
+    #[test]
+    fn a_repeated_frame_gets_other_digits() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let frame = ".\n\u{2}1234eyJhIjoxfQ==\u{3}".to_owned();
+        assert_eq!(unlike(frame.clone(), None, &mut rng), frame);
+        assert_eq!(unlike(frame.clone(), Some("other"), &mut rng), frame);
+        for _ in 0..1000 {
+            let changed = unlike(frame.clone(), Some(&frame), &mut rng);
+            assert_ne!(changed, frame);
+            assert_eq!(changed.len(), frame.len());
+            assert!(changed.starts_with(".\n\u{2}"));
+            assert!(changed.ends_with("eyJhIjoxfQ==\u{3}"));
+            // Still a frame with the same body.
+            assert_eq!(
+                wire::parse_chat_text(&changed).unwrap(),
+                wire::ChatText::Frame {
+                    body: "eyJhIjoxfQ=="
+                }
+            );
+        }
+        let single = "\u{2}0000AAAA\u{3}".to_owned();
+        assert_ne!(unlike(single.clone(), Some(&single), &mut rng), single);
+        // Not a frame: left alone.
+        assert_eq!(unlike("hi".into(), Some("hi"), &mut rng), "hi");
+        assert_eq!(redigit(".\n\u{2}12", &mut rng), None);
+    }
+}

@@ -1,0 +1,304 @@
+//! The receiving side: the room's websocket, reconnects, and backfill from
+//! the room's history after each (re)connect.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::header::{HeaderValue, ORIGIN, USER_AGENT};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::Connector;
+use tracing::{debug, info, warn};
+
+use super::client::{Client, Event, History};
+use super::html::{self, Content};
+use super::StackExchangeError;
+use crate::transport::ChatMessage;
+
+/// `event_type` of a new message. Edits (2), deletions (10), mentions (8),
+/// replies (18) and the rest are not new messages.
+const MESSAGE_POSTED: u64 = 1;
+
+/// How many delivered message ids are remembered to drop repeats (the
+/// history gives at most 100 messages, so this is plenty).
+const REMEMBERED_IDS: usize = 2048;
+
+/// Longest websocket message read (frames are small; this bounds memory).
+const MAX_WS_MESSAGE: usize = 8 << 20;
+
+type Result<T, E = StackExchangeError> = std::result::Result<T, E>;
+
+/// What the receiver knows across reconnects.
+pub(crate) struct Receiver {
+    client: Arc<Client>,
+    tls: Arc<rustls::ClientConfig>,
+    tx: mpsc::Sender<ChatMessage>,
+    /// Messages up to this id were in the room before the transport
+    /// connected: never delivered.
+    baseline: u64,
+    /// The last event time seen, for the websocket's `?l=`.
+    time: i64,
+    delivered: RecentIds,
+}
+
+/// How a websocket session ended.
+enum Ended {
+    /// The socket closed, failed or went quiet; `frames` came before.
+    Socket { frames: u64 },
+    /// The node is gone: stop.
+    Stopped,
+}
+
+impl Receiver {
+    pub(crate) fn new(
+        client: Arc<Client>,
+        tls: Arc<rustls::ClientConfig>,
+        tx: mpsc::Sender<ChatMessage>,
+        start: &History,
+    ) -> Receiver {
+        let baseline = start
+            .events
+            .iter()
+            .filter_map(|e| e.message_id)
+            .max()
+            .unwrap_or(0);
+        Receiver {
+            client,
+            tls,
+            tx,
+            baseline,
+            time: start.time,
+            delivered: RecentIds::default(),
+        }
+    }
+
+    /// Receives until the node stops, reconnecting as the clients do: when
+    /// the socket closes, fails, or sends nothing for the idle timeout.
+    /// Fails only on what retrying cannot fix (the room refuses us, the
+    /// login is gone for good).
+    pub(crate) async fn run(mut self) -> Result<()> {
+        let settings = self.client.settings.clone();
+        let mut failures: u32 = 0;
+        loop {
+            match self.session().await {
+                Ok(Ended::Stopped) => return Ok(()),
+                Ok(Ended::Socket { frames }) => {
+                    if frames > 0 {
+                        failures = 0;
+                    }
+                    info!(room = self.client.room, frames, "the chat websocket ended; reconnecting");
+                }
+                Err(e) if e.is_fatal() => return Err(e),
+                Err(e) => warn!(room = self.client.room, error = %e, "cannot follow the room; retrying"),
+            }
+            if self.tx.is_closed() {
+                return Ok(());
+            }
+            failures = failures.saturating_add(1);
+            let delay = settings
+                .reconnect_delay
+                .saturating_mul(1 << failures.saturating_sub(1).min(5))
+                .min(Duration::from_secs(30).max(settings.reconnect_delay));
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One websocket session: authorise, connect, backfill, stream.
+    async fn session(&mut self) -> Result<Ended> {
+        let client = self.client.clone();
+        if self.time == 0 {
+            self.time = client.history().await?.time;
+        }
+        let url = client.ws_auth().await?;
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let mut request = format!("{url}{separator}l={}", self.time)
+            .into_client_request()
+            .map_err(|e| StackExchangeError::WebSocket(e.to_string()))?;
+        let origin = HeaderValue::from_str(&client.endpoints.chat)
+            .map_err(|e| StackExchangeError::Protocol(format!("bad chat address: {e}")))?;
+        request.headers_mut().insert(ORIGIN, origin);
+        request.headers_mut().insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("socketscience/", env!("CARGO_PKG_VERSION"))),
+        );
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_WS_MESSAGE))
+            .max_frame_size(Some(MAX_WS_MESSAGE));
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            false,
+            Some(Connector::Rustls(self.tls.clone())),
+        );
+        let idle = client.settings.idle_timeout;
+        let (mut socket, _) = tokio::time::timeout(idle, connect)
+            .await
+            .map_err(|_| StackExchangeError::WebSocket("connecting timed out".into()))?
+            .map_err(|e| StackExchangeError::WebSocket(e.to_string()))?;
+        debug!(room = client.room, "the chat websocket is open");
+
+        // What was posted while no socket listened: the history, now that
+        // the socket is open (a message is in one or the other, or both).
+        let history = client.history().await?;
+        self.time = self.time.max(history.time);
+        let mut backlog = history.events;
+        backlog.sort_by_key(|e| e.message_id);
+        if let Some(oldest) = backlog.iter().filter_map(|e| e.message_id).min() {
+            if backlog.len() >= 100 && oldest > self.delivered.newest().max(self.baseline) {
+                warn!(room = client.room, "more than 100 messages came while disconnected; some may be missed");
+            }
+        }
+        for event in &backlog {
+            if !self.deliver(event).await {
+                return Ok(Ended::Stopped);
+            }
+        }
+
+        let mut frames = 0;
+        loop {
+            let next = match tokio::time::timeout(idle, socket.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    info!(room = client.room, ?idle, "no frame from the chat websocket; reconnecting");
+                    return Ok(Ended::Socket { frames });
+                }
+            };
+            let text = match next {
+                Some(Ok(WsMessage::Text(text))) => text,
+                Some(Ok(WsMessage::Close(_))) | None => return Ok(Ended::Socket { frames }),
+                Some(Ok(_)) => {
+                    frames += 1;
+                    continue;
+                }
+                Some(Err(e)) => {
+                    debug!(room = client.room, error = %e, "the chat websocket failed");
+                    return Ok(Ended::Socket { frames });
+                }
+            };
+            frames += 1;
+            let events = match self.read_frame(&text) {
+                Some(events) => events,
+                None => {
+                    debug!(room = client.room, "ignored a websocket frame that is not JSON");
+                    continue;
+                }
+            };
+            for event in &events {
+                if !self.deliver(event).await {
+                    return Ok(Ended::Stopped);
+                }
+            }
+        }
+    }
+
+    /// The events of this room in a frame `{"r<room>": {"e": [...], "t": N}}`.
+    fn read_frame(&mut self, text: &str) -> Option<Vec<Event>> {
+        let frame: Value = serde_json::from_str(text).ok()?;
+        let room = frame.get(format!("r{}", self.client.room))?;
+        if let Some(time) = room.get("t").and_then(Value::as_i64) {
+            self.time = self.time.max(time);
+        }
+        Some(
+            room.get("e")
+                .and_then(Value::as_array)
+                .map(|events| events.iter().filter_map(Event::from_json).collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Hands a new message of this room to the node, once. `false` once the
+    /// node has stopped.
+    async fn deliver(&mut self, event: &Event) -> bool {
+        let room = self.client.room;
+        if event.event_type != MESSAGE_POSTED || event.room_id.is_some_and(|r| r != room) {
+            return true;
+        }
+        let (Some(message_id), Some(user_id), Some(content)) =
+            (event.message_id, event.user_id, event.content.as_deref())
+        else {
+            return true;
+        };
+        if message_id <= self.baseline || !self.delivered.insert(message_id) {
+            return true;
+        }
+        let text = match html::content_to_text(content) {
+            Content::Text(text) => text,
+            Content::Partial => match self.fetch_source(message_id).await {
+                Some(text) => text,
+                None => return true,
+            },
+        };
+        self.tx
+            .send(ChatMessage::new(user_id.to_string(), text))
+            .await
+            .is_ok()
+    }
+
+    /// The full source of a cut message, with a few tries.
+    async fn fetch_source(&self, message_id: u64) -> Option<String> {
+        let mut wait = Duration::from_millis(200);
+        for attempt in 1..=4 {
+            match self.client.plain_source(message_id).await {
+                Ok(text) => return Some(text),
+                Err(e) if attempt < 4 => {
+                    debug!(message_id, error = %e, "cannot fetch a message source; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => warn!(message_id, error = %e, "cannot fetch a message source; skipping it"),
+            }
+        }
+        None
+    }
+}
+
+/// The last few thousand message ids delivered.
+#[derive(Default)]
+struct RecentIds {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+    newest: u64,
+}
+
+impl RecentIds {
+    /// Remembers `id`; `false` if it already was.
+    fn insert(&mut self, id: u64) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > REMEMBERED_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.newest = self.newest.max(id);
+        true
+    }
+
+    fn newest(&self) -> u64 {
+        self.newest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_drop_repeats_and_stay_bounded() {
+        let mut ids = RecentIds::default();
+        assert!(ids.insert(5));
+        assert!(!ids.insert(5));
+        for id in 6..6 + REMEMBERED_IDS as u64 {
+            assert!(ids.insert(id));
+        }
+        assert_eq!(ids.set.len(), REMEMBERED_IDS);
+        assert_eq!(ids.newest(), 5 + REMEMBERED_IDS as u64);
+    }
+}

@@ -1,0 +1,334 @@
+//! Golden vectors: the exact chat text a node posts, byte for byte, for a
+//! few envelopes in each codec, and for an envelope split into chunks.
+//!
+//! `.seed(N)` fixes a node's randomness (its session id, the frame's four
+//! digits, the chunk id), so its output is reproducible. The same strings
+//! are the examples of `docs/wire-format.md`. Each golden text is also read
+//! back by a node, so the vectors are known to be readable, not only
+//! reproducible.
+//!
+//! If the wire format changes on purpose, a failing test prints the new
+//! texts as Rust literals; update them here and in the docs together.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use socketscience::transport::BoxFuture;
+use socketscience::{
+    message, Codec, Envelope, LocalChat, Message, Node, Payload, Transport, TransportIo,
+};
+use socketscience::{wire, Lines};
+
+#[message("ping")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ping {
+    pub location: String,
+    pub timestamp: f64,
+}
+
+#[message("heartbeat")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Heartbeat(pub f64);
+
+#[message("metasmoke_state")]
+#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MetasmokeState {
+    Up,
+    Down,
+}
+
+const NAME: &str = "Henders/EC2";
+
+fn ping() -> Ping {
+    Ping {
+        location: NAME.into(),
+        timestamp: 1712345678.25,
+    }
+}
+
+fn ping_and_state() -> Envelope {
+    Envelope::new()
+        .with(ping())
+        .and_then(|e| e.with(MetasmokeState::Down))
+        .expect("distinct kinds")
+}
+
+/// A ping too long for one 120-byte chat message.
+fn long_ping() -> Ping {
+    Ping {
+        location: "Henders/EC2, on a host whose name is long enough to need chunks".into(),
+        timestamp: 1712345678.25,
+    }
+}
+
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took more than 20 s"))
+}
+
+/// What node "Henders/EC2", seeded with `seed`, posts into `chat` for one
+/// payload.
+async fn posts(chat: LocalChat, codec: Codec, seed: u64, payload: impl Payload) -> Vec<String> {
+    assert_unsigned();
+    let mut room = chat.watch();
+    let node = Node::builder(NAME)
+        .transport(chat.join("smokey"))
+        .codec(codec)
+        .seed(seed)
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts");
+    within("send", node.send(payload)).await.expect("send");
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    let mut texts = Vec::new();
+    while let Ok(message) = room.try_recv() {
+        texts.push(message.text.to_string());
+    }
+    texts
+}
+
+/// The vectors are unsigned: a secret in the environment would sign them
+/// (with a timestamp, so they would change at every run).
+fn assert_unsigned() {
+    for var in ["SOCKETSCIENCE_SECRET", "SOCKETSCIENCE_SECRET_PREVIOUS"] {
+        assert!(
+            std::env::var_os(var).is_none(),
+            "unset {var} to run the golden tests: signed envelopes carry the time"
+        );
+    }
+}
+
+/// A single-line chat (as IRC is) that hands over what the node posts.
+struct SingleLineChat {
+    posts: Arc<Mutex<Vec<String>>>,
+}
+
+impl Transport for SingleLineChat {
+    fn account(&self) -> &str {
+        "smokey"
+    }
+    fn max_message_len(&self) -> usize {
+        512
+    }
+    fn lines(&self) -> Lines {
+        Lines::Single
+    }
+    fn run(self: Box<Self>, mut io: TransportIo) -> BoxFuture<socketscience::Result<()>> {
+        Box::pin(async move {
+            while let Some(post) = io.next_post().await {
+                self.posts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(post);
+            }
+            Ok(())
+        })
+    }
+}
+
+#[track_caller]
+fn assert_golden(actual: &[String], expected: &[&str]) {
+    assert!(
+        actual == expected,
+        "the chat text differs from the golden vector.\nposted:\n{}\ngolden:\n{}",
+        actual
+            .iter()
+            .map(|t| format!("    {t:?},"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        expected
+            .iter()
+            .map(|t| format!("    {t:?},"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The vectors (also in docs/wire-format.md).
+
+/// `{"ping":{"location":"Henders/EC2","timestamp":1712345678.25},"_from":"Henders/EC2","_sid":12120239713417281201,"_seq":0}`
+const PING_JSON: &str =
+    ".\n\u{2}0445eyJwaW5nIjp7ImxvY2F0aW9uIjoiSGVuZGVycy9FQzIiLCJ0aW1lc3RhbXAiOjE3MTIzNDU2NzguMjV9LCJfZnJvbSI6IkhlbmRlcnMvRUMyIiwiX3NpZCI6MTIxMjAyMzk3MTM0MTcyODEyMDEsIl9zZXEiOjB9\u{3}";
+/// The same dict (session 3736708066431228558) as `msgpack.dumps` writes it.
+const PING_MSGPACK: &str =
+    ".\n\u{2}0333hKRwaW5ngqhsb2NhdGlvbqtIZW5kZXJzL0VDMql0aW1lc3RhbXDLQdmEFJOQAAClX2Zyb22rSGVuZGVycy9FQzKkX3NpZM8z23QwQPhajqRfc2VxAA==\u{3}";
+/// `{"heartbeat":12.5,"_from":"Henders/EC2","_sid":10728006690767679202,"_seq":0}`
+const HEARTBEAT_JSON: &str =
+    ".\n\u{2}8329eyJoZWFydGJlYXQiOjEyLjUsIl9mcm9tIjoiSGVuZGVycy9FQzIiLCJfc2lkIjoxMDcyODAwNjY5MDc2NzY3OTIwMiwiX3NlcSI6MH0=\u{3}";
+/// `{"heartbeat":12.5,"_from":"Henders/EC2","_sid":2272419700304988715,"_seq":0}`
+const HEARTBEAT_MSGPACK: &str =
+    ".\n\u{2}4888hKloZWFydGJlYXTLQCkAAAAAAAClX2Zyb22rSGVuZGVycy9FQzKkX3NpZM8fiUGteUdKK6Rfc2VxAA==\u{3}";
+/// `{"metasmoke_state":"down","_from":"Henders/EC2","_sid":3199580926914791666,"_seq":0}`
+const STATE_JSON: &str =
+    ".\n\u{2}9335eyJtZXRhc21va2Vfc3RhdGUiOiJkb3duIiwiX2Zyb20iOiJIZW5kZXJzL0VDMiIsIl9zaWQiOjMxOTk1ODA5MjY5MTQ3OTE2NjYsIl9zZXEiOjB9\u{3}";
+/// `{"metasmoke_state":"down","_from":"Henders/EC2","_sid":13190735811674747962,"_seq":0}`
+const STATE_MSGPACK: &str =
+    ".\n\u{2}4447hK9tZXRhc21va2Vfc3RhdGWkZG93bqVfZnJvbatIZW5kZXJzL0VDMqRfc2lkz7cO6FVM5bQ6pF9zZXEA\u{3}";
+/// `{"ping":{..},"metasmoke_state":"down","_from":"Henders/EC2","_sid":14266376187910451857,"_seq":0}`
+const TWO_KINDS_JSON: &str =
+    ".\n\u{2}9116eyJwaW5nIjp7ImxvY2F0aW9uIjoiSGVuZGVycy9FQzIiLCJ0aW1lc3RhbXAiOjE3MTIzNDU2NzguMjV9LCJtZXRhc21va2Vfc3RhdGUiOiJkb3duIiwiX2Zyb20iOiJIZW5kZXJzL0VDMiIsIl9zaWQiOjE0MjY2Mzc2MTg3OTEwNDUxODU3LCJfc2VxIjowfQ==\u{3}";
+/// `{"ping":{..},"metasmoke_state":"down","_from":"Henders/EC2","_sid":5513550522680090330,"_seq":0}`
+const TWO_KINDS_MSGPACK: &str =
+    ".\n\u{2}5512haRwaW5ngqhsb2NhdGlvbqtIZW5kZXJzL0VDMql0aW1lc3RhbXDLQdmEFJOQAACvbWV0YXNtb2tlX3N0YXRlpGRvd26lX2Zyb22rSGVuZGVycy9FQzKkX3NpZM9MhBD9A4Qe2qRfc2VxAA==\u{3}";
+/// The ping in MessagePack (session 11346115806839496525) on a single-line chat.
+const PING_SINGLE_LINE: &str =
+    "\u{2}1194hKRwaW5ngqhsb2NhdGlvbqtIZW5kZXJzL0VDMql0aW1lc3RhbXDLQdmEFJOQAAClX2Zyb22rSGVuZGVycy9FQzKkX3NpZM+ddYA2RxzfTaRfc2VxAA==\u{3}";
+/// [`long_ping`] in JSON (session 16437497232995612917) in a 120-byte room:
+/// 232 base64 characters in three pieces of 78, 78 and 76.
+const LONG_PING_CHUNKS: &[&str] = &[
+    ".\n\u{1}c5a348ae 1/3 eyJwaW5nIjp7ImxvY2F0aW9uIjoiSGVuZGVycy9FQzIsIG9uIGEgaG9zdCB3aG9zZSBuYW1lIGlzIG",
+    ".\n\u{1}c5a348ae 2/3 xvbmcgZW5vdWdoIHRvIG5lZWQgY2h1bmtzIiwidGltZXN0YW1wIjoxNzEyMzQ1Njc4LjI1fSwiX2Zy",
+    ".\n\u{1}c5a348ae 3/3 b20iOiJIZW5kZXJzL0VDMiIsIl9zaWQiOjE2NDM3NDk3MjMyOTk1NjEyOTE3LCJfc2VxIjowfQ==",
+];
+
+#[tokio::test]
+async fn ping_struct() {
+    let json = posts(LocalChat::new(), Codec::Json, 1, ping()).await;
+    assert_golden(&json, &[PING_JSON]);
+    let msgpack = posts(LocalChat::new(), Codec::MessagePack, 2, ping()).await;
+    assert_golden(&msgpack, &[PING_MSGPACK]);
+}
+
+#[tokio::test]
+async fn heartbeat_newtype() {
+    let json = posts(LocalChat::new(), Codec::Json, 3, Heartbeat(12.5)).await;
+    assert_golden(&json, &[HEARTBEAT_JSON]);
+    let msgpack = posts(LocalChat::new(), Codec::MessagePack, 4, Heartbeat(12.5)).await;
+    assert_golden(&msgpack, &[HEARTBEAT_MSGPACK]);
+}
+
+#[tokio::test]
+async fn metasmoke_state_enum() {
+    let json = posts(LocalChat::new(), Codec::Json, 5, MetasmokeState::Down).await;
+    assert_golden(&json, &[STATE_JSON]);
+    let msgpack = posts(
+        LocalChat::new(),
+        Codec::MessagePack,
+        6,
+        MetasmokeState::Down,
+    )
+    .await;
+    assert_golden(&msgpack, &[STATE_MSGPACK]);
+}
+
+#[tokio::test]
+async fn two_kinds_in_one_envelope() {
+    let json = posts(LocalChat::new(), Codec::Json, 7, ping_and_state()).await;
+    assert_golden(&json, &[TWO_KINDS_JSON]);
+    let msgpack = posts(LocalChat::new(), Codec::MessagePack, 8, ping_and_state()).await;
+    assert_golden(&msgpack, &[TWO_KINDS_MSGPACK]);
+}
+
+#[tokio::test]
+async fn single_line_frame() {
+    assert_unsigned();
+    let posted = Arc::new(Mutex::new(Vec::new()));
+    let node = Node::builder(NAME)
+        .transport(SingleLineChat {
+            posts: posted.clone(),
+        })
+        .codec(Codec::MessagePack)
+        .seed(9)
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts");
+    within("send", node.send(ping())).await.expect("send");
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    let posted = posted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_golden(&posted, &[PING_SINGLE_LINE]);
+}
+
+#[tokio::test]
+async fn chunks() {
+    let chat = LocalChat::with_max_message_len(120);
+    let posted = posts(chat, Codec::Json, 10, long_ping()).await;
+    assert!(posted.len() >= 3, "{posted:?}");
+    assert!(posted.iter().all(|c| c.len() <= 120));
+    assert_golden(&posted, LONG_PING_CHUNKS);
+}
+
+// ---------------------------------------------------------------------------
+// The vectors read back
+
+/// Posts `texts` as "smokey" into a fresh room; what a node's handlers of
+/// `M` got.
+async fn read_back<M: Message + Clone>(texts: &[&str]) -> Vec<M> {
+    let chat = LocalChat::with_max_message_len(120);
+    let node = Node::builder("golden/reader")
+        .transport(chat.join("smokey"))
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let into = seen.clone();
+    node.register(move |m: M| into.lock().unwrap_or_else(|e| e.into_inner()).push(m));
+    for text in texts {
+        chat.say("smokey", text);
+    }
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    let stats = node.stats();
+    assert_eq!(
+        (stats.malformed, stats.bad_values, stats.duplicates),
+        (0, 0, 0)
+    );
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    seen
+}
+
+#[tokio::test]
+async fn golden_texts_are_readable() {
+    assert_eq!(
+        read_back::<Ping>(&[
+            PING_JSON,
+            PING_MSGPACK,
+            TWO_KINDS_JSON,
+            TWO_KINDS_MSGPACK,
+            PING_SINGLE_LINE
+        ])
+        .await,
+        vec![ping(); 5]
+    );
+    assert_eq!(read_back::<Ping>(LONG_PING_CHUNKS).await, [long_ping()]);
+    assert_eq!(
+        read_back::<Heartbeat>(&[HEARTBEAT_JSON, HEARTBEAT_MSGPACK]).await,
+        [Heartbeat(12.5); 2]
+    );
+    assert_eq!(
+        read_back::<MetasmokeState>(&[
+            STATE_JSON,
+            STATE_MSGPACK,
+            TWO_KINDS_JSON,
+            TWO_KINDS_MSGPACK
+        ])
+        .await,
+        [MetasmokeState::Down; 4]
+    );
+}
+
+/// The chunks of [`LONG_PING_CHUNKS`] are the base64 body of one frame cut
+/// in order, and none looks like a frame to a Python receiver.
+#[test]
+fn chunk_pieces_make_the_body() {
+    let mut body = String::new();
+    for (i, text) in LONG_PING_CHUNKS.iter().enumerate() {
+        assert!(!text.starts_with(wire::FRAME_START));
+        assert!(!text.ends_with(wire::FRAME_END));
+        let Ok(wire::ChatText::Chunk(chunk)) = wire::parse_chat_text(text) else {
+            panic!("not a chunk: {text:?}");
+        };
+        assert_eq!(chunk.index as usize, i + 1);
+        assert_eq!(chunk.total as usize, LONG_PING_CHUNKS.len());
+        body.push_str(chunk.piece);
+    }
+    let mut bytes = Vec::new();
+    wire::decode_base64(&body, &mut bytes).expect("base64");
+    let parsed = wire::parse_body(&bytes, Default::default()).expect("a body");
+    assert_eq!(parsed.messages[0].0, "ping");
+    assert_eq!(parsed.meta.from.as_deref(), Some(NAME));
+}

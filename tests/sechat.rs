@@ -1,0 +1,501 @@
+//! `StackExchangeChat` against a stand-in Stack Exchange chat server on
+//! loopback (`tests/sechat_standin`): login, posting with its throttle and
+//! duplicate rules, the websocket, cut messages, reconnects. Not the live
+//! site.
+
+mod sechat_standin;
+mod support;
+
+use std::time::Duration;
+
+use sechat_standin::StandIn;
+use socketscience::stackexchange::{StackExchangeChatBuilder, StackExchangeError};
+use socketscience::{message, wire, Context, Node, StackExchangeChat};
+use support::{wait_for, Log};
+
+const ROOM: u64 = 11540;
+const SMOKEY: u64 = 120914;
+const EMAIL: &str = "smokey@example.com";
+const PASSWORD: &str = "correct horse";
+
+#[message("beverage")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Beverage {
+    pub message_id: u64,
+    pub beverage_type: String,
+}
+
+#[message("note")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note(pub String);
+
+async fn standin() -> StandIn {
+    let standin = StandIn::start().await;
+    standin.add_user(SMOKEY, "SmokeDetector", EMAIL, PASSWORD);
+    standin.add_user(2, "a human", "human@example.com", "pw");
+    standin.add_room(ROOM);
+    standin.add_room(89);
+    standin
+}
+
+fn builder(standin: &StandIn) -> StackExchangeChatBuilder {
+    StackExchangeChat::builder("stackexchange.com", ROOM)
+        .base_urls(standin.base(), standin.base())
+        .credentials(EMAIL, PASSWORD)
+        .reconnect_delay(Duration::from_millis(50))
+        .unavailable_retry(Duration::from_millis(20), 10)
+}
+
+async fn node(name: &str, chat: StackExchangeChat) -> Node {
+    Node::builder(name)
+        .transport(chat)
+        .default_node(false)
+        .start()
+        .await
+        .expect("start a node")
+}
+
+/// Logs (sender instance, message id, beverage) of every beverage a node runs.
+fn serve_beverages(node: &Node) -> Log<(String, u64, String)> {
+    let log = Log::default();
+    let handler_log = log.clone();
+    node.register(move |b: Beverage, cx: Context| {
+        handler_log.push((
+            cx.sender().instance().unwrap_or("?").to_owned(),
+            b.message_id,
+            b.beverage_type,
+        ));
+    });
+    log
+}
+
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..4_000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn wait_len<T: Clone>(log: &Log<T>, n: usize, what: &str) {
+    wait_until(&format!("{what} ({n} expected, {} so far)", log.len()), || {
+        log.len() >= n
+    })
+    .await;
+}
+
+fn beverage(message_id: u64, beverage_type: &str) -> Beverage {
+    Beverage {
+        message_id,
+        beverage_type: beverage_type.into(),
+    }
+}
+
+fn transport_error(e: &socketscience::Error) -> &StackExchangeError {
+    match e {
+        socketscience::Error::Transport(source) => source
+            .downcast_ref::<StackExchangeError>()
+            .unwrap_or_else(|| panic!("not a Stack Exchange error: {e}")),
+        other => panic!("not a transport error: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_exchange_through_login_post_websocket_and_dispatch() {
+    let standin = standin().await;
+    let dir = std::env::temp_dir().join(format!("sechat-cookies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cookie_file = dir.join("three-nodes.json");
+    let _ = std::fs::remove_file(&cookie_file);
+
+    let mut nodes = Vec::new();
+    let mut logs = Vec::new();
+    for (i, name) in ["Henders/EC2", "teward/vps", "Undo/laptop"].iter().enumerate() {
+        let mut b = builder(&standin);
+        if i == 0 {
+            b = b.cookie_file(&cookie_file);
+        }
+        let chat = b.connect().await.expect("log in to the stand-in");
+        assert_eq!(chat.user_id(), SMOKEY);
+        assert_eq!(chat.user_name(), "SmokeDetector");
+        let node = node(name, chat).await;
+        assert_eq!(node.account(), SMOKEY.to_string());
+        logs.push(serve_beverages(&node));
+        nodes.push(node);
+    }
+    assert_eq!(standin.counts().logins, 3);
+    assert!(cookie_file.exists(), "the first login saved its cookies");
+
+    for (i, node) in nodes.iter().enumerate() {
+        node.send(beverage(42 + i as u64, ["coffee", "tea", "cocoa"][i]))
+            .await
+            .unwrap();
+    }
+    for (node, log) in nodes.iter().zip(&logs) {
+        wait_len(log, 3, &format!("{}'s servings", node.name())).await;
+    }
+    for (node, log) in nodes.iter().zip(&logs) {
+        let mut served = log.items();
+        served.sort();
+        assert_eq!(
+            served,
+            vec![
+                ("Henders/EC2".into(), 42, "coffee".into()),
+                ("Undo/laptop".into(), 44, "cocoa".into()),
+                ("teward/vps".into(), 43, "tea".into()),
+            ],
+            "{} served each beverage once",
+            node.name()
+        );
+        let stats = node.stats();
+        assert_eq!(stats.dispatched, 3);
+        assert_eq!(stats.own_echoes, 1, "the chat echoes its own post back");
+        assert_eq!(stats.duplicates, 0);
+    }
+    let counts = standin.counts();
+    assert_eq!(counts.posts_by(SMOKEY), 3);
+    assert!(counts.sockets >= 3, "{counts:?}");
+    assert_eq!(counts.sockets_without_origin, 0);
+    assert_eq!(counts.unauthorised, 0);
+    // Three frames in the room, each wrapped and escaped by the chat.
+    let messages = standin.messages(ROOM);
+    assert_eq!(messages.len(), 3);
+    for message in &messages {
+        assert!(wire::parse_chat_text(&wire::clean(&message.text)).is_ok());
+    }
+    for node in &nodes {
+        node.shutdown().await.unwrap();
+    }
+
+    // The saved cookies log in again without the password.
+    let logins = standin.counts().login_posts;
+    let chat = StackExchangeChat::builder("stackexchange.com", ROOM)
+        .base_urls(standin.base(), standin.base())
+        .cookie_file(&cookie_file)
+        .connect()
+        .await
+        .expect("log in with the saved cookies");
+    assert_eq!(chat.user_id(), SMOKEY);
+    assert_eq!(standin.counts().login_posts, logins, "no login form posted");
+    let _ = std::fs::remove_file(&cookie_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttle_waits_are_honoured_and_coalescing_cuts_the_post_count() {
+    let standin = standin().await;
+    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
+    let served = serve_beverages(&receiver);
+    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+
+    // One post a second at most: the second post is answered 409.
+    standin.set_throttle(Some(Duration::from_secs(1)));
+    const ENVELOPES: u64 = 30;
+    for i in 0..ENVELOPES {
+        sender.send(beverage(i, "coffee")).await.unwrap();
+    }
+    wait_len(&served, ENVELOPES as usize, "servings").await;
+    let ids: Vec<u64> = served.items().iter().map(|s| s.1).collect();
+    assert_eq!(
+        ids,
+        (0..ENVELOPES).collect::<Vec<_>>(),
+        "every envelope once, in order"
+    );
+
+    let counts = standin.counts();
+    let stats = sender.stats();
+    println!(
+        "409 test: {ENVELOPES} envelopes, {} chat posts by the sender's transport, {} accepted by the chat, {} throttle answers, {} early posts",
+        stats.posts,
+        counts.posts_by(SMOKEY),
+        counts.throttled,
+        counts.early_posts
+    );
+    assert!(counts.throttled >= 1, "the chat throttled: {counts:?}");
+    assert_eq!(
+        counts.early_posts, 0,
+        "no post came before the announced wait was over"
+    );
+    assert_eq!(counts.duplicates, 0);
+    assert_eq!(stats.sent, ENVELOPES);
+    assert!(
+        stats.posts < ENVELOPES,
+        "envelopes queued during the wait share posts: {} posts for {ENVELOPES} envelopes",
+        stats.posts
+    );
+    assert!(counts.posts_by(SMOKEY) < ENVELOPES);
+
+    sender.shutdown().await.unwrap();
+    receiver.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_answer_without_a_wait_waits_and_retries() {
+    let standin = standin().await;
+    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
+    let served = serve_beverages(&receiver);
+    let sender = node(
+        "Henders/EC2",
+        builder(&standin)
+            .throttle_wait(Duration::from_millis(100))
+            .connect()
+            .await
+            .unwrap(),
+    )
+    .await;
+    standin.throttle_unknown(2);
+    sender.send(beverage(1, "tea")).await.unwrap();
+    wait_len(&served, 1, "the serving").await;
+    let counts = standin.counts();
+    assert_eq!(counts.throttled_unknown, 2);
+    assert_eq!(counts.posts_by(SMOKEY), 1);
+    sender.shutdown().await.unwrap();
+    receiver.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_message_delivers_the_full_envelope() {
+    let standin = standin().await;
+    // Multi-line messages over 300 bytes are shown cut, as the chat does.
+    standin.set_partial_over(300);
+    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
+    let notes = Log::default();
+    let log = notes.clone();
+    receiver.register(move |note: Note| log.push(note.0));
+    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+
+    // Long runs (broken by the chat with zero-width spaces), HTML specials.
+    let text: String = (0..3000)
+        .map(|i| ['a', '<', '&', '>', '\'', '"', 'é', ' '][i % 8])
+        .collect::<String>()
+        + &"x".repeat(500);
+    sender.send(Note(text.clone())).await.unwrap();
+    wait_len(&notes, 1, "the note").await;
+    assert_eq!(notes.items(), vec![text]);
+    let stored = &standin.messages(ROOM)[0];
+    assert!(stored.text.len() > 300, "it was cut when rendered");
+    assert!(stored.text.contains('\u{200B}'), "the chat broke long runs");
+    assert!(standin.counts().plain_fetches >= 1);
+    assert_eq!(receiver.stats().malformed, 0);
+
+    sender.shutdown().await.unwrap();
+    receiver.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_and_silent_sockets_lose_nothing() {
+    let standin = standin().await;
+    let receiver = node(
+        "teward/vps",
+        builder(&standin)
+            .idle_timeout(Duration::from_millis(1500))
+            .connect()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let served = serve_beverages(&receiver);
+    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+
+    for i in 0..5 {
+        sender.send(beverage(i, "coffee")).await.unwrap();
+    }
+    wait_len(&served, 5, "servings before the drop").await;
+    wait_until("both sockets open", || standin.open_sockets() >= 2).await;
+    let sockets = standin.counts().sockets;
+
+    // Drop every socket, keep new ones from opening, post meanwhile.
+    standin.hold_sockets(true);
+    standin.kill_sockets();
+    for i in 5..15 {
+        sender.send(beverage(i, "coffee")).await.unwrap();
+    }
+    wait_until("the posts made while no socket listened", || {
+        standin.messages(ROOM).len() >= 15
+    })
+    .await;
+    assert_eq!(standin.open_sockets(), 0);
+    standin.hold_sockets(false);
+    wait_len(&served, 15, "servings after the drop").await;
+    assert!(standin.counts().sockets > sockets, "it reconnected");
+
+    // A socket that stays open but goes silent is replaced after the idle
+    // timeout; what was posted meanwhile comes from the history.
+    wait_until("the sockets open again", || standin.open_sockets() >= 2).await;
+    let sockets = standin.counts().sockets;
+    standin.freeze_sockets();
+    for i in 15..20 {
+        sender.send(beverage(i, "coffee")).await.unwrap();
+    }
+    wait_len(&served, 20, "servings after the silent socket").await;
+    assert!(standin.counts().sockets > sockets, "it reconnected");
+
+    let ids: Vec<u64> = served.items().iter().map(|s| s.1).collect();
+    assert_eq!(
+        ids,
+        (0..20).collect::<Vec<_>>(),
+        "every envelope once, in order"
+    );
+    let stats = receiver.stats();
+    assert_eq!(stats.dispatched, 20);
+    assert_eq!(stats.duplicates, 0, "the transport handed nothing over twice");
+    sender.shutdown().await.unwrap();
+    receiver.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_humans_and_other_rooms_are_not_dispatched() {
+    let standin = standin().await;
+    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
+    let served = serve_beverages(&receiver);
+    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+
+    sender.send(beverage(1, "coffee")).await.unwrap();
+    wait_len(&served, 1, "the first serving").await;
+    let first = standin.messages(ROOM)[0].id;
+    standin.edit(first);
+    standin.say(ROOM, 2, "a human", "<b>hi</b> & 'bye' \u{2}");
+    standin.say(
+        89,
+        SMOKEY,
+        "SmokeDetector",
+        &standin.messages(ROOM)[0].text.clone(),
+    );
+    sender.send(beverage(2, "tea")).await.unwrap();
+    wait_len(&served, 2, "the second serving").await;
+    let ids: Vec<u64> = served.items().iter().map(|s| s.1).collect();
+    assert_eq!(ids, vec![1, 2]);
+    let stats = wait_for(&receiver, "the human's message", |s| s.untrusted == 1).await;
+    // Two frames and the human: not the edit, not the other room.
+    assert_eq!(stats.received, 3, "{stats:#?}");
+    assert_eq!(stats.duplicates, 0);
+    sender.shutdown().await.unwrap();
+    receiver.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_refused_by_the_chat_is_posted_again_with_other_digits() {
+    let standin = standin().await;
+    // Two instances with one name and seed write the very same first text;
+    // the chat drops the second as a repeat of the account's previous post.
+    let twin = |chat| {
+        Node::builder("twin")
+            .transport(chat)
+            .seed(7)
+            .default_node(false)
+            .start()
+    };
+    let first = twin(builder(&standin).connect().await.unwrap())
+        .await
+        .unwrap();
+    let second = twin(builder(&standin).connect().await.unwrap())
+        .await
+        .unwrap();
+    first.send(beverage(1, "coffee")).await.unwrap();
+    wait_until("the first post", || standin.messages(ROOM).len() == 1).await;
+    second.send(beverage(1, "coffee")).await.unwrap();
+    wait_until("the second post", || standin.messages(ROOM).len() == 2).await;
+    assert_eq!(standin.counts().duplicates, 1);
+    let texts: Vec<String> = standin
+        .messages(ROOM)
+        .iter()
+        .map(|m| wire::clean(&m.text).into_owned())
+        .collect();
+    assert_ne!(texts[0], texts[1]);
+    let body = |t: &str| match wire::parse_chat_text(t).unwrap() {
+        wire::ChatText::Frame { body } => body.to_owned(),
+        other => panic!("not a frame: {other:?}"),
+    };
+    assert_eq!(body(&texts[0]), body(&texts[1]), "only the digits differ");
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_logs_in_again() {
+    let standin = standin().await;
+    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
+    let served = serve_beverages(&receiver);
+    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+    sender.send(beverage(1, "coffee")).await.unwrap();
+    wait_len(&served, 1, "the first serving").await;
+    let logins = standin.counts().logins;
+    standin.expire_sessions();
+    sender.send(beverage(2, "tea")).await.unwrap();
+    wait_len(&served, 2, "the serving after the expiry").await;
+    let counts = standin.counts();
+    assert!(counts.unauthorised >= 1);
+    assert!(counts.logins > logins);
+    sender.shutdown().await.unwrap();
+    receiver.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_failures_read_only_pages_and_missing_rooms() {
+    let standin = standin().await;
+
+    let e = StackExchangeChat::builder("stackexchange.com", ROOM)
+        .base_urls(standin.base(), standin.base())
+        .credentials(EMAIL, "wrong")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(transport_error(&e), StackExchangeError::Login(m) if m.contains("check the email and password")),
+        "{e}"
+    );
+
+    // Read-only for a while: wait and retry.
+    standin.read_only(3);
+    let chat = builder(&standin).connect().await.expect("login after read-only");
+    assert_eq!(chat.user_id(), SMOKEY);
+    assert_eq!(standin.counts().read_only_pages, 3);
+
+    // Read-only for longer than the tries allow.
+    standin.read_only(1000);
+    let e = builder(&standin)
+        .unavailable_retry(Duration::from_millis(1), 3)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(transport_error(&e), StackExchangeError::Unavailable { tries: 3 }),
+        "{e}"
+    );
+    standin.read_only(0);
+
+    let e = StackExchangeChat::builder("stackexchange.com", 999)
+        .base_urls(standin.base(), standin.base())
+        .credentials(EMAIL, PASSWORD)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(transport_error(&e), StackExchangeError::Refused { room: 999, text } if text.contains("does not exist")),
+        "{e}"
+    );
+
+    let e = StackExchangeChat::builder("stackexchange.com", ROOM)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(transport_error(&e), StackExchangeError::Config(_)),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_post_stops_the_transport_with_the_chats_explanation() {
+    let standin = standin().await;
+    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+    standin.block(SMOKEY);
+    sender.send(beverage(1, "coffee")).await.unwrap();
+    wait_until("the refused post", || standin.counts().refused == 1).await;
+    let e = sender.shutdown().await.unwrap_err();
+    assert!(
+        matches!(transport_error(&e), StackExchangeError::Refused { room: ROOM, text } if text.contains("blocked")),
+        "{e}"
+    );
+}
