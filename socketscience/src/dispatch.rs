@@ -45,7 +45,11 @@ struct Window {
 
 impl Window {
     fn new(session: u64, seq: u64) -> Window {
-        Window { session, highest: seq, bits: 1 }
+        Window {
+            session,
+            highest: seq,
+            bits: 1,
+        }
     }
 
     fn seen(&self, seq: u64) -> bool {
@@ -56,7 +60,11 @@ impl Window {
     fn mark(&mut self, seq: u64) {
         if seq > self.highest {
             let shift = seq - self.highest;
-            self.bits = if shift >= WINDOW { 0 } else { self.bits << shift };
+            self.bits = if shift >= WINDOW {
+                0
+            } else {
+                self.bits << shift
+            };
             self.bits |= 1;
             self.highest = seq;
         } else if self.highest - seq < WINDOW {
@@ -95,7 +103,10 @@ impl DropLog {
             ("stale", stats.stale - before.stale),
             ("replayed", stats.replayed - before.replayed),
             ("duplicates", stats.duplicates - before.duplicates),
-            ("partials_dropped", stats.partials_dropped - before.partials_dropped),
+            (
+                "partials_dropped",
+                stats.partials_dropped - before.partials_dropped,
+            ),
         ];
         let summary: Vec<String> = deltas
             .iter()
@@ -138,6 +149,8 @@ pub(crate) struct Dispatcher {
     reassembly: Reassembly,
     buf: Vec<u8>,
     own_sender: Sender,
+    /// How this node's own multi-envelope JSON posts start.
+    own_prefix: Vec<u8>,
     drops: DropLog,
 }
 
@@ -160,6 +173,7 @@ impl Dispatcher {
             ),
             buf: Vec::new(),
             own_sender: Sender::own(shared.account.clone(), shared.name.clone()),
+            own_prefix: crate::envelope::batch_prefix(shared.origin()),
             drops: DropLog {
                 last: Instant::now(),
                 at_last: Stats::default(),
@@ -256,14 +270,18 @@ impl Dispatcher {
             Ok(ChatText::Chunk(chunk)) => {
                 Counters::add(&counters.chunks, 1);
                 let mut dropped = 0;
-                let added = self
-                    .reassembly
-                    .add(&message.account, chunk, Instant::now(), &mut dropped);
+                let added =
+                    self.reassembly
+                        .add(&message.account, chunk, Instant::now(), &mut dropped);
                 self.count(&counters.partials_dropped, dropped);
                 match added {
                     Added::Complete(body) => self.frame(&body, &message.account).await,
                     Added::Pending | Added::Duplicate => {}
-                    Added::Rejected => self.drop(Drop::Malformed, &message.account, &"a chunk that does not fit"),
+                    Added::Rejected => self.drop(
+                        Drop::Malformed,
+                        &message.account,
+                        &"a chunk that does not fit",
+                    ),
                 }
             }
             Err(WireError::NotAFrame) => {
@@ -280,7 +298,11 @@ impl Dispatcher {
         let max = shared.config.max_envelope_bytes;
         let size = body_b64.len() / 4 * 3;
         if size > max {
-            let e = WireError::TooLarge { what: "the envelope", size, max };
+            let e = WireError::TooLarge {
+                what: "the envelope",
+                size,
+                max,
+            };
             return self.drop(Drop::TooLarge, account, &e);
         }
         let mut buf = std::mem::take(&mut self.buf);
@@ -290,8 +312,17 @@ impl Dispatcher {
         }
         let keys = &shared.config.keys;
         let signed = !keys.is_empty();
-        let verdict = if signed { keys.verify(&buf) } else { Verdict::Valid };
+        let verdict = if signed {
+            keys.verify(&buf)
+        } else {
+            Verdict::Valid
+        };
         match verdict {
+            // This node's own post of several envelopes, echoed by the chat:
+            // its handlers ran at send time.
+            Verdict::Valid if buf.starts_with(&self.own_prefix) => {
+                Counters::add(&shared.counters.own_echoes, 1);
+            }
             Verdict::Valid => match wire::parse_body(&buf, shared.config.body_limits) {
                 Ok(body) => {
                     if let Some(sender) = self.accept(&body.meta, account, signed) {
@@ -302,7 +333,9 @@ impl Dispatcher {
                 Err(e) => self.drop(Drop::Malformed, account, &e),
             },
             Verdict::Unsigned => self.drop(Drop::Unsigned, account, &"no signature"),
-            Verdict::Forged => self.drop(Drop::BadSignature, account, &"the signature does not match"),
+            Verdict::Forged => {
+                self.drop(Drop::BadSignature, account, &"the signature does not match")
+            }
         }
         if buf.capacity() <= 64 << 10 {
             self.buf = buf;
@@ -322,7 +355,11 @@ impl Dispatcher {
                 .timestamp
                 .is_some_and(|ts| now.abs_diff(ts) <= max_skew.as_millis() as u64);
             if !fresh {
-                self.drop(Drop::Stale, account, &format_args!("timestamp {:?}, now {now}", meta.timestamp));
+                self.drop(
+                    Drop::Stale,
+                    account,
+                    &format_args!("timestamp {:?}, now {now}", meta.timestamp),
+                );
                 return None;
             }
         }
@@ -331,7 +368,7 @@ impl Dispatcher {
             return Some(Sender::new(account.clone(), None));
         };
         if meta.session == Some(shared.session) && from == &*shared.name {
-            Counters::add(&counters.own_echoes, count);
+            Counters::add(&counters.own_echoes, 1);
             return None;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {

@@ -290,6 +290,36 @@ pub(crate) fn assemble(
     buf
 }
 
+/// The body of one envelope for this node's own handlers: its messages
+/// only, no metadata.
+pub(crate) fn bare(codec: Codec, envelope: &Encoded) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(envelope.bytes.len() + 5);
+    match codec {
+        Codec::Json => {
+            buf.push(b'{');
+            buf.extend_from_slice(&envelope.bytes);
+            buf.push(b'}');
+        }
+        Codec::MessagePack => {
+            let _ = rmp::encode::write_map_len(&mut buf, envelope.kinds.len() as u32);
+            buf.extend_from_slice(&envelope.bytes);
+        }
+    }
+    buf
+}
+
+/// How a JSON body of several envelopes from `origin` starts (what
+/// [`assemble`] writes first), to recognise a node's own posts before
+/// reading them.
+pub(crate) fn batch_prefix(origin: Origin<'_>) -> Vec<u8> {
+    let mut buf = vec![b'{'];
+    let _ = write_entry(Codec::Json, &mut buf, KEY_FROM, origin.from);
+    buf.push(b',');
+    let _ = write_entry(Codec::Json, &mut buf, KEY_SESSION, &origin.session);
+    buf.push(b',');
+    buf
+}
+
 /// An upper bound of the body size [`assemble`] gives when `next` joins a
 /// group whose bodies so far total `bytes`.
 pub(crate) fn grown_size(bytes: usize, next: &Encoded) -> usize {

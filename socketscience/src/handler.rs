@@ -130,21 +130,6 @@ pub fn call<M: Message, Args, H: Handler<M, Args>>(
     Ok(handler.call(message, cx))
 }
 
-/// The second parameter of a handler; checked where the user wrote it.
-#[doc(hidden)]
-#[diagnostic::on_unimplemented(
-    message = "the second parameter of a handler must be `Context`, not `{Self}`",
-    label = "write `cx: Context` here, or remove it"
-)]
-pub trait IsContext {}
-impl IsContext for Context {}
-
-#[doc(hidden)]
-pub fn assert_context<T: IsContext>() {}
-
-#[doc(hidden)]
-pub fn assert_result<T: HandlerResult>() {}
-
 /// The erased handler: decode, then call.
 pub(crate) type ErasedFn = dyn Fn(RawValueRef<'_>, Context) -> Result<Call, String> + Send + Sync;
 

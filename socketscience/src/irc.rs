@@ -355,7 +355,10 @@ impl IrcChat {
         };
         let bad_char = |s: &str| s.contains(['\r', '\n', '\0']);
         if self.server.is_empty() || bad_char(&self.server) {
-            return invalid(format!("the server address {:?} is not a host and port", self.server));
+            return invalid(format!(
+                "the server address {:?} is not a host and port",
+                self.server
+            ));
         }
         if !valid_nick(&self.nick) {
             return invalid(format!(
@@ -372,9 +375,15 @@ impl IrcChat {
             ));
         }
         if self.username.is_empty()
-            || !self.username.bytes().all(|b| b.is_ascii_graphic() && b != b'@')
+            || !self
+                .username
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'@')
         {
-            return invalid(format!("the user name {:?} must be printable ASCII without `@`", self.username));
+            return invalid(format!(
+                "the user name {:?} must be printable ASCII without `@`",
+                self.username
+            ));
         }
         for (what, value) in [
             ("password", self.password.as_deref()),
@@ -395,7 +404,9 @@ impl IrcChat {
             return invalid("resend_window must be at least 1".into());
         }
         if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
-            return invalid("reconnect_backoff: initial must be above 0 and max at least initial".into());
+            return invalid(
+                "reconnect_backoff: initial must be above 0 and max at least initial".into(),
+            );
         }
         Ok(())
     }
@@ -636,9 +647,16 @@ fn same_name(a: &str, b: &str) -> bool {
 /// Whether a server's reason for a kick, kill or disconnect says we flooded.
 fn is_flood_reason(reason: &str) -> bool {
     let reason = reason.to_ascii_lowercase();
-    ["flood", "excess", "sendq", "recvq", "receive buffer", "throttl"]
-        .iter()
-        .any(|w| reason.contains(w))
+    [
+        "flood",
+        "excess",
+        "sendq",
+        "recvq",
+        "receive buffer",
+        "throttl",
+    ]
+    .iter()
+    .any(|w| reason.contains(w))
 }
 
 /// Splits the bytes read from the server into lines, bounded: a line
@@ -662,7 +680,10 @@ impl LineBuffer {
                     let line: Vec<u8> = self.buf.drain(..=end).collect();
                     self.scanned = 0;
                     if std::mem::take(&mut self.discarding) || line.len() > MAX_INCOMING_LINE + 2 {
-                        debug!(bytes = line.len(), "dropped an overlong line from the IRC server");
+                        debug!(
+                            bytes = line.len(),
+                            "dropped an overlong line from the IRC server"
+                        );
                         continue;
                     }
                     let text = String::from_utf8_lossy(&line);
@@ -990,7 +1011,10 @@ impl Driver {
         let mut again: VecDeque<String> = self
             .in_flight
             .drain(..)
-            .filter(|f| !f.confirmed.is_some_and(|at| now.saturating_duration_since(at) >= settle))
+            .filter(|f| {
+                !f.confirmed
+                    .is_some_and(|at| now.saturating_duration_since(at) >= settle)
+            })
             .map(|f| f.line)
             .collect();
         again.append(&mut self.resend);
@@ -1000,7 +1024,10 @@ impl Driver {
     /// One connection, from connecting to its end.
     async fn connection(&mut self) -> End {
         let server = self.cfg.server.clone();
-        let connect = timeout(self.cfg.connect_timeout, TcpStream::connect(server.as_str()));
+        let connect = timeout(
+            self.cfg.connect_timeout,
+            TcpStream::connect(server.as_str()),
+        );
         tokio::pin!(connect);
         let stream = loop {
             let pull = self.held.is_none() && self.shutdown_by.is_none();
@@ -1043,7 +1070,9 @@ impl Driver {
                 break end;
             }
             let wake = self.next_wake(&mut conn, now);
-            let pull = self.held.is_none() && self.shutdown_by.is_none() && self.may_pull(&conn, &out, now);
+            let pull = self.held.is_none()
+                && self.shutdown_by.is_none()
+                && self.may_pull(&conn, &out, now);
             tokio::select! {
                 read = reader.read_buf(&mut lines.buf) => match read {
                     Ok(0) => break self.closed(&conn, "the server closed the connection".into()),
@@ -1186,11 +1215,10 @@ impl Driver {
         }
         // Forget lines the server confirmed long enough ago.
         let settle = self.cfg.settle;
-        while self
-            .in_flight
-            .front()
-            .is_some_and(|f| f.confirmed.is_some_and(|at| now.saturating_duration_since(at) >= settle))
-        {
+        while self.in_flight.front().is_some_and(|f| {
+            f.confirmed
+                .is_some_and(|at| now.saturating_duration_since(at) >= settle)
+        }) {
             self.in_flight.pop_front();
         }
         if self.finished() && out.is_empty() && !matches!(conn.phase, Phase::Quitting { .. }) {
@@ -1272,7 +1300,10 @@ impl Driver {
         }
         if conn.phase == Phase::Ready {
             let window_open = self.in_flight.len() < self.cfg.resend_window;
-            if window_open && (!self.resend.is_empty() || self.held.is_some()) {
+            // Something to post (or to take from the node) once a token is there.
+            let wants =
+                !self.resend.is_empty() || self.held.is_some() || self.shutdown_by.is_none();
+            if window_open && wants && !self.bucket.ready(now) {
                 at(self.bucket.next_token(now));
             }
             // A line to forget (to open the window, or to finish).
@@ -1286,9 +1317,7 @@ impl Driver {
                 .back()
                 .is_some_and(|f| f.cover == self.next_ping);
             if uncovered && conn.ping.is_none() {
-                at(conn
-                    .last_confirm_ping
-                    .map_or(now, |t| t + CONFIRM_INTERVAL));
+                at(conn.last_confirm_ping.map_or(now, |t| t + CONFIRM_INTERVAL));
             }
         }
         wake
@@ -1323,7 +1352,10 @@ impl Driver {
             status.members.clear();
         }
         self.requeue(now);
-        let full = self.cfg.backoff_initial.saturating_mul(2u32.saturating_pow(conn.rejoin_failures.min(30)));
+        let full = self
+            .cfg
+            .backoff_initial
+            .saturating_mul(2u32.saturating_pow(conn.rejoin_failures.min(30)));
         let delay = full.min(self.cfg.backoff_max);
         conn.rejoin_failures = conn.rejoin_failures.saturating_add(1);
         warn!(node = %self.io.node_name(), channel = %self.cfg.channel, why, rejoin_in = ?delay, "not in the IRC channel");
@@ -1366,7 +1398,10 @@ impl Driver {
             "PING" => push_line(out, &format!("PONG :{}", msg.last())),
             "PONG" => {
                 let token = msg.last();
-                if let Some(id) = token.strip_prefix(PING_TOKEN).and_then(|id| id.parse::<u64>().ok()) {
+                if let Some(id) = token
+                    .strip_prefix(PING_TOKEN)
+                    .and_then(|id| id.parse::<u64>().ok())
+                {
                     if conn.ping.is_some_and(|(out_id, _)| id >= out_id) {
                         conn.ping = None;
                     }
@@ -1445,7 +1480,11 @@ impl Driver {
             }
             "432" => {
                 error!(node = %self.io.node_name(), nick = %conn.nick, reason = msg.last(), "the IRC server refuses the nick");
-                return Some(End::Lost(format!("the server refuses the nick {}: {}", conn.nick, msg.last())));
+                return Some(End::Lost(format!(
+                    "the server refuses the nick {}: {}",
+                    conn.nick,
+                    msg.last()
+                )));
             }
             "464" | "465" => {
                 error!(node = %self.io.node_name(), reason = msg.last(), "the IRC server refuses us (password or ban)");
@@ -1463,7 +1502,8 @@ impl Driver {
                 } else {
                     conn.members.insert(irc_lower(nick), nick.to_owned());
                     self.publish_members(conn);
-                    if matches!(conn.phase, Phase::WaitingForPeers { .. }) && self.peers_back(conn) {
+                    if matches!(conn.phase, Phase::WaitingForPeers { .. }) && self.peers_back(conn)
+                    {
                         self.ready(conn, now);
                     }
                 }
@@ -1472,7 +1512,11 @@ impl Driver {
                 // `353 me = #channel :@op +voice nick`
                 if msg.params.len() >= 3 && same_name(msg.param(msg.params.len() - 2), channel) {
                     for name in msg.last().split_whitespace() {
-                        let nick = name.split('!').next().unwrap_or(name).trim_start_matches(['@', '+', '%', '&', '~', '!', '.']);
+                        let nick = name
+                            .split('!')
+                            .next()
+                            .unwrap_or(name)
+                            .trim_start_matches(['@', '+', '%', '&', '~', '!', '.']);
                         if !nick.is_empty() && !is_me(nick) {
                             conn.members.insert(irc_lower(nick), nick.to_owned());
                         }
@@ -1570,7 +1614,8 @@ impl Driver {
     /// Warns if the prefix the server shows for us is longer than allowed for.
     fn check_prefix(&self, msg: &Message<'_>) {
         let Some(prefix) = msg.prefix else { return };
-        let relayed = 1 + prefix.len() + " PRIVMSG ".len() + self.cfg.channel.len() + " :".len() + 2;
+        let relayed =
+            1 + prefix.len() + " PRIVMSG ".len() + self.cfg.channel.len() + " :".len() + 2;
         if relayed + self.cfg.max_message_len() > LINE_LIMIT {
             warn!(
                 node = %self.io.node_name(),
@@ -1609,9 +1654,14 @@ mod tests {
         assert_eq!(m.params, ["#chan", "hello there"]);
 
         let m = Message::parse("PING :irc.example.net").unwrap();
-        assert_eq!((m.prefix, m.command, m.params.as_slice()), (None, "PING", &["irc.example.net"][..]));
+        assert_eq!(
+            (m.prefix, m.command, m.params.as_slice()),
+            (None, "PING", &["irc.example.net"][..])
+        );
 
-        let m = Message::parse("@time=2024-01-01T00:00:00Z;msgid=x :s 353 me = #c :@op +v plain\r\n").unwrap();
+        let m =
+            Message::parse("@time=2024-01-01T00:00:00Z;msgid=x :s 353 me = #c :@op +v plain\r\n")
+                .unwrap();
         assert_eq!(m.tags, Some("time=2024-01-01T00:00:00Z;msgid=x"));
         assert_eq!(m.command, "353");
         assert_eq!(m.params, ["me", "=", "#c", "@op +v plain"]);
@@ -1634,7 +1684,17 @@ mod tests {
 
     #[test]
     fn refuses_lines_without_a_command_and_never_panics() {
-        for line in ["", " ", ":prefix-only", "@tags-only", "@t :p", ":p :x", "Ä", "PRIV MSG", ":x !cmd a"] {
+        for line in [
+            "",
+            " ",
+            ":prefix-only",
+            "@tags-only",
+            "@t :p",
+            ":p :x",
+            "Ä",
+            "PRIV MSG",
+            ":x !cmd a",
+        ] {
             let parsed = Message::parse(line);
             assert!(parsed.is_none_or(|m| !m.command.is_empty()), "{line:?}");
         }
@@ -1643,7 +1703,9 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..2_000 {
             let len = rng.usize(0..64);
-            let bytes: Vec<u8> = (0..len).map(|_| *rng.choice(b" :@!#\r\nAZaz09\x01\x02").unwrap()).collect();
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| *rng.choice(b" :@!#\r\nAZaz09\x01\x02").unwrap())
+                .collect();
             let line = String::from_utf8_lossy(&bytes);
             let _ = Message::parse(&line);
         }
@@ -1667,7 +1729,9 @@ mod tests {
         assert_eq!(lines.next_line().as_deref(), Some("partial line"));
 
         // An overlong line is dropped, in pieces, and what follows is read.
-        lines.buf.extend(std::iter::repeat_n(b'x', MAX_INCOMING_LINE + 10));
+        lines
+            .buf
+            .extend(std::iter::repeat_n(b'x', MAX_INCOMING_LINE + 10));
         assert_eq!(lines.next_line(), None);
         assert!(lines.buf.is_empty());
         lines.buf.extend_from_slice(b"xxxx\r\nPING :c\r\n");
@@ -1711,7 +1775,10 @@ mod tests {
         let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay(&mut rng)).collect();
         for (i, d) in delays.iter().enumerate() {
             let full = Duration::from_secs(1 << i.min(4)).min(Duration::from_secs(10));
-            assert!(*d >= full / 2 && *d <= full, "attempt {i}: {d:?} for {full:?}");
+            assert!(
+                *d >= full / 2 && *d <= full,
+                "attempt {i}: {d:?} for {full:?}"
+            );
         }
         backoff.reset();
         assert!(backoff.next_delay(&mut rng) <= Duration::from_secs(1));
@@ -1729,7 +1796,9 @@ mod tests {
         );
         assert_eq!(relayed.len(), LINE_LIMIT);
         assert_eq!(
-            IrcChat::new("s:1", "n", "#c").max_host_len(10).max_message_len(),
+            IrcChat::new("s:1", "n", "#c")
+                .max_host_len(10)
+                .max_message_len(),
             LINE_LIMIT - ":n___!~socketsci@ PRIVMSG #c :\r\n".len() - 10
         );
     }
@@ -1755,16 +1824,34 @@ mod tests {
             ok().reconnect_backoff(Duration::ZERO, Duration::from_secs(1)),
         ] {
             let err = bad.check().expect_err(&format!("{bad:?}"));
-            assert!(matches!(err, Error::InvalidOption { option: "IrcChat", .. }), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidOption {
+                        option: "IrcChat",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
         }
     }
 
     #[test]
     fn flood_reasons_are_recognised() {
-        for reason in ["Excess Flood", "Max SendQ exceeded", "Receive buffer space exhausted", "flooding"] {
+        for reason in [
+            "Excess Flood",
+            "Max SendQ exceeded",
+            "Receive buffer space exhausted",
+            "flooding",
+        ] {
             assert!(is_flood_reason(reason), "{reason}");
         }
-        for reason in ["Ping timeout: 120 seconds", "Client closed connection", "Server going down"] {
+        for reason in [
+            "Ping timeout: 120 seconds",
+            "Client closed connection",
+            "Server going down",
+        ] {
             assert!(!is_flood_reason(reason), "{reason}");
         }
     }

@@ -77,11 +77,11 @@ mod dispatch;
 mod envelope;
 mod error;
 mod handler;
+#[doc(hidden)]
+pub mod harness;
 /// The IRC transport (feature `irc`, on by default).
 #[cfg(feature = "irc")]
 mod irc;
-#[doc(hidden)]
-pub mod harness;
 mod local;
 mod message;
 mod node;
@@ -115,7 +115,7 @@ pub use socketscience_macros::{handler, message};
 /// release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::handler::{assert_context, assert_result, call, Call, StaticHandler};
+    pub use crate::handler::{call, Call, StaticHandler};
     pub use crate::message::MessageType;
     pub use crate::node::Context;
     pub use crate::wire::RawValueRef;

@@ -12,9 +12,9 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 use crate::default;
-use crate::envelope::{assemble, BodyWriter, Encoded, Origin, Payload};
-use crate::error::{Error, Result};
 use crate::dispatch::Dispatcher;
+use crate::envelope::{bare, BodyWriter, Encoded, Origin, Payload};
+use crate::error::{Error, Result};
 use crate::handler::{self, Handler, Registered, Registry};
 use crate::message::{self, Message};
 use crate::reassembly::ReassemblyLimits;
@@ -534,12 +534,7 @@ impl Node {
         state.next_seq += 1;
         let encoded = writer.finish(seq);
         let shared = &self.shared;
-        own.send(assemble(
-            shared.codec,
-            shared.origin(),
-            std::slice::from_ref(&encoded),
-            None,
-        ));
+        own.send(bare(shared.codec, &encoded));
         out.send(encoded);
         Counters::add(&self.shared.counters.sent, 1);
     }
@@ -685,4 +680,3 @@ impl Sender {
         self.own
     }
 }
-

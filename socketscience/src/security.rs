@@ -128,9 +128,7 @@ fn split_signed(body: &[u8]) -> Option<(&[u8], [u8; SIG_LEN])> {
         Codec::Json => {
             let at = body.len().checked_sub(JSON_SUFFIX_LEN)?;
             let (covered, suffix) = body.split_at(at);
-            let b64 = suffix
-                .strip_prefix(JSON_SIG_HEAD)?
-                .strip_suffix(b"\"}")?;
+            let b64 = suffix.strip_prefix(JSON_SIG_HEAD)?.strip_suffix(b"\"}")?;
             let n = BASE64.decode_slice(b64, &mut sig).ok()?;
             (n == SIG_LEN).then_some((covered, sig))
         }
@@ -181,13 +179,23 @@ mod tests {
             old.sign(codec, &mut body);
             assert_eq!(old.verify(&body), Verdict::Valid, "{codec}");
             assert_eq!(rotating.verify(&body), Verdict::Valid, "{codec}");
-            assert_eq!(Keys::new(vec![b"other".to_vec()]).verify(&body), Verdict::Forged);
+            assert_eq!(
+                Keys::new(vec![b"other".to_vec()]).verify(&body),
+                Verdict::Forged
+            );
             let mut tampered = body.clone();
             tampered[2] ^= 1;
             assert_eq!(old.verify(&tampered), Verdict::Forged, "{codec}");
-            assert_eq!(old.verify(&body[..body.len() - 1]), Verdict::Unsigned, "{codec}");
+            assert_eq!(
+                old.verify(&body[..body.len() - 1]),
+                Verdict::Unsigned,
+                "{codec}"
+            );
         }
-        assert_eq!(format!("{:?}", Keys::new(vec![b"hunter2".to_vec()])), "Keys(<1 redacted>)");
+        assert_eq!(
+            format!("{:?}", Keys::new(vec![b"hunter2".to_vec()])),
+            "Keys(<1 redacted>)"
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ counters! {
     stale,
     /// Signed envelopes seen before (same sender, session and sequence number).
     replayed,
-    /// This node's own envelopes echoed back by the chat, dropped (they ran at send time).
+    /// This node's own posts echoed back by the chat, dropped (their handlers ran at send time).
     own_echoes,
     /// Chunks received.
     chunks,

@@ -190,15 +190,16 @@ impl TransportIo {
 
     /// Frames a body; queues its chunks and returns the first if it is too long.
     fn frame(&mut self, body: &[u8]) -> String {
-        let mut b64 = String::with_capacity(body.len() * 4 / 3 + 4);
-        wire::encode_base64(body, &mut b64);
-        let mut frame = String::with_capacity(b64.len() + 8);
-        wire::write_frame(&mut frame, self.lines, self.rng.u16(0..10_000), &b64);
+        let mut frame = String::new();
+        wire::write_frame_of(&mut frame, self.lines, self.rng.u16(0..10_000), body);
         if frame.len() <= self.max_len {
             return frame;
         }
+        // The base64 body sits between the start and the `\x03`.
+        let start = self.lines.frame_start().len() + 4;
+        let b64 = &frame[start..frame.len() - 1];
         // The node checked at start that chunks fit this transport.
-        let chunks = wire::split_into_chunks(self.lines, self.rng.u32(..), &b64, self.max_len)
+        let chunks = wire::split_into_chunks(self.lines, self.rng.u32(..), b64, self.max_len)
             .unwrap_or_default();
         self.pending.extend(chunks);
         self.pending.pop_front().unwrap_or(frame)

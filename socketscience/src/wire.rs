@@ -50,7 +50,7 @@ pub enum Lines {
 }
 
 impl Lines {
-    fn frame_start(self) -> &'static str {
+    pub(crate) fn frame_start(self) -> &'static str {
         match self {
             Lines::Multi => FRAME_START,
             Lines::Single => FRAME_START_SINGLE_LINE,
@@ -157,7 +157,8 @@ pub enum WireError {
 /// to remove.
 pub fn clean(text: &str) -> Cow<'_, str> {
     let trimmed = text.trim();
-    if trimmed.contains(['\u{200B}', '\u{200C}']) {
+    // Both characters start with the byte 0xE2 in UTF-8: scan bytes first.
+    if trimmed.as_bytes().contains(&0xE2) && trimmed.contains(['\u{200B}', '\u{200C}']) {
         let stripped: String = trimmed
             .chars()
             .filter(|c| !matches!(c, '\u{200B}' | '\u{200C}'))
@@ -260,11 +261,27 @@ fn parse_chunk(rest: &str) -> Result<Chunk<'_>, WireError> {
 
 /// Writes a frame around a base64 body.
 pub fn write_frame(out: &mut String, lines: Lines, digits: u16, body_b64: &str) {
-    use fmt::Write as _;
     out.reserve(FRAME_START.len() + 4 + body_b64.len() + 1);
     out.push_str(lines.frame_start());
-    let _ = write!(out, "{:04}", digits % 10_000);
+    push_digits(out, digits);
     out.push_str(body_b64);
+    out.push(FRAME_END);
+}
+
+/// Writes `digits % 10 000` as four ASCII digits.
+fn push_digits(out: &mut String, digits: u16) {
+    let d = digits % 10_000;
+    for div in [1_000, 100, 10, 1] {
+        out.push(char::from(b'0' + (d / div % 10) as u8));
+    }
+}
+
+/// Writes a frame around `body`, base64-encoding it in place.
+pub fn write_frame_of(out: &mut String, lines: Lines, digits: u16, body: &[u8]) {
+    out.reserve(FRAME_START.len() + 4 + body.len().div_ceil(3) * 4 + 1);
+    out.push_str(lines.frame_start());
+    push_digits(out, digits);
+    BASE64.encode_string(body, out);
     out.push(FRAME_END);
 }
 
@@ -454,6 +471,10 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 
 /// Checks nesting depth of a JSON value without building it.
 fn json_depth_ok(raw: &str, max_depth: usize) -> bool {
+    // Each level takes an opening and a closing bracket.
+    if raw.len() <= max_depth.saturating_mul(2) {
+        return true;
+    }
     // Strings may contain brackets; skip them.
     let mut depth = 0usize;
     let mut in_string = false;
@@ -488,114 +509,156 @@ const MAX_BATCH: usize = 4_096;
 
 type Entries<'a> = Vec<(Cow<'a, str>, RawValueRef<'a>)>;
 
-/// Reads one JSON map: metadata, kinds, and a `_batch` left raw.
-struct JsonMap<'de> {
+/// What one pass over a JSON body collects. Batch items push their
+/// messages straight into `messages`: the body is read once.
+struct JsonBody<'de> {
+    limits: BodyLimits,
     meta: Meta<'de>,
     messages: Entries<'de>,
-    batch: Option<&'de RawValue>,
+    batch: Option<u64>,
+    top_level_kinds: bool,
+    over: Option<WireError>,
 }
 
-struct JsonMapVisitor(BodyLimits);
-
-impl<'de> Visitor<'de> for JsonMapVisitor {
-    type Value = Result<JsonMap<'de>, WireError>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a map of message kinds to values")
+impl<'de> JsonBody<'de> {
+    fn over(&mut self, what: &'static str, size: usize, max: usize) {
+        self.over
+            .get_or_insert(WireError::TooLarge { what, size, max });
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = JsonMap {
-            meta: Meta::default(),
-            messages: Vec::new(),
-            batch: None,
-        };
-        let mut over: Option<WireError> = None;
+
+    /// Reads a map's entries: metadata at the top level only, kinds always.
+    fn visit_entries<A: MapAccess<'de>>(&mut self, map: &mut A, top: bool) -> Result<(), A::Error> {
+        let mut kinds = 0;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if over.is_some() {
+            if self.over.is_some() {
                 // Over a limit: read past the rest without keeping it.
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            match &*key {
-                KEY_FROM => out.meta.from = Some(map.next_value::<Key<'de>>()?.0),
-                KEY_SESSION => out.meta.session = Some(map.next_value()?),
-                KEY_SEQ => out.meta.seq = Some(map.next_value()?),
-                KEY_COUNT => out.meta.count = Some(map.next_value()?),
-                KEY_TIMESTAMP => out.meta.timestamp = Some(map.next_value()?),
-                KEY_BATCH => out.batch = Some(map.next_value()?),
-                k if k.starts_with('_') => {
+            match (&*key, top) {
+                (KEY_FROM, true) => self.meta.from = Some(map.next_value::<Key<'de>>()?.0),
+                (KEY_SESSION, true) => self.meta.session = Some(map.next_value()?),
+                (KEY_SEQ, true) => self.meta.seq = Some(map.next_value()?),
+                (KEY_COUNT, true) => self.meta.count = Some(map.next_value()?),
+                (KEY_TIMESTAMP, true) => self.meta.timestamp = Some(map.next_value()?),
+                (KEY_BATCH, true) => {
+                    let n = map.next_value_seed(BatchSeed(self))?;
+                    self.batch = Some(n);
+                }
+                (k, _) if k.starts_with('_') => {
                     map.next_value::<IgnoredAny>()?;
                 }
                 _ => {
                     let raw: &'de RawValue = map.next_value()?;
-                    if out.messages.len() == self.0.max_kinds {
-                        over = Some(WireError::TooLarge {
-                            what: "the number of kinds",
-                            size: out.messages.len() + 1,
-                            max: self.0.max_kinds,
-                        });
-                    } else if !json_depth_ok(raw.get(), self.0.max_depth) {
-                        over = Some(WireError::TooLarge {
-                            what: "the nesting depth",
-                            size: self.0.max_depth + 1,
-                            max: self.0.max_depth,
-                        });
+                    kinds += 1;
+                    self.top_level_kinds |= top;
+                    let limits = self.limits;
+                    if kinds > limits.max_kinds {
+                        self.over("the number of kinds", kinds, limits.max_kinds);
+                    } else if !json_depth_ok(raw.get(), limits.max_depth) {
+                        self.over("the nesting depth", limits.max_depth + 1, limits.max_depth);
                     } else {
-                        out.messages.push((key, RawValueRef::Json(raw)));
+                        self.messages.push((key, RawValueRef::Json(raw)));
                     }
                 }
             }
         }
-        Ok(match over {
-            Some(e) => Err(e),
-            None => Ok(out),
-        })
+        Ok(())
     }
 }
 
-fn parse_json_map(bytes: &[u8], limits: BodyLimits) -> Result<JsonMap<'_>, BodyError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = de
-        .deserialize_map(JsonMapVisitor(limits))
-        .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| e.to_string())?;
-    parsed.map_err(BodyError::Limit)
+/// The top-level map.
+impl<'de> Visitor<'de> for &mut JsonBody<'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of message kinds to values")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.visit_entries(&mut map, true)
+    }
+}
+
+/// `_batch`: a list of maps of kinds; gives its length.
+struct BatchSeed<'a, 'de>(&'a mut JsonBody<'de>);
+
+impl<'de> de::DeserializeSeed<'de> for BatchSeed<'_, 'de> {
+    type Value = u64;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BatchSeed<'_, 'de> {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of maps of message kinds to values")
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+        let mut n = 0u64;
+        while seq.next_element_seed(ItemSeed(&mut *self.0))?.is_some() {
+            n += 1;
+            if n > MAX_BATCH as u64 {
+                self.0
+                    .over("the number of envelopes in a batch", n as usize, MAX_BATCH);
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// One envelope of a batch: a map of kinds, no metadata.
+struct ItemSeed<'a, 'de>(&'a mut JsonBody<'de>);
+
+impl<'de> de::DeserializeSeed<'de> for ItemSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of message kinds to values")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.visit_entries(&mut map, false)
+    }
 }
 
 fn parse_json_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyError> {
-    let JsonMap {
-        mut meta,
-        mut messages,
-        batch,
-    } = parse_json_map(body, limits)?;
-    if let Some(batch) = batch {
-        if !messages.is_empty() || meta.count.is_some() {
+    let mut parsed = JsonBody {
+        limits,
+        meta: Meta::default(),
+        messages: Vec::new(),
+        batch: None,
+        top_level_kinds: false,
+        over: None,
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    de.deserialize_map(&mut parsed)
+        .and_then(|()| de.end())
+        .map_err(|e| e.to_string())?;
+    if let Some(e) = parsed.over {
+        return Err(BodyError::Limit(e));
+    }
+    let mut meta = parsed.meta;
+    if let Some(n) = parsed.batch {
+        if parsed.top_level_kinds || meta.count.is_some() {
             return Err("a batch carries its kinds in `_batch` only"
                 .to_owned()
                 .into());
         }
-        let items: Vec<&RawValue> =
-            serde_json::from_str(batch.get()).map_err(|e| format!("bad `_batch`: {e}"))?;
-        if items.is_empty() || items.len() > MAX_BATCH {
-            return Err(BodyError::Limit(WireError::TooLarge {
-                what: "the number of envelopes in a batch",
-                size: items.len(),
-                max: MAX_BATCH,
-            }));
+        if n == 0 {
+            return Err("an empty `_batch`".to_owned().into());
         }
-        meta.count = Some(items.len() as u64);
-        for item in items {
-            let inner = parse_json_map(item.get().as_bytes(), limits)?;
-            if inner.batch.is_some() {
-                return Err("a batch inside a batch".to_owned().into());
-            }
-            messages.extend(inner.messages);
-        }
+        meta.count = Some(n);
     }
     check_count(&meta)?;
     Ok(Body {
         codec: Codec::Json,
         meta,
-        messages,
+        messages: parsed.messages,
     })
 }
 

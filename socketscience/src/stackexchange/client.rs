@@ -180,7 +180,10 @@ impl Client {
                     None
                 }
             };
-            match page.as_deref().map(|p| (html::fkey(p), html::current_user(p))) {
+            match page
+                .as_deref()
+                .map(|p| (html::fkey(p), html::current_user(p)))
+            {
                 Some((Some(fkey), Some((user_id, user_name)))) => {
                     return Ok((fkey, user_id, user_name))
                 }
@@ -234,7 +237,9 @@ impl Client {
             attempt += 1;
             match self.get_text(&url).await.map(|page| html::fkey(&page)) {
                 Ok(Some(fkey)) => break fkey,
-                Ok(None) => warn!(url = %url, "the login page has no fkey: the site is down or read-only"),
+                Ok(None) => {
+                    warn!(url = %url, "the login page has no fkey: the site is down or read-only")
+                }
                 Err(e) => warn!(url = %url, error = %e, "cannot reach the login page"),
             }
             if attempt >= tries {
@@ -410,7 +415,9 @@ impl Client {
             .get("url")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| StackExchangeError::Protocol(format!("ws-auth gave no url: {body:.200}")))
+            .ok_or_else(|| {
+                StackExchangeError::Protocol(format!("ws-auth gave no url: {body:.200}"))
+            })
     }
 
     /// The source of a message, for content the chat cut

@@ -21,7 +21,11 @@ pub(crate) fn fkey(page: &str) -> Option<String> {
 pub(crate) fn current_user(page: &str) -> Option<(u64, String)> {
     let document = Html::parse_document(page);
     // The top bar first (as ChatExchange reads it), then any link to a user.
-    for css in [".topbar-menu-links a[href]", "#active-user a[href]", "a[href]"] {
+    for css in [
+        ".topbar-menu-links a[href]",
+        "#active-user a[href]",
+        "a[href]",
+    ] {
         let Ok(selector) = Selector::parse(css) else {
             continue;
         };
@@ -167,7 +171,10 @@ mod tests {
         let anonymous = r#"<div class="topbar-menu-links"><a href="/users/login">log in</a></div>
             <input name="fkey" value="f">"#;
         assert_eq!(current_user(anonymous), None);
-        assert_eq!(user_id_from_href("https://chat.stackexchange.com/users/7/x"), Some(7));
+        assert_eq!(
+            user_id_from_href("https://chat.stackexchange.com/users/7/x"),
+            Some(7)
+        );
         assert_eq!(user_id_from_href("/users/-1"), None);
         assert_eq!(user_id_from_href("/rooms/users/3"), None);
     }
@@ -180,7 +187,8 @@ mod tests {
             Content::Text(".\n\u{2}1234eyJiZXZlcmFnZSI6MX0=\u{3}".into())
         );
         // Without the spaces, with XHTML breaks, with entities.
-        let content = "<div class='full'>a &amp; b<br/>&lt;c&gt; &#39;d&#39; &quot;e&quot; &#x2F;&#2;</div>";
+        let content =
+            "<div class='full'>a &amp; b<br/>&lt;c&gt; &#39;d&#39; &quot;e&quot; &#x2F;&#2;</div>";
         assert_eq!(
             content_to_text(content),
             Content::Text("a & b\n<c> 'd' \"e\" /\u{2}".into())

@@ -536,10 +536,7 @@ fn redigit(text: &str, rng: &mut fastrand::Rng) -> Option<String> {
     }
     let old: u16 = digits.parse().ok()?;
     let new = (old + 1 + rng.u16(0..9_999)) % 10_000;
-    Some(format!(
-        "{start}{new:04}{}",
-        &text[start.len() + 4..]
-    ))
+    Some(format!("{start}{new:04}{}", &text[start.len() + 4..]))
 }
 
 /// Posts one text, waiting out throttles and retrying failures, up to the
@@ -554,11 +551,19 @@ async fn post_text(client: Arc<Client>, mut text: String, seed: u64) -> PostDone
         let last = attempt == tries;
         match client.post_message(&text).await {
             PostAnswer::Posted(id) => {
-                debug!(room = client.room, message_id = id, bytes = text.len(), "posted");
+                debug!(
+                    room = client.room,
+                    message_id = id,
+                    bytes = text.len(),
+                    "posted"
+                );
                 return Ok(Some(text));
             }
             PostAnswer::Duplicate => {
-                warn!(room = client.room, "the chat dropped a post as a repeat of the previous one");
+                warn!(
+                    room = client.room,
+                    "the chat dropped a post as a repeat of the previous one"
+                );
                 match redigit(&text, &mut rng) {
                     Some(changed) => text = changed,
                     // The same text is already the last message: nothing lost.

@@ -91,10 +91,15 @@ impl Receiver {
                     if frames > 0 {
                         failures = 0;
                     }
-                    info!(room = self.client.room, frames, "the chat websocket ended; reconnecting");
+                    info!(
+                        room = self.client.room,
+                        frames, "the chat websocket ended; reconnecting"
+                    );
                 }
                 Err(e) if e.is_fatal() => return Err(e),
-                Err(e) => warn!(room = self.client.room, error = %e, "cannot follow the room; retrying"),
+                Err(e) => {
+                    warn!(room = self.client.room, error = %e, "cannot follow the room; retrying")
+                }
             }
             if self.tx.is_closed() {
                 return Ok(());
@@ -150,7 +155,10 @@ impl Receiver {
         backlog.sort_by_key(|e| e.message_id);
         if let Some(oldest) = backlog.iter().filter_map(|e| e.message_id).min() {
             if backlog.len() >= 100 && oldest > self.delivered.newest().max(self.baseline) {
-                warn!(room = client.room, "more than 100 messages came while disconnected; some may be missed");
+                warn!(
+                    room = client.room,
+                    "more than 100 messages came while disconnected; some may be missed"
+                );
             }
         }
         for event in &backlog {
@@ -164,7 +172,11 @@ impl Receiver {
             let next = match tokio::time::timeout(idle, socket.next()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    info!(room = client.room, ?idle, "no frame from the chat websocket; reconnecting");
+                    info!(
+                        room = client.room,
+                        ?idle,
+                        "no frame from the chat websocket; reconnecting"
+                    );
                     return Ok(Ended::Socket { frames });
                 }
             };
@@ -184,7 +196,10 @@ impl Receiver {
             let events = match self.read_frame(&text) {
                 Some(events) => events,
                 None => {
-                    debug!(room = client.room, "ignored a websocket frame that is not JSON");
+                    debug!(
+                        room = client.room,
+                        "ignored a websocket frame that is not JSON"
+                    );
                     continue;
                 }
             };
@@ -250,7 +265,9 @@ impl Receiver {
                     tokio::time::sleep(wait).await;
                     wait *= 2;
                 }
-                Err(e) => warn!(message_id, error = %e, "cannot fetch a message source; skipping it"),
+                Err(e) => {
+                    warn!(message_id, error = %e, "cannot fetch a message source; skipping it")
+                }
             }
         }
         None

@@ -1,0 +1,145 @@
+//! The Rust side of `benches/compare.sh`: the same work as
+//! `benches/python_baseline.py`, timed the same way (median of 5 runs, ns
+//! per message).
+//!
+//! ```text
+//! cargo run --release --example compare -- roundtrip 200000
+//! cargo run --release --example compare -- fanout 200000
+//! ```
+//!
+//! `roundtrip`: encode a `ping` envelope, then receive and dispatch it on
+//! another node, through the library's real send and receive paths, driven
+//! on one thread. `fanout`: one node sends, three nodes in one `LocalChat`
+//! (the sender included) run a handler for every message: the whole stack,
+//! tasks and all, on the multi-threaded runtime.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socketscience::harness::Harness;
+use socketscience::{message, ChatMessage, Codec, LocalChat, Node};
+
+#[message("ping")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ping {
+    pub location: String,
+    pub timestamp: f64,
+}
+
+fn median(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
+fn roundtrip(codec: Codec, n: u64) -> f64 {
+    let chat = LocalChat::new();
+    let build = |name: &str| {
+        Harness::new(
+            Node::builder(name)
+                .transport(chat.join("smokey"))
+                .codec(codec)
+                .default_node(false),
+        )
+        .expect("harness")
+    };
+    let mut sender = build("sender");
+    let mut receiver = build("receiver");
+    let served = Arc::new(AtomicU64::new(0));
+    let counter = served.clone();
+    receiver.node().register(move |p: Ping| {
+        if !p.location.is_empty() {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let account: Arc<str> = "smokey".into();
+    let runs = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for i in 0..n {
+                let ping = Ping {
+                    location: "Henders/EC2".into(),
+                    timestamp: 1_700_000_000.0 + i as f64,
+                };
+                let text = sender.post(ping).expect("post");
+                receiver.receive(ChatMessage {
+                    account: account.clone(),
+                    text: text.into(),
+                });
+            }
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .collect();
+    assert_eq!(served.load(Ordering::Relaxed), 5 * n);
+    median(runs)
+}
+
+fn fanout(n: u64) -> f64 {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let chat = LocalChat::new();
+        let served = Arc::new(AtomicU64::new(0));
+        let mut nodes = Vec::new();
+        for name in ["Henders/EC2", "teward/vps", "Undo/laptop"] {
+            let node = Node::builder(name)
+                .transport(chat.join("smokey"))
+                .default_node(false)
+                .start()
+                .await
+                .expect("node");
+            let counter = served.clone();
+            node.register(move |p: Ping| {
+                if !p.location.is_empty() {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            nodes.push(node);
+        }
+        let mut runs = Vec::new();
+        for run in 0..5u64 {
+            let start = Instant::now();
+            for i in 0..n {
+                let ping = Ping {
+                    location: "Henders/EC2".into(),
+                    timestamp: i as f64,
+                };
+                nodes[0].send(ping).await.expect("send");
+            }
+            let target = 3 * n * (run + 1);
+            while served.load(Ordering::Relaxed) < target {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            runs.push(start.elapsed().as_nanos() as f64 / n as f64);
+        }
+        let posts = nodes[0].stats().posts;
+        for node in &nodes {
+            node.shutdown().await.expect("shutdown");
+        }
+        eprintln!(
+            "fanout: {} messages in {posts} posts; {:.0} handler runs/s",
+            5 * n,
+            3e9 / median(runs.clone())
+        );
+        median(runs)
+    })
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "roundtrip".into());
+    let n: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    match mode.as_str() {
+        "roundtrip" => {
+            println!("roundtrip-msgpack {:.0}", roundtrip(Codec::MessagePack, n));
+            println!("roundtrip-json {:.0}", roundtrip(Codec::Json, n));
+        }
+        "fanout" => println!("fanout {:.0}", fanout(n)),
+        other => {
+            eprintln!("unknown mode {other}: use roundtrip or fanout");
+            std::process::exit(2);
+        }
+    }
+}
