@@ -1,0 +1,93 @@
+//! The fuzz target's property, run in CI for a bounded number of cases:
+//! whatever a room posts, the receive path of a node returns (never panics)
+//! and only counts; and it still serves a good envelope afterwards.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use proptest::prelude::*;
+use socketscience::harness::Harness;
+use socketscience::{message, ChatMessage, LocalChat, Node};
+
+#[message("ping")]
+pub struct Ping {
+    pub location: String,
+    pub timestamp: f64,
+}
+
+#[message("state")]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Up,
+    Down,
+}
+
+fn node(secret: Option<&str>) -> Harness {
+    let chat = LocalChat::with_max_message_len(400);
+    let mut builder = Node::builder("prop").transport(chat.join("smokey")).default_node(false);
+    if let Some(secret) = secret {
+        builder = builder.secret(secret);
+    }
+    let h = Harness::new(builder).unwrap();
+    h.node().register(|_: Ping| {});
+    h.node().register(|_: State| {});
+    h
+}
+
+/// Arbitrary chat texts: raw text, frames around arbitrary bodies, chunks,
+/// and mutations of a valid frame.
+fn texts() -> impl Strategy<Value = String> {
+    let valid = {
+        let mut sender = Harness::new(
+            Node::builder("sender").transport(LocalChat::new().join("smokey")).default_node(false),
+        )
+        .unwrap();
+        sender.post(Ping { location: "Henders/EC2".into(), timestamp: 1.5 }).unwrap()
+    };
+    prop_oneof![
+        any::<String>(),
+        prop::collection::vec(any::<u8>(), 0..300)
+            .prop_map(|b| format!(".\n\u{2}0000{}\u{3}", BASE64.encode(b))),
+        (any::<u32>(), 0u32..5, 0u32..5, "[A-Za-z0-9+/=]{0,40}")
+            .prop_map(|(id, i, n, piece)| format!(".\n\u{1}{id:08x} {i}/{n} {piece}")),
+        (0usize..200, any::<u8>(), any::<char>()).prop_map(move |(at, byte, c)| {
+            let mut bytes = valid.clone().into_bytes();
+            let at = at % bytes.len();
+            bytes[at] = byte;
+            let mut text = String::from_utf8_lossy(&bytes).into_owned();
+            let at = (0..=at.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            text.insert(at, c);
+            text
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_text_from_the_room_is_counted_never_a_panic(
+        texts in prop::collection::vec(texts(), 1..8),
+        stranger in any::<bool>(),
+    ) {
+        for mut node in [node(None), node(Some("secret"))] {
+            for text in &texts {
+                let account = if stranger { "mallory" } else { "smokey" };
+                node.receive(ChatMessage::new(account, text.as_str()));
+            }
+            let stats = node.node().stats();
+            prop_assert_eq!(stats.received, texts.len() as u64);
+            prop_assert_eq!(stats.handler_panics, 0);
+            // Still serving: a good, signed envelope from a fleet member runs.
+            let mut sender = Harness::new(
+                Node::builder("fleet")
+                    .transport(LocalChat::new().join("smokey"))
+                    .secret("secret")
+                    .default_node(false),
+            )
+            .unwrap();
+            let good = sender.post(State::Down).unwrap();
+            node.receive(ChatMessage::new("smokey", good.as_str()));
+            prop_assert_eq!(node.node().stats().dispatched, stats.dispatched + 1);
+        }
+    }
+}
