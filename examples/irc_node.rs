@@ -104,12 +104,19 @@ fn parse_args() -> Result<Args, String> {
     let parsed = Args {
         channel: take("channel").unwrap_or_else(|| "#socketscience".into()),
         peers: take("peers")
-            .map(|p| p.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .map(|p| {
+                p.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default(),
         count: num("count", take("count"), 5)?,
         interval: ms(num("interval", take("interval"), 0)?),
         payload: num("payload", take("payload"), 0)?,
-        expect: take("expect").map(|v| num("expect", Some(v), 0)).transpose()?,
+        expect: take("expect")
+            .map(|v| num("expect", Some(v), 0))
+            .transpose()?,
         password: take("password"),
         rate: num("rate", take("rate"), 1.0)?,
         burst: num("burst", take("burst"), 5)?,
@@ -158,7 +165,10 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<(), String> {
     let mut chat = IrcChat::new(&args.server, &args.nick, &args.channel)
         .send_rate(args.rate, args.burst)
-        .reconnect_backoff(Duration::from_millis(250).min(args.backoff_max), args.backoff_max)
+        .reconnect_backoff(
+            Duration::from_millis(250).min(args.backoff_max),
+            args.backoff_max,
+        )
         .settle_time(args.settle);
     if let Some(password) = &args.password {
         chat = chat.password(password);
@@ -181,7 +191,10 @@ async fn run(args: &Args) -> Result<(), String> {
     });
 
     // Posts reach only those in the channel: wait for the fleet.
-    while !status.wait_for_members(&args.peers, Duration::from_secs(5)).await {
+    while !status
+        .wait_for_members(&args.peers, Duration::from_secs(5))
+        .await
+    {
         eprintln!(
             "irc_node {}: waiting for {:?} (in the channel: {:?})",
             args.name,

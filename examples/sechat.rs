@@ -94,7 +94,13 @@ async fn main() -> socketscience::Result<()> {
             chat.user_id(),
             chat.room()
         );
-        nodes.push(Node::builder(name).transport(chat).codec(codec).start().await?);
+        nodes.push(
+            Node::builder(name)
+                .transport(chat)
+                .codec(codec)
+                .start()
+                .await?,
+        );
     }
 
     // The commands reach the first instance (the default node).

@@ -311,6 +311,30 @@ async fn golden_texts_are_readable() {
     );
 }
 
+/// docs/wire-format.md shows these very vectors, as Rust literals.
+#[test]
+fn the_docs_show_the_golden_vectors() {
+    let docs = include_str!("../docs/wire-format.md");
+    let vectors = [
+        PING_JSON,
+        PING_MSGPACK,
+        HEARTBEAT_JSON,
+        HEARTBEAT_MSGPACK,
+        STATE_JSON,
+        STATE_MSGPACK,
+        TWO_KINDS_JSON,
+        TWO_KINDS_MSGPACK,
+        PING_SINGLE_LINE,
+    ];
+    for text in vectors.iter().chain(LONG_PING_CHUNKS) {
+        let literal = format!("{text:?}");
+        assert!(
+            docs.contains(&literal),
+            "docs/wire-format.md lacks {literal}"
+        );
+    }
+}
+
 /// The chunks of [`LONG_PING_CHUNKS`] are the base64 body of one frame cut
 /// in order, and none looks like a frame to a Python receiver.
 #[test]

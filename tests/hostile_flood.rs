@@ -85,7 +85,10 @@ async fn a_hostile_flood_leaves_the_node_serving_with_flat_memory() {
                 _ => chat.say("smokey", &format!(".\n\u{1}{n:08x} 1/9 {piece}")),
             }
         }
-        wait_for(&node, "the batch", |s| s.received == (batch + 1) * (BATCH + 1)).await;
+        wait_for(&node, "the batch", |s| {
+            s.received == (batch + 1) * (BATCH + 1)
+        })
+        .await;
         if batch == 4 {
             before = rss_bytes();
         }
@@ -97,7 +100,11 @@ async fn a_hostile_flood_leaves_the_node_serving_with_flat_memory() {
     let batches = FLOOD / BATCH;
     let stats = wait_for(&node, "the fresh order", |s| s.dispatched == batches + 1).await;
     node.shutdown().await.unwrap();
-    assert_eq!(got.items(), vec![0; batches as usize + 1], "the fresh ones (n = 0), nothing else");
+    assert_eq!(
+        got.items(),
+        vec![0; batches as usize + 1],
+        "the fresh ones (n = 0), nothing else"
+    );
     let each = FLOOD / 8;
     assert_eq!(stats.untrusted, each);
     assert_eq!(stats.unsigned, each);

@@ -80,9 +80,10 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 async fn wait_len<T: Clone>(log: &Log<T>, n: usize, what: &str) {
-    wait_until(&format!("{what} ({n} expected, {} so far)", log.len()), || {
-        log.len() >= n
-    })
+    wait_until(
+        &format!("{what} ({n} expected, {} so far)", log.len()),
+        || log.len() >= n,
+    )
     .await;
 }
 
@@ -112,7 +113,10 @@ async fn three_nodes_exchange_through_login_post_websocket_and_dispatch() {
 
     let mut nodes = Vec::new();
     let mut logs = Vec::new();
-    for (i, name) in ["Henders/EC2", "teward/vps", "Undo/laptop"].iter().enumerate() {
+    for (i, name) in ["Henders/EC2", "teward/vps", "Undo/laptop"]
+        .iter()
+        .enumerate()
+    {
         let mut b = builder(&standin);
         if i == 0 {
             b = b.cookie_file(&cookie_file);
@@ -189,11 +193,15 @@ async fn throttle_waits_are_honoured_and_coalescing_cuts_the_post_count() {
     let served = serve_beverages(&receiver);
     let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
 
-    // One post a second at most: the second post is answered 409.
+    // One post a second at most: the post after the first is answered 409,
+    // and what the program sends meanwhile waits in the node's queue.
     standin.set_throttle(Some(Duration::from_secs(1)));
     const ENVELOPES: u64 = 30;
-    for i in 0..ENVELOPES {
+    sender.send(beverage(0, "coffee")).await.unwrap();
+    wait_until("the first post", || standin.counts().posts_by(SMOKEY) == 1).await;
+    for i in 1..ENVELOPES {
         sender.send(beverage(i, "coffee")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     wait_len(&served, ENVELOPES as usize, "servings").await;
     let ids: Vec<u64> = served.items().iter().map(|s| s.1).collect();
@@ -309,12 +317,13 @@ async fn dropped_and_silent_sockets_lose_nothing() {
     standin.hold_sockets(true);
     standin.kill_sockets();
     for i in 5..15 {
+        let posted = standin.messages(ROOM).len();
         sender.send(beverage(i, "coffee")).await.unwrap();
+        wait_until("a post made while no socket listens", || {
+            standin.messages(ROOM).len() > posted
+        })
+        .await;
     }
-    wait_until("the posts made while no socket listened", || {
-        standin.messages(ROOM).len() >= 15
-    })
-    .await;
     assert_eq!(standin.open_sockets(), 0);
     standin.hold_sockets(false);
     wait_len(&served, 15, "servings after the drop").await;
@@ -339,7 +348,10 @@ async fn dropped_and_silent_sockets_lose_nothing() {
     );
     let stats = receiver.stats();
     assert_eq!(stats.dispatched, 20);
-    assert_eq!(stats.duplicates, 0, "the transport handed nothing over twice");
+    assert_eq!(
+        stats.duplicates, 0,
+        "the transport handed nothing over twice"
+    );
     sender.shutdown().await.unwrap();
     receiver.shutdown().await.unwrap();
 }
@@ -421,12 +433,18 @@ async fn an_expired_session_logs_in_again() {
     sender.send(beverage(1, "coffee")).await.unwrap();
     wait_len(&served, 1, "the first serving").await;
     let logins = standin.counts().logins;
+    // The fkeys and cookies stop working, and the sockets drop: the
+    // receiver must log in again to follow the room, the sender to post.
     standin.expire_sessions();
+    standin.kill_sockets();
     sender.send(beverage(2, "tea")).await.unwrap();
     wait_len(&served, 2, "the serving after the expiry").await;
     let counts = standin.counts();
     assert!(counts.unauthorised >= 1);
-    assert!(counts.logins > logins);
+    assert!(
+        counts.logins >= logins + 2,
+        "both logged in again: {counts:?}"
+    );
     sender.shutdown().await.unwrap();
     receiver.shutdown().await.unwrap();
 }
@@ -448,7 +466,10 @@ async fn login_failures_read_only_pages_and_missing_rooms() {
 
     // Read-only for a while: wait and retry.
     standin.read_only(3);
-    let chat = builder(&standin).connect().await.expect("login after read-only");
+    let chat = builder(&standin)
+        .connect()
+        .await
+        .expect("login after read-only");
     assert_eq!(chat.user_id(), SMOKEY);
     assert_eq!(standin.counts().read_only_pages, 3);
 
@@ -460,7 +481,10 @@ async fn login_failures_read_only_pages_and_missing_rooms() {
         .await
         .unwrap_err();
     assert!(
-        matches!(transport_error(&e), StackExchangeError::Unavailable { tries: 3 }),
+        matches!(
+            transport_error(&e),
+            StackExchangeError::Unavailable { tries: 3 }
+        ),
         "{e}"
     );
     standin.read_only(0);

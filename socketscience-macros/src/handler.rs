@@ -231,12 +231,12 @@ impl Model {
                     label = "write `cx: Context` here, or remove this parameter",
                 )]
                 trait __SocketscienceContext {
-                    fn __socketscience_context(cx: #private::Context) -> Self;
+                    fn __socketscience_context(cx: &#private::Context) -> Self;
                 }
                 impl __SocketscienceContext for #private::Context {
                     #[inline(always)]
-                    fn __socketscience_context(cx: #private::Context) -> Self {
-                        cx
+                    fn __socketscience_context(cx: &#private::Context) -> Self {
+                        ::core::clone::Clone::clone(cx)
                     }
                 }
             }
@@ -251,10 +251,15 @@ impl Model {
             <#output as ::socketscience::HandlerResult>::into_result
         };
         let body = if shape.is_async {
+            // Call first: the future owns its arguments, not the borrowed
+            // context.
             let boxed = quote_spanned! {item.sig.asyncness.span()=>
-                ::std::boxed::Box::pin(async move { #into_result(#ident(#args).await) })
+                ::std::boxed::Box::pin(async move { #into_result(__socketscience_future.await) })
             };
-            quote! { #private::Call::Pending(#boxed) }
+            quote! {{
+                let __socketscience_future = #ident(#args);
+                #private::Call::Pending(#boxed)
+            }}
         } else {
             quote! { #private::Call::Ready(#into_result(#ident(#args))) }
         };
@@ -283,7 +288,7 @@ impl Model {
 
                 fn __socketscience_call<M>(
                     __socketscience_raw: #private::RawValueRef<'_>,
-                    #cx: #private::Context,
+                    #cx: &#private::Context,
                 ) -> ::core::result::Result<#private::Call, ::std::string::String>
                 where
                     M: ::socketscience::Message + __SocketscienceSame<#message>,

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use crate::handler::{Call, Registry};
 use crate::node::{Context, Node, Sender};
 use crate::reassembly::{Added, Reassembly};
 use crate::security::Verdict;
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counter, Counters, Stats};
 use crate::transport::ChatMessage;
 use crate::wire::{self, BodyLimits, ChatText, Meta, WireError};
 
@@ -216,7 +216,7 @@ impl Dispatcher {
         self.drops.note(&self.node);
     }
 
-    fn count(&self, counter: &AtomicU64, n: u64) {
+    fn count(&self, counter: &Counter, n: u64) {
         if n > 0 {
             Counters::add(counter, n);
         }
@@ -438,7 +438,7 @@ impl Dispatcher {
             };
             for handler in handlers {
                 let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    (handler.call)(*raw, cx.clone())
+                    (handler.call)(*raw, &cx)
                 })) {
                     Ok(Ok(Call::Ready(result))) => Ok(result),
                     Ok(Ok(Call::Pending(future))) => AssertUnwindSafe(future).catch_unwind().await,

@@ -6,7 +6,6 @@
 //! attribute and [`Node::register`](crate::Node::register) share them.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
@@ -71,7 +70,7 @@ pub mod shape {
 )]
 pub trait Handler<M, Args>: Send + Sync + 'static {
     #[doc(hidden)]
-    fn call(&self, message: M, cx: Context) -> Call;
+    fn call(&self, message: M, cx: &Context) -> Call;
 }
 
 impl<M, F, R> Handler<M, shape::Sync<(M,)>> for F
@@ -79,7 +78,7 @@ where
     F: Fn(M) -> R + Send + Sync + 'static,
     R: HandlerResult,
 {
-    fn call(&self, message: M, _cx: Context) -> Call {
+    fn call(&self, message: M, _cx: &Context) -> Call {
         Call::Ready(self(message).into_result())
     }
 }
@@ -89,8 +88,8 @@ where
     F: Fn(M, Context) -> R + Send + Sync + 'static,
     R: HandlerResult,
 {
-    fn call(&self, message: M, cx: Context) -> Call {
-        Call::Ready(self(message, cx).into_result())
+    fn call(&self, message: M, cx: &Context) -> Call {
+        Call::Ready(self(message, cx.clone()).into_result())
     }
 }
 
@@ -100,7 +99,7 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: HandlerResult,
 {
-    fn call(&self, message: M, _cx: Context) -> Call {
+    fn call(&self, message: M, _cx: &Context) -> Call {
         let fut = self(message);
         Call::Pending(Box::pin(async move { fut.await.into_result() }))
     }
@@ -112,8 +111,8 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: HandlerResult,
 {
-    fn call(&self, message: M, cx: Context) -> Call {
-        let fut = self(message, cx);
+    fn call(&self, message: M, cx: &Context) -> Call {
+        let fut = self(message, cx.clone());
         Call::Pending(Box::pin(async move { fut.await.into_result() }))
     }
 }
@@ -124,14 +123,14 @@ where
 pub fn call<M: Message, Args, H: Handler<M, Args>>(
     handler: &H,
     raw: RawValueRef<'_>,
-    cx: Context,
+    cx: &Context,
 ) -> Result<Call, String> {
     let message: M = raw.decode()?;
     Ok(handler.call(message, cx))
 }
 
 /// The erased handler: decode, then call.
-pub(crate) type ErasedFn = dyn Fn(RawValueRef<'_>, Context) -> Result<Call, String> + Send + Sync;
+pub(crate) type ErasedFn = dyn Fn(RawValueRef<'_>, &Context) -> Result<Call, String> + Send + Sync;
 
 /// A handler registered by `#[handler]`: a const-built entry holding a
 /// plain `fn` pointer, collected through `inventory`.
@@ -139,7 +138,7 @@ pub(crate) type ErasedFn = dyn Fn(RawValueRef<'_>, Context) -> Result<Call, Stri
 pub struct StaticHandler {
     kind: &'static str,
     name: &'static str,
-    call: fn(RawValueRef<'_>, Context) -> Result<Call, String>,
+    call: fn(RawValueRef<'_>, &Context) -> Result<Call, String>,
 }
 
 impl StaticHandler {
@@ -147,7 +146,7 @@ impl StaticHandler {
     pub const fn new(
         kind: &'static str,
         name: &'static str,
-        call: fn(RawValueRef<'_>, Context) -> Result<Call, String>,
+        call: fn(RawValueRef<'_>, &Context) -> Result<Call, String>,
     ) -> Self {
         StaticHandler { kind, name, call }
     }
@@ -163,10 +162,11 @@ pub(crate) struct Registered {
 }
 
 /// Kind to handlers; built once at start, replaced (never mutated) when a
-/// closure is registered.
+/// closure is registered. A program has a handful of kinds: a linear scan
+/// of short strings beats hashing them.
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
-    by_kind: HashMap<&'static str, Vec<Registered>>,
+    by_kind: Vec<(&'static str, Vec<Registered>)>,
 }
 
 impl Registry {
@@ -186,18 +186,24 @@ impl Registry {
     }
 
     pub(crate) fn add(&mut self, kind: &'static str, handler: Registered) {
-        self.by_kind.entry(kind).or_default().push(handler);
+        match self.by_kind.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, handlers)) => handlers.push(handler),
+            None => self.by_kind.push((kind, vec![handler])),
+        }
     }
 
     pub(crate) fn get(&self, kind: &str) -> Option<&[Registered]> {
-        self.by_kind.get(kind).map(Vec::as_slice)
+        self.by_kind
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, handlers)| handlers.as_slice())
     }
 
     pub(crate) fn kinds(&self) -> Vec<&'static str> {
-        self.by_kind.keys().copied().collect()
+        self.by_kind.iter().map(|(k, _)| *k).collect()
     }
 
     pub(crate) fn handler_count(&self) -> usize {
-        self.by_kind.values().map(Vec::len).sum()
+        self.by_kind.iter().map(|(_, h)| h.len()).sum()
     }
 }

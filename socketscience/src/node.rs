@@ -397,6 +397,14 @@ struct SendState {
     queues: Option<Queues>,
 }
 
+/// Why an envelope was not queued at once.
+enum Queued {
+    /// No room: the encoded envelope, to wait with.
+    Full(BodyWriter),
+    Failed(Error),
+}
+use Queued::{Failed, Full};
+
 #[derive(Clone)]
 struct Queues {
     outgoing: mpsc::Sender<Encoded>,
@@ -463,7 +471,12 @@ impl Node {
     /// queue is full; returns once the envelope is queued (it is posted,
     /// and this node's own handlers run, in order, soon after).
     pub async fn send(&self, payload: impl Payload) -> Result<()> {
-        let writer = self.encode(&payload)?;
+        let writer = match self.try_commit(self.encode(&payload)?) {
+            Ok(()) => return Ok(()),
+            Err(Failed(e)) => return Err(e),
+            Err(Full(writer)) => writer,
+        };
+        // The queue is full: wait for room, outside the lock.
         let queues = lock(&self.shared.send)
             .queues
             .clone()
@@ -475,7 +488,7 @@ impl Node {
             .map_err(|_| self.stopped())?;
         let own = queues.own.reserve().await.map_err(|_| self.stopped())?;
         let mut state = lock(&self.shared.send);
-        self.commit(&mut state, writer, out, own);
+        self.commit(&mut state.next_seq, writer, out, own);
         Ok(())
     }
 
@@ -483,21 +496,29 @@ impl Node {
     /// [`Error::QueueFull`] when the outgoing queue is full. This is what
     /// `broadcast()` uses; it works from sync code.
     pub fn try_send(&self, payload: impl Payload) -> Result<()> {
-        let writer = self.encode(&payload)?;
-        let mut state = lock(&self.shared.send);
-        let queues = state.queues.as_ref().ok_or_else(|| self.stopped())?;
-        let full = |e| match e {
-            mpsc::error::TrySendError::Full(()) => Error::QueueFull {
+        self.try_commit(self.encode(&payload)?).map_err(|e| match e {
+            Full(_) => Error::QueueFull {
                 name: self.shared.name.to_string(),
                 capacity: self.shared.outgoing_capacity,
             },
-            mpsc::error::TrySendError::Closed(()) => self.stopped(),
+            Failed(e) => e,
+        })
+    }
+
+    /// Queues the envelope if both queues have room, under one lock.
+    fn try_commit(&self, writer: BodyWriter) -> std::result::Result<(), Queued> {
+        let mut state = lock(&self.shared.send);
+        let SendState { next_seq, queues } = &mut *state;
+        let queues = queues.as_ref().ok_or_else(|| Failed(self.stopped()))?;
+        let (out, own) = match (queues.outgoing.try_reserve(), queues.own.try_reserve()) {
+            (Ok(out), Ok(own)) => (out, own),
+            (Err(mpsc::error::TrySendError::Closed(())), _)
+            | (_, Err(mpsc::error::TrySendError::Closed(()))) => {
+                return Err(Failed(self.stopped()))
+            }
+            _ => return Err(Full(writer)),
         };
-        let out = queues.outgoing.clone();
-        let own = queues.own.clone();
-        let out = out.try_reserve().map_err(full)?;
-        let own = own.try_reserve().map_err(full)?;
-        self.commit(&mut state, writer, out, own);
+        self.commit(next_seq, writer, out, own);
         Ok(())
     }
 
@@ -525,13 +546,13 @@ impl Node {
     /// own handlers, under one lock so that numbers follow queue order.
     fn commit(
         &self,
-        state: &mut SendState,
+        next_seq: &mut u64,
         writer: BodyWriter,
         out: mpsc::Permit<'_, Encoded>,
         own: mpsc::Permit<'_, Vec<u8>>,
     ) {
-        let seq = state.next_seq;
-        state.next_seq += 1;
+        let seq = *next_seq;
+        *next_seq += 1;
         let encoded = writer.finish(seq);
         let shared = &self.shared;
         own.send(bare(shared.codec, &encoded));
@@ -551,7 +572,7 @@ impl Node {
         H: Handler<M, Args>,
     {
         let name = std::any::type_name::<H>();
-        let call = Arc::new(move |raw: RawValueRef<'_>, cx: Context| {
+        let call = Arc::new(move |raw: RawValueRef<'_>, cx: &Context| {
             handler::call::<M, Args, H>(&handler, raw, cx)
         });
         let mut registry = self

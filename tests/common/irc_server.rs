@@ -174,14 +174,20 @@ impl IrcServer {
         let addr: SocketAddr = self.addr().parse().expect("a socket address");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let this_run = || self.log().get(start_of_run..).unwrap_or_default().to_owned();
+            let log_path = self.log_path();
+            let this_run = move || {
+                let log = fs::read_to_string(&log_path).unwrap_or_default();
+                log.get(start_of_run..).unwrap_or_default().to_owned()
+            };
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     self.child = None;
                     return Err(format!("ngircd exited with {status}:\n{}", this_run()));
                 }
             }
-            if this_run().contains("ready") && TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+            if this_run().contains("ready")
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -200,7 +206,11 @@ impl Drop for IrcServer {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("--- ngircd log ({}) ---\n{}", self.log_path().display(), self.log());
+            eprintln!(
+                "--- ngircd log ({}) ---\n{}",
+                self.log_path().display(),
+                self.log()
+            );
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
@@ -210,7 +220,11 @@ impl Drop for IrcServer {
 /// The ngircd binary: on `PATH`, or where Debian puts it.
 fn find_ngircd() -> PathBuf {
     let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join("ngircd")).collect::<Vec<_>>())
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("ngircd"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     on_path
         .into_iter()

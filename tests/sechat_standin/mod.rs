@@ -188,7 +188,10 @@ impl StandIn {
             idle_every: Duration::from_millis(250),
         });
         let app = Router::new()
-            .route("/", get(|| async { Html("<html><body>home</body></html>") }))
+            .route(
+                "/",
+                get(|| async { Html("<html><body>home</body></html>") }),
+            )
             .route("/users/login", get(login_page).post(login))
             .route("/chats/join/favorite", get(favorite))
             .route("/chats/{room}/events", post(events))
@@ -198,7 +201,9 @@ impl StandIn {
             .route("/message/{id}", get(message_source))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve the stand-in");
+            axum::serve(listener, app)
+                .await
+                .expect("serve the stand-in");
         });
         StandIn { shared, addr, task }
     }
@@ -421,15 +426,19 @@ fn session(inner: &Inner, headers: &HeaderMap) -> Option<(String, u64, String)> 
     Some((acct, session.user_id, session.chat_fkey.clone()))
 }
 
-/// The user of a chat request with the right fkey, or a 403.
-fn authorised(inner: &mut Inner, headers: &HeaderMap, fields: &Fields) -> Result<u64, Response> {
+/// The user of a chat request with the right fkey (counted if none).
+fn authorised(inner: &mut Inner, headers: &HeaderMap, fields: &Fields) -> Option<u64> {
     match session(inner, headers) {
-        Some((_, user, fkey)) if fields.get("fkey") == Some(&fkey) => Ok(user),
+        Some((_, user, fkey)) if fields.get("fkey") == Some(&fkey) => Some(user),
         _ => {
             inner.counts.unauthorised += 1;
-            Err((StatusCode::FORBIDDEN, "fkey or login invalid").into_response())
+            None
         }
     }
+}
+
+fn forbidden() -> Response {
+    (StatusCode::FORBIDDEN, "fkey or login invalid").into_response()
 }
 
 fn take_read_only(inner: &mut Inner) -> bool {
@@ -532,8 +541,8 @@ async fn events(
     Form(fields): Form<Fields>,
 ) -> Response {
     let mut inner = shared.inner.lock().unwrap();
-    if let Err(refused) = authorised(&mut inner, &headers, &fields) {
-        return refused;
+    if authorised(&mut inner, &headers, &fields).is_none() {
+        return forbidden();
     }
     inner.counts.history_calls += 1;
     if !inner.rooms.contains(&room) {
@@ -562,9 +571,8 @@ async fn new_message(
     let answer;
     {
         let mut inner = shared.inner.lock().unwrap();
-        let user = match authorised(&mut inner, &headers, &fields) {
-            Ok(user) => user,
-            Err(refused) => return refused,
+        let Some(user) = authorised(&mut inner, &headers, &fields) else {
+            return forbidden();
         };
         if !inner.rooms.contains(&room) {
             inner.counts.refused += 1;
@@ -635,8 +643,8 @@ async fn ws_auth(
     Form(fields): Form<Fields>,
 ) -> Response {
     let mut inner = shared.inner.lock().unwrap();
-    if let Err(refused) = authorised(&mut inner, &headers, &fields) {
-        return refused;
+    if authorised(&mut inner, &headers, &fields).is_none() {
+        return forbidden();
     }
     inner.counts.ws_auths += 1;
     let Some(room) = fields.get("roomid").and_then(|r| r.parse::<u64>().ok()) else {
@@ -691,7 +699,9 @@ async fn serve_socket(shared: Arc<Shared>, room: u64, mut socket: WebSocket, ori
         inner.next_event += 1;
         let event = json!({ "event_type": 3, "time_stamp": inner.time, "id": inner.next_event,
             "user_id": 1, "user_name": "someone", "room_id": room, "room_name": "Sandbox" });
-        let _ = shared.frames.send(room_frame(room, vec![event], inner.time));
+        let _ = shared
+            .frames
+            .send(room_frame(room, vec![event], inner.time));
     }
     let mut idle = tokio::time::interval(shared.idle_every);
     loop {

@@ -143,7 +143,7 @@ impl Client {
             ))
             .timeout(settings.request_timeout)
             .build()
-            .map_err(StackExchangeError::Http)?;
+            .map_err(http_error)?;
         let mut client = Client {
             http,
             cookies,
@@ -257,7 +257,7 @@ impl Client {
             ])
             .send()
             .await
-            .map_err(StackExchangeError::Http)?;
+            .map_err(http_error)?;
         let status = response.status();
         debug!(url = %url, %status, "posted the login form");
         if !self.has_acct_cookie() {
@@ -319,14 +319,9 @@ impl Client {
     }
 
     async fn get_text(&self, url: &str) -> Result<String> {
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(StackExchangeError::Http)?;
+        let response = self.http.get(url).send().await.map_err(http_error)?;
         let status = response.status();
-        let text = response.text().await.map_err(StackExchangeError::Http)?;
+        let text = response.text().await.map_err(http_error)?;
         if !status.is_success() {
             return Err(StackExchangeError::Status {
                 url: url.to_owned(),
@@ -355,9 +350,9 @@ impl Client {
             .form(&form)
             .send()
             .await
-            .map_err(StackExchangeError::Http)?;
+            .map_err(http_error)?;
         let status = response.status();
-        let body = response.text().await.map_err(StackExchangeError::Http)?;
+        let body = response.text().await.map_err(http_error)?;
         Ok((status, body))
     }
 
@@ -451,6 +446,10 @@ impl Client {
             ))
         })
     }
+}
+
+fn http_error(e: reqwest::Error) -> StackExchangeError {
+    StackExchangeError::Http(Box::new(e))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

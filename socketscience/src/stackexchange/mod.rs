@@ -120,9 +120,9 @@ pub enum StackExchangeError {
     /// The chat answered something this transport does not understand.
     #[error("unexpected answer from Stack Exchange chat: {0}")]
     Protocol(String),
-    /// The HTTP request failed.
+    /// The HTTP request failed (network, timeout, TLS).
     #[error("HTTP request to Stack Exchange chat failed: {0}")]
-    Http(#[source] reqwest::Error),
+    Http(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The websocket failed.
     #[error("the Stack Exchange chat websocket failed: {0}")]
     WebSocket(String),
@@ -149,6 +149,19 @@ impl StackExchangeError {
                 | StackExchangeError::CookieFile { .. }
                 | StackExchangeError::Config(_)
         )
+    }
+}
+
+impl StackExchangeError {
+    /// Whether the chat no longer takes this session's fkey or cookies:
+    /// reading the fkey again (and logging in again) may fix it.
+    fn is_session_lost(&self) -> bool {
+        match self {
+            StackExchangeError::Status { status, .. } => matches!(status, 400 | 401 | 403),
+            // An HTML page (the login form) where JSON was expected.
+            StackExchangeError::Protocol(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -482,7 +495,7 @@ async fn run(chat: StackExchangeChat, mut io: TransportIo) -> Result<()> {
                     Ok(Some(text)) => last_posted = Some(text),
                     Ok(None) => {}
                     Err(e) => {
-                        error!(node = io.node_name(), error = %e, "Stack Exchange chat refuses this account's posts");
+                        error!(node = io.node_name(), error = %e, "cannot post to Stack Exchange chat");
                         return Err(e.into());
                     }
                 }

@@ -97,6 +97,16 @@ impl Receiver {
                     );
                 }
                 Err(e) if e.is_fatal() => return Err(e),
+                Err(e) if e.is_session_lost() => {
+                    warn!(room = self.client.room, error = %e, "the chat session is gone; reading the fkey again");
+                    match self.client.refresh().await {
+                        Ok(()) => {}
+                        Err(e) if e.is_fatal() => return Err(e),
+                        Err(e) => {
+                            warn!(room = self.client.room, error = %e, "cannot renew the chat session")
+                        }
+                    }
+                }
                 Err(e) => {
                     warn!(room = self.client.room, error = %e, "cannot follow the room; retrying")
                 }

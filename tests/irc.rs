@@ -1,0 +1,344 @@
+//! `IrcChat` against a real IRC daemon (ngIRCd, stock flood control), one
+//! process, several nodes each on its own connection: delivery exactly
+//! once, trust by nick pattern, a 20 KiB envelope in chunks at the default
+//! send rate without the server throttling the bot off, a server password,
+//! a daemon restart, and a shutdown that says what it could not post.
+
+#[path = "common/irc_server.rs"]
+mod irc_server;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use irc_server::{IrcServer, Options};
+use socketscience::{message, Context, Error, IrcChat, IrcStatus, Node};
+
+#[message("irc_test_note")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub index: u64,
+    pub text: String,
+}
+
+/// What one node dispatched: (sender instance, note).
+type Seen = Arc<Mutex<Vec<(String, Note)>>>;
+
+struct Member {
+    node: Node,
+    status: IrcStatus,
+    seen: Seen,
+}
+
+async fn member(chat: IrcChat, name: &str) -> Member {
+    let status = chat.status();
+    let node = Node::builder(name)
+        .transport(chat)
+        .trust("smokey-*")
+        .default_node(false)
+        .start()
+        .await
+        .expect("start the node");
+    let seen: Seen = Arc::default();
+    node.register({
+        let seen = seen.clone();
+        move |note: Note, cx: Context| {
+            let from = cx.sender().instance().unwrap_or("?").to_owned();
+            seen.lock().unwrap().push((from, note));
+        }
+    });
+    Member { node, status, seen }
+}
+
+fn chat(server: &IrcServer, nick: &str) -> IrcChat {
+    IrcChat::new(server.addr(), nick, "#smokey")
+        .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(1))
+        .peer_wait(Duration::from_secs(20))
+}
+
+/// Polls `condition` every 10 ms for up to `within`.
+async fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn indices_from(seen: &Seen, from: &str) -> Vec<u64> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|(f, _)| f == from)
+        .map(|(_, n)| n.index)
+        .collect()
+}
+
+fn note(index: u64) -> Note {
+    Note {
+        index,
+        text: format!("note {index}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_their_own_connections_run_every_handler_once() {
+    let server = IrcServer::start();
+    let a = member(chat(&server, "smokey-henders"), "Henders/EC2").await;
+    let b = member(chat(&server, "smokey-teward"), "teward/vps").await;
+    assert!(
+        a.status
+            .wait_for_members(&["smokey-teward"], Duration::from_secs(20))
+            .await
+    );
+    assert!(
+        b.status
+            .wait_for_members(&["smokey-henders"], Duration::from_secs(20))
+            .await
+    );
+
+    for i in 0..5 {
+        a.node.send(note(i)).await.unwrap();
+        b.node.send(note(i)).await.unwrap();
+    }
+    for m in [&a, &b] {
+        wait_until(Duration::from_secs(30), "10 notes on each node", || {
+            m.seen.lock().unwrap().len() >= 10
+        })
+        .await;
+    }
+    // Let any stray duplicate arrive before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for m in [&a, &b] {
+        assert_eq!(m.seen.lock().unwrap().len(), 10, "{:?}", m.seen);
+        for from in ["Henders/EC2", "teward/vps"] {
+            assert_eq!(
+                indices_from(&m.seen, from),
+                (0..5).collect::<Vec<_>>(),
+                "{from} on {}",
+                m.node.name()
+            );
+        }
+        let stats = m.node.stats();
+        assert_eq!(
+            (stats.untrusted, stats.duplicates, stats.malformed),
+            (0, 0, 0),
+            "{stats:?}"
+        );
+        // ngIRCd does not echo: the sender ran its own handlers at send time.
+        assert_eq!(stats.own_echoes, 0);
+        assert_eq!(m.status.connections(), 1);
+    }
+    // The account of a message is the sender's nick.
+    a.node.shutdown().await.unwrap();
+    b.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nick_outside_the_trusted_pattern_is_ignored() {
+    let server = IrcServer::start();
+    let a = member(chat(&server, "smokey-henders"), "Henders/EC2").await;
+    // Mallory runs the library too, but under a nick the fleet does not trust.
+    let mallory = Node::builder("mallory")
+        .transport(chat(&server, "mallory"))
+        .default_node(false)
+        .start()
+        .await
+        .unwrap();
+    assert!(
+        a.status
+            .wait_for_members(&["mallory"], Duration::from_secs(20))
+            .await
+    );
+    mallory.send(note(666)).await.unwrap();
+    a.node.send(note(1)).await.unwrap();
+    wait_until(Duration::from_secs(20), "mallory's post to be seen", || {
+        a.node.stats().untrusted >= 1
+    })
+    .await;
+    assert_eq!(indices_from(&a.seen, "mallory"), Vec::<u64>::new());
+    assert_eq!(indices_from(&a.seen, "Henders/EC2"), [1]);
+    mallory.shutdown().await.unwrap();
+    a.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20_kib_envelope_crosses_in_chunks_at_the_default_rate() {
+    let server = IrcServer::start();
+    let a = member(chat(&server, "smokey-henders"), "Henders/EC2").await;
+    let b = member(chat(&server, "smokey-teward"), "teward/vps").await;
+    assert!(
+        a.status
+            .wait_for_members(&["smokey-teward"], Duration::from_secs(20))
+            .await
+    );
+
+    // 20 KiB of text that does not compress into a pattern (xorshift).
+    let mut x: u32 = 2024;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let big = Note {
+        index: 0,
+        text: (0..20 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                char::from(alphabet[x as usize % alphabet.len()])
+            })
+            .collect(),
+    };
+    let started = Instant::now();
+    a.node.send(big.clone()).await.unwrap();
+    a.node.send(note(1)).await.unwrap();
+    wait_until(
+        Duration::from_secs(150),
+        "the 20 KiB note and the one after it",
+        || b.seen.lock().unwrap().len() >= 2,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let posts = a.node.stats().posts;
+    eprintln!("20 KiB envelope: {posts} posts in {elapsed:?} at the default send rate");
+
+    let seen = b.seen.lock().unwrap().clone();
+    assert_eq!(seen[0], ("Henders/EC2".to_owned(), big));
+    assert_eq!(seen[1].1.index, 1);
+    let b_stats = b.node.stats();
+    assert!(
+        posts > 60,
+        "a 20 KiB envelope takes ~70 IRC lines, not {posts}"
+    );
+    assert!(b_stats.chunks >= posts - 1, "{b_stats:?}");
+    assert_eq!(
+        (b_stats.malformed, b_stats.partials_dropped),
+        (0, 0),
+        "{b_stats:?}"
+    );
+    // Never kicked, throttled off or told it flooded.
+    assert_eq!(a.status.connections(), 1);
+    assert_eq!(a.status.flood_slowdowns(), 0);
+    let log = server.log();
+    assert!(
+        !log.contains("exhausted") && !log.contains("Flood"),
+        "{log}"
+    );
+    a.node.shutdown().await.unwrap();
+    b.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_password_is_sent() {
+    let server = IrcServer::start_with(Options {
+        password: Some("fleet-secret".into()),
+    });
+    let good = member(
+        chat(&server, "smokey-henders").password("fleet-secret"),
+        "Henders/EC2",
+    )
+    .await;
+    let bad = member(
+        chat(&server, "smokey-teward").password("wrong"),
+        "teward/vps",
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(20),
+        "the right password to get in",
+        || good.status.is_joined(),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(20),
+        "the wrong password to be refused",
+        || bad.status.last_disconnect().is_some(),
+    )
+    .await;
+    assert!(!bad.status.is_joined());
+    assert_eq!(bad.status.connections(), 0, "{:?}", bad.status);
+    good.node.shutdown().await.unwrap();
+    // The refused node cannot post what it queued; with nothing queued its
+    // shutdown is immediate and clean.
+    bad.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_during_a_daemon_restart_are_delivered_once() {
+    let mut server = IrcServer::start();
+    let a = member(chat(&server, "smokey-henders"), "Henders/EC2").await;
+    let b = member(chat(&server, "smokey-teward"), "teward/vps").await;
+    assert!(
+        a.status
+            .wait_for_members(&["smokey-teward"], Duration::from_secs(20))
+            .await
+    );
+
+    for i in 0..5 {
+        a.node.send(note(i)).await.unwrap();
+    }
+    wait_until(Duration::from_secs(30), "the first notes", || {
+        indices_from(&b.seen, "Henders/EC2").len() >= 3
+    })
+    .await;
+    server.kill();
+    // Sent while the server is down: queued in the node.
+    for i in 5..15 {
+        a.node.send(note(i)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.restart();
+    for i in 15..20 {
+        a.node.send(note(i)).await.unwrap();
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "all 20 notes after the restart",
+        || indices_from(&b.seen, "Henders/EC2").len() >= 20,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        indices_from(&b.seen, "Henders/EC2"),
+        (0..20).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        indices_from(&a.seen, "Henders/EC2"),
+        (0..20).collect::<Vec<_>>()
+    );
+    assert!(a.status.connections() >= 2 && b.status.connections() >= 2);
+    a.node.shutdown().await.unwrap();
+    b.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_that_cannot_post_says_how_much_it_lost() {
+    // Nothing listens on this port: the transport keeps reconnecting.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let chat = IrcChat::new(format!("127.0.0.1:{port}"), "smokey-henders", "#smokey")
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .shutdown_timeout(Duration::from_secs(1));
+    let status = chat.status();
+    let node = Node::builder("Henders/EC2")
+        .transport(chat)
+        .default_node(false)
+        .start()
+        .await
+        .unwrap();
+    node.send(note(1)).await.unwrap();
+    // Accepted: the node ran its own handlers at once.
+    wait_until(Duration::from_secs(5), "the own dispatch", || {
+        node.stats().envelopes >= 1
+    })
+    .await;
+    let err = node.shutdown().await.expect_err("nothing could be posted");
+    assert!(matches!(err, Error::Transport(_)), "{err}");
+    assert!(err.to_string().contains("1 chat line"), "{err}");
+    assert!(status
+        .last_disconnect()
+        .is_some_and(|r| r.contains("cannot connect")));
+}
