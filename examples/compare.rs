@@ -136,6 +136,7 @@ fn main() {
             println!("roundtrip-msgpack {:.0}", roundtrip(Codec::MessagePack, n));
             println!("roundtrip-json {:.0}", roundtrip(Codec::Json, n));
         }
+        "roundtrip-json" => println!("roundtrip-json {:.0}", roundtrip(Codec::Json, n)),
         "fanout" => println!("fanout {:.0}", fanout(n)),
         other => {
             eprintln!("unknown mode {other}: use roundtrip or fanout");

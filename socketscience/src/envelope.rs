@@ -116,7 +116,39 @@ impl Payload for Envelope {
 pub struct BodyWriter {
     codec: Codec,
     buf: Vec<u8>,
-    kinds: Vec<&'static str>,
+    kinds: Kinds,
+}
+
+/// The kinds of one envelope: usually one, so no allocation for it.
+#[derive(Debug, Default)]
+pub(crate) struct Kinds {
+    first: Option<&'static str>,
+    rest: Vec<&'static str>,
+}
+
+impl Kinds {
+    fn push(&mut self, kind: &'static str) {
+        match self.first {
+            None => self.first = Some(kind),
+            Some(_) => self.rest.push(kind),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.first.into_iter().chain(self.rest.iter().copied())
+    }
+
+    pub(crate) fn contains(&self, kind: &str) -> bool {
+        self.iter().any(|k| k == kind)
+    }
 }
 
 impl BodyWriter {
@@ -124,7 +156,7 @@ impl BodyWriter {
         BodyWriter {
             codec,
             buf: Vec::with_capacity(96),
-            kinds: Vec::new(),
+            kinds: Kinds::default(),
         }
     }
 
@@ -195,7 +227,7 @@ fn write_entry<T: serde::Serialize + ?Sized>(
 #[derive(Debug)]
 pub(crate) struct Encoded {
     pub(crate) seq: u64,
-    pub(crate) kinds: Vec<&'static str>,
+    pub(crate) kinds: Kinds,
     /// The map entries, in the node's codec; JSON entries comma-separated.
     pub(crate) bytes: Vec<u8>,
 }

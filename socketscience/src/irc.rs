@@ -46,6 +46,8 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 const MIN_RATE: f64 = 0.05;
 /// Prefix of the tokens of our `PING`s.
 const PING_TOKEN: &str = "socketscience-";
+/// How often to look whether the node shut down while a post waits.
+const CLOSE_CHECK: Duration = Duration::from_millis(200);
 
 /// A connection to a channel on an IRC server: a [`Transport`].
 ///
@@ -853,8 +855,9 @@ struct Driver {
     bucket: TokenBucket,
     backoff: Backoff,
     rng: fastrand::Rng,
-    /// A post taken from the node, not yet written.
-    held: Option<String>,
+    /// Posts taken from the node, not yet written: one at most, but all
+    /// that is left once the node shuts down.
+    held: VecDeque<String>,
     /// Lines to post again, oldest first, before `held`.
     resend: VecDeque<String>,
     /// Lines written whose delivery is not known yet, oldest first.
@@ -879,7 +882,7 @@ impl Driver {
                 failures: 0,
             },
             rng: fastrand::Rng::new(),
-            held: None,
+            held: VecDeque::new(),
             resend: VecDeque::new(),
             in_flight: VecDeque::new(),
             next_ping: 1,
@@ -944,13 +947,13 @@ impl Driver {
     /// Whether the node shut down and nothing is left to post.
     fn finished(&self) -> bool {
         self.shutdown_by.is_some()
-            && self.held.is_none()
+            && self.held.is_empty()
             && self.resend.is_empty()
             && self.in_flight.is_empty()
     }
 
     fn unposted(&self) -> usize {
-        usize::from(self.held.is_some()) + self.resend.len() + self.in_flight.len()
+        self.held.len() + self.resend.len() + self.in_flight.len()
     }
 
     fn give_up(&self) -> Error {
@@ -971,7 +974,7 @@ impl Driver {
     /// Takes what `next_post` gave.
     fn accept_post(&mut self, post: Option<String>) {
         match post {
-            Some(line) => self.held = Some(line),
+            Some(line) => self.held.push_back(line),
             None => {
                 if self.shutdown_by.is_none() {
                     debug!(node = %self.io.node_name(), "node shutting down: flushing the IRC queue");
@@ -993,10 +996,11 @@ impl Driver {
             if give_up <= Instant::now() {
                 return false;
             }
-            let pull = self.held.is_none() && self.shutdown_by.is_none();
+            let pull = self.may_take();
+            let check = Instant::now() + CLOSE_CHECK;
             tokio::select! {
                 post = self.io.next_post(), if pull => self.accept_post(post),
-                _ = sleep_until(until.min(give_up)) => {
+                _ = sleep_until(until.min(give_up).min(check)) => {
                     if Instant::now() >= until {
                         return true;
                     }
@@ -1030,8 +1034,9 @@ impl Driver {
         );
         tokio::pin!(connect);
         let stream = loop {
-            let pull = self.held.is_none() && self.shutdown_by.is_none();
+            let pull = self.may_take();
             let give_up = self.shutdown_by.unwrap_or_else(far_future);
+            let check = Instant::now() + CLOSE_CHECK;
             tokio::select! {
                 result = &mut connect => match result {
                     Ok(Ok(stream)) => break stream,
@@ -1040,6 +1045,7 @@ impl Driver {
                 },
                 post = self.io.next_post(), if pull => self.accept_post(post),
                 _ = sleep_until(give_up) => return End::GaveUp,
+                _ = sleep_until(check), if !pull => {}
             }
         };
         let _ = stream.set_nodelay(true);
@@ -1070,9 +1076,7 @@ impl Driver {
                 break end;
             }
             let wake = self.next_wake(&mut conn, now);
-            let pull = self.held.is_none()
-                && self.shutdown_by.is_none()
-                && self.may_pull(&conn, &out, now);
+            let pull = self.may_take() && (self.node_closing() || self.may_pull(&conn, &out, now));
             tokio::select! {
                 read = reader.read_buf(&mut lines.buf) => match read {
                     Ok(0) => break self.closed(&conn, "the server closed the connection".into()),
@@ -1157,6 +1161,18 @@ impl Driver {
         conn.ping = Some((id, now));
     }
 
+    /// Whether `next_post` may be called: not after it said the node shut
+    /// down; one post at a time, except once the node has closed its queue
+    /// (then everything is taken, and the end of it tells the shutdown).
+    fn may_take(&self) -> bool {
+        self.shutdown_by.is_none() && (self.held.is_empty() || self.node_closing())
+    }
+
+    /// Whether the node has stopped taking sends: it is shutting down.
+    fn node_closing(&self) -> bool {
+        self.io.outgoing.is_closed()
+    }
+
     /// Whether a post may be taken from the node now: to write it at once
     /// when posting, or to hold one (and so notice a shutdown) otherwise.
     fn may_pull(&mut self, conn: &Conn, out: &[u8], now: Instant) -> bool {
@@ -1234,7 +1250,7 @@ impl Driver {
         // Post what the bucket allows: resends first, then the held post.
         while out.len() < WRITE_AHEAD && self.in_flight.len() < self.cfg.resend_window {
             let resending = !self.resend.is_empty();
-            if !resending && self.held.is_none() {
+            if !resending && self.held.is_empty() {
                 break;
             }
             if !self.bucket.take(now) {
@@ -1242,7 +1258,7 @@ impl Driver {
             }
             let line = match self.resend.pop_front() {
                 Some(line) => line,
-                None => match self.held.take() {
+                None => match self.held.pop_front() {
                     Some(line) => line,
                     None => break,
                 },
@@ -1285,6 +1301,9 @@ impl Driver {
         let mut at = |t: Instant| wake = wake.min(t);
         if let Some(by) = self.shutdown_by {
             at(by);
+        } else if !self.held.is_empty() {
+            // Look again whether the node shut down.
+            at(now + CLOSE_CHECK);
         }
         match conn.phase {
             Phase::Registering { deadline }
@@ -1302,7 +1321,7 @@ impl Driver {
             let window_open = self.in_flight.len() < self.cfg.resend_window;
             // Something to post (or to take from the node) once a token is there.
             let wants =
-                !self.resend.is_empty() || self.held.is_some() || self.shutdown_by.is_none();
+                !self.resend.is_empty() || !self.held.is_empty() || self.shutdown_by.is_none();
             if window_open && wants && !self.bucket.ready(now) {
                 at(self.bucket.next_token(now));
             }

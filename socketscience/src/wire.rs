@@ -635,7 +635,10 @@ fn parse_json_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyErro
         top_level_kinds: false,
         over: None,
     };
-    let mut de = serde_json::Deserializer::from_slice(body);
+    // One UTF-8 check of the whole body (std's, fast on ASCII) instead of
+    // one per string.
+    let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+    let mut de = serde_json::Deserializer::from_str(text);
     de.deserialize_map(&mut parsed)
         .and_then(|()| de.end())
         .map_err(|e| e.to_string())?;
