@@ -29,6 +29,8 @@ const MAX_SENDERS: usize = 4_096;
 const SESSIONS_PER_SENDER: usize = 4;
 /// Width of the window of sequence numbers remembered per session.
 const WINDOW: u64 = 128;
+/// Most messages taken from one queue before the other gets a turn.
+const BURST: usize = 64;
 /// How often drops are summarised in the log, at most.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -206,11 +208,25 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 body = self.own_rx.recv(), if own_open => match body {
-                    Some(body) => self.own(body).await,
+                    Some(body) => {
+                        self.own(body).await;
+                        // Take what else is waiting without going round
+                        // the select (a burst costs one wake-up).
+                        for _ in 0..BURST {
+                            let Ok(body) = self.own_rx.try_recv() else { break };
+                            self.own(body).await;
+                        }
+                    }
                     None => own_open = false,
                 },
                 message = self.in_rx.recv(), if in_open => match message {
-                    Some(message) => self.chat(message).await,
+                    Some(message) => {
+                        self.chat(message).await;
+                        for _ in 0..BURST {
+                            let Ok(message) = self.in_rx.try_recv() else { break };
+                            self.chat(message).await;
+                        }
+                    }
                     None => in_open = false,
                 },
                 _ = expiry.tick() => {

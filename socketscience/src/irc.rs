@@ -1016,8 +1016,8 @@ impl Driver {
             .in_flight
             .drain(..)
             .filter(|f| {
-                !f.confirmed
-                    .is_some_and(|at| now.saturating_duration_since(at) >= settle)
+                f.confirmed
+                    .is_none_or(|at| now.saturating_duration_since(at) < settle)
             })
             .map(|f| f.line)
             .collect();
@@ -1432,14 +1432,11 @@ impl Driver {
                     }
                 }
             }
-            "PRIVMSG" => {
-                if same_name(msg.param(0), channel) {
-                    if let Some(nick) = msg.nick() {
-                        let text = msg.param(1);
-                        if self.io.receive(ChatMessage::new(nick, text)).await.is_err() {
-                            debug!("the node stopped taking chat messages");
-                        }
-                    }
+            "PRIVMSG" if same_name(msg.param(0), channel) => {
+                let nick = msg.nick()?;
+                let text = msg.param(1);
+                if self.io.receive(ChatMessage::new(nick, text)).await.is_err() {
+                    debug!("the node stopped taking chat messages");
                 }
             }
             "001" => {
@@ -1510,7 +1507,7 @@ impl Driver {
                 conn.close_reason = Some(msg.last().to_owned());
             }
             "JOIN" => {
-                let Some(nick) = msg.nick() else { return None };
+                let nick = msg.nick()?;
                 if !same_name(msg.param(0), channel) {
                     return None;
                 }
@@ -1527,42 +1524,43 @@ impl Driver {
                     }
                 }
             }
-            "353" => {
-                // `353 me = #channel :@op +voice nick`
-                if msg.params.len() >= 3 && same_name(msg.param(msg.params.len() - 2), channel) {
-                    for name in msg.last().split_whitespace() {
-                        let nick = name
-                            .split('!')
-                            .next()
-                            .unwrap_or(name)
-                            .trim_start_matches(['@', '+', '%', '&', '~', '!', '.']);
-                        if !nick.is_empty() && !is_me(nick) {
-                            conn.members.insert(irc_lower(nick), nick.to_owned());
-                        }
+            // `353 me = #channel :@op +voice nick`
+            "353"
+                if msg.params.len() >= 3 && same_name(msg.param(msg.params.len() - 2), channel) =>
+            {
+                for name in msg.last().split_whitespace() {
+                    let nick = name
+                        .split('!')
+                        .next()
+                        .unwrap_or(name)
+                        .trim_start_matches(['@', '+', '%', '&', '~', '!', '.']);
+                    if !nick.is_empty() && !is_me(nick) {
+                        conn.members.insert(irc_lower(nick), nick.to_owned());
                     }
-                    self.publish_members(conn);
                 }
+                self.publish_members(conn);
             }
-            "366" => {
-                if same_name(msg.param(1), channel) && matches!(conn.phase, Phase::Joining { .. }) {
-                    conn.joined = true;
-                    self.publish_members(conn);
-                    if self.peers_back(conn) {
-                        self.ready(conn, now);
-                    } else {
-                        info!(
-                            node = %self.io.node_name(),
-                            waiting_for = ?self.peers_before.values().collect::<Vec<_>>(),
-                            "rejoined; waiting for the peers of before the outage"
-                        );
-                        conn.phase = Phase::WaitingForPeers {
-                            deadline: now + self.cfg.peer_wait,
-                        };
-                    }
+            "366"
+                if same_name(msg.param(1), channel)
+                    && matches!(conn.phase, Phase::Joining { .. }) =>
+            {
+                conn.joined = true;
+                self.publish_members(conn);
+                if self.peers_back(conn) {
+                    self.ready(conn, now);
+                } else {
+                    info!(
+                        node = %self.io.node_name(),
+                        waiting_for = ?self.peers_before.values().collect::<Vec<_>>(),
+                        "rejoined; waiting for the peers of before the outage"
+                    );
+                    conn.phase = Phase::WaitingForPeers {
+                        deadline: now + self.cfg.peer_wait,
+                    };
                 }
             }
             "PART" => {
-                let Some(nick) = msg.nick() else { return None };
+                let nick = msg.nick()?;
                 if same_name(msg.param(0), channel) {
                     if is_me(nick) {
                         self.left_channel(conn, now, "parted");
@@ -1592,7 +1590,7 @@ impl Driver {
                 }
             }
             "NICK" => {
-                let Some(old) = msg.nick() else { return None };
+                let old = msg.nick()?;
                 let new = msg.param(0);
                 if is_me(old) {
                     conn.nick = new.to_owned();
@@ -1611,19 +1609,17 @@ impl Driver {
                 conn.close_reason = Some(msg.last().to_owned());
             }
             // Cannot post to the channel (moderated, banned, not joined).
-            "404" | "442" => {
-                if same_name(msg.param(1), channel) && conn.phase == Phase::Ready {
-                    let why = format!("the server refused a post: {}", msg.last());
-                    self.left_channel(conn, now, &why);
-                }
+            "404" | "442" if same_name(msg.param(1), channel) && conn.phase == Phase::Ready => {
+                let why = format!("the server refused a post: {}", msg.last());
+                self.left_channel(conn, now, &why);
             }
             // Cannot join: full, invite only, banned, bad key, no such channel.
-            "403" | "405" | "471" | "473" | "474" | "475" | "476" | "477" => {
-                if matches!(conn.phase, Phase::Joining { .. }) {
-                    error!(node = %self.io.node_name(), channel = %self.cfg.channel, reason = msg.last(), "cannot join the IRC channel");
-                    let why = format!("cannot join: {}", msg.last());
-                    self.left_channel(conn, now, &why);
-                }
+            "403" | "405" | "471" | "473" | "474" | "475" | "476" | "477"
+                if matches!(conn.phase, Phase::Joining { .. }) =>
+            {
+                error!(node = %self.io.node_name(), channel = %self.cfg.channel, reason = msg.last(), "cannot join the IRC channel");
+                let why = format!("cannot join: {}", msg.last());
+                self.left_channel(conn, now, &why);
             }
             _ => {}
         }
