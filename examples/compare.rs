@@ -74,6 +74,59 @@ fn roundtrip(codec: Codec, n: u64) -> f64 {
     median(runs)
 }
 
+/// The naive floor: the same map by hand, serde_json + base64 + frame and
+/// back, without the library.
+fn naive(n: u64) -> f64 {
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine as _;
+    use std::collections::HashMap;
+
+    fn encode(p: &Ping) -> String {
+        let mut map = HashMap::new();
+        map.insert("ping", p);
+        let bytes = serde_json::to_vec(&map).expect("json");
+        format!(".\n\u{2}{:04}{}\u{3}", 1234, BASE64.encode(bytes))
+    }
+    fn receive(text: &str, handlers: &HashMap<String, Box<dyn Fn(Ping)>>) {
+        let text: String = text.chars().filter(|c| !matches!(c, '\u{200B}' | '\u{200C}')).collect();
+        let Some(body) = text.trim().strip_prefix(".\n\u{2}").and_then(|t| t.strip_suffix('\u{3}')) else {
+            return;
+        };
+        let Ok(bytes) = BASE64.decode(&body[4..]) else { return };
+        let Ok(map) = serde_json::from_slice::<HashMap<String, serde_json::Value>>(&bytes) else {
+            return;
+        };
+        for (kind, value) in map {
+            if let (Some(handler), Ok(ping)) = (handlers.get(&kind), serde_json::from_value(value)) {
+                handler(ping);
+            }
+        }
+    }
+    let served = Arc::new(AtomicU64::new(0));
+    let counter = served.clone();
+    let mut handlers: HashMap<String, Box<dyn Fn(Ping)>> = HashMap::new();
+    handlers.insert(
+        "ping".into(),
+        Box::new(move |p: Ping| {
+            if !p.location.is_empty() {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }),
+    );
+    let runs = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for i in 0..n {
+                let ping = Ping { location: "Henders/EC2".into(), timestamp: 1_700_000_000.0 + i as f64 };
+                receive(&encode(&ping), &handlers);
+            }
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .collect();
+    assert_eq!(served.load(Ordering::Relaxed), 5 * n);
+    median(runs)
+}
+
 fn fanout(n: u64) -> f64 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -135,8 +188,13 @@ fn main() {
         "roundtrip" => {
             println!("roundtrip-msgpack {:.0}", roundtrip(Codec::MessagePack, n));
             println!("roundtrip-json {:.0}", roundtrip(Codec::Json, n));
+            println!("naive {:.0}", naive(n));
         }
         "roundtrip-json" => println!("roundtrip-json {:.0}", roundtrip(Codec::Json, n)),
+        "roundtrip-msgpack" => {
+            println!("roundtrip-msgpack {:.0}", roundtrip(Codec::MessagePack, n))
+        }
+        "naive" => println!("naive {:.0}", naive(n)),
         "fanout" => println!("fanout {:.0}", fanout(n)),
         other => {
             eprintln!("unknown mode {other}: use roundtrip or fanout");

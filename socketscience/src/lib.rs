@@ -127,3 +127,8 @@ pub mod __private {
         crate::default::broadcast(message)
     }
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
