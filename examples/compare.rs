@@ -180,6 +180,45 @@ fn fanout(n: u64) -> f64 {
     })
 }
 
+/// A chat that takes one post a second, 2 000 characters each, offered
+/// `n` pings at once: how many posts, and when the last is dispatched on
+/// every node (wall clock).
+fn coalesce(n: u64) -> (u64, Duration) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let chat = LocalChat::with_max_message_len(2_000).throttle(Duration::from_secs(1));
+        let served = Arc::new(AtomicU64::new(0));
+        let mut nodes = Vec::new();
+        for name in ["Henders/EC2", "teward/vps", "Undo/laptop"] {
+            let node = Node::builder(name)
+                .transport(chat.join("smokey"))
+                .default_node(false)
+                .start()
+                .await
+                .expect("node");
+            let counter = served.clone();
+            node.register(move |_: Ping| {
+                counter.fetch_add(1, Ordering::Relaxed);
+            });
+            nodes.push(node);
+        }
+        let start = Instant::now();
+        for i in 0..n {
+            let ping = Ping { location: "Henders/EC2".into(), timestamp: 1_700_000_000.0 + i as f64 };
+            nodes[0].try_send(ping).expect("queued");
+        }
+        while served.load(Ordering::Relaxed) < 3 * n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let delay = start.elapsed();
+        let posts = nodes[0].stats().posts;
+        for node in &nodes {
+            node.shutdown().await.expect("shutdown");
+        }
+        (posts, delay)
+    })
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_else(|| "roundtrip".into());
@@ -196,6 +235,10 @@ fn main() {
         }
         "naive" => println!("naive {:.0}", naive(n)),
         "fanout" => println!("fanout {:.0}", fanout(n)),
+        "coalesce" => {
+            let (posts, delay) = coalesce(n);
+            println!("coalesce {n} pings: {posts} posts, last dispatched everywhere after {delay:.2?}");
+        }
         other => {
             eprintln!("unknown mode {other}: use roundtrip or fanout");
             std::process::exit(2);
