@@ -342,3 +342,71 @@ async fn a_shutdown_that_cannot_post_says_how_much_it_lost() {
         .last_disconnect()
         .is_some_and(|r| r.contains("cannot connect")));
 }
+
+/// ngIRCd has no `echo-message`, so this one talks to a scripted server
+/// (a thread speaking just enough IRC) that offers the capability and echoes
+/// every `PRIVMSG` back to its sender, as IRCv3 servers do once it is
+/// acknowledged: the node must still run each handler once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_echo_message_each_handler_still_runs_once() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut out = stream.try_clone().unwrap();
+        let mut nick = String::new();
+        let mut acked = false;
+        let mut echoed = 0;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let words: Vec<&str> = line.split(' ').collect();
+            let reply = match (words[0], words.get(1).copied()) {
+                ("CAP", Some("LS")) => ":srv CAP * LS :multi-prefix echo-message\r\n".to_owned(),
+                ("CAP", Some("REQ")) => {
+                    acked = line.ends_with(":echo-message");
+                    ":srv CAP * ACK :echo-message\r\n".to_owned()
+                }
+                ("CAP", Some("END")) => format!(":srv 001 {nick} :Welcome\r\n"),
+                ("NICK", Some(n)) => {
+                    nick = n.to_owned();
+                    String::new()
+                }
+                ("JOIN", Some(channel)) => format!(
+                    ":{nick}!u@127.0.0.1 JOIN {channel}\r\n:srv 353 {nick} = {channel} :{nick}\r\n\
+                     :srv 366 {nick} {channel} :End of NAMES list\r\n"
+                ),
+                ("PRIVMSG", _) => {
+                    echoed += 1;
+                    format!(":{nick}!u@127.0.0.1 {line}\r\n")
+                }
+                ("PING", Some(token)) => format!(":srv PONG srv {token}\r\n"),
+                ("QUIT", _) => break,
+                _ => String::new(),
+            };
+            if out.write_all(reply.as_bytes()).is_err() {
+                break;
+            }
+        }
+        (acked, echoed)
+    });
+
+    let chat = IrcChat::new(addr.to_string(), "smokey-henders", "#smokey")
+        .settle_time(Duration::from_millis(100));
+    let a = member(chat, "Henders/EC2").await;
+    for i in 0..3 {
+        a.node.send(note(i)).await.unwrap();
+    }
+    wait_until(Duration::from_secs(20), "the three echoes", || {
+        a.node.stats().own_echoes >= 3
+    })
+    .await;
+    a.node.shutdown().await.unwrap();
+    let (acked, echoed) = script.join().unwrap();
+    assert!(acked, "the transport did not ask for echo-message");
+    assert!(echoed >= 1);
+    assert_eq!(indices_from(&a.seen, "Henders/EC2"), [0, 1, 2]);
+    let stats = a.node.stats();
+    assert_eq!((stats.own_echoes, stats.duplicates), (3, 0), "{stats:?}");
+}

@@ -45,6 +45,7 @@ struct Instance {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Instance {
@@ -68,14 +69,15 @@ impl Instance {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the irc_node example");
-        let collect = |stream: Box<dyn std::io::Read + Send>| {
+        let mut readers = Vec::new();
+        let mut collect = |stream: Box<dyn std::io::Read + Send>| {
             let lines = Arc::new(Mutex::new(Vec::new()));
             let sink = lines.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     sink.lock().unwrap().push(line);
                 }
-            });
+            }));
             lines
         };
         let stdout = collect(Box::new(child.stdout.take().unwrap()));
@@ -85,6 +87,7 @@ impl Instance {
             child,
             stdout,
             stderr,
+            readers,
         }
     }
 
@@ -139,8 +142,12 @@ fn wait_for_exit(instances: &mut [Instance], within: Duration) {
             }
         }
     }
-    // Let the reader threads take the last lines.
-    std::thread::sleep(Duration::from_millis(200));
+    // The last lines: the readers end at the end of the pipes.
+    for instance in instances.iter_mut() {
+        for reader in instance.readers.drain(..) {
+            let _ = reader.join();
+        }
+    }
 }
 
 /// Every instance dispatched each of the `count` notes of each instance
