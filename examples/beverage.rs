@@ -3,10 +3,13 @@
 //! instance, the sender included, serves it. Then `!!/tea`.
 //!
 //! ```text
-//! cargo run --example beverage
+//! cargo run --example beverage                        # in-process room (LocalChat)
+//! cargo run --example beverage -- --irc 127.0.0.1:6667 # the same three on an IRC server
 //! ```
 
-use socketscience::{handler, message, Context, LocalChat, Node};
+use std::time::Duration;
+
+use socketscience::{handler, message, Context, IrcChat, LocalChat, Node};
 
 #[message("beverage")]
 #[derive(Debug, Clone)]
@@ -61,8 +64,14 @@ async fn main() -> socketscience::Result<()> {
     on_command("!!/coffee", 42)?;
     on_command("!!/tea", 43)?;
 
-    // Shut down the sender first (it posts what is queued), then the rest
-    // (they run what they received).
+    // Let every instance serve both drinks, then shut down (the sender
+    // first: it posts what is queued).
+    for node in &nodes {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while node.stats().dispatched < 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     for node in &nodes {
         node.shutdown().await?;
     }

@@ -425,9 +425,7 @@ impl Dispatcher {
             self.senders.insert(from.into(), state);
         }
         // Present: inserted just above if it was not.
-        let Some(state) = self.senders.get_mut(from) else {
-            return None;
-        };
+        let state = self.senders.get_mut(from)?;
         state.last_heard = heard;
         let seqs = seq..seq.saturating_add(count);
         match state.windows.iter().position(|w| w.session == session) {

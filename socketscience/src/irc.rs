@@ -1170,7 +1170,7 @@ impl Driver {
 
     /// Whether the node has stopped taking sends: it is shutting down.
     fn node_closing(&self) -> bool {
-        self.io.outgoing.is_closed()
+        self.io.is_closing()
     }
 
     /// Whether a post may be taken from the node now: to write it at once

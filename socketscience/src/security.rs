@@ -58,7 +58,7 @@ impl Keys {
     pub(crate) fn from_env() -> Keys {
         let secrets = [SECRET_ENV, PREVIOUS_SECRET_ENV]
             .iter()
-            .filter_map(|name| std::env::var_os(name))
+            .filter_map(std::env::var_os)
             .filter(|value| !value.is_empty())
             .map(|value| value.into_encoded_bytes())
             .collect();

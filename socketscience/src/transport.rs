@@ -216,6 +216,14 @@ impl TransportIo {
             })
     }
 
+    /// Whether the node is shutting down: it takes no more envelopes, and
+    /// [`next_post`](Self::next_post) gives `None` once the queue is empty.
+    /// A transport that cannot post right now (disconnected) checks it to
+    /// decide between waiting and giving up.
+    pub fn is_closing(&self) -> bool {
+        self.outgoing.is_closed()
+    }
+
     /// The sending node's instance name (for a transport's logs).
     pub fn node_name(&self) -> &str {
         &self.shared.name
