@@ -88,16 +88,26 @@ fn naive(n: u64) -> f64 {
         format!(".\n\u{2}{:04}{}\u{3}", 1234, BASE64.encode(bytes))
     }
     fn receive(text: &str, handlers: &HashMap<String, Box<dyn Fn(Ping)>>) {
-        let text: String = text.chars().filter(|c| !matches!(c, '\u{200B}' | '\u{200C}')).collect();
-        let Some(body) = text.trim().strip_prefix(".\n\u{2}").and_then(|t| t.strip_suffix('\u{3}')) else {
+        let text: String = text
+            .chars()
+            .filter(|c| !matches!(c, '\u{200B}' | '\u{200C}'))
+            .collect();
+        let Some(body) = text
+            .trim()
+            .strip_prefix(".\n\u{2}")
+            .and_then(|t| t.strip_suffix('\u{3}'))
+        else {
             return;
         };
-        let Ok(bytes) = BASE64.decode(&body[4..]) else { return };
+        let Ok(bytes) = BASE64.decode(&body[4..]) else {
+            return;
+        };
         let Ok(map) = serde_json::from_slice::<HashMap<String, serde_json::Value>>(&bytes) else {
             return;
         };
         for (kind, value) in map {
-            if let (Some(handler), Ok(ping)) = (handlers.get(&kind), serde_json::from_value(value)) {
+            if let (Some(handler), Ok(ping)) = (handlers.get(&kind), serde_json::from_value(value))
+            {
                 handler(ping);
             }
         }
@@ -117,7 +127,10 @@ fn naive(n: u64) -> f64 {
         .map(|_| {
             let start = Instant::now();
             for i in 0..n {
-                let ping = Ping { location: "Henders/EC2".into(), timestamp: 1_700_000_000.0 + i as f64 };
+                let ping = Ping {
+                    location: "Henders/EC2".into(),
+                    timestamp: 1_700_000_000.0 + i as f64,
+                };
                 receive(&encode(&ping), &handlers);
             }
             start.elapsed().as_nanos() as f64 / n as f64
@@ -184,7 +197,10 @@ fn fanout(n: u64) -> f64 {
 /// `n` pings at once: how many posts, and when the last is dispatched on
 /// every node (wall clock).
 fn coalesce(n: u64) -> (u64, Duration) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let chat = LocalChat::with_max_message_len(2_000).throttle(Duration::from_secs(1));
         let served = Arc::new(AtomicU64::new(0));
@@ -204,7 +220,10 @@ fn coalesce(n: u64) -> (u64, Duration) {
         }
         let start = Instant::now();
         for i in 0..n {
-            let ping = Ping { location: "Henders/EC2".into(), timestamp: 1_700_000_000.0 + i as f64 };
+            let ping = Ping {
+                location: "Henders/EC2".into(),
+                timestamp: 1_700_000_000.0 + i as f64,
+            };
             nodes[0].try_send(ping).expect("queued");
         }
         while served.load(Ordering::Relaxed) < 3 * n {
@@ -237,7 +256,9 @@ fn main() {
         "fanout" => println!("fanout {:.0}", fanout(n)),
         "coalesce" => {
             let (posts, delay) = coalesce(n);
-            println!("coalesce {n} pings: {posts} posts, last dispatched everywhere after {delay:.2?}");
+            println!(
+                "coalesce {n} pings: {posts} posts, last dispatched everywhere after {delay:.2?}"
+            );
         }
         other => {
             eprintln!("unknown mode {other}: use roundtrip or fanout");

@@ -496,13 +496,14 @@ impl Node {
     /// [`Error::QueueFull`] when the outgoing queue is full. This is what
     /// `broadcast()` uses; it works from sync code.
     pub fn try_send(&self, payload: impl Payload) -> Result<()> {
-        self.try_commit(self.encode(&payload)?).map_err(|e| match e {
-            Full(_) => Error::QueueFull {
-                name: self.shared.name.to_string(),
-                capacity: self.shared.outgoing_capacity,
-            },
-            Failed(e) => e,
-        })
+        self.try_commit(self.encode(&payload)?)
+            .map_err(|e| match e {
+                Full(_) => Error::QueueFull {
+                    name: self.shared.name.to_string(),
+                    capacity: self.shared.outgoing_capacity,
+                },
+                Failed(e) => e,
+            })
     }
 
     /// Queues the envelope if both queues have room, under one lock.

@@ -23,7 +23,9 @@ pub enum State {
 
 fn node(secret: Option<&str>) -> Harness {
     let chat = LocalChat::with_max_message_len(400);
-    let mut builder = Node::builder("prop").transport(chat.join("smokey")).default_node(false);
+    let mut builder = Node::builder("prop")
+        .transport(chat.join("smokey"))
+        .default_node(false);
     if let Some(secret) = secret {
         builder = builder.secret(secret);
     }
@@ -38,10 +40,17 @@ fn node(secret: Option<&str>) -> Harness {
 fn texts() -> impl Strategy<Value = String> {
     let valid = {
         let mut sender = Harness::new(
-            Node::builder("sender").transport(LocalChat::new().join("smokey")).default_node(false),
+            Node::builder("sender")
+                .transport(LocalChat::new().join("smokey"))
+                .default_node(false),
         )
         .unwrap();
-        sender.post(Ping { location: "Henders/EC2".into(), timestamp: 1.5 }).unwrap()
+        sender
+            .post(Ping {
+                location: "Henders/EC2".into(),
+                timestamp: 1.5,
+            })
+            .unwrap()
     };
     prop_oneof![
         any::<String>(),
@@ -54,7 +63,10 @@ fn texts() -> impl Strategy<Value = String> {
             let at = at % bytes.len();
             bytes[at] = byte;
             let mut text = String::from_utf8_lossy(&bytes).into_owned();
-            let at = (0..=at.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            let at = (0..=at.min(text.len()))
+                .rev()
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
             text.insert(at, c);
             text
         }),
