@@ -6,7 +6,7 @@ roundtrip N: encode N `ping` envelopes (msgpack + base64 + frame), then
              the registered callback).
 fanout N:    one encode and three receive-and-dispatch per message (three
              instances in one room).
-Prints one line: `<mode> <ns per message>`, the median of 5 runs.
+Prints one line: `<mode> <median> <min> <max>`, ns per message over 5 runs.
 """
 import base64
 import random
@@ -65,7 +65,7 @@ def main():
     runs = [run(mode, n) for _ in range(5)]
     expected = 5 * n * (3 if mode == "fanout" else 1)
     assert served[0] == expected, (served[0], expected)
-    print(f"{mode} {statistics.median(runs):.0f}")
+    print(f"{mode} {statistics.median(runs):.0f} {min(runs):.0f} {max(runs):.0f}")
 
 
 if __name__ == "__main__":

@@ -48,16 +48,48 @@ async fn main() -> socketscience::Result<()> {
         )
         .init();
 
-    let chat = LocalChat::new();
+    let names = ["Henders/EC2", "teward/vps", "Undo/laptop"];
     let mut nodes = Vec::new();
-    for name in ["Henders/EC2", "teward/vps", "Undo/laptop"] {
-        // One chat account for the whole fleet, as SmokeDetector has.
-        nodes.push(
-            Node::builder(name)
-                .transport(chat.join("smokey"))
-                .start()
-                .await?,
-        );
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {
+            let chat = LocalChat::new();
+            for name in names {
+                // One chat account for the whole fleet, as SmokeDetector has.
+                nodes.push(
+                    Node::builder(name)
+                        .transport(chat.join("smokey"))
+                        .start()
+                        .await?,
+                );
+            }
+        }
+        [flag, server] if flag == "--irc" => {
+            // On IRC each instance has its own nick; trust them by pattern.
+            let nicks: Vec<String> = (0..names.len()).map(|i| format!("smokey-bev{i}")).collect();
+            let mut statuses = Vec::new();
+            for (name, nick) in names.iter().zip(&nicks) {
+                let chat = IrcChat::new(server.as_str(), nick.as_str(), "#beverage");
+                statuses.push(chat.status());
+                let node = Node::builder(*name).transport(chat).trust("smokey-bev*");
+                nodes.push(node.start().await?);
+            }
+            // Posts reach only who is in the channel: wait for all three.
+            for (i, status) in statuses.iter().enumerate() {
+                let others: Vec<&String> = nicks.iter().filter(|n| **n != nicks[i]).collect();
+                if !status
+                    .wait_for_members(&others, Duration::from_secs(30))
+                    .await
+                {
+                    eprintln!("not every instance joined #beverage on {server} within 30 s");
+                    std::process::exit(1);
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: beverage [--irc HOST:PORT]");
+            std::process::exit(2);
+        }
     }
 
     // The commands reach the first instance (the default node).

@@ -27,12 +27,21 @@ pub struct Ping {
     pub timestamp: f64,
 }
 
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
+/// Median, min and max of the runs, ns per message.
+struct Spread(f64, f64, f64);
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0} {:.0} {:.0}", self.0, self.1, self.2)
+    }
 }
 
-fn roundtrip(codec: Codec, n: u64) -> f64 {
+fn median(mut runs: Vec<f64>) -> Spread {
+    runs.sort_by(f64::total_cmp);
+    Spread(runs[runs.len() / 2], runs[0], runs[runs.len() - 1])
+}
+
+fn roundtrip(codec: Codec, n: u64) -> Spread {
     let chat = LocalChat::new();
     let build = |name: &str| {
         Harness::new(
@@ -76,7 +85,7 @@ fn roundtrip(codec: Codec, n: u64) -> f64 {
 
 /// The naive floor: the same map by hand, serde_json + base64 + frame and
 /// back, without the library.
-fn naive(n: u64) -> f64 {
+fn naive(n: u64) -> Spread {
     use base64::engine::general_purpose::STANDARD as BASE64;
     use base64::Engine as _;
     use std::collections::HashMap;
@@ -140,7 +149,7 @@ fn naive(n: u64) -> f64 {
     median(runs)
 }
 
-fn fanout(n: u64) -> f64 {
+fn fanout(n: u64) -> Spread {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -184,12 +193,13 @@ fn fanout(n: u64) -> f64 {
         for node in &nodes {
             node.shutdown().await.expect("shutdown");
         }
+        let spread = median(runs);
         eprintln!(
-            "fanout: {} messages in {posts} posts; {:.0} handler runs/s",
+            "fanout: {} messages in {posts} posts; {:.0} handler runs/s (median run)",
             5 * n,
-            3e9 / median(runs.clone())
+            3e9 / spread.0
         );
-        median(runs)
+        spread
     })
 }
 
@@ -244,16 +254,16 @@ fn main() {
     let n: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
     match mode.as_str() {
         "roundtrip" => {
-            println!("roundtrip-msgpack {:.0}", roundtrip(Codec::MessagePack, n));
-            println!("roundtrip-json {:.0}", roundtrip(Codec::Json, n));
-            println!("naive {:.0}", naive(n));
+            println!("roundtrip-msgpack {}", roundtrip(Codec::MessagePack, n));
+            println!("roundtrip-json {}", roundtrip(Codec::Json, n));
+            println!("naive {}", naive(n));
         }
-        "roundtrip-json" => println!("roundtrip-json {:.0}", roundtrip(Codec::Json, n)),
+        "roundtrip-json" => println!("roundtrip-json {}", roundtrip(Codec::Json, n)),
         "roundtrip-msgpack" => {
-            println!("roundtrip-msgpack {:.0}", roundtrip(Codec::MessagePack, n))
+            println!("roundtrip-msgpack {}", roundtrip(Codec::MessagePack, n))
         }
-        "naive" => println!("naive {:.0}", naive(n)),
-        "fanout" => println!("fanout {:.0}", fanout(n)),
+        "naive" => println!("naive {}", naive(n)),
+        "fanout" => println!("fanout {}", fanout(n)),
         "coalesce" => {
             let (posts, delay) = coalesce(n);
             println!(
