@@ -14,7 +14,7 @@ use proc_macro::TokenStream;
 
 /// Makes a struct or enum a message of kind `"kind"`.
 ///
-/// ```ignore
+/// ```text
 /// #[message("ping")]
 /// #[derive(Debug, Clone)]
 /// pub struct Ping { pub location: String, pub timestamp: f64 }
@@ -36,7 +36,7 @@ use proc_macro::TokenStream;
 ///
 /// # Expansion
 ///
-/// ```ignore
+/// ```text
 /// #[derive(::socketscience::__private::serde::Serialize, ::socketscience::__private::serde::Deserialize)]
 /// #[serde(crate = "::socketscience::__private::serde")]
 /// #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub fn message(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Registers a free function as the handler of its first parameter's
 /// message kind, in every node of the process.
 ///
-/// ```ignore
+/// ```text
 /// #[handler]
 /// fn log_ping(ping: Ping) { /* ... */ }
 ///
@@ -99,7 +99,7 @@ pub fn message(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// it, an entry that every node reads at start; the shape is read from the
 /// syntax, and each type is checked where the user wrote it:
 ///
-/// ```ignore
+/// ```text
 /// async fn serve(b: Beverage, cx: Context) -> Result<(), MyError> { Ok(()) }
 ///
 /// const _: () = {
