@@ -18,6 +18,7 @@ cargo build -q --release --example compare
 compare=target/release/examples/compare
 
 read -r _ py_round py_round_lo py_round_hi < <(python3 benches/python_baseline.py roundtrip "$n")
+read -r _ py_lean py_lean_lo py_lean_hi < <(python3 benches/python_baseline.py lean "$n")
 read -r _ py_fan py_fan_lo py_fan_hi < <(python3 benches/python_baseline.py fanout "$n")
 read -r _ rs_mp rs_mp_lo rs_mp_hi < <("$compare" roundtrip-msgpack "$n")
 read -r _ rs_json rs_json_lo rs_json_hi < <("$compare" roundtrip-json "$n")
@@ -27,14 +28,15 @@ read -r _ rs_fan rs_fan_lo rs_fan_hi < <("$compare" fanout "$n" 2>/dev/null)
 echo "machine: $(nproc) cores, $(uname -m), $(python3 --version), $(rustc --version | cut -d' ' -f1-2)"
 echo "N = $n messages per run; ns per message: median [min - max] of 5 runs"
 row() { printf '%-44s %8s  [%s - %s]\n' "$1" "$2" "$3" "$4"; }
-row "python roundtrip (msgpack)" "$py_round" "$py_round_lo" "$py_round_hi"
+row "python roundtrip (SocketScience's receive)" "$py_round" "$py_round_lo" "$py_round_hi"
+row "python roundtrip, lean (slicing, no regex)" "$py_lean" "$py_lean_lo" "$py_lean_hi"
 row "socketscience roundtrip, msgpack" "$rs_mp" "$rs_mp_lo" "$rs_mp_hi"
 row "socketscience roundtrip, json" "$rs_json" "$rs_json_lo" "$rs_json_hi"
 row "naive floor roundtrip (serde_json + base64)" "$naive" "$naive_lo" "$naive_hi"
 row "python fanout (1 encode, 3 dispatches)" "$py_fan" "$py_fan_lo" "$py_fan_hi"
 row "socketscience fanout, LocalChat, 3 nodes" "$rs_fan" "$rs_fan_lo" "$rs_fan_hi"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "python / socketscience roundtrip: msgpack $(ratio "$py_round" "$rs_mp")x, json $(ratio "$py_round" "$rs_json")x"
+echo "python / socketscience roundtrip: msgpack $(ratio "$py_round" "$rs_mp")x, json $(ratio "$py_round" "$rs_json")x (against the lean python: $(ratio "$py_lean" "$rs_mp")x, $(ratio "$py_lean" "$rs_json")x)"
 echo "naive / socketscience roundtrip (json): $(ratio "$naive" "$rs_json")x"
 echo "python / socketscience fanout: $(ratio "$py_fan" "$rs_fan")x"
 awk -v f="$rs_fan" 'BEGIN { printf "socketscience fanout: %.2f million handler runs per second\n", 3000 / f }'

@@ -252,15 +252,30 @@ pub(crate) struct Signer<'a> {
 /// (`"_batch": [{..}, {..}]`) or a merged MessagePack map (`"_count": n`,
 /// only when no kind repeats, which the caller ensures). With a signer, a
 /// `_ts` entry and, last, the `_sig` entry.
+#[cfg(test)]
 pub(crate) fn assemble(
     codec: Codec,
     origin: Origin<'_>,
     envelopes: &[Encoded],
     signer: Option<Signer<'_>>,
 ) -> Vec<u8> {
+    let mut buf = Vec::new();
+    assemble_into(&mut buf, codec, origin, envelopes, signer);
+    buf
+}
+
+/// [`assemble`] into a buffer the caller reuses (cleared first).
+pub(crate) fn assemble_into(
+    buf: &mut Vec<u8>,
+    codec: Codec,
+    origin: Origin<'_>,
+    envelopes: &[Encoded],
+    signer: Option<Signer<'_>>,
+) {
     let first = envelopes.first().map_or(0, |e| e.seq);
     let payload: usize = envelopes.iter().map(|e| e.bytes.len() + 3).sum();
-    let mut buf = Vec::with_capacity(payload + origin.from.len() + 128);
+    buf.clear();
+    buf.reserve(payload + origin.from.len() + 128);
     let count = envelopes.len() as u64;
     let signer = signer.filter(|s| !s.keys.is_empty());
     match codec {
@@ -272,14 +287,14 @@ pub(crate) fn assemble(
                     buf.push(b',');
                 }
             }
-            let _ = write_entry(codec, &mut buf, KEY_FROM, origin.from);
+            let _ = write_entry(codec, buf, KEY_FROM, origin.from);
             buf.push(b',');
-            let _ = write_entry(codec, &mut buf, KEY_SESSION, &origin.session);
+            let _ = write_entry(codec, buf, KEY_SESSION, &origin.session);
             buf.push(b',');
-            let _ = write_entry(codec, &mut buf, KEY_SEQ, &first);
+            let _ = write_entry(codec, buf, KEY_SEQ, &first);
             if let Some(signer) = signer {
                 buf.push(b',');
-                let _ = write_entry(codec, &mut buf, KEY_TIMESTAMP, &signer.timestamp);
+                let _ = write_entry(codec, buf, KEY_TIMESTAMP, &signer.timestamp);
             }
             if count > 1 {
                 buf.extend_from_slice(b",\"");
@@ -296,30 +311,29 @@ pub(crate) fn assemble(
                 buf.push(b']');
             }
             match signer {
-                Some(signer) => signer.keys.sign(codec, &mut buf),
+                Some(signer) => signer.keys.sign(codec, buf),
                 None => buf.push(b'}'),
             }
         }
         Codec::MessagePack => {
             let kinds: usize = envelopes.iter().map(|e| e.kinds.len()).sum();
             let meta = 3 + usize::from(count > 1) + if signer.is_some() { 2 } else { 0 };
-            let _ = rmp::encode::write_map_len(&mut buf, (kinds + meta) as u32);
+            let _ = rmp::encode::write_map_len(buf, (kinds + meta) as u32);
             for e in envelopes {
                 buf.extend_from_slice(&e.bytes);
             }
-            let _ = write_entry(codec, &mut buf, KEY_FROM, origin.from);
-            let _ = write_entry(codec, &mut buf, KEY_SESSION, &origin.session);
-            let _ = write_entry(codec, &mut buf, KEY_SEQ, &first);
+            let _ = write_entry(codec, buf, KEY_FROM, origin.from);
+            let _ = write_entry(codec, buf, KEY_SESSION, &origin.session);
+            let _ = write_entry(codec, buf, KEY_SEQ, &first);
             if count > 1 {
-                let _ = write_entry(codec, &mut buf, KEY_COUNT, &count);
+                let _ = write_entry(codec, buf, KEY_COUNT, &count);
             }
             if let Some(signer) = signer {
-                let _ = write_entry(codec, &mut buf, KEY_TIMESTAMP, &signer.timestamp);
-                signer.keys.sign(codec, &mut buf);
+                let _ = write_entry(codec, buf, KEY_TIMESTAMP, &signer.timestamp);
+                signer.keys.sign(codec, buf);
             }
         }
     }
-    buf
 }
 
 /// The body of one envelope for this node's own handlers: its messages

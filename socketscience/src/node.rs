@@ -300,6 +300,7 @@ impl NodeBuilder {
             rng: rng.fork(),
             pending: VecDeque::new(),
             peeked: None,
+            body: Vec::new(),
         };
         let dispatcher = Dispatcher::new(node.clone(), own_rx, in_rx);
         Ok((node, transport, io, dispatcher))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::envelope::{assemble, grown_size, overhead, Encoded, Signer};
+use crate::envelope::{assemble_into, grown_size, overhead, Encoded, Signer};
 use crate::error::{Error, Result};
 use crate::node::NodeShared;
 use crate::stats::Counters;
@@ -105,6 +105,8 @@ pub struct TransportIo {
     pub(crate) pending: VecDeque<String>,
     /// An envelope taken from the queue that did not fit the last post.
     pub(crate) peeked: Option<Encoded>,
+    /// The body being framed, kept for the next post.
+    pub(crate) body: Vec<u8>,
 }
 
 /// Most envelopes one post carries.
@@ -141,8 +143,19 @@ impl TransportIo {
                     keys: &shared.config.keys,
                     timestamp: now_millis(),
                 };
-                let body = assemble(shared.codec, shared.origin(), &group, Some(signer));
-                self.frame(&body)
+                let mut body = std::mem::take(&mut self.body);
+                assemble_into(
+                    &mut body,
+                    shared.codec,
+                    shared.origin(),
+                    &group,
+                    Some(signer),
+                );
+                let post = self.frame(&body);
+                if body.capacity() <= 64 << 10 {
+                    self.body = body;
+                }
+                post
             }
         };
         Counters::add(&self.shared.counters.posts, 1);

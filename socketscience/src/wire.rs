@@ -735,25 +735,76 @@ fn msgpack_u64(value: &[u8], key: &str) -> Result<u64, String> {
     rmp_serde::from_slice(value).map_err(|e| format!("`{key}` is not an unsigned integer: {e}"))
 }
 
-/// Splits one MessagePack value off the front of `bytes`, checking depth.
+/// Splits one MessagePack value off the front of `bytes`, checking depth:
+/// walks the markers (rmp's), allocating nothing.
 fn split_msgpack_value(bytes: &[u8], max_depth: usize) -> Result<(&[u8], &[u8]), BodyError> {
-    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
-    de.set_max_depth(max_depth);
-    match de::Deserialize::deserialize(&mut de) {
-        Ok(IgnoredAny) => {}
-        Err(rmp_serde::decode::Error::DepthLimitExceeded) => {
+    let mut pos = 0;
+    skip_msgpack(bytes, &mut pos, 1, max_depth)?;
+    Ok(bytes.split_at(pos))
+}
+
+fn skip_msgpack(
+    bytes: &[u8],
+    pos: &mut usize,
+    depth: usize,
+    max_depth: usize,
+) -> Result<(), BodyError> {
+    use rmp::Marker as M;
+    let eof = || BodyError::Other("the value is cut short".to_owned());
+    let byte = *bytes.get(*pos).ok_or_else(eof)?;
+    *pos += 1;
+    // A big-endian length of `n` bytes at the cursor.
+    let mut length = |n: usize| -> Result<usize, BodyError> {
+        let field = bytes.get(*pos..*pos + n).ok_or_else(eof)?;
+        *pos += n;
+        Ok(field
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)))
+    };
+    let (skip, items) = match M::from_u8(byte) {
+        M::FixPos(_) | M::FixNeg(_) | M::Null | M::True | M::False => (0, 0),
+        M::U8 | M::I8 => (1, 0),
+        M::U16 | M::I16 => (2, 0),
+        M::U32 | M::I32 | M::F32 => (4, 0),
+        M::U64 | M::I64 | M::F64 => (8, 0),
+        M::FixStr(n) => (usize::from(n), 0),
+        M::Str8 | M::Bin8 => (length(1)?, 0),
+        M::Str16 | M::Bin16 => (length(2)?, 0),
+        M::Str32 | M::Bin32 => (length(4)?, 0),
+        M::FixExt1 => (2, 0),
+        M::FixExt2 => (3, 0),
+        M::FixExt4 => (5, 0),
+        M::FixExt8 => (9, 0),
+        M::FixExt16 => (17, 0),
+        M::Ext8 => (length(1)? + 1, 0),
+        M::Ext16 => (length(2)? + 1, 0),
+        M::Ext32 => (length(4)? + 1, 0),
+        M::FixArray(n) => (0, usize::from(n)),
+        M::Array16 => (0, length(2)?),
+        M::Array32 => (0, length(4)?),
+        M::FixMap(n) => (0, 2 * usize::from(n)),
+        M::Map16 => (0, 2 * length(2)?),
+        M::Map32 => (0, 2 * length(4)?),
+        M::Reserved => return Err("a reserved MessagePack marker (0xc1)".to_owned().into()),
+    };
+    *pos = pos
+        .checked_add(skip)
+        .filter(|end| *end <= bytes.len())
+        .ok_or_else(eof)?;
+    if items > 0 {
+        if depth > max_depth {
             return Err(BodyError::Limit(WireError::TooLarge {
                 what: "the nesting depth",
-                size: max_depth + 1,
+                size: depth,
                 max: max_depth,
-            }))
+            }));
         }
-        Err(e) => return Err(format!("bad value: {e}").into()),
+        // Every item takes at least a byte: a false count runs out quickly.
+        for _ in 0..items {
+            skip_msgpack(bytes, pos, depth + 1, max_depth)?;
+        }
     }
-    let end = usize::try_from(de.position())
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    Ok(bytes.split_at(end))
+    Ok(())
 }
 
 #[cfg(test)]
