@@ -95,8 +95,8 @@ const CLOSE_CHECK: Duration = Duration::from_millis(200);
 /// user name (plus a `~`), the channel and a host of up to
 /// [`max_host_len`](IrcChat::max_host_len) bytes (63 by default, the
 /// longest host name most servers show). Longer frames go out in chunks.
-/// Frames are written in the single-line form (starting at `\x02`, which
-/// Python SocketScience reads too).
+/// Frames are written in the single-line form (starting at `\x02`; Python
+/// SocketScience, which lives on Stack Exchange chat, does not read it).
 ///
 /// # Flood control
 ///

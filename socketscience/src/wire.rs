@@ -31,7 +31,8 @@ pub const FRAME_END: char = '\u{3}';
 /// Python receiver logs "malformed direct message" and moves on.
 pub const CHUNK_START: &str = ".\n\u{1}";
 /// The single-line form of [`FRAME_START`], for chats whose messages cannot
-/// hold a newline (IRC). Python SocketScience reads it too.
+/// hold a newline (IRC). Python SocketScience does not read it (it logs
+/// "malformed direct message"); socketscience receivers read both forms.
 pub const FRAME_START_SINGLE_LINE: &str = "\u{2}";
 /// The single-line form of [`CHUNK_START`].
 pub const CHUNK_START_SINGLE_LINE: &str = "\u{1}";
