@@ -9,7 +9,8 @@
 //!
 //! `roundtrip`: encode a `ping` envelope, then receive and dispatch it on
 //! another node, through the library's real send and receive paths, driven
-//! on one thread. `fanout`: one node sends, three nodes in one `LocalChat`
+//! on one thread. `fanout`: one node sends (from a task on the runtime),
+//! three nodes in one `LocalChat`
 //! (the sender included) run a handler for every message: the whole stack,
 //! tasks and all, on the multi-threaded runtime.
 
