@@ -127,7 +127,9 @@ impl Reassembly {
             return Added::Rejected;
         }
         if partial.have == total {
-            let partial = self.remove(&key).expect("present");
+            let Some(partial) = self.remove(&key) else {
+                return Added::Rejected;
+            };
             self.done.push_back(key);
             if self.done.len() > 256 {
                 self.done.pop_front();
