@@ -4,7 +4,7 @@
 
 mod support;
 
-use socketscience::{message, LocalChat, Node, ReassemblyLimits};
+use socketscience::{message, LocalChat, ReassemblyLimits};
 use support::{json_frame, rss_bytes, wait_for, Log};
 
 #[message("flood_ping")]
@@ -15,12 +15,7 @@ pub struct FloodPing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_never_finished_chunks_keeps_memory_flat() {
     let chat = LocalChat::with_max_message_len(400);
-    let node = Node::builder("flood/0")
-        .transport(chat.join("smokey"))
-        .default_node(false)
-        .start()
-        .await
-        .unwrap();
+    let node = support::join(&chat, "flood/0").await;
     let got = Log::default();
     let log = got.clone();
     node.register(move |p: FloodPing| log.push(p.n));

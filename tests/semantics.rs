@@ -66,12 +66,7 @@ async fn count_async(m: Counted, cx: Context) -> Result<(), String> {
 async fn fleet(chat: &LocalChat, prefix: &str, n: usize) -> Vec<Node> {
     let mut nodes = Vec::new();
     for i in 0..n {
-        let node = Node::builder(format!("{prefix}/{i}"))
-            .transport(chat.join("smokey"))
-            .default_node(false)
-            .start()
-            .await
-            .unwrap();
+        let node = support::join(chat, format!("{prefix}/{i}")).await;
         nodes.push(node);
     }
     nodes
@@ -197,12 +192,7 @@ async fn an_envelope_carries_several_kinds_in_one_chat_message() {
 #[tokio::test]
 async fn untrusted_accounts_are_ignored_and_counted() {
     let chat = LocalChat::new();
-    let own = Node::builder("trust/own")
-        .transport(chat.join("smokey"))
-        .default_node(false)
-        .start()
-        .await
-        .unwrap();
+    let own = support::join(&chat, "trust/own").await;
     let patterned = Node::builder("trust/patterned")
         .transport(chat.join("smokey-b"))
         .trust("smokey-*")
@@ -254,12 +244,7 @@ async fn untrusted_accounts_are_ignored_and_counted() {
 #[tokio::test]
 async fn unknown_kinds_and_bad_values_are_counted_and_the_other_kinds_still_run() {
     let chat = LocalChat::new();
-    let node = Node::builder("unknown/0")
-        .transport(chat.join("smokey"))
-        .default_node(false)
-        .start()
-        .await
-        .unwrap();
+    let node = support::join(&chat, "unknown/0").await;
     let got = Log::default();
     let log = got.clone();
     node.register(move |p: Ping| log.push(p.location));
@@ -281,12 +266,7 @@ async fn unknown_kinds_and_bad_values_are_counted_and_the_other_kinds_still_run(
 #[tokio::test]
 async fn a_failing_or_panicking_handler_is_counted_and_the_node_goes_on() {
     let chat = LocalChat::new();
-    let node = Node::builder("failing/0")
-        .transport(chat.join("smokey"))
-        .default_node(false)
-        .start()
-        .await
-        .unwrap();
+    let node = support::join(&chat, "failing/0").await;
     let after = Log::default();
     node.register(|h: Heartbeat| -> Result<(), String> {
         if h.0 < 0.0 {
@@ -424,12 +404,7 @@ async fn shutdown_posts_and_runs_everything_queued() {
 #[tokio::test]
 async fn bad_input_from_the_room_never_panics_and_is_counted() {
     let chat = LocalChat::new();
-    let node = Node::builder("bad/0")
-        .transport(chat.join("smokey"))
-        .default_node(false)
-        .start()
-        .await
-        .unwrap();
+    let node = support::join(&chat, "bad/0").await;
     let got = Log::default();
     let log = got.clone();
     node.register(move |p: Ping| log.push(p.location));

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use socketscience::{wire, Codec, Node, Stats};
+use socketscience::{wire, Codec, LocalChat, Node, Stats};
 
 /// Waits until `pred` holds for the node's stats, or fails after 30 s.
 pub async fn wait_for(node: &Node, what: &str, pred: impl Fn(&Stats) -> bool) -> Stats {
@@ -20,6 +20,17 @@ pub async fn wait_for(node: &Node, what: &str, pred: impl Fn(&Stats) -> bool) ->
         node.name(),
         node.stats()
     );
+}
+
+/// A node of the fleet account `smokey` in `chat`, not the process's
+/// default (tests run in parallel).
+pub async fn join(chat: &LocalChat, name: impl Into<String>) -> Node {
+    Node::builder(name)
+        .transport(chat.join("smokey"))
+        .default_node(false)
+        .start()
+        .await
+        .unwrap()
 }
 
 /// A list handlers append to.
