@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{error, trace, warn};
 
 use crate::handler::{Call, Registry};
-use crate::node::{Context, Node, Sender};
+use crate::node::{Context, Node, NodeShared, Sender};
 use crate::reassembly::{Added, Reassembly};
 use crate::security::Verdict;
 use crate::stats::{Counter, Counters, Stats};
@@ -151,9 +151,8 @@ pub(crate) struct Dispatcher {
     reassembly: Reassembly,
     buf: Vec<u8>,
     own_sender: Sender,
-    /// How this node's own multi-envelope JSON posts start, and the same
-    /// in base64 (whole groups of three bytes).
-    own_prefix: Vec<u8>,
+    /// How this node's own multi-envelope JSON posts start, in base64
+    /// (whole groups of three bytes), to drop their echoes undecoded.
     own_prefix_b64: String,
     drops: DropLog,
 }
@@ -183,7 +182,6 @@ impl Dispatcher {
                 wire::encode_base64(&prefix[..prefix.len() / 3 * 3], &mut b64);
                 b64
             },
-            own_prefix: crate::envelope::batch_prefix(shared.origin()),
             drops: DropLog {
                 last: Instant::now(),
                 at_last: Stats::default(),
@@ -290,7 +288,7 @@ impl Dispatcher {
         }
         let text = wire::clean(&message.text);
         match wire::parse_chat_text(&text) {
-            Ok(ChatText::Frame { body }) => self.frame(body, &message.account).await,
+            Ok(ChatText::Frame { body }) => self.frame(&shared, body, &message.account).await,
             Ok(ChatText::Chunk(chunk)) => {
                 Counters::add(&counters.chunks, 1);
                 let mut dropped = 0;
@@ -299,7 +297,7 @@ impl Dispatcher {
                         .add(&message.account, chunk, Instant::now(), &mut dropped);
                 self.count(&counters.partials_dropped, dropped);
                 match added {
-                    Added::Complete(body) => self.frame(&body, &message.account).await,
+                    Added::Complete(body) => self.frame(&shared, &body, &message.account).await,
                     Added::Pending | Added::Duplicate => {}
                     Added::Rejected => self.drop(
                         Drop::Malformed,
@@ -317,8 +315,7 @@ impl Dispatcher {
     }
 
     /// A whole base64 body from the room.
-    async fn frame(&mut self, body_b64: &str, account: &Arc<str>) {
-        let shared = self.node.shared.clone();
+    async fn frame(&mut self, shared: &NodeShared, body_b64: &str, account: &Arc<str>) {
         let max = shared.config.max_envelope_bytes;
         let size = body_b64.len() / 4 * 3;
         if size > max {
@@ -331,7 +328,8 @@ impl Dispatcher {
         }
         if shared.config.keys.is_empty() && body_b64.starts_with(&self.own_prefix_b64) {
             // This node's own post of several envelopes, echoed by the chat
-            // (its handlers ran at send time): not even decoded.
+            // (its handlers ran at send time): not even decoded. Signed
+            // echoes are verified first and dropped by `accept`.
             Counters::add(&shared.counters.own_echoes, 1);
             return;
         }
@@ -348,14 +346,9 @@ impl Dispatcher {
             Verdict::Valid
         };
         match verdict {
-            // This node's own post of several envelopes, echoed by the chat:
-            // its handlers ran at send time.
-            Verdict::Valid if buf.starts_with(&self.own_prefix) => {
-                Counters::add(&shared.counters.own_echoes, 1);
-            }
             Verdict::Valid => match wire::parse_body(&buf, shared.config.body_limits) {
                 Ok(body) => {
-                    if let Some(sender) = self.accept(&body.meta, account, signed) {
+                    if let Some(sender) = self.accept(shared, &body.meta, account, signed) {
                         self.dispatch(body, sender).await;
                     }
                 }
@@ -374,8 +367,13 @@ impl Dispatcher {
 
     /// Drops own echoes, stale and repeated envelopes; gives the sender of
     /// the rest.
-    fn accept(&mut self, meta: &Meta<'_>, account: &Arc<str>, signed: bool) -> Option<Sender> {
-        let shared = self.node.shared.clone();
+    fn accept(
+        &mut self,
+        shared: &NodeShared,
+        meta: &Meta<'_>,
+        account: &Arc<str>,
+        signed: bool,
+    ) -> Option<Sender> {
         let counters = &shared.counters;
         let count = meta.count.unwrap_or(1);
         if signed {
