@@ -150,30 +150,35 @@ fn naive(n: u64) -> Spread {
     median(runs)
 }
 
+/// Three nodes in `chat`, each counting the pings its handler runs for.
+async fn fleet(chat: &LocalChat) -> (Vec<Node>, Arc<AtomicU64>) {
+    let served = Arc::new(AtomicU64::new(0));
+    let mut nodes = Vec::new();
+    for name in ["Henders/EC2", "teward/vps", "Undo/laptop"] {
+        let node = Node::builder(name)
+            .transport(chat.join("smokey"))
+            .default_node(false)
+            .start()
+            .await
+            .expect("node");
+        let counter = served.clone();
+        node.register(move |p: Ping| {
+            if !p.location.is_empty() {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        nodes.push(node);
+    }
+    (nodes, served)
+}
+
 fn fanout(n: u64) -> Spread {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let chat = LocalChat::new();
-        let served = Arc::new(AtomicU64::new(0));
-        let mut nodes = Vec::new();
-        for name in ["Henders/EC2", "teward/vps", "Undo/laptop"] {
-            let node = Node::builder(name)
-                .transport(chat.join("smokey"))
-                .default_node(false)
-                .start()
-                .await
-                .expect("node");
-            let counter = served.clone();
-            node.register(move |p: Ping| {
-                if !p.location.is_empty() {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-            nodes.push(node);
-        }
+        let (nodes, served) = fleet(&LocalChat::new()).await;
         let mut runs = Vec::new();
         for run in 0..5u64 {
             let start = Instant::now();
@@ -220,21 +225,7 @@ fn coalesce(n: u64) -> (u64, Duration) {
         .expect("runtime");
     runtime.block_on(async {
         let chat = LocalChat::with_max_message_len(2_000).throttle(Duration::from_secs(1));
-        let served = Arc::new(AtomicU64::new(0));
-        let mut nodes = Vec::new();
-        for name in ["Henders/EC2", "teward/vps", "Undo/laptop"] {
-            let node = Node::builder(name)
-                .transport(chat.join("smokey"))
-                .default_node(false)
-                .start()
-                .await
-                .expect("node");
-            let counter = served.clone();
-            node.register(move |_: Ping| {
-                counter.fetch_add(1, Ordering::Relaxed);
-            });
-            nodes.push(node);
-        }
+        let (nodes, served) = fleet(&chat).await;
         let start = Instant::now();
         for i in 0..n {
             let ping = Ping {
