@@ -135,9 +135,14 @@ impl Transport for LocalTransport {
         Box::pin(async move {
             let mut ready_at = Instant::now();
             loop {
-                // Posting waits for the throttle; reading never does.
+                // Posting waits for the throttle; reading never does. (No
+                // timer when there is nothing to wait for: tokio's timer
+                // rounds up to the next millisecond, which would stall
+                // every post by up to 1 ms.)
                 let next_post = async {
-                    tokio::time::sleep_until(ready_at).await;
+                    if ready_at > Instant::now() {
+                        tokio::time::sleep_until(ready_at).await;
+                    }
                     io.next_post().await
                 };
                 tokio::select! {
