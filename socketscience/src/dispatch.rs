@@ -3,7 +3,6 @@
 //! framing, size, signature, body, age, duplicates), and running handlers
 //! one at a time.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -146,7 +145,7 @@ pub(crate) struct Dispatcher {
     in_rx: mpsc::Receiver<ChatMessage>,
     registry: Arc<Registry>,
     registry_version: u64,
-    senders: HashMap<Box<str>, SenderState>,
+    senders: foldhash::HashMap<Box<str>, SenderState>,
     heard: u64,
     reassembly: Reassembly,
     buf: Vec<u8>,
@@ -168,7 +167,7 @@ impl Dispatcher {
         Dispatcher {
             registry: shared.read_registry(),
             registry_version: shared.registry_version.load(Ordering::Acquire),
-            senders: HashMap::new(),
+            senders: foldhash::HashMap::default(),
             heard: 0,
             reassembly: Reassembly::new(
                 config.reassembly,
@@ -404,26 +403,27 @@ impl Dispatcher {
         };
         self.heard += 1;
         let heard = self.heard;
-        if !self.senders.contains_key(from) {
-            if self.senders.len() >= MAX_SENDERS {
-                let oldest = self
-                    .senders
-                    .iter()
-                    .min_by_key(|(_, s)| s.last_heard)
-                    .map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    self.senders.remove(&oldest);
+        let state = match self.senders.get_mut(from) {
+            Some(state) => state,
+            None => {
+                if self.senders.len() >= MAX_SENDERS {
+                    let oldest = self
+                        .senders
+                        .iter()
+                        .min_by_key(|(_, s)| s.last_heard)
+                        .map(|(k, _)| k.clone());
+                    if let Some(oldest) = oldest {
+                        self.senders.remove(&oldest);
+                    }
                 }
+                let state = SenderState {
+                    instance: from.into(),
+                    windows: Vec::new(),
+                    last_heard: heard,
+                };
+                self.senders.entry(from.into()).or_insert(state)
             }
-            let state = SenderState {
-                instance: from.into(),
-                windows: Vec::new(),
-                last_heard: heard,
-            };
-            self.senders.insert(from.into(), state);
-        }
-        // Present: inserted just above if it was not.
-        let state = self.senders.get_mut(from)?;
+        };
         state.last_heard = heard;
         let seqs = seq..seq.saturating_add(count);
         match state.windows.iter().position(|w| w.session == session) {

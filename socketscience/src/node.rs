@@ -301,6 +301,7 @@ impl NodeBuilder {
             pending: VecDeque::new(),
             peeked: None,
             body: Vec::new(),
+            group: Vec::new(),
         };
         let dispatcher = Dispatcher::new(node.clone(), own_rx, in_rx);
         Ok((node, transport, io, dispatcher))

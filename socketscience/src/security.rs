@@ -10,8 +10,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use wildmatch::WildMatch;
@@ -84,9 +82,7 @@ impl Keys {
         match codec {
             Codec::Json => {
                 body.extend_from_slice(JSON_SIG_HEAD);
-                let mut b64 = String::with_capacity(SIG_B64_LEN);
-                BASE64.encode_string(sig, &mut b64);
-                body.extend_from_slice(b64.as_bytes());
+                crate::wire::encode_base64(&sig, body);
                 body.extend_from_slice(b"\"}");
             }
             Codec::MessagePack => {
@@ -123,19 +119,17 @@ pub(crate) enum Verdict {
 
 /// The covered bytes and the signature of a signed body.
 fn split_signed(body: &[u8]) -> Option<(&[u8], [u8; SIG_LEN])> {
-    let mut sig = [0u8; SIG_LEN];
     match Codec::sniff(body) {
         Codec::Json => {
             let at = body.len().checked_sub(JSON_SUFFIX_LEN)?;
             let (covered, suffix) = body.split_at(at);
             let b64 = suffix.strip_prefix(JSON_SIG_HEAD)?.strip_suffix(b"\"}")?;
-            let n = BASE64.decode_slice(b64, &mut sig).ok()?;
-            (n == SIG_LEN).then_some((covered, sig))
+            Some((covered, crate::wire::decode_base64_exact(b64)?))
         }
         Codec::MessagePack => {
             let at = body.len().checked_sub(MSGPACK_SUFFIX_LEN)?;
             let (covered, suffix) = body.split_at(at);
-            sig.copy_from_slice(suffix.strip_prefix(MSGPACK_SIG_HEAD)?);
+            let sig = suffix.strip_prefix(MSGPACK_SIG_HEAD)?.try_into().ok()?;
             Some((covered, sig))
         }
     }

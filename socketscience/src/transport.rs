@@ -107,6 +107,8 @@ pub struct TransportIo {
     pub(crate) peeked: Option<Encoded>,
     /// The body being framed, kept for the next post.
     pub(crate) body: Vec<u8>,
+    /// The envelopes of the post being made (kept for its allocation).
+    pub(crate) group: Vec<Encoded>,
 }
 
 /// Most envelopes one post carries.
@@ -137,24 +139,22 @@ impl TransportIo {
                     Some(envelope) => envelope,
                     None => self.outgoing.recv().await?,
                 };
-                let group = self.gather(first);
+                let mut group = std::mem::take(&mut self.group);
+                self.gather(first, &mut group);
                 let shared = &self.shared;
-                let signer = Signer {
-                    keys: &shared.config.keys,
+                let keys = &shared.config.keys;
+                let signer = (!keys.is_empty()).then(|| Signer {
+                    keys,
                     timestamp: now_millis(),
-                };
+                });
                 let mut body = std::mem::take(&mut self.body);
-                assemble_into(
-                    &mut body,
-                    shared.codec,
-                    shared.origin(),
-                    &group,
-                    Some(signer),
-                );
+                assemble_into(&mut body, shared.codec, shared.origin(), &group, signer);
                 let post = self.frame(&body);
                 if body.capacity() <= 64 << 10 {
                     self.body = body;
                 }
+                group.clear();
+                self.group = group;
                 post
             }
         };
@@ -162,17 +162,18 @@ impl TransportIo {
         Some(post)
     }
 
-    /// Adds to `first` the waiting envelopes that fit one post with it.
-    fn gather(&mut self, first: Encoded) -> Vec<Encoded> {
+    /// Puts `first` in `group` (empty), with the waiting envelopes that fit
+    /// one post with it.
+    fn gather(&mut self, first: Encoded, group: &mut Vec<Encoded>) {
         let codec = self.shared.codec;
         // A frame is 8 characters around the base64 of the body.
         let room = self.max_len.saturating_sub(8) / 4 * 3;
         let limit = room.saturating_sub(overhead(self.shared.origin()));
         let mut size = grown_size(0, &first);
         let mut kinds = first.kinds.len();
-        let mut group = vec![first];
+        group.push(first);
         if size > limit {
-            return group;
+            return;
         }
         while group.len() < MAX_GROUP {
             let Ok(next) = self.outgoing.try_recv() else {
@@ -198,7 +199,6 @@ impl TransportIo {
             kinds += next.kinds.len();
             group.push(next);
         }
-        group
     }
 
     /// Frames a body; queues its chunks and returns the first if it is too long.

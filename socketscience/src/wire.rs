@@ -17,8 +17,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
+use base64_simd::STANDARD as BASE64;
 use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, Visitor};
 use serde::Deserializer as _;
 use serde_json::value::RawValue;
@@ -159,7 +158,9 @@ pub enum WireError {
 pub fn clean(text: &str) -> Cow<'_, str> {
     let trimmed = text.trim();
     // Both characters start with the byte 0xE2 in UTF-8: scan bytes first.
-    if trimmed.as_bytes().contains(&0xE2) && trimmed.contains(['\u{200B}', '\u{200C}']) {
+    if memchr::memchr(0xE2, trimmed.as_bytes()).is_some()
+        && trimmed.contains(['\u{200B}', '\u{200C}'])
+    {
         let stripped: String = trimmed
             .chars()
             .filter(|c| !matches!(c, '\u{200B}' | '\u{200C}'))
@@ -282,7 +283,7 @@ pub fn write_frame_of(out: &mut String, lines: Lines, digits: u16, body: &[u8]) 
     out.reserve(FRAME_START.len() + 4 + body.len().div_ceil(3) * 4 + 1);
     out.push_str(lines.frame_start());
     push_digits(out, digits);
-    BASE64.encode_string(body, out);
+    BASE64.encode_append(body, out);
     out.push(FRAME_END);
 }
 
@@ -342,13 +343,26 @@ pub fn split_into_chunks(
 pub fn decode_base64(body_b64: &str, out: &mut Vec<u8>) -> Result<(), WireError> {
     out.clear();
     BASE64
-        .decode_vec(body_b64, out)
+        .decode_append(body_b64, out)
         .map_err(|e| WireError::Base64(e.to_string()))
 }
 
-/// Encodes a body as base64 into `out`.
-pub fn encode_base64(body: &[u8], out: &mut String) {
-    BASE64.encode_string(body, out);
+/// Decodes base64 that must give exactly `N` bytes.
+pub(crate) fn decode_base64_exact<const N: usize>(b64: &[u8]) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    // `decode` needs room for what the text gives: check its length first.
+    if BASE64.decoded_length(b64).ok()? != N {
+        return None;
+    }
+    BASE64
+        .decode(b64, base64_simd::Out::from_slice(&mut out))
+        .ok()?;
+    Some(out)
+}
+
+/// Appends the base64 of `body` to `out`.
+pub fn encode_base64<T: base64_simd::AppendBase64Encode>(body: &[u8], out: &mut T) {
+    BASE64.encode_append(body, out);
 }
 
 /// One message's value inside a decoded body, still in its codec's bytes.
@@ -440,6 +454,12 @@ pub fn parse_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, WireError
 enum BodyError {
     Limit(WireError),
     Other(String),
+}
+
+impl From<&str> for BodyError {
+    fn from(s: &str) -> Self {
+        BodyError::Other(s.to_owned())
+    }
 }
 
 impl From<String> for BodyError {
@@ -690,25 +710,28 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
     let mut meta = Meta::default();
     let mut messages = Vec::new();
     for _ in 0..len {
-        let (key, after) = rmp::decode::read_str_from_slice(rest)
-            .map_err(|e| format!("expected a string key: {e:?}"))?;
+        // Keys are compared as bytes: only a kind is checked for UTF-8.
+        let (key, after) = msgpack_str(rest).ok_or("expected a string key")?;
         rest = after;
         let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
         rest = after;
         match key {
-            KEY_FROM => {
-                let (from, tail) = rmp::decode::read_str_from_slice(value)
-                    .map_err(|e| format!("`_from` is not a string: {e:?}"))?;
-                if !tail.is_empty() {
-                    return Err("`_from` is not a string".to_owned().into());
-                }
-                meta.from = Some(Cow::Borrowed(from));
+            k if k == KEY_FROM.as_bytes() => {
+                let from = match msgpack_str(value) {
+                    Some((from, [])) => std::str::from_utf8(from).ok(),
+                    _ => None,
+                };
+                meta.from = Some(Cow::Borrowed(from.ok_or("`_from` is not a string")?));
             }
-            KEY_SESSION => meta.session = Some(msgpack_u64(value, KEY_SESSION)?),
-            KEY_SEQ => meta.seq = Some(msgpack_u64(value, KEY_SEQ)?),
-            KEY_COUNT => meta.count = Some(msgpack_u64(value, KEY_COUNT)?),
-            KEY_TIMESTAMP => meta.timestamp = Some(msgpack_u64(value, KEY_TIMESTAMP)?),
-            k if k.starts_with('_') => {}
+            k if k == KEY_SESSION.as_bytes() => {
+                meta.session = Some(msgpack_u64(value, KEY_SESSION)?)
+            }
+            k if k == KEY_SEQ.as_bytes() => meta.seq = Some(msgpack_u64(value, KEY_SEQ)?),
+            k if k == KEY_COUNT.as_bytes() => meta.count = Some(msgpack_u64(value, KEY_COUNT)?),
+            k if k == KEY_TIMESTAMP.as_bytes() => {
+                meta.timestamp = Some(msgpack_u64(value, KEY_TIMESTAMP)?)
+            }
+            [b'_', ..] => {}
             _ => {
                 if messages.len() == limits.max_kinds {
                     return Err(BodyError::Limit(WireError::TooLarge {
@@ -717,7 +740,8 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
                         max: limits.max_kinds,
                     }));
                 }
-                messages.push((Cow::Borrowed(key), RawValueRef::MessagePack(value)));
+                let kind = std::str::from_utf8(key).map_err(|_| "a key is not UTF-8")?;
+                messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
             }
         }
     }
@@ -732,8 +756,20 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
     })
 }
 
+/// A MessagePack string's bytes (not checked for UTF-8), and what follows.
+fn msgpack_str(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut rest = bytes;
+    let len = rmp::decode::read_str_len(&mut rest).ok()? as usize;
+    (len <= rest.len()).then(|| rest.split_at(len))
+}
+
+/// A whole MessagePack value that must be an unsigned integer.
 fn msgpack_u64(value: &[u8], key: &str) -> Result<u64, String> {
-    rmp_serde::from_slice(value).map_err(|e| format!("`{key}` is not an unsigned integer: {e}"))
+    let mut rest = value;
+    match rmp::decode::read_int::<u64, _>(&mut rest) {
+        Ok(n) if rest.is_empty() => Ok(n),
+        _ => Err(format!("`{key}` is not an unsigned integer")),
+    }
 }
 
 /// Splits one MessagePack value off the front of `bytes`, checking depth:
