@@ -239,7 +239,7 @@ impl Dispatcher {
 
     fn count(&self, counter: &Counter, n: u64) {
         if n > 0 {
-            Counters::add(counter, n);
+            Counters::add_owned(counter, n);
         }
     }
 
@@ -255,7 +255,7 @@ impl Dispatcher {
             Drop::Duplicate if self.node.shared.config.keys.is_empty() => &c.duplicates,
             Drop::Duplicate => &c.replayed,
         };
-        Counters::add(counter, 1);
+        Counters::add_owned(counter, 1);
         trace!(node = %self.node.name(), account, reason = ?why, %detail, "dropped a message from the room");
         self.drops.note(&self.node);
     }
@@ -278,9 +278,9 @@ impl Dispatcher {
     pub(crate) async fn chat(&mut self, message: ChatMessage) {
         let shared = self.node.shared.clone();
         let counters = &shared.counters;
-        Counters::add(&counters.received, 1);
+        Counters::add_owned(&counters.received, 1);
         if !shared.config.trust.allows(&message.account) {
-            Counters::add(&counters.untrusted, 1);
+            Counters::add_owned(&counters.untrusted, 1);
             trace!(node = %shared.name, account = %message.account, "ignored a message from an untrusted account");
             self.drops.note(&self.node);
             return;
@@ -289,7 +289,7 @@ impl Dispatcher {
         match wire::parse_chat_text(&text) {
             Ok(ChatText::Frame { body }) => self.frame(&shared, body, &message.account).await,
             Ok(ChatText::Chunk(chunk)) => {
-                Counters::add(&counters.chunks, 1);
+                Counters::add_owned(&counters.chunks, 1);
                 let mut dropped = 0;
                 let added =
                     self.reassembly
@@ -306,7 +306,7 @@ impl Dispatcher {
                 }
             }
             Err(WireError::NotAFrame) => {
-                Counters::add(&counters.not_frames, 1);
+                Counters::add_owned(&counters.not_frames, 1);
                 trace!(node = %shared.name, account = %message.account, "not a frame");
             }
             Err(e) => self.drop(Drop::Malformed, &message.account, &e),
@@ -329,7 +329,7 @@ impl Dispatcher {
             // This node's own post of several envelopes, echoed by the chat
             // (its handlers ran at send time): not even decoded. Signed
             // echoes are verified first and dropped by `accept`.
-            Counters::add(&shared.counters.own_echoes, 1);
+            Counters::add_owned(&shared.counters.own_echoes, 1);
             return;
         }
         let mut buf = std::mem::take(&mut self.buf);
@@ -395,7 +395,7 @@ impl Dispatcher {
             return Some(Sender::new(account.clone(), None));
         };
         if meta.session == Some(shared.session) && from == &*shared.name {
-            Counters::add(&counters.own_echoes, 1);
+            Counters::add_owned(&counters.own_echoes, 1);
             return None;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
@@ -436,8 +436,7 @@ impl Dispatcher {
                 }
                 seqs.for_each(|s| window.mark(s));
                 // Most recently used first.
-                let window = state.windows.remove(i);
-                state.windows.insert(0, window);
+                state.windows[..=i].rotate_right(1);
             }
             None => {
                 let mut window = Window::new(session, seq);
@@ -458,11 +457,11 @@ impl Dispatcher {
             self.registry_version = version;
         }
         let counters = &shared.counters;
-        Counters::add(&counters.envelopes, body.meta.count.unwrap_or(1));
+        Counters::add_owned(&counters.envelopes, body.meta.count.unwrap_or(1));
         let cx = Context::new(self.node.clone(), sender);
         for (kind, raw) in &body.messages {
             let Some(handlers) = self.registry.get(kind) else {
-                Counters::add(&counters.unknown_kinds, 1);
+                Counters::add_owned(&counters.unknown_kinds, 1);
                 trace!(node = %shared.name, kind = %kind, "no handler for this kind");
                 continue;
             };
@@ -473,20 +472,20 @@ impl Dispatcher {
                     Ok(Ok(Call::Ready(result))) => Ok(result),
                     Ok(Ok(Call::Pending(future))) => AssertUnwindSafe(future).catch_unwind().await,
                     Ok(Err(e)) => {
-                        Counters::add(&counters.bad_values, 1);
+                        Counters::add_owned(&counters.bad_values, 1);
                         warn!(node = %shared.name, kind = %kind, error = %e, "a value does not fit its message type");
                         break;
                     }
                     Err(panic) => Err(panic),
                 };
                 match outcome {
-                    Ok(Ok(())) => Counters::add(&counters.dispatched, 1),
+                    Ok(Ok(())) => Counters::add_owned(&counters.dispatched, 1),
                     Ok(Err(e)) => {
-                        Counters::add(&counters.handler_errors, 1);
+                        Counters::add_owned(&counters.handler_errors, 1);
                         warn!(node = %shared.name, handler = %handler.name, kind = %kind, error = %e, "handler failed");
                     }
                     Err(panic) => {
-                        Counters::add(&counters.handler_panics, 1);
+                        Counters::add_owned(&counters.handler_panics, 1);
                         let what = panic
                             .downcast_ref::<&str>()
                             .map(|s| s.to_string())

@@ -158,7 +158,7 @@ impl TransportIo {
                 post
             }
         };
-        Counters::add(&self.shared.counters.posts, 1);
+        Counters::add_owned(&self.shared.counters.posts, 1);
         Some(post)
     }
 

@@ -773,22 +773,24 @@ fn msgpack_u64(value: &[u8], key: &str) -> Result<u64, String> {
 }
 
 /// Splits one MessagePack value off the front of `bytes`, checking depth:
-/// walks the markers (rmp's), allocating nothing.
+/// walks the markers, allocating nothing.
 fn split_msgpack_value(bytes: &[u8], max_depth: usize) -> Result<(&[u8], &[u8]), BodyError> {
     let mut pos = 0;
     skip_msgpack(bytes, &mut pos, 1, max_depth)?;
     Ok(bytes.split_at(pos))
 }
 
+/// Moves `pos` past one MessagePack value (markers as in the MessagePack
+/// specification), checking that it is whole and not nested deeper than
+/// `max_depth`.
 fn skip_msgpack(
     bytes: &[u8],
     pos: &mut usize,
     depth: usize,
     max_depth: usize,
 ) -> Result<(), BodyError> {
-    use rmp::Marker as M;
     let eof = || BodyError::Other("the value is cut short".to_owned());
-    let byte = *bytes.get(*pos).ok_or_else(eof)?;
+    let marker = *bytes.get(*pos).ok_or_else(eof)?;
     *pos += 1;
     // A big-endian length of `n` bytes at the cursor.
     let mut length = |n: usize| -> Result<usize, BodyError> {
@@ -798,31 +800,33 @@ fn skip_msgpack(
             .iter()
             .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)))
     };
-    let (skip, items) = match M::from_u8(byte) {
-        M::FixPos(_) | M::FixNeg(_) | M::Null | M::True | M::False => (0, 0),
-        M::U8 | M::I8 => (1, 0),
-        M::U16 | M::I16 => (2, 0),
-        M::U32 | M::I32 | M::F32 => (4, 0),
-        M::U64 | M::I64 | M::F64 => (8, 0),
-        M::FixStr(n) => (usize::from(n), 0),
-        M::Str8 | M::Bin8 => (length(1)?, 0),
-        M::Str16 | M::Bin16 => (length(2)?, 0),
-        M::Str32 | M::Bin32 => (length(4)?, 0),
-        M::FixExt1 => (2, 0),
-        M::FixExt2 => (3, 0),
-        M::FixExt4 => (5, 0),
-        M::FixExt8 => (9, 0),
-        M::FixExt16 => (17, 0),
-        M::Ext8 => (length(1)? + 1, 0),
-        M::Ext16 => (length(2)? + 1, 0),
-        M::Ext32 => (length(4)? + 1, 0),
-        M::FixArray(n) => (0, usize::from(n)),
-        M::Array16 => (0, length(2)?),
-        M::Array32 => (0, length(4)?),
-        M::FixMap(n) => (0, 2 * usize::from(n)),
-        M::Map16 => (0, 2 * length(2)?),
-        M::Map32 => (0, 2 * length(4)?),
-        M::Reserved => return Err("a reserved MessagePack marker (0xc1)".to_owned().into()),
+    // (bytes to skip, items that follow)
+    let (skip, items) = match marker {
+        // positive and negative fixint, nil, false, true
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+        0x80..=0x8f => (0, 2 * usize::from(marker & 0x0f)), // fixmap
+        0x90..=0x9f => (0, usize::from(marker & 0x0f)),     // fixarray
+        0xa0..=0xbf => (usize::from(marker & 0x1f), 0),     // fixstr
+        0xc1 => return Err("a reserved MessagePack marker (0xc1)".into()),
+        0xc4 | 0xd9 => (length(1)?, 0), // bin 8, str 8
+        0xc5 | 0xda => (length(2)?, 0), // bin 16, str 16
+        0xc6 | 0xdb => (length(4)?, 0), // bin 32, str 32
+        0xc7 => (length(1)? + 1, 0),    // ext 8
+        0xc8 => (length(2)? + 1, 0),    // ext 16
+        0xc9 => (length(4)? + 1, 0),    // ext 32
+        0xcc | 0xd0 => (1, 0),          // uint 8, int 8
+        0xcd | 0xd1 => (2, 0),          // uint 16, int 16
+        0xca | 0xce | 0xd2 => (4, 0),   // float 32, uint 32, int 32
+        0xcb | 0xcf | 0xd3 => (8, 0),   // float 64, uint 64, int 64
+        0xd4 => (2, 0),                 // fixext 1
+        0xd5 => (3, 0),                 // fixext 2
+        0xd6 => (5, 0),                 // fixext 4
+        0xd7 => (9, 0),                 // fixext 8
+        0xd8 => (17, 0),                // fixext 16
+        0xdc => (0, length(2)?),        // array 16
+        0xdd => (0, length(4)?),        // array 32
+        0xde => (0, 2 * length(2)?),    // map 16
+        0xdf => (0, 2 * length(4)?),    // map 32
     };
     *pos = pos
         .checked_add(skip)
