@@ -8,6 +8,8 @@
 # roundtrip: encode one `ping` envelope, receive and dispatch it once
 #            (socketscience: its real send and receive paths, on one thread).
 # naive:     the same map by hand: serde_json + base64 + frame and back.
+# minimal:   the least work with the library's crates (rmp-serde straight
+#            into a struct, SIMD base64), no metadata, queues or checks.
 # fanout:    one encode, three receive-and-dispatch (three instances; for
 #            socketscience, three nodes on a LocalChat, tasks and all).
 set -euo pipefail
@@ -23,6 +25,7 @@ read -r _ py_fan py_fan_lo py_fan_hi < <(python3 benches/python_baseline.py fano
 read -r _ rs_mp rs_mp_lo rs_mp_hi < <("$compare" roundtrip-msgpack "$n")
 read -r _ rs_json rs_json_lo rs_json_hi < <("$compare" roundtrip-json "$n")
 read -r _ naive naive_lo naive_hi < <("$compare" naive "$n")
+read -r _ minimal minimal_lo minimal_hi < <("$compare" minimal "$n")
 read -r _ rs_fan rs_fan_lo rs_fan_hi < <("$compare" fanout "$n" 2>/dev/null)
 
 echo "machine: $(nproc) cores, $(uname -m), $(python3 --version), $(rustc --version | cut -d' ' -f1-2)"
@@ -33,10 +36,12 @@ row "python roundtrip, lean (slicing, no regex)" "$py_lean" "$py_lean_lo" "$py_l
 row "socketscience roundtrip, msgpack" "$rs_mp" "$rs_mp_lo" "$rs_mp_hi"
 row "socketscience roundtrip, json" "$rs_json" "$rs_json_lo" "$rs_json_hi"
 row "naive floor roundtrip (serde_json + base64)" "$naive" "$naive_lo" "$naive_hi"
+row "minimal roundtrip (rmp-serde + SIMD base64)" "$minimal" "$minimal_lo" "$minimal_hi"
 row "python fanout (1 encode, 3 dispatches)" "$py_fan" "$py_fan_lo" "$py_fan_hi"
 row "socketscience fanout, LocalChat, 3 nodes" "$rs_fan" "$rs_fan_lo" "$rs_fan_hi"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "python / socketscience roundtrip: msgpack $(ratio "$py_round" "$rs_mp")x, json $(ratio "$py_round" "$rs_json")x (against the lean python: $(ratio "$py_lean" "$rs_mp")x, $(ratio "$py_lean" "$rs_json")x)"
-echo "naive / socketscience roundtrip (json): $(ratio "$naive" "$rs_json")x"
+echo "socketscience / naive floor (time): json $(ratio "$rs_json" "$naive")x, msgpack $(ratio "$rs_mp" "$naive")x"
+echo "python / minimal roundtrip: $(ratio "$py_round" "$minimal")x; socketscience msgpack / minimal: $(ratio "$rs_mp" "$minimal")x"
 echo "python / socketscience fanout: $(ratio "$py_fan" "$rs_fan")x"
 awk -v f="$rs_fan" 'BEGIN { printf "socketscience fanout: %.2f million handler runs per second\n", 3000 / f }'

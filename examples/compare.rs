@@ -9,10 +9,14 @@
 //!
 //! `roundtrip`: encode a `ping` envelope, then receive and dispatch it on
 //! another node, through the library's real send and receive paths, driven
-//! on one thread. `fanout`: one node sends (from a task on the runtime),
-//! three nodes in one `LocalChat`
-//! (the sender included) run a handler for every message: the whole stack,
-//! tasks and all, on the multi-threaded runtime.
+//! on one thread (`roundtrip-msgpack`, `roundtrip-json`: one codec).
+//! `naive`: the same map by hand, serde_json and base64, without the
+//! library. `minimal`: the least work that carries a ping in the frame
+//! with the library's crates (rmp-serde, SIMD base64), without metadata,
+//! queues or checks. `fanout`: one node sends (from a task on the runtime),
+//! three nodes in one `LocalChat` (the sender included) run a handler for
+//! every message: the whole stack, tasks and all, on the multi-threaded
+//! runtime. `coalesce N`: N pings offered at once to a throttled chat.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -150,6 +154,49 @@ fn naive(n: u64) -> Spread {
     median(runs)
 }
 
+/// The minimal floor: the least work that carries a `Ping` in
+/// SmokeDetector's frame with the library's own crates: rmp-serde straight
+/// into a struct, SIMD base64, no metadata, no queues, no checks.
+fn minimal(n: u64) -> Spread {
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        ping: &'a Ping,
+    }
+    #[derive(serde::Deserialize)]
+    struct In {
+        ping: Option<Ping>,
+    }
+    let b64 = base64_simd::STANDARD;
+    let mut served = 0u64;
+    let runs = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for i in 0..n {
+                let ping = Ping {
+                    location: "Henders/EC2".into(),
+                    timestamp: 1_700_000_000.0 + i as f64,
+                };
+                let bytes = rmp_serde::to_vec_named(&Out { ping: &ping }).expect("msgpack");
+                let mut text = String::from(".\n\u{2}1234");
+                b64.encode_append(&bytes, &mut text);
+                text.push('\u{3}');
+                let body = text
+                    .strip_prefix(".\n\u{2}")
+                    .and_then(|t| t.strip_suffix('\u{3}'))
+                    .expect("frame");
+                let bytes = b64.decode_to_vec(&body[4..]).expect("base64");
+                let received: In = rmp_serde::from_slice(&bytes).expect("msgpack");
+                if received.ping.is_some_and(|p| !p.location.is_empty()) {
+                    served += 1;
+                }
+            }
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .collect();
+    assert_eq!(served, 5 * n);
+    median(runs)
+}
+
 /// Three nodes in `chat`, each counting the pings its handler runs for.
 async fn fleet(chat: &LocalChat) -> (Vec<Node>, Arc<AtomicU64>) {
     let served = Arc::new(AtomicU64::new(0));
@@ -261,6 +308,7 @@ fn main() {
             println!("roundtrip-msgpack {}", roundtrip(Codec::MessagePack, n))
         }
         "naive" => println!("naive {}", naive(n)),
+        "minimal" => println!("minimal {}", minimal(n)),
         "fanout" => println!("fanout {}", fanout(n)),
         "coalesce" => {
             let (posts, delay) = coalesce(n);
@@ -269,7 +317,10 @@ fn main() {
             );
         }
         other => {
-            eprintln!("unknown mode {other}: use roundtrip or fanout");
+            eprintln!(
+                "unknown mode {other}: use roundtrip, roundtrip-msgpack, roundtrip-json, \
+                 naive, minimal, fanout or coalesce"
+            );
             std::process::exit(2);
         }
     }

@@ -268,7 +268,7 @@ impl Dispatcher {
         match wire::parse_body(&body, limits) {
             Ok(parsed) => {
                 let sender = self.own_sender.clone();
-                self.dispatch(parsed, sender).await;
+                self.dispatch(&parsed, sender).await;
             }
             // The node wrote it; this would be a bug.
             Err(e) => error!(node = %self.node.name(), error = %e, "cannot read own envelope"),
@@ -348,7 +348,7 @@ impl Dispatcher {
             Verdict::Valid => match wire::parse_body(&buf, shared.config.body_limits) {
                 Ok(body) => {
                     if let Some(sender) = self.accept(shared, &body.meta, account, signed) {
-                        self.dispatch(body, sender).await;
+                        self.dispatch(&body, sender).await;
                     }
                 }
                 Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
@@ -449,7 +449,7 @@ impl Dispatcher {
     }
 
     /// Runs every handler for every kind of an accepted envelope.
-    async fn dispatch(&mut self, body: wire::Body<'_>, sender: Sender) {
+    async fn dispatch(&mut self, body: &wire::Body<'_>, sender: Sender) {
         let shared = &self.node.shared;
         let version = shared.registry_version.load(Ordering::Acquire);
         if version != self.registry_version {
