@@ -46,6 +46,24 @@ fn median(mut runs: Vec<f64>) -> Spread {
     Spread(runs[runs.len() / 2], runs[0], runs[runs.len() - 1])
 }
 
+/// Times 5 runs of `n` pings, each given to `one` (which encodes, receives
+/// and dispatches it): ns per ping.
+fn timed(n: u64, mut one: impl FnMut(Ping)) -> Spread {
+    let runs = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for i in 0..n {
+                one(Ping {
+                    location: "Henders/EC2".into(),
+                    timestamp: 1_700_000_000.0 + i as f64,
+                });
+            }
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .collect();
+    median(runs)
+}
+
 fn roundtrip(codec: Codec, n: u64) -> Spread {
     let chat = LocalChat::new();
     let build = |name: &str| {
@@ -67,25 +85,15 @@ fn roundtrip(codec: Codec, n: u64) -> Spread {
         }
     });
     let account: Arc<str> = "smokey".into();
-    let runs = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            for i in 0..n {
-                let ping = Ping {
-                    location: "Henders/EC2".into(),
-                    timestamp: 1_700_000_000.0 + i as f64,
-                };
-                let text = sender.post(ping).expect("post");
-                receiver.receive(ChatMessage {
-                    account: account.clone(),
-                    text: text.into(),
-                });
-            }
-            start.elapsed().as_nanos() as f64 / n as f64
-        })
-        .collect();
+    let spread = timed(n, |ping| {
+        let text = sender.post(ping).expect("post");
+        receiver.receive(ChatMessage {
+            account: account.clone(),
+            text: text.into(),
+        });
+    });
     assert_eq!(served.load(Ordering::Relaxed), 5 * n);
-    median(runs)
+    spread
 }
 
 /// The naive floor: the same map by hand, serde_json + base64 + frame and
@@ -137,21 +145,9 @@ fn naive(n: u64) -> Spread {
             }
         }),
     );
-    let runs = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            for i in 0..n {
-                let ping = Ping {
-                    location: "Henders/EC2".into(),
-                    timestamp: 1_700_000_000.0 + i as f64,
-                };
-                receive(&encode(&ping), &handlers);
-            }
-            start.elapsed().as_nanos() as f64 / n as f64
-        })
-        .collect();
+    let spread = timed(n, |ping| receive(&encode(&ping), &handlers));
     assert_eq!(served.load(Ordering::Relaxed), 5 * n);
-    median(runs)
+    spread
 }
 
 /// The minimal floor: the least work that carries a `Ping` in
@@ -168,33 +164,23 @@ fn minimal(n: u64) -> Spread {
     }
     let b64 = base64_simd::STANDARD;
     let mut served = 0u64;
-    let runs = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            for i in 0..n {
-                let ping = Ping {
-                    location: "Henders/EC2".into(),
-                    timestamp: 1_700_000_000.0 + i as f64,
-                };
-                let bytes = rmp_serde::to_vec_named(&Out { ping: &ping }).expect("msgpack");
-                let mut text = String::from(".\n\u{2}1234");
-                b64.encode_append(&bytes, &mut text);
-                text.push('\u{3}');
-                let body = text
-                    .strip_prefix(".\n\u{2}")
-                    .and_then(|t| t.strip_suffix('\u{3}'))
-                    .expect("frame");
-                let bytes = b64.decode_to_vec(&body[4..]).expect("base64");
-                let received: In = rmp_serde::from_slice(&bytes).expect("msgpack");
-                if received.ping.is_some_and(|p| !p.location.is_empty()) {
-                    served += 1;
-                }
-            }
-            start.elapsed().as_nanos() as f64 / n as f64
-        })
-        .collect();
+    let spread = timed(n, |ping| {
+        let bytes = rmp_serde::to_vec_named(&Out { ping: &ping }).expect("msgpack");
+        let mut text = String::from(".\n\u{2}1234");
+        b64.encode_append(&bytes, &mut text);
+        text.push('\u{3}');
+        let body = text
+            .strip_prefix(".\n\u{2}")
+            .and_then(|t| t.strip_suffix('\u{3}'))
+            .expect("frame");
+        let bytes = b64.decode_to_vec(&body[4..]).expect("base64");
+        let received: In = rmp_serde::from_slice(&bytes).expect("msgpack");
+        if received.ping.is_some_and(|p| !p.location.is_empty()) {
+            served += 1;
+        }
+    });
     assert_eq!(served, 5 * n);
-    median(runs)
+    spread
 }
 
 /// Three nodes in `chat`, each counting the pings its handler runs for.
