@@ -776,25 +776,35 @@ fn msgpack_u64(value: &[u8], key: &str) -> Result<u64, String> {
 /// walks the markers, allocating nothing.
 fn split_msgpack_value(bytes: &[u8], max_depth: usize) -> Result<(&[u8], &[u8]), BodyError> {
     let mut pos = 0;
-    skip_msgpack(bytes, &mut pos, 1, max_depth)?;
-    Ok(bytes.split_at(pos))
+    match skip_msgpack(bytes, &mut pos, 1, max_depth) {
+        Ok(()) => Ok(bytes.split_at(pos)),
+        Err(Skip::CutShort) => Err("the value is cut short".into()),
+        Err(Skip::Reserved) => Err("a reserved MessagePack marker (0xc1)".into()),
+        Err(Skip::TooDeep(depth)) => Err(BodyError::Limit(WireError::TooLarge {
+            what: "the nesting depth",
+            size: depth,
+            max: max_depth,
+        })),
+    }
+}
+
+/// Why a MessagePack value could not be skipped (small, to stay in
+/// registers on the hot path).
+enum Skip {
+    CutShort,
+    Reserved,
+    TooDeep(usize),
 }
 
 /// Moves `pos` past one MessagePack value (markers as in the MessagePack
 /// specification), checking that it is whole and not nested deeper than
 /// `max_depth`.
-fn skip_msgpack(
-    bytes: &[u8],
-    pos: &mut usize,
-    depth: usize,
-    max_depth: usize,
-) -> Result<(), BodyError> {
-    let eof = || BodyError::Other("the value is cut short".to_owned());
-    let marker = *bytes.get(*pos).ok_or_else(eof)?;
+fn skip_msgpack(bytes: &[u8], pos: &mut usize, depth: usize, max_depth: usize) -> Result<(), Skip> {
+    let marker = *bytes.get(*pos).ok_or(Skip::CutShort)?;
     *pos += 1;
     // A big-endian length of `n` bytes at the cursor.
-    let mut length = |n: usize| -> Result<usize, BodyError> {
-        let field = bytes.get(*pos..*pos + n).ok_or_else(eof)?;
+    let mut length = |n: usize| -> Result<usize, Skip> {
+        let field = bytes.get(*pos..*pos + n).ok_or(Skip::CutShort)?;
         *pos += n;
         Ok(field
             .iter()
@@ -807,7 +817,7 @@ fn skip_msgpack(
         0x80..=0x8f => (0, 2 * usize::from(marker & 0x0f)), // fixmap
         0x90..=0x9f => (0, usize::from(marker & 0x0f)),     // fixarray
         0xa0..=0xbf => (usize::from(marker & 0x1f), 0),     // fixstr
-        0xc1 => return Err("a reserved MessagePack marker (0xc1)".into()),
+        0xc1 => return Err(Skip::Reserved),
         0xc4 | 0xd9 => (length(1)?, 0), // bin 8, str 8
         0xc5 | 0xda => (length(2)?, 0), // bin 16, str 16
         0xc6 | 0xdb => (length(4)?, 0), // bin 32, str 32
@@ -831,14 +841,10 @@ fn skip_msgpack(
     *pos = pos
         .checked_add(skip)
         .filter(|end| *end <= bytes.len())
-        .ok_or_else(eof)?;
+        .ok_or(Skip::CutShort)?;
     if items > 0 {
         if depth > max_depth {
-            return Err(BodyError::Limit(WireError::TooLarge {
-                what: "the nesting depth",
-                size: depth,
-                max: max_depth,
-            }));
+            return Err(Skip::TooDeep(depth));
         }
         // Every item takes at least a byte: a false count runs out quickly.
         for _ in 0..items {
