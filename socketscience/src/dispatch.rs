@@ -149,7 +149,11 @@ pub(crate) struct Dispatcher {
     heard: u64,
     reassembly: Reassembly,
     buf: Vec<u8>,
-    own_sender: Sender,
+    /// The context of this node's own envelopes.
+    own_cx: Option<Context>,
+    /// The context of the last envelope from the room, kept while the same
+    /// sender goes on (no reference counting per envelope).
+    last_cx: Option<Context>,
     /// How this node's own multi-envelope JSON posts start, in base64
     /// (whole groups of three bytes), to drop their echoes undecoded.
     own_prefix_b64: String,
@@ -174,7 +178,11 @@ impl Dispatcher {
                 config.max_envelope_bytes.div_ceil(3) * 4,
             ),
             buf: Vec::new(),
-            own_sender: Sender::own(shared.account.clone(), shared.name.clone()),
+            own_cx: Some(Context::new(
+                node.clone(),
+                Sender::own(shared.account.clone(), shared.name.clone()),
+            )),
+            last_cx: None,
             own_prefix_b64: {
                 let prefix = crate::envelope::batch_prefix(shared.origin());
                 let mut b64 = String::new();
@@ -267,8 +275,13 @@ impl Dispatcher {
         };
         match wire::parse_body(&body, limits) {
             Ok(parsed) => {
-                let sender = self.own_sender.clone();
-                self.dispatch(&parsed, sender).await;
+                let cx = self.own_cx.take().unwrap_or_else(|| {
+                    let shared = &self.node.shared;
+                    let own = Sender::own(shared.account.clone(), shared.name.clone());
+                    Context::new(self.node.clone(), own)
+                });
+                self.dispatch(&parsed, &cx).await;
+                self.own_cx = Some(cx);
             }
             // The node wrote it; this would be a bug.
             Err(e) => error!(node = %self.node.name(), error = %e, "cannot read own envelope"),
@@ -347,8 +360,10 @@ impl Dispatcher {
         match verdict {
             Verdict::Valid => match wire::parse_body(&buf, shared.config.body_limits) {
                 Ok(body) => {
-                    if let Some(sender) = self.accept(shared, &body.meta, account, signed) {
-                        self.dispatch(&body, sender).await;
+                    if let Some(instance) = self.accept(shared, &body.meta, account, signed) {
+                        let cx = self.context(account, instance);
+                        self.dispatch(&body, &cx).await;
+                        self.last_cx = Some(cx);
                     }
                 }
                 Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
@@ -364,15 +379,31 @@ impl Dispatcher {
         }
     }
 
-    /// Drops own echoes, stale and repeated envelopes; gives the sender of
-    /// the rest.
-    fn accept(
+    /// The context for an envelope from `account` and `instance`: the last
+    /// one's if the sender is the same.
+    fn context(&mut self, account: &Arc<str>, instance: Option<&str>) -> Context {
+        match self.last_cx.take() {
+            Some(cx) if cx.sender().is(account, instance) => cx,
+            _ => {
+                // The instance's name as the sender table keeps it, if it does.
+                let instance = instance.map(|name| match self.senders.get(name) {
+                    Some(state) => state.instance.clone(),
+                    None => name.into(),
+                });
+                Context::new(self.node.clone(), Sender::new(account.clone(), instance))
+            }
+        }
+    }
+
+    /// Drops own echoes, stale and repeated envelopes; gives the sending
+    /// instance of the rest (`Some(None)` when the envelope names none).
+    fn accept<'m>(
         &mut self,
         shared: &NodeShared,
-        meta: &Meta<'_>,
+        meta: &'m Meta<'_>,
         account: &Arc<str>,
         signed: bool,
-    ) -> Option<Sender> {
+    ) -> Option<Option<&'m str>> {
         let counters = &shared.counters;
         let count = meta.count.unwrap_or(1);
         if signed {
@@ -392,14 +423,14 @@ impl Dispatcher {
         }
         let Some(from) = meta.from.as_deref() else {
             // Python SocketScience sends no metadata.
-            return Some(Sender::new(account.clone(), None));
+            return Some(None);
         };
         if meta.session == Some(shared.session) && from == &*shared.name {
             Counters::add_owned(&counters.own_echoes, 1);
             return None;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
-            return Some(Sender::new(account.clone(), Some(from.into())));
+            return Some(Some(from));
         };
         self.heard += 1;
         let heard = self.heard;
@@ -445,11 +476,11 @@ impl Dispatcher {
                 state.windows.truncate(SESSIONS_PER_SENDER);
             }
         }
-        Some(Sender::new(account.clone(), Some(state.instance.clone())))
+        Some(Some(from))
     }
 
     /// Runs every handler for every kind of an accepted envelope.
-    async fn dispatch(&mut self, body: &wire::Body<'_>, sender: Sender) {
+    async fn dispatch(&mut self, body: &wire::Body<'_>, cx: &Context) {
         let shared = &self.node.shared;
         let version = shared.registry_version.load(Ordering::Acquire);
         if version != self.registry_version {
@@ -458,7 +489,6 @@ impl Dispatcher {
         }
         let counters = &shared.counters;
         Counters::add_owned(&counters.envelopes, body.meta.count.unwrap_or(1));
-        let cx = Context::new(self.node.clone(), sender);
         for (kind, raw) in &body.messages {
             let Some(handlers) = self.registry.get(kind) else {
                 Counters::add_owned(&counters.unknown_kinds, 1);
@@ -467,7 +497,7 @@ impl Dispatcher {
             };
             for handler in handlers {
                 let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    (handler.call)(*raw, &cx)
+                    (handler.call)(*raw, cx)
                 })) {
                     Ok(Ok(Call::Ready(result))) => Ok(result),
                     Ok(Ok(Call::Pending(future))) => AssertUnwindSafe(future).catch_unwind().await,

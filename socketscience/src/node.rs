@@ -703,4 +703,9 @@ impl Sender {
     pub fn is_self(&self) -> bool {
         self.own
     }
+
+    /// Whether this is another node's `account` and `instance`.
+    pub(crate) fn is(&self, account: &str, instance: Option<&str>) -> bool {
+        !self.own && *self.account == *account && self.instance() == instance
+    }
 }
