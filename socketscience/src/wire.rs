@@ -703,6 +703,7 @@ fn check_count(meta: &Meta<'_>) -> Result<(), BodyError> {
     }
 }
 
+#[inline]
 fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyError> {
     let mut rest = body;
     let len = rmp::decode::read_map_len(&mut rest).map_err(|e| format!("expected a map: {e}"))?;
@@ -757,19 +758,56 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
 }
 
 /// A MessagePack string's bytes (not checked for UTF-8), and what follows.
+/// (Read here rather than with rmp: this runs for every key of every body.)
 fn msgpack_str(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let mut rest = bytes;
-    let len = rmp::decode::read_str_len(&mut rest).ok()? as usize;
+    let (&marker, rest) = bytes.split_first()?;
+    let (len, rest) = match marker {
+        0xa0..=0xbf => (usize::from(marker & 0x1f), rest), // fixstr
+        0xd9 => {
+            let (n, rest) = rest.split_first()?; // str 8
+            (usize::from(*n), rest)
+        }
+        0xda => {
+            let (n, rest) = rest.split_first_chunk()?; // str 16
+            (usize::from(u16::from_be_bytes(*n)), rest)
+        }
+        0xdb => {
+            let (n, rest) = rest.split_first_chunk()?; // str 32
+            (u32::from_be_bytes(*n) as usize, rest)
+        }
+        _ => return None,
+    };
     (len <= rest.len()).then(|| rest.split_at(len))
 }
 
-/// A whole MessagePack value that must be an unsigned integer.
+/// A whole MessagePack value that must be a non-negative integer, in any
+/// integer form.
 fn msgpack_u64(value: &[u8], key: &str) -> Result<u64, String> {
-    let mut rest = value;
-    match rmp::decode::read_int::<u64, _>(&mut rest) {
-        Ok(n) if rest.is_empty() => Ok(n),
-        _ => Err(format!("`{key}` is not an unsigned integer")),
-    }
+    let n = match value {
+        [n @ 0x00..=0x7f] => Some(u64::from(*n)), // positive fixint
+        [0xcc, b @ ..] => b.try_into().ok().map(|b| u8::from_be_bytes(b).into()),
+        [0xcd, b @ ..] => b.try_into().ok().map(|b| u16::from_be_bytes(b).into()),
+        [0xce, b @ ..] => b.try_into().ok().map(|b| u32::from_be_bytes(b).into()),
+        [0xcf, b @ ..] => b.try_into().ok().map(u64::from_be_bytes),
+        [0xd0, b @ ..] => b
+            .try_into()
+            .ok()
+            .and_then(|b| i8::from_be_bytes(b).try_into().ok()),
+        [0xd1, b @ ..] => b
+            .try_into()
+            .ok()
+            .and_then(|b| i16::from_be_bytes(b).try_into().ok()),
+        [0xd2, b @ ..] => b
+            .try_into()
+            .ok()
+            .and_then(|b| i32::from_be_bytes(b).try_into().ok()),
+        [0xd3, b @ ..] => b
+            .try_into()
+            .ok()
+            .and_then(|b| i64::from_be_bytes(b).try_into().ok()),
+        _ => None,
+    };
+    n.ok_or_else(|| format!("`{key}` is not an unsigned integer"))
 }
 
 /// Splits one MessagePack value off the front of `bytes`, checking depth:
@@ -857,6 +895,55 @@ fn skip_msgpack(bytes: &[u8], pos: &mut usize, depth: usize, max_depth: usize) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn msgpack_integers_and_strings_in_every_form() {
+        for n in [
+            0u64,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u32::MAX.into(),
+            u64::MAX,
+        ] {
+            let mut buf = Vec::new();
+            rmp::encode::write_uint(&mut buf, n).unwrap();
+            assert_eq!(msgpack_u64(&buf, "n"), Ok(n), "{buf:x?}");
+            if let Ok(signed) = i64::try_from(n) {
+                let mut buf = Vec::new();
+                rmp::encode::write_sint(&mut buf, signed).unwrap();
+                assert_eq!(msgpack_u64(&buf, "n"), Ok(n), "{buf:x?}");
+            }
+        }
+        for bad in [
+            &[0xff][..],
+            &[0xd0, 0x80],
+            &[0xd3, 0xff, 0, 0, 0, 0, 0, 0, 0],
+            &[0xcd, 1],
+            &[0xcc, 1, 2],
+            &[0xc0],
+            &[],
+        ] {
+            assert!(msgpack_u64(bad, "n").is_err(), "{bad:x?}");
+        }
+        for len in [0, 31, 32, 255, 256, 65_535, 65_536] {
+            let text = "k".repeat(len);
+            let mut buf = Vec::new();
+            rmp::encode::write_str(&mut buf, &text).unwrap();
+            buf.push(0xc0);
+            assert_eq!(
+                msgpack_str(&buf),
+                Some((text.as_bytes(), &[0xc0][..])),
+                "{len}"
+            );
+            assert_eq!(msgpack_str(&buf[..buf.len() - 2]), None, "cut short, {len}");
+        }
+        assert_eq!(msgpack_str(&[0xc4, 0]), None, "bin is not a string");
+    }
     use crate::envelope::{assemble, BodyWriter, Origin};
 
     fn encoded(codec: Codec, seq: u64, kind: &'static str) -> crate::envelope::Encoded {
