@@ -116,7 +116,8 @@ impl NodeBuilder {
         self
     }
 
-    /// Deepest nesting of maps and lists a received value may have (default 32).
+    /// Deepest nesting of maps and lists a received value may have, each
+    /// map or list one level, in either codec (default 32).
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.body_limits.max_depth = depth;
         self

@@ -813,37 +813,36 @@ fn msgpack_u64(value: &[u8], key: &str) -> Result<u64, String> {
 /// Splits one MessagePack value off the front of `bytes`, checking depth:
 /// walks the markers, allocating nothing.
 fn split_msgpack_value(bytes: &[u8], max_depth: usize) -> Result<(&[u8], &[u8]), BodyError> {
-    let mut pos = 0;
-    match skip_msgpack(bytes, &mut pos, 1, max_depth) {
-        Ok(()) => Ok(bytes.split_at(pos)),
+    match skip_msgpack(bytes, 0, 1, max_depth) {
+        Ok(end) => Ok(bytes.split_at(end)),
         Err(Skip::CutShort) => Err("the value is cut short".into()),
         Err(Skip::Reserved) => Err("a reserved MessagePack marker (0xc1)".into()),
-        Err(Skip::TooDeep(depth)) => Err(BodyError::Limit(WireError::TooLarge {
+        Err(Skip::TooDeep) => Err(BodyError::Limit(WireError::TooLarge {
             what: "the nesting depth",
-            size: depth,
+            size: max_depth + 1,
             max: max_depth,
         })),
     }
 }
 
-/// Why a MessagePack value could not be skipped (small, to stay in
-/// registers on the hot path).
+/// Why a MessagePack value could not be skipped (one byte, so that results
+/// stay in registers on the hot path).
 enum Skip {
     CutShort,
     Reserved,
-    TooDeep(usize),
+    TooDeep,
 }
 
-/// Moves `pos` past one MessagePack value (markers as in the MessagePack
+/// Where the MessagePack value at `pos` ends (markers as in the MessagePack
 /// specification), checking that it is whole and not nested deeper than
 /// `max_depth`.
-fn skip_msgpack(bytes: &[u8], pos: &mut usize, depth: usize, max_depth: usize) -> Result<(), Skip> {
-    let marker = *bytes.get(*pos).ok_or(Skip::CutShort)?;
-    *pos += 1;
+fn skip_msgpack(bytes: &[u8], pos: usize, depth: usize, max_depth: usize) -> Result<usize, Skip> {
+    let marker = *bytes.get(pos).ok_or(Skip::CutShort)?;
+    let mut pos = pos + 1;
     // A big-endian length of `n` bytes at the cursor.
     let mut length = |n: usize| -> Result<usize, Skip> {
-        let field = bytes.get(*pos..*pos + n).ok_or(Skip::CutShort)?;
-        *pos += n;
+        let field = bytes.get(pos..pos + n).ok_or(Skip::CutShort)?;
+        pos += n;
         Ok(field
             .iter()
             .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)))
@@ -876,25 +875,49 @@ fn skip_msgpack(bytes: &[u8], pos: &mut usize, depth: usize, max_depth: usize) -
         0xde => (0, 2 * length(2)?),    // map 16
         0xdf => (0, 2 * length(4)?),    // map 32
     };
-    *pos = pos
+    pos = pos
         .checked_add(skip)
         .filter(|end| *end <= bytes.len())
         .ok_or(Skip::CutShort)?;
-    if items > 0 {
-        if depth > max_depth {
-            return Err(Skip::TooDeep(depth));
-        }
-        // Every item takes at least a byte: a false count runs out quickly.
-        for _ in 0..items {
-            skip_msgpack(bytes, pos, depth + 1, max_depth)?;
-        }
+    // A map or an array (even empty) is one level, as a JSON bracket is.
+    if matches!(marker, 0x80..=0x9f | 0xdc..=0xdf) && depth > max_depth {
+        return Err(Skip::TooDeep);
     }
-    Ok(())
+    // Every item takes at least a byte: a false count runs out quickly.
+    for _ in 0..items {
+        pos = skip_msgpack(bytes, pos, depth + 1, max_depth)?;
+    }
+    Ok(pos)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_nested_deeper_than_the_limit_are_refused_in_both_codecs() {
+        let limits = BodyLimits {
+            max_kinds: 64,
+            max_depth: 4,
+        };
+        for (arrays, fits) in [(4, true), (5, false)] {
+            let json = format!(r#"{{"deep":{}{}}}"#, "[".repeat(arrays), "]".repeat(arrays));
+            let mut msgpack = vec![0x81];
+            rmp::encode::write_str(&mut msgpack, "deep").unwrap();
+            msgpack.extend(std::iter::repeat_n(0x91, arrays - 1));
+            msgpack.push(0x90);
+            for body in [json.as_bytes(), &msgpack] {
+                match parse_body(body, limits) {
+                    Ok(parsed) => assert!(fits, "{arrays} arrays: {parsed:?}"),
+                    Err(WireError::TooLarge { what, size, max }) => {
+                        assert!(!fits, "{arrays} arrays");
+                        assert_eq!((what, size, max), ("the nesting depth", 5, 4));
+                    }
+                    Err(e) => panic!("{arrays} arrays: {e}"),
+                }
+            }
+        }
+    }
 
     #[test]
     fn msgpack_integers_and_strings_in_every_form() {
