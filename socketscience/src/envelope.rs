@@ -232,11 +232,39 @@ pub(crate) struct Encoded {
     pub(crate) bytes: Vec<u8>,
 }
 
-/// Who sends: the metadata every envelope carries.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Origin<'a> {
-    pub(crate) from: &'a str,
-    pub(crate) session: u64,
+/// Who sends: the metadata every envelope of a node carries, `_from` and
+/// `_sid`, encoded once in each codec (only `_seq` changes).
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    from_len: usize,
+    /// `"_from":"…","_sid":…`
+    json: Vec<u8>,
+    /// The same two map entries in MessagePack.
+    msgpack: Vec<u8>,
+}
+
+impl Origin {
+    pub(crate) fn new(from: &str, session: u64) -> Origin {
+        let mut json = Vec::new();
+        let _ = write_entry(Codec::Json, &mut json, KEY_FROM, from);
+        json.push(b',');
+        let _ = write_entry(Codec::Json, &mut json, KEY_SESSION, &session);
+        let mut msgpack = Vec::new();
+        let _ = write_entry(Codec::MessagePack, &mut msgpack, KEY_FROM, from);
+        let _ = write_entry(Codec::MessagePack, &mut msgpack, KEY_SESSION, &session);
+        Origin {
+            from_len: from.len(),
+            json,
+            msgpack,
+        }
+    }
+
+    fn entries(&self, codec: Codec) -> &[u8] {
+        match codec {
+            Codec::Json => &self.json,
+            Codec::MessagePack => &self.msgpack,
+        }
+    }
 }
 
 /// Signs what [`assemble`] writes: the keys, and the time to stamp.
@@ -255,7 +283,7 @@ pub(crate) struct Signer<'a> {
 #[cfg(test)]
 pub(crate) fn assemble(
     codec: Codec,
-    origin: Origin<'_>,
+    origin: &Origin,
     envelopes: &[Encoded],
     signer: Option<Signer<'_>>,
 ) -> Vec<u8> {
@@ -268,14 +296,14 @@ pub(crate) fn assemble(
 pub(crate) fn assemble_into(
     buf: &mut Vec<u8>,
     codec: Codec,
-    origin: Origin<'_>,
+    origin: &Origin,
     envelopes: &[Encoded],
     signer: Option<Signer<'_>>,
 ) {
     let first = envelopes.first().map_or(0, |e| e.seq);
     let payload: usize = envelopes.iter().map(|e| e.bytes.len() + 3).sum();
     buf.clear();
-    buf.reserve(payload + origin.from.len() + 128);
+    buf.reserve(payload + origin.entries(codec).len() + 96);
     let count = envelopes.len() as u64;
     let signer = signer.filter(|s| !s.keys.is_empty());
     match codec {
@@ -287,9 +315,7 @@ pub(crate) fn assemble_into(
                     buf.push(b',');
                 }
             }
-            let _ = write_entry(codec, buf, KEY_FROM, origin.from);
-            buf.push(b',');
-            let _ = write_entry(codec, buf, KEY_SESSION, &origin.session);
+            buf.extend_from_slice(origin.entries(codec));
             buf.push(b',');
             let _ = write_entry(codec, buf, KEY_SEQ, &first);
             if let Some(signer) = signer {
@@ -322,8 +348,7 @@ pub(crate) fn assemble_into(
             for e in envelopes {
                 buf.extend_from_slice(&e.bytes);
             }
-            let _ = write_entry(codec, buf, KEY_FROM, origin.from);
-            let _ = write_entry(codec, buf, KEY_SESSION, &origin.session);
+            buf.extend_from_slice(origin.entries(codec));
             let _ = write_entry(codec, buf, KEY_SEQ, &first);
             if count > 1 {
                 let _ = write_entry(codec, buf, KEY_COUNT, &count);
@@ -357,11 +382,9 @@ pub(crate) fn bare(codec: Codec, envelope: &Encoded) -> Vec<u8> {
 /// How a JSON body of several envelopes from `origin` starts (what
 /// [`assemble`] writes first), to recognise a node's own posts before
 /// reading them.
-pub(crate) fn batch_prefix(origin: Origin<'_>) -> Vec<u8> {
+pub(crate) fn batch_prefix(origin: &Origin) -> Vec<u8> {
     let mut buf = vec![b'{'];
-    let _ = write_entry(Codec::Json, &mut buf, KEY_FROM, origin.from);
-    buf.push(b',');
-    let _ = write_entry(Codec::Json, &mut buf, KEY_SESSION, &origin.session);
+    buf.extend_from_slice(&origin.json);
     buf.push(b',');
     buf
 }
@@ -374,6 +397,6 @@ pub(crate) fn grown_size(bytes: usize, next: &Encoded) -> usize {
 
 /// The body size of `origin`'s metadata, timestamp and signature, bounded
 /// above.
-pub(crate) fn overhead(origin: Origin<'_>) -> usize {
-    origin.from.len() * 6 + 160
+pub(crate) fn overhead(origin: &Origin) -> usize {
+    origin.from_len * 6 + 160
 }

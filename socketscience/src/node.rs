@@ -269,6 +269,7 @@ impl NodeBuilder {
             name: name.as_str().into(),
             account: account.clone(),
             session,
+            origin: Origin::new(&name, session),
             codec,
             outgoing_capacity,
             config: Config {
@@ -358,6 +359,7 @@ pub(crate) struct NodeShared {
     pub(crate) name: Arc<str>,
     pub(crate) account: Arc<str>,
     pub(crate) session: u64,
+    origin: Origin,
     pub(crate) codec: Codec,
     outgoing_capacity: usize,
     pub(crate) config: Config,
@@ -380,11 +382,8 @@ pub(crate) struct Config {
 
 impl NodeShared {
     /// The metadata of this node's envelopes.
-    pub(crate) fn origin(&self) -> Origin<'_> {
-        Origin {
-            from: &self.name,
-            session: self.session,
-        }
+    pub(crate) fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     pub(crate) fn read_registry(&self) -> Arc<Registry> {

@@ -714,37 +714,38 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
         // Keys are compared as bytes: only a kind is checked for UTF-8.
         let (key, after) = msgpack_str(rest).ok_or("expected a string key")?;
         rest = after;
+        if let [b'_', ..] = key {
+            // Metadata is read in place; other reserved keys are skipped.
+            match key {
+                k if k == KEY_FROM.as_bytes() => {
+                    let (from, after) = msgpack_str(rest).ok_or("`_from` is not a string")?;
+                    let from = std::str::from_utf8(from).map_err(|_| "`_from` is not UTF-8")?;
+                    meta.from = Some(Cow::Borrowed(from));
+                    rest = after;
+                }
+                k if k == KEY_SESSION.as_bytes() => {
+                    (meta.session, rest) = meta_uint(rest, KEY_SESSION)?
+                }
+                k if k == KEY_SEQ.as_bytes() => (meta.seq, rest) = meta_uint(rest, KEY_SEQ)?,
+                k if k == KEY_COUNT.as_bytes() => (meta.count, rest) = meta_uint(rest, KEY_COUNT)?,
+                k if k == KEY_TIMESTAMP.as_bytes() => {
+                    (meta.timestamp, rest) = meta_uint(rest, KEY_TIMESTAMP)?
+                }
+                _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
+            }
+            continue;
+        }
         let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
         rest = after;
-        match key {
-            k if k == KEY_FROM.as_bytes() => {
-                let from = match msgpack_str(value) {
-                    Some((from, [])) => std::str::from_utf8(from).ok(),
-                    _ => None,
-                };
-                meta.from = Some(Cow::Borrowed(from.ok_or("`_from` is not a string")?));
-            }
-            k if k == KEY_SESSION.as_bytes() => {
-                meta.session = Some(msgpack_u64(value, KEY_SESSION)?)
-            }
-            k if k == KEY_SEQ.as_bytes() => meta.seq = Some(msgpack_u64(value, KEY_SEQ)?),
-            k if k == KEY_COUNT.as_bytes() => meta.count = Some(msgpack_u64(value, KEY_COUNT)?),
-            k if k == KEY_TIMESTAMP.as_bytes() => {
-                meta.timestamp = Some(msgpack_u64(value, KEY_TIMESTAMP)?)
-            }
-            [b'_', ..] => {}
-            _ => {
-                if messages.len() == limits.max_kinds {
-                    return Err(BodyError::Limit(WireError::TooLarge {
-                        what: "the number of kinds",
-                        size: messages.len() + 1,
-                        max: limits.max_kinds,
-                    }));
-                }
-                let kind = std::str::from_utf8(key).map_err(|_| "a key is not UTF-8")?;
-                messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
-            }
+        if messages.len() == limits.max_kinds {
+            return Err(BodyError::Limit(WireError::TooLarge {
+                what: "the number of kinds",
+                size: messages.len() + 1,
+                max: limits.max_kinds,
+            }));
         }
+        let kind = std::str::from_utf8(key).map_err(|_| "a key is not UTF-8")?;
+        messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
     }
     if !rest.is_empty() {
         return Err(format!("{} trailing bytes after the map", rest.len()).into());
@@ -780,34 +781,42 @@ fn msgpack_str(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     (len <= rest.len()).then(|| rest.split_at(len))
 }
 
-/// A whole MessagePack value that must be a non-negative integer, in any
-/// integer form.
-fn msgpack_u64(value: &[u8], key: &str) -> Result<u64, String> {
-    let n = match value {
-        [n @ 0x00..=0x7f] => Some(u64::from(*n)), // positive fixint
-        [0xcc, b @ ..] => b.try_into().ok().map(|b| u8::from_be_bytes(b).into()),
-        [0xcd, b @ ..] => b.try_into().ok().map(|b| u16::from_be_bytes(b).into()),
-        [0xce, b @ ..] => b.try_into().ok().map(|b| u32::from_be_bytes(b).into()),
-        [0xcf, b @ ..] => b.try_into().ok().map(u64::from_be_bytes),
-        [0xd0, b @ ..] => b
-            .try_into()
-            .ok()
-            .and_then(|b| i8::from_be_bytes(b).try_into().ok()),
-        [0xd1, b @ ..] => b
-            .try_into()
-            .ok()
-            .and_then(|b| i16::from_be_bytes(b).try_into().ok()),
-        [0xd2, b @ ..] => b
-            .try_into()
-            .ok()
-            .and_then(|b| i32::from_be_bytes(b).try_into().ok()),
-        [0xd3, b @ ..] => b
-            .try_into()
-            .ok()
-            .and_then(|b| i64::from_be_bytes(b).try_into().ok()),
+/// The metadata integer at the front of `bytes`, and what follows.
+fn meta_uint<'b>(bytes: &'b [u8], key: &str) -> Result<(Option<u64>, &'b [u8]), String> {
+    match msgpack_uint(bytes) {
+        Some((n, rest)) => Ok((Some(n), rest)),
+        None => Err(format!("`{key}` is not an unsigned integer")),
+    }
+}
+
+/// A MessagePack integer that is not negative, in any integer form, at the
+/// front of `bytes`, and what follows.
+fn msgpack_uint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    fn take<const N: usize>(bytes: &[u8]) -> Option<([u8; N], &[u8])> {
+        bytes.split_first_chunk().map(|(n, rest)| (*n, rest))
+    }
+    let (&marker, rest) = bytes.split_first()?;
+    match marker {
+        0x00..=0x7f => Some((u64::from(marker), rest)), // positive fixint
+        0xcc => take(rest).map(|(b, rest)| (u8::from_be_bytes(b).into(), rest)),
+        0xcd => take(rest).map(|(b, rest)| (u16::from_be_bytes(b).into(), rest)),
+        0xce => take(rest).map(|(b, rest)| (u32::from_be_bytes(b).into(), rest)),
+        0xcf => take(rest).map(|(b, rest)| (u64::from_be_bytes(b), rest)),
+        // Signed forms, if the value is not negative.
+        0xd0 => {
+            take(rest).and_then(|(b, rest)| Some((i8::from_be_bytes(b).try_into().ok()?, rest)))
+        }
+        0xd1 => {
+            take(rest).and_then(|(b, rest)| Some((i16::from_be_bytes(b).try_into().ok()?, rest)))
+        }
+        0xd2 => {
+            take(rest).and_then(|(b, rest)| Some((i32::from_be_bytes(b).try_into().ok()?, rest)))
+        }
+        0xd3 => {
+            take(rest).and_then(|(b, rest)| Some((i64::from_be_bytes(b).try_into().ok()?, rest)))
+        }
         _ => None,
-    };
-    n.ok_or_else(|| format!("`{key}` is not an unsigned integer"))
+    }
 }
 
 /// Splits one MessagePack value off the front of `bytes`, checking depth:
@@ -935,23 +944,25 @@ mod tests {
         ] {
             let mut buf = Vec::new();
             rmp::encode::write_uint(&mut buf, n).unwrap();
-            assert_eq!(msgpack_u64(&buf, "n"), Ok(n), "{buf:x?}");
+            buf.push(0xc0);
+            assert_eq!(msgpack_uint(&buf), Some((n, &[0xc0][..])), "{buf:x?}");
             if let Ok(signed) = i64::try_from(n) {
                 let mut buf = Vec::new();
                 rmp::encode::write_sint(&mut buf, signed).unwrap();
-                assert_eq!(msgpack_u64(&buf, "n"), Ok(n), "{buf:x?}");
+                assert_eq!(msgpack_uint(&buf), Some((n, &[][..])), "{buf:x?}");
             }
         }
-        for bad in [
-            &[0xff][..],
+        let negative_or_not_integers: [&[u8]; 7] = [
+            &[0xff],
             &[0xd0, 0x80],
             &[0xd3, 0xff, 0, 0, 0, 0, 0, 0, 0],
             &[0xcd, 1],
-            &[0xcc, 1, 2],
+            &[0xcb, 0, 0, 0, 0, 0, 0, 0, 0],
             &[0xc0],
             &[],
-        ] {
-            assert!(msgpack_u64(bad, "n").is_err(), "{bad:x?}");
+        ];
+        for bad in negative_or_not_integers {
+            assert_eq!(msgpack_uint(bad), None, "{bad:x?}");
         }
         for len in [0, 31, 32, 255, 256, 65_535, 65_536] {
             let text = "k".repeat(len);
@@ -979,13 +990,12 @@ mod tests {
         w.finish(seq)
     }
 
-    const ORIGIN: Origin<'static> = Origin {
-        from: "Henders/EC2",
-        session: 99,
-    };
+    fn origin() -> Origin {
+        Origin::new("Henders/EC2", 99)
+    }
 
     fn body(codec: Codec) -> Vec<u8> {
-        assemble(codec, ORIGIN, &[encoded(codec, 7, "ping")], None)
+        assemble(codec, &origin(), &[encoded(codec, 7, "ping")], None)
     }
 
     #[test]
@@ -997,7 +1007,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, k)| encoded(codec, 10 + i as u64, k))
                 .collect();
-            let bytes = assemble(codec, ORIGIN, &group, None);
+            let bytes = assemble(codec, &origin(), &group, None);
             let parsed = parse_body(&bytes, BodyLimits::default()).unwrap();
             assert_eq!(parsed.meta.seq, Some(10), "{codec}");
             assert_eq!(parsed.meta.count, Some(3), "{codec}");
@@ -1007,7 +1017,7 @@ mod tests {
         }
         // JSON batches may repeat a kind.
         let group = [encoded(Codec::Json, 1, "a"), encoded(Codec::Json, 2, "a")];
-        let bytes = assemble(Codec::Json, ORIGIN, &group, None);
+        let bytes = assemble(Codec::Json, &origin(), &group, None);
         assert!(bytes.starts_with(br#"{"_from":"Henders/EC2","_sid":99,"_seq":1,"_batch":[{"a":"#));
         let parsed = parse_body(&bytes, BodyLimits::default()).unwrap();
         assert_eq!(parsed.messages.len(), 2);
