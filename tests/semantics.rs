@@ -470,3 +470,31 @@ async fn a_python_style_envelope_without_metadata_is_dispatched() {
     );
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn options_out_of_range_are_refused_at_start_with_the_option_named() {
+    for (builder, option) in [
+        (Node::builder("zero-depth").max_depth(0), "max_depth"),
+        (Node::builder("deep").max_depth(129), "max_depth"),
+        (Node::builder("no-kinds").max_kinds(0), "max_kinds"),
+    ] {
+        let err = builder
+            .transport(LocalChat::new().join("smokey"))
+            .default_node(false)
+            .start()
+            .await
+            .expect_err(option);
+        assert!(
+            matches!(err, socketscience::Error::InvalidOption { option: o, .. } if o == option),
+            "{err}"
+        );
+    }
+    let deepest = Node::builder("deepest")
+        .max_depth(128)
+        .transport(LocalChat::new().join("smokey"))
+        .default_node(false)
+        .start()
+        .await
+        .expect("128 levels are allowed");
+    deepest.shutdown().await.unwrap();
+}

@@ -23,6 +23,9 @@ use crate::stats::{Counters, Stats};
 use crate::transport::{Transport, TransportIo};
 use crate::wire::{self, BodyLimits, Codec, RawValueRef};
 
+/// The highest [`NodeBuilder::max_depth`]: serde_json's own limit.
+const MAX_DEPTH: usize = 128;
+
 /// Builds a [`Node`]: its transport and options. From [`Node::builder`].
 #[must_use = "a builder does nothing until `.start().await`"]
 pub struct NodeBuilder {
@@ -117,7 +120,7 @@ impl NodeBuilder {
     }
 
     /// Deepest nesting of maps and lists a received value may have, each
-    /// map or list one level, in either codec (default 32).
+    /// map or list one level, in either codec (default 32, at most 128).
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.body_limits.max_depth = depth;
         self
@@ -247,6 +250,16 @@ impl NodeBuilder {
                     reason: "it must be at least 1".into(),
                 });
             }
+        }
+        if body_limits.max_depth > MAX_DEPTH {
+            return Err(Error::InvalidOption {
+                option: "max_depth",
+                reason: format!(
+                    "{} is more than {MAX_DEPTH}: serde_json reads no deeper, and \
+                     values are walked recursively",
+                    body_limits.max_depth
+                ),
+            });
         }
         let mut rng = seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
         let session = rng.u64(..);
