@@ -138,6 +138,23 @@ enum Drop {
     Duplicate,
 }
 
+/// Makes `cx` the context of envelopes from `account` and `instance`,
+/// keeping it when it already is (`intern` gives the instance's shared name).
+fn set_sender(
+    cx: &mut Context,
+    node: &Node,
+    account: &Arc<str>,
+    instance: Option<&str>,
+    intern: impl FnOnce(&str) -> Arc<str>,
+) {
+    if !cx.sender().is(account, instance) {
+        *cx = Context::new(
+            node.clone(),
+            Sender::new(account.clone(), instance.map(intern)),
+        );
+    }
+}
+
 /// The node's receive path.
 pub(crate) struct Dispatcher {
     node: Node,
@@ -150,10 +167,11 @@ pub(crate) struct Dispatcher {
     reassembly: Reassembly,
     buf: Vec<u8>,
     /// The context of this node's own envelopes.
-    own_cx: Option<Context>,
-    /// The context of the last envelope from the room, kept while the same
-    /// sender goes on (no reference counting per envelope).
-    last_cx: Option<Context>,
+    own_cx: Context,
+    /// The context of the last envelope accepted from the room, kept while
+    /// the same sender goes on (no reference counting per envelope). It
+    /// starts as `own_cx`, which no sender from the room matches.
+    room_cx: Context,
     /// How this node's own multi-envelope JSON posts start, in base64
     /// (whole groups of three bytes), to drop their echoes undecoded.
     own_prefix_b64: String,
@@ -168,6 +186,10 @@ impl Dispatcher {
     ) -> Dispatcher {
         let shared = &node.shared;
         let config = &shared.config;
+        let own_cx = Context::new(
+            node.clone(),
+            Sender::own(shared.account.clone(), shared.name.clone()),
+        );
         Dispatcher {
             registry: shared.read_registry(),
             registry_version: shared.registry_version.load(Ordering::Acquire),
@@ -178,11 +200,8 @@ impl Dispatcher {
                 config.max_envelope_bytes.div_ceil(3) * 4,
             ),
             buf: Vec::new(),
-            own_cx: Some(Context::new(
-                node.clone(),
-                Sender::own(shared.account.clone(), shared.name.clone()),
-            )),
-            last_cx: None,
+            own_cx: own_cx.clone(),
+            room_cx: own_cx,
             own_prefix_b64: {
                 let prefix = crate::envelope::batch_prefix(shared.origin());
                 let mut b64 = String::new();
@@ -275,13 +294,8 @@ impl Dispatcher {
         };
         match wire::parse_body(&body, limits) {
             Ok(parsed) => {
-                let cx = self.own_cx.take().unwrap_or_else(|| {
-                    let shared = &self.node.shared;
-                    let own = Sender::own(shared.account.clone(), shared.name.clone());
-                    Context::new(self.node.clone(), own)
-                });
-                self.dispatch(&parsed, &cx).await;
-                self.own_cx = Some(cx);
+                self.refresh_registry();
+                self.dispatch(&parsed, &self.own_cx).await;
             }
             // The node wrote it; this would be a bug.
             Err(e) => error!(node = %self.node.name(), error = %e, "cannot read own envelope"),
@@ -360,10 +374,9 @@ impl Dispatcher {
         match verdict {
             Verdict::Valid => match wire::parse_body(&buf, shared.config.body_limits) {
                 Ok(body) => {
-                    if let Some(instance) = self.accept(shared, &body.meta, account, signed) {
-                        let cx = self.context(account, instance);
-                        self.dispatch(&body, &cx).await;
-                        self.last_cx = Some(cx);
+                    if self.accept(shared, &body.meta, account, signed) {
+                        self.refresh_registry();
+                        self.dispatch(&body, &self.room_cx).await;
                     }
                 }
                 Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
@@ -379,31 +392,15 @@ impl Dispatcher {
         }
     }
 
-    /// The context for an envelope from `account` and `instance`: the last
-    /// one's if the sender is the same.
-    fn context(&mut self, account: &Arc<str>, instance: Option<&str>) -> Context {
-        match self.last_cx.take() {
-            Some(cx) if cx.sender().is(account, instance) => cx,
-            _ => {
-                // The instance's name as the sender table keeps it, if it does.
-                let instance = instance.map(|name| match self.senders.get(name) {
-                    Some(state) => state.instance.clone(),
-                    None => name.into(),
-                });
-                Context::new(self.node.clone(), Sender::new(account.clone(), instance))
-            }
-        }
-    }
-
-    /// Drops own echoes, stale and repeated envelopes; gives the sending
-    /// instance of the rest (`Some(None)` when the envelope names none).
-    fn accept<'m>(
+    /// Drops own echoes, stale and repeated envelopes; for the rest, makes
+    /// `room_cx` their sender's context and says so.
+    fn accept(
         &mut self,
         shared: &NodeShared,
-        meta: &'m Meta<'_>,
+        meta: &Meta<'_>,
         account: &Arc<str>,
         signed: bool,
-    ) -> Option<Option<&'m str>> {
+    ) -> bool {
         let counters = &shared.counters;
         let count = meta.count.unwrap_or(1);
         if signed {
@@ -418,19 +415,25 @@ impl Dispatcher {
                     account,
                     &format_args!("timestamp {:?}, now {now}", meta.timestamp),
                 );
-                return None;
+                return false;
             }
         }
         let Some(from) = meta.from.as_deref() else {
             // Python SocketScience sends no metadata.
-            return Some(None);
+            set_sender(&mut self.room_cx, &self.node, account, None, |name| {
+                name.into()
+            });
+            return true;
         };
         if meta.session == Some(shared.session) && from == &*shared.name {
             Counters::add_owned(&counters.own_echoes, 1);
-            return None;
+            return false;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
-            return Some(Some(from));
+            set_sender(&mut self.room_cx, &self.node, account, Some(from), |name| {
+                name.into()
+            });
+            return true;
         };
         self.heard += 1;
         let heard = self.heard;
@@ -463,7 +466,7 @@ impl Dispatcher {
                 if seqs.clone().all(|s| window.seen(s)) {
                     let instance = state.instance.clone();
                     self.drop(Drop::Duplicate, account, &format_args!("{instance} #{seq}"));
-                    return None;
+                    return false;
                 }
                 seqs.for_each(|s| window.mark(s));
                 // Most recently used first.
@@ -476,17 +479,26 @@ impl Dispatcher {
                 state.windows.truncate(SESSIONS_PER_SENDER);
             }
         }
-        Some(Some(from))
+        let instance = &state.instance;
+        set_sender(&mut self.room_cx, &self.node, account, Some(from), |_| {
+            instance.clone()
+        });
+        true
     }
 
-    /// Runs every handler for every kind of an accepted envelope.
-    async fn dispatch(&mut self, body: &wire::Body<'_>, cx: &Context) {
+    /// Takes the registry anew if handlers were registered since.
+    fn refresh_registry(&mut self) {
         let shared = &self.node.shared;
         let version = shared.registry_version.load(Ordering::Acquire);
         if version != self.registry_version {
             self.registry = shared.read_registry();
             self.registry_version = version;
         }
+    }
+
+    /// Runs every handler for every kind of an accepted envelope.
+    async fn dispatch(&self, body: &wire::Body<'_>, cx: &Context) {
+        let shared = &self.node.shared;
         let counters = &shared.counters;
         Counters::add_owned(&counters.envelopes, body.meta.count.unwrap_or(1));
         for (kind, raw) in &body.messages {

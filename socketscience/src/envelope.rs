@@ -267,12 +267,23 @@ impl Origin {
     }
 }
 
-/// Signs what [`assemble`] writes: the keys, and the time to stamp.
+/// Signs what [`assemble`] writes: the keys (at least one), and the time to
+/// stamp.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Signer<'a> {
-    pub(crate) keys: &'a Keys,
+    keys: &'a Keys,
     /// Milliseconds since the Unix epoch.
-    pub(crate) timestamp: u64,
+    timestamp: u64,
+}
+
+impl<'a> Signer<'a> {
+    /// A signer stamping the time now, if there are keys to sign with.
+    pub(crate) fn now(keys: &'a Keys) -> Option<Signer<'a>> {
+        (!keys.is_empty()).then(|| Signer {
+            keys,
+            timestamp: crate::transport::now_millis(),
+        })
+    }
 }
 
 /// The body bytes of `envelopes` (consecutive numbers, same codec) as one
@@ -305,7 +316,6 @@ pub(crate) fn assemble_into(
     buf.clear();
     buf.reserve(payload + origin.entries(codec).len() + 96);
     let count = envelopes.len() as u64;
-    let signer = signer.filter(|s| !s.keys.is_empty());
     match codec {
         Codec::Json => {
             buf.push(b'{');

@@ -142,11 +142,7 @@ impl TransportIo {
                 let mut group = std::mem::take(&mut self.group);
                 self.gather(first, &mut group);
                 let shared = &self.shared;
-                let keys = &shared.config.keys;
-                let signer = (!keys.is_empty()).then(|| Signer {
-                    keys,
-                    timestamp: now_millis(),
-                });
+                let signer = Signer::now(&shared.config.keys);
                 let mut body = std::mem::take(&mut self.body);
                 assemble_into(&mut body, shared.codec, shared.origin(), &group, signer);
                 let post = self.frame(&body);
