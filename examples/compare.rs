@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socketscience::harness::Harness;
+use socketscience::harness::{self, Harness};
 use socketscience::{message, ChatMessage, Codec, LocalChat, Node};
 
 #[message("ping")]
@@ -186,21 +186,16 @@ fn minimal(n: u64) -> Spread {
 /// Three nodes in `chat`, each counting the pings its handler runs for.
 async fn fleet(chat: &LocalChat) -> (Vec<Node>, Arc<AtomicU64>) {
     let served = Arc::new(AtomicU64::new(0));
-    let mut nodes = Vec::new();
-    for name in ["Henders/EC2", "teward/vps", "Undo/laptop"] {
-        let node = Node::builder(name)
-            .transport(chat.join("smokey"))
-            .default_node(false)
-            .start()
-            .await
-            .expect("node");
+    let nodes = harness::fleet(chat, &["Henders/EC2", "teward/vps", "Undo/laptop"])
+        .await
+        .expect("fleet");
+    for node in &nodes {
         let counter = served.clone();
         node.register(move |p: Ping| {
             if !p.location.is_empty() {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         });
-        nodes.push(node);
     }
     (nodes, served)
 }

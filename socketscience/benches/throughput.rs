@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use socketscience::harness::Harness;
+use socketscience::harness::{self, Harness};
 use socketscience::{message, ChatMessage, Codec, LocalChat, Node};
 
 #[message("ping")]
@@ -189,20 +189,15 @@ fn fanout(c: &mut Criterion) {
     let (nodes, served) = runtime.block_on(async {
         let chat = LocalChat::new();
         let served = Arc::new(AtomicU64::new(0));
-        let mut nodes = Vec::new();
-        for name in ["Henders/EC2", "teward/vps", "Undo/laptop"] {
-            let node = Node::builder(name)
-                .transport(chat.join("smokey"))
-                .default_node(false)
-                .start()
-                .await
-                .unwrap();
+        let nodes = harness::fleet(&chat, &["Henders/EC2", "teward/vps", "Undo/laptop"])
+            .await
+            .unwrap();
+        for node in &nodes {
             let counter = served.clone();
             node.register(move |p: Ping| {
                 black_box(&p);
                 counter.fetch_add(1, Ordering::Relaxed);
             });
-            nodes.push(node);
         }
         (nodes, served)
     });

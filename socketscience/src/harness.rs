@@ -6,6 +6,7 @@ use futures_util::FutureExt as _;
 use crate::dispatch::Dispatcher;
 use crate::envelope::Payload;
 use crate::error::{Error, Result};
+use crate::local::LocalChat;
 use crate::node::{Node, NodeBuilder};
 use crate::transport::{ChatMessage, TransportIo};
 
@@ -54,4 +55,19 @@ impl Harness {
     pub fn receive(&mut self, message: ChatMessage) {
         let _ = self.dispatcher.chat(message).now_or_never();
     }
+}
+
+/// The benchmarks' fleet: one node per name, all of the account `smokey`
+/// in `chat`, none the process's default.
+pub async fn fleet(chat: &LocalChat, names: &[&str]) -> Result<Vec<Node>> {
+    let mut nodes = Vec::new();
+    for name in names {
+        let node = Node::builder(*name)
+            .transport(chat.join("smokey"))
+            .default_node(false)
+            .start()
+            .await?;
+        nodes.push(node);
+    }
+    Ok(nodes)
 }
