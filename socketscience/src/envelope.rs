@@ -192,6 +192,24 @@ impl BodyWriter {
         }
     }
 
+    /// The body of the envelope for this node's own handlers: its messages
+    /// only, no metadata.
+    pub(crate) fn bare(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(self.buf.len() + 5);
+        match self.codec {
+            Codec::Json => {
+                buf.push(b'{');
+                buf.extend_from_slice(&self.buf);
+                buf.push(b'}');
+            }
+            Codec::MessagePack => {
+                let _ = rmp::encode::write_map_len(&mut buf, self.kinds.len() as u32);
+                buf.extend_from_slice(&self.buf);
+            }
+        }
+        buf
+    }
+
     /// The encoded messages, numbered `seq`.
     pub(crate) fn finish(self, seq: u64) -> Encoded {
         Encoded {
@@ -369,24 +387,6 @@ pub(crate) fn assemble_into(
             }
         }
     }
-}
-
-/// The body of one envelope for this node's own handlers: its messages
-/// only, no metadata.
-pub(crate) fn bare(codec: Codec, envelope: &Encoded) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(envelope.bytes.len() + 5);
-    match codec {
-        Codec::Json => {
-            buf.push(b'{');
-            buf.extend_from_slice(&envelope.bytes);
-            buf.push(b'}');
-        }
-        Codec::MessagePack => {
-            let _ = rmp::encode::write_map_len(&mut buf, envelope.kinds.len() as u32);
-            buf.extend_from_slice(&envelope.bytes);
-        }
-    }
-    buf
 }
 
 /// How a JSON body of several envelopes from `origin` starts (what

@@ -85,6 +85,7 @@ mod irc;
 mod local;
 mod message;
 mod node;
+mod outbox;
 mod reassembly;
 mod security;
 #[cfg(feature = "stackexchange")]

@@ -13,10 +13,11 @@ use tracing::{error, info};
 
 use crate::default;
 use crate::dispatch::Dispatcher;
-use crate::envelope::{bare, BodyWriter, Encoded, Origin, Payload};
+use crate::envelope::{BodyWriter, Origin, Payload};
 use crate::error::{Error, Result};
 use crate::handler::{self, Handler, Registered, Registry};
 use crate::message::{self, Message};
+use crate::outbox::{Outbox, Refused};
 use crate::reassembly::ReassemblyLimits;
 use crate::security::{Keys, Trust};
 use crate::stats::{Counters, Stats};
@@ -274,8 +275,6 @@ impl NodeBuilder {
         } else {
             Keys::new(secrets)
         };
-        let (out_tx, out_rx) = mpsc::channel(outgoing_capacity);
-        let (own_tx, own_rx) = mpsc::channel(outgoing_capacity);
         let (in_tx, in_rx) = mpsc::channel(inbound_capacity);
         let registry = Registry::from_inventory();
         let shared = Arc::new(NodeShared {
@@ -294,31 +293,23 @@ impl NodeBuilder {
                 reassembly,
             },
             counters: Counters::default(),
-            send: Mutex::new(SendState {
-                next_seq: 0,
-                queues: Some(Queues {
-                    outgoing: out_tx,
-                    own: own_tx,
-                }),
-            }),
+            outbox: Outbox::new(outgoing_capacity),
             registry: RwLock::new(Arc::new(registry)),
             registry_version: AtomicU64::new(0),
             tasks: Mutex::new(None),
         });
         let node = Node { shared };
         let io = TransportIo {
-            outgoing: out_rx,
             inbound: in_tx,
             shared: node.shared.clone(),
             max_len,
             lines,
             rng: rng.fork(),
             pending: VecDeque::new(),
-            peeked: None,
             body: Vec::new(),
             group: Vec::new(),
         };
-        let dispatcher = Dispatcher::new(node.clone(), own_rx, in_rx);
+        let dispatcher = Dispatcher::new(node.clone(), in_rx);
         Ok((node, transport, io, dispatcher))
     }
 }
@@ -377,7 +368,7 @@ pub(crate) struct NodeShared {
     outgoing_capacity: usize,
     pub(crate) config: Config,
     pub(crate) counters: Counters,
-    send: Mutex<SendState>,
+    pub(crate) outbox: Outbox,
     registry: RwLock<Arc<Registry>>,
     pub(crate) registry_version: AtomicU64,
     tasks: Mutex<Option<Tasks>>,
@@ -405,25 +396,6 @@ impl NodeShared {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
-}
-
-struct SendState {
-    next_seq: u64,
-    queues: Option<Queues>,
-}
-
-/// Why an envelope was not queued at once.
-enum Queued {
-    /// No room: the encoded envelope, to wait with.
-    Full(BodyWriter),
-    Failed(Error),
-}
-use Queued::{Failed, Full};
-
-#[derive(Clone)]
-struct Queues {
-    outgoing: mpsc::Sender<Encoded>,
-    own: mpsc::Sender<Vec<u8>>,
 }
 
 struct Tasks {
@@ -486,56 +458,28 @@ impl Node {
     /// queue is full; returns once the envelope is queued (it is posted,
     /// and this node's own handlers run, in order, soon after).
     pub async fn send(&self, payload: impl Payload) -> Result<()> {
-        let writer = match self.try_commit(self.encode(&payload)?) {
-            Ok(()) => return Ok(()),
-            Err(Failed(e)) => return Err(e),
-            Err(Full(writer)) => writer,
-        };
-        // The queue is full: wait for room, outside the lock.
-        let queues = lock(&self.shared.send)
-            .queues
-            .clone()
-            .ok_or_else(|| self.stopped())?;
-        let out = queues
-            .outgoing
-            .reserve()
-            .await
-            .map_err(|_| self.stopped())?;
-        let own = queues.own.reserve().await.map_err(|_| self.stopped())?;
-        let mut state = lock(&self.shared.send);
-        self.commit(&mut state.next_seq, writer, out, own);
-        Ok(())
+        let (writer, own) = self.encode(&payload)?;
+        let shared = &self.shared;
+        match shared.outbox.push(writer, own, &shared.counters.sent).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.stopped()),
+        }
     }
 
     /// Like [`send`](Node::send) but never waits: fails with
     /// [`Error::QueueFull`] when the outgoing queue is full. This is what
     /// `broadcast()` uses; it works from sync code.
     pub fn try_send(&self, payload: impl Payload) -> Result<()> {
-        self.try_commit(self.encode(&payload)?)
-            .map_err(|e| match e {
-                Full(_) => Error::QueueFull {
-                    name: self.shared.name.to_string(),
-                    capacity: self.shared.outgoing_capacity,
-                },
-                Failed(e) => e,
-            })
-    }
-
-    /// Queues the envelope if both queues have room, under one lock.
-    fn try_commit(&self, writer: BodyWriter) -> std::result::Result<(), Queued> {
-        let mut state = lock(&self.shared.send);
-        let SendState { next_seq, queues } = &mut *state;
-        let queues = queues.as_ref().ok_or_else(|| Failed(self.stopped()))?;
-        let (out, own) = match (queues.outgoing.try_reserve(), queues.own.try_reserve()) {
-            (Ok(out), Ok(own)) => (out, own),
-            (Err(mpsc::error::TrySendError::Closed(())), _)
-            | (_, Err(mpsc::error::TrySendError::Closed(()))) => {
-                return Err(Failed(self.stopped()))
-            }
-            _ => return Err(Full(writer)),
-        };
-        self.commit(next_seq, writer, out, own);
-        Ok(())
+        let (writer, own) = self.encode(&payload)?;
+        let shared = &self.shared;
+        match shared.outbox.try_push(writer, own, &shared.counters.sent) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full(..)) => Err(Error::QueueFull {
+                name: shared.name.to_string(),
+                capacity: shared.outgoing_capacity,
+            }),
+            Err(Refused::Closed) => Err(self.stopped()),
+        }
     }
 
     fn stopped(&self) -> Error {
@@ -544,36 +488,21 @@ impl Node {
         }
     }
 
-    /// Encodes the messages (the metadata follows in `commit`).
-    fn encode(&self, payload: &impl Payload) -> Result<BodyWriter> {
-        let mut writer = BodyWriter::new(self.shared.codec);
+    /// Encodes the messages (the metadata follows when the outbox numbers
+    /// the envelope), and their body for this node's own handlers.
+    fn encode(&self, payload: &impl Payload) -> Result<(BodyWriter, Vec<u8>)> {
+        let shared = &self.shared;
+        let mut writer = BodyWriter::new(shared.codec);
         payload.write_messages(&mut writer)?;
-        let size = writer.len() + crate::envelope::overhead(self.shared.origin());
-        if size > self.shared.config.max_envelope_bytes {
+        let size = writer.len() + crate::envelope::overhead(shared.origin());
+        if size > shared.config.max_envelope_bytes {
             return Err(Error::TooLarge {
                 size,
-                max: self.shared.config.max_envelope_bytes,
+                max: shared.config.max_envelope_bytes,
             });
         }
-        Ok(writer)
-    }
-
-    /// Numbers the envelope and queues it for the chat and for this node's
-    /// own handlers, under one lock so that numbers follow queue order.
-    fn commit(
-        &self,
-        next_seq: &mut u64,
-        writer: BodyWriter,
-        out: mpsc::Permit<'_, Encoded>,
-        own: mpsc::Permit<'_, Vec<u8>>,
-    ) {
-        let seq = *next_seq;
-        *next_seq += 1;
-        let encoded = writer.finish(seq);
-        let shared = &self.shared;
-        own.send(bare(shared.codec, &encoded));
-        out.send(encoded);
-        Counters::add(&self.shared.counters.sent, 1);
+        let own = writer.bare();
+        Ok((writer, own))
     }
 
     /// Registers a handler at run time, like SocketScience's
@@ -627,7 +556,7 @@ impl Node {
     /// afterwards (until another node starts). Calling it again does
     /// nothing. Returns the transport's error if it failed.
     pub async fn shutdown(&self) -> Result<()> {
-        lock(&self.shared.send).queues = None;
+        self.shared.outbox.close();
         default::withdraw(self);
         let tasks = lock(&self.shared.tasks).take();
         let Some(tasks) = tasks else {

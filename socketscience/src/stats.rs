@@ -99,15 +99,11 @@ impl Stats {
 pub(crate) struct Counter(AtomicU64);
 
 impl Counters {
-    /// Adds to a counter that several threads write (`sent`).
-    pub(crate) fn add(counter: &Counter, n: u64) {
-        counter.0.fetch_add(n, Relaxed);
-    }
-
-    /// Adds to a counter that only one task writes: the node's dispatcher
-    /// (everything about receiving) or its transport (`posts`). A plain load
-    /// and store, without the locked instruction of `fetch_add`; readers
-    /// see a recent value, as they do with `add`.
+    /// Adds to a counter that one writer at a time updates: the node's
+    /// dispatcher (everything about receiving), its transport (`posts`), or
+    /// the sender holding the outbox's lock (`sent`). A plain load and
+    /// store, without the locked instruction of `fetch_add`; readers see a
+    /// recent value.
     pub(crate) fn add_owned(counter: &Counter, n: u64) {
         counter
             .0

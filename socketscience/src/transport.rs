@@ -10,6 +10,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::task::Poll;
+
 use tokio::sync::mpsc;
 
 use crate::envelope::{assemble_into, grown_size, overhead, Encoded, Signer};
@@ -96,15 +98,12 @@ pub trait Transport: Send + 'static {
 
 /// The node's side of a transport: what to post, where to deliver.
 pub struct TransportIo {
-    pub(crate) outgoing: mpsc::Receiver<Encoded>,
     pub(crate) inbound: mpsc::Sender<ChatMessage>,
     pub(crate) shared: Arc<NodeShared>,
     pub(crate) max_len: usize,
     pub(crate) lines: Lines,
     pub(crate) rng: fastrand::Rng,
     pub(crate) pending: VecDeque<String>,
-    /// An envelope taken from the queue that did not fit the last post.
-    pub(crate) peeked: Option<Encoded>,
     /// The body being framed, kept for the next post.
     pub(crate) body: Vec<u8>,
     /// The envelopes of the post being made (kept for its allocation).
@@ -135,12 +134,12 @@ impl TransportIo {
         let post = match self.pending.pop_front() {
             Some(chunk) => chunk,
             None => {
-                let first = match self.peeked.take() {
-                    Some(envelope) => envelope,
-                    None => self.outgoing.recv().await?,
-                };
                 let mut group = std::mem::take(&mut self.group);
-                self.gather(first, &mut group);
+                let more = std::future::poll_fn(|cx| self.gather(cx, &mut group)).await;
+                if !more {
+                    self.group = group;
+                    return None;
+                }
                 let shared = &self.shared;
                 let signer = Signer::now(&shared.config.keys);
                 let mut body = std::mem::take(&mut self.body);
@@ -158,25 +157,24 @@ impl TransportIo {
         Some(post)
     }
 
-    /// Puts `first` in `group` (empty), with the waiting envelopes that fit
-    /// one post with it.
-    fn gather(&mut self, first: Encoded, group: &mut Vec<Encoded>) {
+    /// Takes the next envelope waiting into `group` (empty), with those
+    /// behind it that fit one post with it. `Ready(false)` once the node
+    /// has shut down and nothing waits.
+    fn gather(&self, cx: &mut std::task::Context<'_>, group: &mut Vec<Encoded>) -> Poll<bool> {
         let codec = self.shared.codec;
         // A frame is 8 characters around the base64 of the body.
         let room = self.max_len.saturating_sub(8) / 4 * 3;
         let limit = room.saturating_sub(overhead(self.shared.origin()));
-        let mut size = grown_size(0, &first);
-        let mut kinds = first.kinds.len();
-        group.push(first);
-        if size > limit {
-            return;
-        }
-        while group.len() < MAX_GROUP {
-            let Ok(next) = self.outgoing.try_recv() else {
-                break;
-            };
-            let grown = grown_size(size, &next);
-            let fits = grown <= limit
+        let (mut size, mut kinds) = (0, 0);
+        self.shared.outbox.poll_posts(cx, group, |group, next| {
+            if group.is_empty() {
+                // The first goes whatever its size (in chunks if need be).
+                (size, kinds) = (grown_size(0, next), next.kinds.len());
+                return true;
+            }
+            let grown = grown_size(size, next);
+            let fits = group.len() < MAX_GROUP
+                && grown <= limit
                 && match codec {
                     Codec::Json => true,
                     Codec::MessagePack => {
@@ -187,14 +185,11 @@ impl TransportIo {
                                 .any(|k| group.iter().any(|e| e.kinds.contains(k)))
                     }
                 };
-            if !fits {
-                self.peeked = Some(next);
-                break;
+            if fits {
+                (size, kinds) = (grown, kinds + next.kinds.len());
             }
-            size = grown;
-            kinds += next.kinds.len();
-            group.push(next);
-        }
+            fits
+        })
     }
 
     /// Frames a body; queues its chunks and returns the first if it is too long.
@@ -230,7 +225,7 @@ impl TransportIo {
     /// A transport that cannot post right now (disconnected) checks it to
     /// decide between waiting and giving up.
     pub fn is_closing(&self) -> bool {
-        self.outgoing.is_closed()
+        self.shared.outbox.is_closed()
     }
 
     /// The sending node's instance name (for a transport's logs).

@@ -457,12 +457,16 @@ enum BodyError {
 }
 
 impl From<&str> for BodyError {
+    #[cold]
+    #[inline(never)]
     fn from(s: &str) -> Self {
         BodyError::Other(s.to_owned())
     }
 }
 
 impl From<String> for BodyError {
+    #[cold]
+    #[inline(never)]
     fn from(s: String) -> Self {
         BodyError::Other(s)
     }
@@ -706,10 +710,12 @@ fn check_count(meta: &Meta<'_>) -> Result<(), BodyError> {
 #[inline]
 fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyError> {
     let mut rest = body;
-    let len = rmp::decode::read_map_len(&mut rest).map_err(|e| format!("expected a map: {e}"))?;
+    let len = rmp::decode::read_map_len(&mut rest).map_err(not_a_map)?;
     let len = len as usize;
     let mut meta = Meta::default();
-    let mut messages = Vec::new();
+    // Sized for the usual body (a kind or a few, and the metadata), not
+    // for what the sender claims.
+    let mut messages = Vec::with_capacity(len.min(8));
     for _ in 0..len {
         // Keys are compared as bytes: only a kind is checked for UTF-8.
         let (key, after) = msgpack_str(rest).ok_or("expected a string key")?;
@@ -748,7 +754,7 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
         messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
     }
     if !rest.is_empty() {
-        return Err(format!("{} trailing bytes after the map", rest.len()).into());
+        return Err(trailing(rest.len()));
     }
     check_count(&meta)?;
     Ok(Body {
@@ -756,6 +762,18 @@ fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyE
         meta,
         messages,
     })
+}
+
+#[cold]
+#[inline(never)]
+fn not_a_map(e: rmp::decode::ValueReadError) -> BodyError {
+    format!("expected a map: {e}").into()
+}
+
+#[cold]
+#[inline(never)]
+fn trailing(bytes: usize) -> BodyError {
+    format!("{bytes} trailing bytes after the map").into()
 }
 
 /// A MessagePack string's bytes (not checked for UTF-8), and what follows.
