@@ -19,7 +19,7 @@ use crate::reassembly::{Added, Reassembly};
 use crate::security::Verdict;
 use crate::stats::{Counter, Counters, Stats};
 use crate::transport::ChatMessage;
-use crate::wire::{self, BodyLimits, ChatText, Meta, WireError};
+use crate::wire::{self, BodyLimits, ChatText, Messages, Meta, WireError};
 
 /// Most senders remembered for deduplication; past it the least recently
 /// heard is forgotten.
@@ -168,6 +168,8 @@ pub(crate) struct Dispatcher {
     heard: u64,
     reassembly: Reassembly,
     buf: Vec<u8>,
+    /// The list a body's messages are read into, kept for its allocation.
+    messages: Messages<'static>,
     /// The context of this node's own envelopes.
     own_cx: Context,
     /// The context of the last envelope accepted from the room, kept while
@@ -198,6 +200,7 @@ impl Dispatcher {
                 config.max_envelope_bytes.div_ceil(3) * 4,
             ),
             buf: Vec::new(),
+            messages: Vec::new(),
             own_cx: own_cx.clone(),
             room_cx: own_cx,
             own_prefix_b64: {
@@ -376,12 +379,17 @@ impl Dispatcher {
             Verdict::Valid
         };
         match verdict {
-            Verdict::Valid => match wire::parse_body(&buf, shared.config.body_limits) {
+            Verdict::Valid => match wire::parse_body_into(
+                &buf,
+                shared.config.body_limits,
+                wire::recycle(std::mem::take(&mut self.messages)),
+            ) {
                 Ok(body) => {
                     if self.accept(shared, &body.meta, account, signed) {
                         self.refresh_registry();
                         self.dispatch(&body, &self.room_cx).await;
                     }
+                    self.messages = wire::recycle(body.messages);
                 }
                 Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
                 Err(e) => self.drop(Drop::Malformed, account, &e),

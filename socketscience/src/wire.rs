@@ -440,10 +440,23 @@ impl Default for BodyLimits {
 /// Reads a decoded body: a JSON object if it starts with `{`, else a
 /// MessagePack map. Values are borrowed from `body`, not parsed.
 pub fn parse_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, WireError> {
+    parse_body_into(body, limits, Vec::new())
+}
+
+/// The messages of a [`Body`], kind and value.
+pub(crate) type Messages<'a> = Vec<(Cow<'a, str>, RawValueRef<'a>)>;
+
+/// [`parse_body`] into `messages` (empty), which the receive path recycles
+/// from body to body (see [`recycle`]) rather than allocating one each.
+pub(crate) fn parse_body_into<'a>(
+    body: &'a [u8],
+    limits: BodyLimits,
+    messages: Messages<'a>,
+) -> Result<Body<'a>, WireError> {
     let codec = Codec::sniff(body);
     match codec {
-        Codec::Json => parse_json_body(body, limits),
-        Codec::MessagePack => parse_msgpack_body(body, limits),
+        Codec::Json => parse_json_body(body, limits, messages),
+        Codec::MessagePack => parse_msgpack_body(body, limits, messages),
     }
     .map_err(|reason| match reason {
         BodyError::Limit(e) => e,
@@ -532,14 +545,12 @@ fn json_depth_ok(raw: &str, max_depth: usize) -> bool {
 /// Most envelopes one JSON batch may hold.
 const MAX_BATCH: usize = 4_096;
 
-type Entries<'a> = Vec<(Cow<'a, str>, RawValueRef<'a>)>;
-
 /// What one pass over a JSON body collects. Batch items push their
 /// messages straight into `messages`: the body is read once.
 struct JsonBody<'de> {
     limits: BodyLimits,
     meta: Meta<'de>,
-    messages: Entries<'de>,
+    messages: Messages<'de>,
     batch: Option<u64>,
     top_level_kinds: bool,
     over: Option<WireError>,
@@ -651,11 +662,15 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
     }
 }
 
-fn parse_json_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyError> {
+fn parse_json_body<'a>(
+    body: &'a [u8],
+    limits: BodyLimits,
+    messages: Messages<'a>,
+) -> Result<Body<'a>, BodyError> {
     let mut parsed = JsonBody {
         limits,
         meta: Meta::default(),
-        messages: Vec::new(),
+        messages,
         batch: None,
         top_level_kinds: false,
         over: None,
@@ -708,35 +723,37 @@ fn check_count(meta: &Meta<'_>) -> Result<(), BodyError> {
 }
 
 #[inline]
-fn parse_msgpack_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, BodyError> {
+fn parse_msgpack_body<'a>(
+    body: &'a [u8],
+    limits: BodyLimits,
+    mut messages: Messages<'a>,
+) -> Result<Body<'a>, BodyError> {
     let mut rest = body;
     let len = rmp::decode::read_map_len(&mut rest).map_err(not_a_map)?;
     let len = len as usize;
     let mut meta = Meta::default();
     // Sized for the usual body (a kind or a few, and the metadata), not
     // for what the sender claims.
-    let mut messages = Vec::with_capacity(len.min(8));
+    messages.reserve(len.min(8));
     for _ in 0..len {
         // Keys are compared as bytes: only a kind is checked for UTF-8.
         let (key, after) = msgpack_str(rest).ok_or("expected a string key")?;
         rest = after;
         if let [b'_', ..] = key {
             // Metadata is read in place; other reserved keys are skipped.
+            // (Literal patterns compile to a length switch and integer
+            // compares; the constants they spell are checked in the tests.)
             match key {
-                k if k == KEY_FROM.as_bytes() => {
+                b"_from" => {
                     let (from, after) = msgpack_str(rest).ok_or("`_from` is not a string")?;
                     let from = std::str::from_utf8(from).map_err(|_| "`_from` is not UTF-8")?;
                     meta.from = Some(Cow::Borrowed(from));
                     rest = after;
                 }
-                k if k == KEY_SESSION.as_bytes() => {
-                    (meta.session, rest) = meta_uint(rest, KEY_SESSION)?
-                }
-                k if k == KEY_SEQ.as_bytes() => (meta.seq, rest) = meta_uint(rest, KEY_SEQ)?,
-                k if k == KEY_COUNT.as_bytes() => (meta.count, rest) = meta_uint(rest, KEY_COUNT)?,
-                k if k == KEY_TIMESTAMP.as_bytes() => {
-                    (meta.timestamp, rest) = meta_uint(rest, KEY_TIMESTAMP)?
-                }
+                b"_sid" => (meta.session, rest) = meta_uint(rest, KEY_SESSION)?,
+                b"_seq" => (meta.seq, rest) = meta_uint(rest, KEY_SEQ)?,
+                b"_count" => (meta.count, rest) = meta_uint(rest, KEY_COUNT)?,
+                b"_ts" => (meta.timestamp, rest) = meta_uint(rest, KEY_TIMESTAMP)?,
                 _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
             }
             continue;
@@ -774,6 +791,17 @@ fn not_a_map(e: rmp::decode::ValueReadError) -> BodyError {
 #[inline(never)]
 fn trailing(bytes: usize) -> BodyError {
     format!("{bytes} trailing bytes after the map").into()
+}
+
+/// `messages`, emptied, with its allocation, for another body. (The
+/// standard library collects a vector into one of the same layout in
+/// place: nothing is allocated.)
+pub(crate) fn recycle<'b>(mut messages: Messages<'_>) -> Messages<'b> {
+    messages.clear();
+    messages
+        .into_iter()
+        .map(|_| unreachable!("empty"))
+        .collect()
 }
 
 /// A MessagePack string's bytes (not checked for UTF-8), and what follows.
@@ -911,8 +939,20 @@ fn skip_msgpack(bytes: &[u8], pos: usize, depth: usize, max_depth: usize) -> Res
         return Err(Skip::TooDeep);
     }
     // Every item takes at least a byte: a false count runs out quickly.
+    // The common short items are stepped over here; the rest recurse.
     for _ in 0..items {
-        pos = skip_msgpack(bytes, pos, depth + 1, max_depth)?;
+        pos = match bytes.get(pos) {
+            // fixint, nil, false, true
+            Some(0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3) => pos + 1,
+            // fixstr
+            Some(&m @ 0xa0..=0xbf) => pos + 1 + usize::from(m & 0x1f),
+            // float 64
+            Some(0xcb) => pos + 9,
+            _ => skip_msgpack(bytes, pos, depth + 1, max_depth)?,
+        };
+    }
+    if pos > bytes.len() {
+        return Err(Skip::CutShort);
     }
     Ok(pos)
 }
@@ -944,6 +984,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_msgpack_reader_matches_the_metadata_keys_by_their_constants() {
+        let mut body = Vec::new();
+        rmp::encode::write_map_len(&mut body, 5).unwrap();
+        for (key, value) in [
+            (KEY_SESSION, 7u64),
+            (KEY_SEQ, 8),
+            (KEY_COUNT, 2),
+            (KEY_TIMESTAMP, 9),
+        ] {
+            rmp::encode::write_str(&mut body, key).unwrap();
+            rmp::encode::write_uint(&mut body, value).unwrap();
+        }
+        rmp::encode::write_str(&mut body, KEY_FROM).unwrap();
+        rmp::encode::write_str(&mut body, "Henders/EC2").unwrap();
+        let meta = parse_body(&body, BodyLimits::default()).unwrap().meta;
+        assert_eq!(
+            meta,
+            Meta {
+                from: Some("Henders/EC2".into()),
+                session: Some(7),
+                seq: Some(8),
+                count: Some(2),
+                timestamp: Some(9),
+            }
+        );
     }
 
     #[test]
