@@ -366,6 +366,7 @@ impl Dispatcher {
             Counters::add_owned(&shared.counters.own_echoes, 1);
             return;
         }
+        self.refresh_registry();
         let mut buf = std::mem::take(&mut self.buf);
         if let Err(e) = wire::decode_base64(body_b64, &mut buf) {
             self.buf = buf;
@@ -383,10 +384,10 @@ impl Dispatcher {
                 &buf,
                 shared.config.body_limits,
                 wire::recycle(std::mem::take(&mut self.messages)),
+                |key| self.registry.kind_of(key),
             ) {
                 Ok(body) => {
                     if self.accept(shared, &body.meta, account, signed) {
-                        self.refresh_registry();
                         self.dispatch(&body, &self.room_cx).await;
                     }
                     self.messages = wire::recycle(body.messages);
@@ -491,10 +492,15 @@ impl Dispatcher {
                 state.windows.truncate(SESSIONS_PER_SENDER);
             }
         }
+        // The state's own name: recognised by address when it goes on.
         let instance = &state.instance;
-        set_sender(&mut self.room_cx, &self.node, account, Some(from), |_| {
-            instance.clone()
-        });
+        set_sender(
+            &mut self.room_cx,
+            &self.node,
+            account,
+            Some(instance),
+            |_| instance.clone(),
+        );
         true
     }
 

@@ -203,7 +203,7 @@ impl BodyWriter {
                 buf.push(b'}');
             }
             Codec::MessagePack => {
-                let _ = rmp::encode::write_map_len(&mut buf, self.kinds.len() as u32);
+                write_map_len(&mut buf, self.kinds.len());
                 buf.extend_from_slice(&self.buf);
             }
         }
@@ -216,6 +216,23 @@ impl BodyWriter {
             seq,
             kinds: self.kinds,
             bytes: self.buf,
+        }
+    }
+}
+
+/// Writes a MessagePack map header for `len` entries, in the shortest form.
+/// By hand: rmp's writer is generic over I/O errors that a `Vec` never
+/// gives, and this runs twice for every envelope.
+fn write_map_len(buf: &mut Vec<u8>, len: usize) {
+    match u16::try_from(len) {
+        Ok(n @ 0..=15) => buf.push(0x80 | n as u8),
+        Ok(n) => {
+            buf.push(0xde);
+            buf.extend_from_slice(&n.to_be_bytes());
+        }
+        Err(_) => {
+            buf.push(0xdf);
+            buf.extend_from_slice(&(len as u32).to_be_bytes());
         }
     }
 }
@@ -372,7 +389,7 @@ pub(crate) fn assemble_into(
         Codec::MessagePack => {
             let kinds: usize = envelopes.iter().map(|e| e.kinds.len()).sum();
             let meta = 3 + usize::from(count > 1) + if signer.is_some() { 2 } else { 0 };
-            let _ = rmp::encode::write_map_len(buf, (kinds + meta) as u32);
+            write_map_len(buf, kinds + meta);
             for e in envelopes {
                 buf.extend_from_slice(&e.bytes);
             }
@@ -409,4 +426,18 @@ pub(crate) fn grown_size(bytes: usize, next: &Encoded) -> usize {
 /// above.
 pub(crate) fn overhead(origin: &Origin) -> usize {
     origin.from_len * 6 + 160
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn map_headers_are_what_rmp_writes() {
+        for len in [0, 1, 15, 16, 255, 65_535, 65_536, 1 << 20] {
+            let mut ours = Vec::new();
+            super::write_map_len(&mut ours, len);
+            let mut theirs = Vec::new();
+            rmp::encode::write_map_len(&mut theirs, len as u32).unwrap();
+            assert_eq!(ours, theirs, "{len} entries");
+        }
+    }
 }

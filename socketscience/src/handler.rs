@@ -199,6 +199,14 @@ impl Registry {
             .map(|(_, handlers)| handlers.as_slice())
     }
 
+    /// The handled kind spelled by `bytes`, if any.
+    pub(crate) fn kind_of(&self, bytes: &[u8]) -> Option<&'static str> {
+        self.by_kind
+            .iter()
+            .find(|(k, _)| k.as_bytes() == bytes)
+            .map(|(k, _)| *k)
+    }
+
     pub(crate) fn kinds(&self) -> Vec<&'static str> {
         self.by_kind.iter().map(|(k, _)| *k).collect()
     }

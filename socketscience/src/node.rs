@@ -646,8 +646,16 @@ impl Sender {
         self.own
     }
 
-    /// Whether this is another node's `account` and `instance`.
-    pub(crate) fn is(&self, account: &str, instance: Option<&str>) -> bool {
-        !self.own && *self.account == *account && self.instance() == instance
+    /// Whether this is another node's `account` and `instance` (the same
+    /// shared names, as usual, are recognised without comparing text).
+    pub(crate) fn is(&self, account: &Arc<str>, instance: Option<&str>) -> bool {
+        let same = |a: &str, b: &str| std::ptr::eq(a, b) || a == b;
+        !self.own
+            && same(&self.account, account)
+            && match (self.instance.as_deref(), instance) {
+                (Some(a), Some(b)) => same(a, b),
+                (None, None) => true,
+                _ => false,
+            }
     }
 }

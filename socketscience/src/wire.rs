@@ -440,7 +440,7 @@ impl Default for BodyLimits {
 /// Reads a decoded body: a JSON object if it starts with `{`, else a
 /// MessagePack map. Values are borrowed from `body`, not parsed.
 pub fn parse_body(body: &[u8], limits: BodyLimits) -> Result<Body<'_>, WireError> {
-    parse_body_into(body, limits, Vec::new())
+    parse_body_into(body, limits, Vec::new(), |_| None)
 }
 
 /// The messages of a [`Body`], kind and value.
@@ -448,15 +448,18 @@ pub(crate) type Messages<'a> = Vec<(Cow<'a, str>, RawValueRef<'a>)>;
 
 /// [`parse_body`] into `messages` (empty), which the receive path recycles
 /// from body to body (see [`recycle`]) rather than allocating one each.
+/// `known` gives the kind a MessagePack key spells when it is one the node
+/// handles (no UTF-8 check needed then).
 pub(crate) fn parse_body_into<'a>(
     body: &'a [u8],
     limits: BodyLimits,
     messages: Messages<'a>,
+    known: impl Fn(&[u8]) -> Option<&'static str>,
 ) -> Result<Body<'a>, WireError> {
     let codec = Codec::sniff(body);
     match codec {
         Codec::Json => parse_json_body(body, limits, messages),
-        Codec::MessagePack => parse_msgpack_body(body, limits, messages),
+        Codec::MessagePack => parse_msgpack_body(body, limits, messages, known),
     }
     .map_err(|reason| match reason {
         BodyError::Limit(e) => e,
@@ -727,6 +730,7 @@ fn parse_msgpack_body<'a>(
     body: &'a [u8],
     limits: BodyLimits,
     mut messages: Messages<'a>,
+    known: impl Fn(&[u8]) -> Option<&'static str>,
 ) -> Result<Body<'a>, BodyError> {
     let mut rest = body;
     let len = rmp::decode::read_map_len(&mut rest).map_err(not_a_map)?;
@@ -736,7 +740,8 @@ fn parse_msgpack_body<'a>(
     // for what the sender claims.
     messages.reserve(len.min(8));
     for _ in 0..len {
-        // Keys are compared as bytes: only a kind is checked for UTF-8.
+        // Keys are compared as bytes: only a kind not handled here is
+        // checked for UTF-8.
         let (key, after) = msgpack_str(rest).ok_or("expected a string key")?;
         rest = after;
         if let [b'_', ..] = key {
@@ -767,7 +772,10 @@ fn parse_msgpack_body<'a>(
                 max: limits.max_kinds,
             }));
         }
-        let kind = std::str::from_utf8(key).map_err(|_| "a key is not UTF-8")?;
+        let kind = match known(key) {
+            Some(kind) => kind,
+            None => std::str::from_utf8(key).map_err(|_| "a key is not UTF-8")?,
+        };
         messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
     }
     if !rest.is_empty() {
