@@ -315,25 +315,26 @@ impl Dispatcher {
         }
     }
 
+    // The node's shared state is borrowed afresh where it is used (the
+    // borrow checker allows no longer), rather than cloned per message.
     pub(crate) async fn chat(&mut self, message: ChatMessage) {
-        let shared = self.node.shared.clone();
-        let counters = &shared.counters;
-        Counters::add_owned(&counters.received, 1);
+        let shared = &self.node.shared;
+        Counters::add_owned(&shared.counters.received, 1);
         if !shared.config.trust.allows(&message.account) {
             return self.untrusted(&message.account);
         }
         let text = wire::clean(&message.text);
         match wire::parse_chat_text(&text) {
-            Ok(ChatText::Frame { body }) => self.frame(&shared, body, &message.account).await,
+            Ok(ChatText::Frame { body }) => self.frame(body, &message.account).await,
             Ok(ChatText::Chunk(chunk)) => {
-                Counters::add_owned(&counters.chunks, 1);
+                Counters::add_owned(&self.node.shared.counters.chunks, 1);
                 let mut dropped = 0;
                 let added =
                     self.reassembly
                         .add(&message.account, chunk, Instant::now(), &mut dropped);
-                self.count(&counters.partials_dropped, dropped);
+                self.count(&self.node.shared.counters.partials_dropped, dropped);
                 match added {
-                    Added::Complete(body) => self.frame(&shared, &body, &message.account).await,
+                    Added::Complete(body) => self.frame(&body, &message.account).await,
                     Added::Pending | Added::Duplicate => {}
                     Added::Rejected => self.drop(
                         Drop::Malformed,
@@ -342,13 +343,14 @@ impl Dispatcher {
                     ),
                 }
             }
-            Err(WireError::NotAFrame) => not_a_frame(&shared, &message.account),
+            Err(WireError::NotAFrame) => not_a_frame(&self.node.shared, &message.account),
             Err(e) => self.drop(Drop::Malformed, &message.account, &e),
         }
     }
 
     /// A whole base64 body from the room.
-    async fn frame(&mut self, shared: &NodeShared, body_b64: &str, account: &Arc<str>) {
+    async fn frame(&mut self, body_b64: &str, account: &Arc<str>) {
+        let shared = &self.node.shared;
         let max = shared.config.max_envelope_bytes;
         let size = body_b64.len() / 4 * 3;
         if size > max {
@@ -366,13 +368,14 @@ impl Dispatcher {
             Counters::add_owned(&shared.counters.own_echoes, 1);
             return;
         }
+        let limits = shared.config.body_limits;
         self.refresh_registry();
         let mut buf = std::mem::take(&mut self.buf);
         if let Err(e) = wire::decode_base64(body_b64, &mut buf) {
             self.buf = buf;
             return self.drop(Drop::Malformed, account, &e);
         }
-        let keys = &shared.config.keys;
+        let keys = &self.node.shared.config.keys;
         let signed = !keys.is_empty();
         let verdict = if signed {
             keys.verify(&buf)
@@ -382,12 +385,12 @@ impl Dispatcher {
         match verdict {
             Verdict::Valid => match wire::parse_body_into(
                 &buf,
-                shared.config.body_limits,
+                limits,
                 wire::recycle(std::mem::take(&mut self.messages)),
                 |key| self.registry.kind_of(key),
             ) {
                 Ok(body) => {
-                    if self.accept(shared, &body.meta, account, signed) {
+                    if self.accept(&body.meta, account, signed) {
                         self.dispatch(&body, &self.room_cx).await;
                     }
                     self.messages = wire::recycle(body.messages);
@@ -407,17 +410,10 @@ impl Dispatcher {
 
     /// Drops own echoes, stale and repeated envelopes; for the rest, makes
     /// `room_cx` their sender's context and says so.
-    fn accept(
-        &mut self,
-        shared: &NodeShared,
-        meta: &Meta<'_>,
-        account: &Arc<str>,
-        signed: bool,
-    ) -> bool {
-        let counters = &shared.counters;
+    fn accept(&mut self, meta: &Meta<'_>, account: &Arc<str>, signed: bool) -> bool {
         let count = meta.count.unwrap_or(1);
         if signed {
-            let max_skew = shared.config.max_skew;
+            let max_skew = self.node.shared.config.max_skew;
             let now = crate::transport::now_millis();
             let fresh = meta
                 .timestamp
@@ -438,8 +434,9 @@ impl Dispatcher {
             });
             return true;
         };
+        let shared = &self.node.shared;
         if meta.session == Some(shared.session) && from == &*shared.name {
-            Counters::add_owned(&counters.own_echoes, 1);
+            Counters::add_owned(&shared.counters.own_echoes, 1);
             return false;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
