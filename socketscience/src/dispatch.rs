@@ -161,6 +161,8 @@ pub(crate) struct Dispatcher {
     node: Node,
     /// This node's own envelopes taken from the outbox, to run.
     own_batch: VecDeque<Vec<u8>>,
+    /// Those run, to give back to the outbox for reuse.
+    own_done: Vec<Vec<u8>>,
     in_rx: mpsc::Receiver<ChatMessage>,
     registry: Arc<Registry>,
     registry_version: u64,
@@ -214,6 +216,7 @@ impl Dispatcher {
                 at_last: Stats::default(),
             },
             own_batch: VecDeque::new(),
+            own_done: Vec::new(),
             in_rx,
             node,
         }
@@ -234,10 +237,11 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 // A burst at a time: one lock and at most one wake-up.
-                more = std::future::poll_fn(|cx| shared.outbox.poll_own(cx, &mut self.own_batch, BURST)), if own_open => {
+                more = std::future::poll_fn(|cx| shared.outbox.poll_own(cx, &mut self.own_batch, BURST, &mut self.own_done)), if own_open => {
                     if more {
                         while let Some(body) = self.own_batch.pop_front() {
-                            self.own(body).await;
+                            self.own(&body).await;
+                            self.own_done.push(body);
                         }
                     } else {
                         own_open = false;
@@ -300,15 +304,17 @@ impl Dispatcher {
         self.drops.note(&self.node);
     }
 
-    pub(crate) async fn own(&mut self, body: Vec<u8>) {
+    pub(crate) async fn own(&mut self, body: &[u8]) {
         let limits = BodyLimits {
             max_kinds: usize::MAX,
             max_depth: usize::MAX,
         };
-        match wire::parse_body(&body, limits) {
+        self.refresh_registry();
+        let messages = wire::recycle(std::mem::take(&mut self.messages));
+        match wire::parse_body_into(body, limits, messages, |key| self.registry.kind_of(key)) {
             Ok(parsed) => {
-                self.refresh_registry();
                 self.dispatch(&parsed, &self.own_cx).await;
+                self.messages = wire::recycle(parsed.messages);
             }
             // The node wrote it; this would be a bug.
             Err(e) => error!(node = %self.node.name(), error = %e, "cannot read own envelope"),

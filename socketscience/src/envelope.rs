@@ -151,11 +151,22 @@ impl Kinds {
     }
 }
 
+thread_local! {
+    /// The buffer this thread encodes messages into, reused from envelope
+    /// to envelope (its bytes are copied into the outbox's buffers).
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Largest buffer kept for reuse; bigger ones (a rare huge envelope) go.
+pub(crate) const REUSED_CAPACITY: usize = 4 << 10;
+
 impl BodyWriter {
     pub(crate) fn new(codec: Codec) -> BodyWriter {
+        let mut buf = SCRATCH.take();
+        buf.clear();
         BodyWriter {
             codec,
-            buf: Vec::with_capacity(96),
+            buf,
             kinds: Kinds::default(),
         }
     }
@@ -192,25 +203,35 @@ impl BodyWriter {
         }
     }
 
-    /// The body of the envelope for this node's own handlers: its messages
-    /// only, no metadata.
-    pub(crate) fn bare(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(self.buf.len() + 5);
+    /// The envelope numbered `seq`, its messages copied into `post`, and
+    /// written into `own` as the body for this node's own handlers (its
+    /// messages only, no metadata); both given empty. The writer's buffer
+    /// goes back to this thread for the next envelope.
+    pub(crate) fn finish_into(self, seq: u64, mut post: Vec<u8>, own: &mut Vec<u8>) -> Encoded {
+        post.extend_from_slice(&self.buf);
         match self.codec {
             Codec::Json => {
-                buf.push(b'{');
-                buf.extend_from_slice(&self.buf);
-                buf.push(b'}');
+                own.push(b'{');
+                own.extend_from_slice(&self.buf);
+                own.push(b'}');
             }
             Codec::MessagePack => {
-                write_map_len(&mut buf, self.kinds.len());
-                buf.extend_from_slice(&self.buf);
+                write_map_len(own, self.kinds.len());
+                own.extend_from_slice(&self.buf);
             }
         }
-        buf
+        if self.buf.capacity() <= REUSED_CAPACITY {
+            SCRATCH.set(self.buf);
+        }
+        Encoded {
+            seq,
+            kinds: self.kinds,
+            bytes: post,
+        }
     }
 
     /// The encoded messages, numbered `seq`.
+    #[cfg(test)]
     pub(crate) fn finish(self, seq: u64) -> Encoded {
         Encoded {
             seq,

@@ -458,9 +458,9 @@ impl Node {
     /// queue is full; returns once the envelope is queued (it is posted,
     /// and this node's own handlers run, in order, soon after).
     pub async fn send(&self, payload: impl Payload) -> Result<()> {
-        let (writer, own) = self.encode(&payload)?;
+        let writer = self.encode(&payload)?;
         let shared = &self.shared;
-        match shared.outbox.push(writer, own, &shared.counters.sent).await {
+        match shared.outbox.push(writer, &shared.counters.sent).await {
             Ok(()) => Ok(()),
             Err(_) => Err(self.stopped()),
         }
@@ -470,9 +470,9 @@ impl Node {
     /// [`Error::QueueFull`] when the outgoing queue is full. This is what
     /// `broadcast()` uses; it works from sync code.
     pub fn try_send(&self, payload: impl Payload) -> Result<()> {
-        let (writer, own) = self.encode(&payload)?;
+        let writer = self.encode(&payload)?;
         let shared = &self.shared;
-        match shared.outbox.try_push(writer, own, &shared.counters.sent) {
+        match shared.outbox.try_push(writer, &shared.counters.sent) {
             Ok(()) => Ok(()),
             Err(Refused::Full(..)) => Err(Error::QueueFull {
                 name: shared.name.to_string(),
@@ -489,8 +489,8 @@ impl Node {
     }
 
     /// Encodes the messages (the metadata follows when the outbox numbers
-    /// the envelope), and their body for this node's own handlers.
-    fn encode(&self, payload: &impl Payload) -> Result<(BodyWriter, Vec<u8>)> {
+    /// the envelope).
+    fn encode(&self, payload: &impl Payload) -> Result<BodyWriter> {
         let shared = &self.shared;
         let mut writer = BodyWriter::new(shared.codec);
         payload.write_messages(&mut writer)?;
@@ -501,8 +501,7 @@ impl Node {
                 max: shared.config.max_envelope_bytes,
             });
         }
-        let own = writer.bare();
-        Ok((writer, own))
+        Ok(writer)
     }
 
     /// Registers a handler at run time, like SocketScience's

@@ -5,7 +5,10 @@
 //!
 //! One mutex and two `VecDeque`s in place of two bounded channels: a send
 //! is one uncontended lock and, while the transport and the dispatcher are
-//! busy, no wake-up; they take envelopes in batches.
+//! busy, no wake-up; they take envelopes in batches. The byte buffers go
+//! round: the transport and the dispatcher give back the ones they are done
+//! with, and the next envelopes are copied into them, so that a steady
+//! flow of envelopes allocates nothing.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -13,14 +16,13 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
-use crate::envelope::{BodyWriter, Encoded};
+use crate::envelope::{BodyWriter, Encoded, REUSED_CAPACITY};
 use crate::stats::{Counter, Counters};
 
 /// Why an envelope was not queued.
 pub(crate) enum Refused {
-    /// A queue is at its capacity: the envelope and its own body, to try
-    /// again with.
-    Full(BodyWriter, Vec<u8>),
+    /// A queue is at its capacity: the envelope, to try again with.
+    Full(BodyWriter),
     /// The node is shutting down.
     Closed,
 }
@@ -44,6 +46,25 @@ struct State {
     transport: Option<Waker>,
     /// The dispatcher's task, while it waits for an envelope.
     dispatcher: Option<Waker>,
+    /// Emptied buffers given back, for the next envelopes.
+    spare: Vec<Vec<u8>>,
+}
+
+/// Most buffers kept for reuse.
+const MAX_SPARE: usize = 256;
+
+impl State {
+    /// Keeps `buf`'s allocation for a next envelope, if it is not too big.
+    fn give_back(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < MAX_SPARE && buf.capacity() <= REUSED_CAPACITY {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    fn spare(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
 }
 
 /// Registers `cx`'s waker in `slot`, cloning it only when it changed.
@@ -65,6 +86,7 @@ impl Outbox {
                 own: VecDeque::new(),
                 transport: None,
                 dispatcher: None,
+                spare: Vec::new(),
             }),
             capacity,
             room: Notify::new(),
@@ -75,25 +97,21 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Numbers the envelope and queues it for both sides, if both have
-    /// room, counting it in `sent`. `own` is its body for this node's
-    /// handlers.
-    pub(crate) fn try_push(
-        &self,
-        writer: BodyWriter,
-        own: Vec<u8>,
-        sent: &Counter,
-    ) -> Result<(), Refused> {
+    /// Numbers the envelope and queues it for both sides (its body for this
+    /// node's handlers too), if both have room, counting it in `sent`.
+    pub(crate) fn try_push(&self, writer: BodyWriter, sent: &Counter) -> Result<(), Refused> {
         let mut state = self.lock();
         if !state.open {
             return Err(Refused::Closed);
         }
         if state.posts.len() >= self.capacity || state.own.len() >= self.capacity {
-            return Err(Refused::Full(writer, own));
+            return Err(Refused::Full(writer));
         }
         let seq = state.next_seq;
         state.next_seq += 1;
-        state.posts.push_back(writer.finish(seq));
+        let (post, mut own) = (state.spare(), state.spare());
+        let encoded = writer.finish_into(seq, post, &mut own);
+        state.posts.push_back(encoded);
         state.own.push_back(own);
         // Every writer of `sent` holds the lock.
         Counters::add_owned(sent, 1);
@@ -104,29 +122,25 @@ impl Outbox {
     }
 
     /// [`try_push`](Self::try_push), waiting while a queue is full.
-    pub(crate) async fn push(
-        &self,
-        mut writer: BodyWriter,
-        mut own: Vec<u8>,
-        sent: &Counter,
-    ) -> Result<(), Refused> {
+    pub(crate) async fn push(&self, mut writer: BodyWriter, sent: &Counter) -> Result<(), Refused> {
         loop {
             // Registered before looking, so that room made in between wakes it.
             let room = self.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            match self.try_push(writer, own, sent) {
-                Err(Refused::Full(w, o)) => (writer, own) = (w, o),
+            match self.try_push(writer, sent) {
+                Err(Refused::Full(back)) => writer = back,
                 done => return done,
             }
             room.await;
         }
     }
 
-    /// Takes the next envelope to post into `group` (empty), with those
-    /// behind it that `fits` accepts, in order. `fits` sees each envelope
-    /// with the group so far, the first too (which is taken whatever it
-    /// says). `Ready(false)` once the outbox is closed and empty.
+    /// Takes the next envelope to post into `group`, with those behind it
+    /// that `fits` accepts, in order; the envelopes `group` held (posted)
+    /// are given back first. `fits` sees each envelope with the group so
+    /// far, the first too (which is taken whatever it says). `Ready(false)`
+    /// once the outbox is closed and empty.
     pub(crate) fn poll_posts(
         &self,
         cx: &Context<'_>,
@@ -134,6 +148,9 @@ impl Outbox {
         mut fits: impl FnMut(&[Encoded], &Encoded) -> bool,
     ) -> Poll<bool> {
         let mut state = self.lock();
+        for posted in group.drain(..) {
+            state.give_back(posted.bytes);
+        }
         let was_full = state.posts.len() >= self.capacity;
         let Some(first) = state.posts.pop_front() else {
             if !state.open {
@@ -157,15 +174,20 @@ impl Outbox {
         Poll::Ready(true)
     }
 
-    /// Moves up to `most` of this node's own bodies into `into`.
-    /// `Ready(false)` once the outbox is closed and empty.
+    /// Moves up to `most` of this node's own bodies into `into`, after
+    /// taking back those in `done` (dispatched). `Ready(false)` once the
+    /// outbox is closed and empty.
     pub(crate) fn poll_own(
         &self,
         cx: &Context<'_>,
         into: &mut VecDeque<Vec<u8>>,
         most: usize,
+        done: &mut Vec<Vec<u8>>,
     ) -> Poll<bool> {
         let mut state = self.lock();
+        for body in done.drain(..) {
+            state.give_back(body);
+        }
         if state.own.is_empty() {
             if !state.open {
                 return Poll::Ready(false);
@@ -186,7 +208,10 @@ impl Outbox {
     /// Drops this node's own bodies waiting for the dispatcher (for the
     /// harness, which does not run them).
     pub(crate) fn discard_own(&self) {
-        self.lock().own.clear();
+        let mut state = self.lock();
+        while let Some(body) = state.own.pop_front() {
+            state.give_back(body);
+        }
     }
 
     /// Refuses further envelopes; what is queued is still taken.

@@ -148,7 +148,7 @@ impl TransportIo {
                 if body.capacity() <= 64 << 10 {
                     self.body = body;
                 }
-                group.clear();
+                // Given back to the outbox on the next turn.
                 self.group = group;
                 post
             }
@@ -157,8 +157,8 @@ impl TransportIo {
         Some(post)
     }
 
-    /// Takes the next envelope waiting into `group` (empty), with those
-    /// behind it that fit one post with it. `Ready(false)` once the node
+    /// Takes the next envelope waiting into `group` (after giving back the
+    /// last post's), with those behind it that fit one post with it. `Ready(false)` once the node
     /// has shut down and nothing waits.
     fn gather(&self, cx: &mut std::task::Context<'_>, group: &mut Vec<Encoded>) -> Poll<bool> {
         let codec = self.shared.codec;
