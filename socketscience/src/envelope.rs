@@ -273,9 +273,60 @@ fn write_entry<T: serde::Serialize + ?Sized>(
             serde_json::to_writer(buf, value).map_err(|e| e.to_string())
         }
         Codec::MessagePack => {
-            let _ = rmp::encode::write_str(buf, key);
+            write_msgpack_str(buf, key);
             rmp_serde::encode::write_named(buf, value).map_err(|e| e.to_string())
         }
+    }
+}
+
+/// Writes `key: n` in `codec`, with no separator: the metadata numbers.
+fn write_uint_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, n: u64) {
+    match codec {
+        Codec::Json => {
+            let _ = write_entry(codec, buf, key, &n);
+        }
+        Codec::MessagePack => {
+            write_msgpack_str(buf, key);
+            write_msgpack_uint(buf, n);
+        }
+    }
+}
+
+/// Writes a MessagePack string in the shortest form (as rmp does).
+fn write_msgpack_str(buf: &mut Vec<u8>, s: &str) {
+    let len = s.len();
+    match u8::try_from(len) {
+        Ok(n @ 0..=31) => buf.push(0xa0 | n),
+        Ok(n) => buf.extend_from_slice(&[0xd9, n]),
+        Err(_) => match u16::try_from(len) {
+            Ok(n) => {
+                buf.push(0xda);
+                buf.extend_from_slice(&n.to_be_bytes());
+            }
+            Err(_) => {
+                buf.push(0xdb);
+                buf.extend_from_slice(&(len as u32).to_be_bytes());
+            }
+        },
+    }
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Writes a MessagePack unsigned integer in the shortest form (as rmp does).
+fn write_msgpack_uint(buf: &mut Vec<u8>, n: u64) {
+    if n < 0x80 {
+        buf.push(n as u8);
+    } else if let Ok(n) = u8::try_from(n) {
+        buf.extend_from_slice(&[0xcc, n]);
+    } else if let Ok(n) = u16::try_from(n) {
+        buf.push(0xcd);
+        buf.extend_from_slice(&n.to_be_bytes());
+    } else if let Ok(n) = u32::try_from(n) {
+        buf.push(0xce);
+        buf.extend_from_slice(&n.to_be_bytes());
+    } else {
+        buf.push(0xcf);
+        buf.extend_from_slice(&n.to_be_bytes());
     }
 }
 
@@ -304,10 +355,10 @@ impl Origin {
         let mut json = Vec::new();
         let _ = write_entry(Codec::Json, &mut json, KEY_FROM, from);
         json.push(b',');
-        let _ = write_entry(Codec::Json, &mut json, KEY_SESSION, &session);
+        write_uint_entry(Codec::Json, &mut json, KEY_SESSION, session);
         let mut msgpack = Vec::new();
         let _ = write_entry(Codec::MessagePack, &mut msgpack, KEY_FROM, from);
-        let _ = write_entry(Codec::MessagePack, &mut msgpack, KEY_SESSION, &session);
+        write_uint_entry(Codec::MessagePack, &mut msgpack, KEY_SESSION, session);
         Origin {
             from_len: from.len(),
             json,
@@ -383,10 +434,10 @@ pub(crate) fn assemble_into(
             }
             buf.extend_from_slice(origin.entries(codec));
             buf.push(b',');
-            let _ = write_entry(codec, buf, KEY_SEQ, &first);
+            write_uint_entry(codec, buf, KEY_SEQ, first);
             if let Some(signer) = signer {
                 buf.push(b',');
-                let _ = write_entry(codec, buf, KEY_TIMESTAMP, &signer.timestamp);
+                write_uint_entry(codec, buf, KEY_TIMESTAMP, signer.timestamp);
             }
             if count > 1 {
                 buf.extend_from_slice(b",\"");
@@ -415,12 +466,12 @@ pub(crate) fn assemble_into(
                 buf.extend_from_slice(&e.bytes);
             }
             buf.extend_from_slice(origin.entries(codec));
-            let _ = write_entry(codec, buf, KEY_SEQ, &first);
+            write_uint_entry(codec, buf, KEY_SEQ, first);
             if count > 1 {
-                let _ = write_entry(codec, buf, KEY_COUNT, &count);
+                write_uint_entry(codec, buf, KEY_COUNT, count);
             }
             if let Some(signer) = signer {
-                let _ = write_entry(codec, buf, KEY_TIMESTAMP, &signer.timestamp);
+                write_uint_entry(codec, buf, KEY_TIMESTAMP, signer.timestamp);
                 signer.keys.sign(codec, buf);
             }
         }
@@ -451,6 +502,35 @@ pub(crate) fn overhead(origin: &Origin) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn strings_and_integers_are_what_rmp_writes() {
+        for len in [0, 1, 31, 32, 255, 256, 65_535, 65_536] {
+            let s = "x".repeat(len);
+            let mut ours = Vec::new();
+            super::write_msgpack_str(&mut ours, &s);
+            let mut theirs = Vec::new();
+            rmp::encode::write_str(&mut theirs, &s).unwrap();
+            assert_eq!(ours, theirs, "a string of {len} bytes");
+        }
+        let edges = [
+            0,
+            0x7f,
+            0x80,
+            0xff,
+            0x100,
+            0xffff,
+            0x1_0000,
+            u32::MAX as u64,
+        ];
+        for n in edges.into_iter().chain([u32::MAX as u64 + 1, u64::MAX]) {
+            let mut ours = Vec::new();
+            super::write_msgpack_uint(&mut ours, n);
+            let mut theirs = Vec::new();
+            rmp::encode::write_uint(&mut theirs, n).unwrap();
+            assert_eq!(ours, theirs, "{n}");
+        }
+    }
+
     #[test]
     fn map_headers_are_what_rmp_writes() {
         for len in [0, 1, 15, 16, 255, 65_535, 65_536, 1 << 20] {

@@ -194,7 +194,8 @@ impl TransportIo {
 
     /// Frames a body; queues its chunks and returns the first if it is too long.
     fn frame(&mut self, body: &[u8]) -> String {
-        let mut frame = String::new();
+        // Sized at once (`write_frame_of` reserves what it writes).
+        let mut frame = String::with_capacity(wire::frame_len(self.lines, body.len()));
         wire::write_frame_of(&mut frame, self.lines, self.rng.u16(0..10_000), body);
         if frame.len() <= self.max_len {
             return frame;

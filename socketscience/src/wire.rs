@@ -156,7 +156,17 @@ pub enum WireError {
 /// U+200C) and trims surrounding whitespace. Borrows when there is nothing
 /// to remove.
 pub fn clean(text: &str) -> Cow<'_, str> {
-    let trimmed = text.trim();
+    // A frame starts and ends with ASCII that is not whitespace: no need
+    // to decode characters at either end to know there is nothing to trim.
+    // (`char::is_whitespace` also counts the vertical tab, `u8`'s does not.)
+    let solid =
+        |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !b.is_ascii_whitespace() && b != 0x0b);
+    let bytes = text.as_bytes();
+    let trimmed = if solid(bytes.first()) && solid(bytes.last()) {
+        text
+    } else {
+        text.trim()
+    };
     // Both characters start with the byte 0xE2 in UTF-8: scan bytes first.
     if memchr::memchr(0xE2, trimmed.as_bytes()).is_some()
         && trimmed.contains(['\u{200B}', '\u{200C}'])
@@ -278,9 +288,15 @@ fn push_digits(out: &mut String, digits: u16) {
     }
 }
 
+/// The length of the frame [`write_frame_of`] writes around `body_len`
+/// bytes.
+pub(crate) fn frame_len(lines: Lines, body_len: usize) -> usize {
+    lines.frame_start().len() + 4 + body_len.div_ceil(3) * 4 + 1
+}
+
 /// Writes a frame around `body`, base64-encoding it in place.
 pub fn write_frame_of(out: &mut String, lines: Lines, digits: u16, body: &[u8]) {
-    out.reserve(FRAME_START.len() + 4 + body.len().div_ceil(3) * 4 + 1);
+    out.reserve(frame_len(lines, body.len()));
     out.push_str(lines.frame_start());
     push_digits(out, digits);
     BASE64.encode_append(body, out);
@@ -992,6 +1008,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn clean_trims_as_str_trim_does() {
+        for b in 0..=0x7fu8 {
+            let c = char::from(b);
+            for text in [
+                format!("{c}x{c}"),
+                format!("{c}"),
+                format!("x{c}"),
+                format!("{c}x"),
+            ] {
+                assert_eq!(clean(&text), text.trim(), "{text:?}");
+            }
+        }
+        assert_eq!(
+            clean("\u{a0}.\n\u{2}0000AA\u{3}\u{3000}"),
+            ".\n\u{2}0000AA\u{3}"
+        );
     }
 
     #[test]
