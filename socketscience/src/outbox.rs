@@ -3,9 +3,9 @@
 //! that sequence numbers follow queue order; each side takes what is
 //! waiting under that same lock.
 //!
-//! One mutex and two `VecDeque`s in place of two bounded channels: a send
-//! is one uncontended lock and, while the transport and the dispatcher are
-//! busy, no wake-up; they take envelopes in batches. The byte buffers go
+//! One mutex over two `VecDeque`s: a send is one uncontended lock and,
+//! while the transport and the dispatcher are busy, no wake-up; they take
+//! envelopes in batches. The byte buffers go
 //! round: the transport and the dispatcher give back the ones they are done
 //! with, and the next envelopes are copied into them, so that a steady
 //! flow of envelopes allocates nothing.
