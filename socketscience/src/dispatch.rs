@@ -310,15 +310,15 @@ impl Dispatcher {
             max_depth: usize::MAX,
         };
         self.refresh_registry();
-        let messages = wire::recycle(std::mem::take(&mut self.messages));
-        match wire::parse_body_into(body, limits, messages, |key| self.registry.kind_of(key)) {
-            Ok(parsed) => {
-                self.dispatch(&parsed, &self.own_cx).await;
-                self.messages = wire::recycle(parsed.messages);
-            }
+        let mut messages = wire::recycle(std::mem::take(&mut self.messages));
+        match wire::parse_body_with(body, limits, &mut messages, |key| {
+            self.registry.kind_of(key)
+        }) {
+            Ok(meta) => self.dispatch(&messages, meta.count, &self.own_cx).await,
             // The node wrote it; this would be a bug.
             Err(e) => error!(node = %self.node.name(), error = %e, "cannot read own envelope"),
         }
+        self.messages = wire::recycle(messages);
     }
 
     // The node's shared state is borrowed afresh where it is used (the
@@ -389,21 +389,21 @@ impl Dispatcher {
             Verdict::Valid
         };
         match verdict {
-            Verdict::Valid => match wire::parse_body_into(
-                &buf,
-                limits,
-                wire::recycle(std::mem::take(&mut self.messages)),
-                |key| self.registry.kind_of(key),
-            ) {
-                Ok(body) => {
-                    if self.accept(&body.meta, account, signed) {
-                        self.dispatch(&body, &self.room_cx).await;
+            Verdict::Valid => {
+                let mut messages = wire::recycle(std::mem::take(&mut self.messages));
+                match wire::parse_body_with(&buf, limits, &mut messages, |key| {
+                    self.registry.kind_of(key)
+                }) {
+                    Ok(meta) => {
+                        if self.accept(&meta, account, signed) {
+                            self.dispatch(&messages, meta.count, &self.room_cx).await;
+                        }
                     }
-                    self.messages = wire::recycle(body.messages);
+                    Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
+                    Err(e) => self.drop(Drop::Malformed, account, &e),
                 }
-                Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
-                Err(e) => self.drop(Drop::Malformed, account, &e),
-            },
+                self.messages = wire::recycle(messages);
+            }
             Verdict::Unsigned => self.drop(Drop::Unsigned, account, &"no signature"),
             Verdict::Forged => {
                 self.drop(Drop::BadSignature, account, &"the signature does not match")
@@ -518,11 +518,12 @@ impl Dispatcher {
     }
 
     /// Runs every handler for every kind of an accepted envelope.
-    async fn dispatch(&self, body: &wire::Body<'_>, cx: &Context) {
+    /// (`count`: how many envelopes the body holds, if more than one.)
+    async fn dispatch(&self, messages: &Messages<'_>, count: Option<u64>, cx: &Context) {
         let shared = &self.node.shared;
         let counters = &shared.counters;
-        Counters::add_owned(&counters.envelopes, body.meta.count.unwrap_or(1));
-        for (kind, raw) in &body.messages {
+        Counters::add_owned(&counters.envelopes, count.unwrap_or(1));
+        for (kind, raw) in messages {
             let Some(handlers) = self.registry.get(kind) else {
                 unknown_kind(shared, kind);
                 continue;
