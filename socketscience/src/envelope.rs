@@ -152,9 +152,14 @@ impl Kinds {
 }
 
 thread_local! {
-    /// The buffer this thread encodes messages into, reused from envelope
-    /// to envelope (its bytes are copied into the outbox's buffers).
+    /// The buffer this thread encodes its next envelope into: an emptied
+    /// one from the outbox, given when the last envelope was queued.
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Gives this thread `buf` (emptied) to encode its next envelope into.
+pub(crate) fn give_scratch(buf: Vec<u8>) {
+    SCRATCH.set(buf);
 }
 
 /// Largest buffer kept for reuse; bigger ones (a rare huge envelope) go.
@@ -203,12 +208,10 @@ impl BodyWriter {
         }
     }
 
-    /// The envelope numbered `seq`, its messages copied into `post`, and
-    /// written into `own` as the body for this node's own handlers (its
-    /// messages only, no metadata); both given empty. The writer's buffer
-    /// goes back to this thread for the next envelope.
-    pub(crate) fn finish_into(self, seq: u64, mut post: Vec<u8>, own: &mut Vec<u8>) -> Encoded {
-        post.extend_from_slice(&self.buf);
+    /// The envelope numbered `seq`, its messages also written into `own`
+    /// (given empty) as the body for this node's own handlers: its messages
+    /// only, no metadata.
+    pub(crate) fn finish_into(self, seq: u64, own: &mut Vec<u8>) -> Encoded {
         match self.codec {
             Codec::Json => {
                 own.push(b'{');
@@ -220,13 +223,10 @@ impl BodyWriter {
                 own.extend_from_slice(&self.buf);
             }
         }
-        if self.buf.capacity() <= REUSED_CAPACITY {
-            SCRATCH.set(self.buf);
-        }
         Encoded {
             seq,
             kinds: self.kinds,
-            bytes: post,
+            bytes: self.buf,
         }
     }
 

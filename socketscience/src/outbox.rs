@@ -5,10 +5,11 @@
 //!
 //! One mutex over two `VecDeque`s: a send is one uncontended lock and,
 //! while the transport and the dispatcher are busy, no wake-up; they take
-//! envelopes in batches. The byte buffers go
-//! round: the transport and the dispatcher give back the ones they are done
-//! with, and the next envelopes are copied into them, so that a steady
-//! flow of envelopes allocates nothing.
+//! envelopes in batches.
+//!
+//! The byte buffers go round: the transport and the dispatcher give back
+//! the ones they are done with, and a sending thread gets one to encode its
+//! next envelope into, so that a steady flow of envelopes allocates nothing.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -16,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
-use crate::envelope::{BodyWriter, Encoded, REUSED_CAPACITY};
+use crate::envelope::{self, BodyWriter, Encoded, REUSED_CAPACITY};
 use crate::stats::{Counter, Counters};
 
 /// Why an envelope was not queued.
@@ -109,10 +110,12 @@ impl Outbox {
         }
         let seq = state.next_seq;
         state.next_seq += 1;
-        let (post, mut own) = (state.spare(), state.spare());
-        let encoded = writer.finish_into(seq, post, &mut own);
+        let mut own = state.spare();
+        let encoded = writer.finish_into(seq, &mut own);
         state.posts.push_back(encoded);
         state.own.push_back(own);
+        // The envelope took this thread's encoding buffer: give it another.
+        envelope::give_scratch(state.spare());
         // Every writer of `sent` holds the lock.
         Counters::add_owned(sent, 1);
         let wake = [state.transport.take(), state.dispatcher.take()];
