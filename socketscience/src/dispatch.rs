@@ -367,7 +367,12 @@ impl Dispatcher {
             };
             return self.drop(Drop::TooLarge, account, &e);
         }
-        if shared.config.keys.is_empty() && body_b64.starts_with(&self.own_prefix_b64) {
+        // (Its first character tells a JSON body, which this prefix is of,
+        // from a MessagePack one without comparing the rest.)
+        if shared.config.keys.is_empty()
+            && body_b64.as_bytes().first() == self.own_prefix_b64.as_bytes().first()
+            && body_b64.starts_with(&self.own_prefix_b64)
+        {
             // This node's own post of several envelopes, echoed by the chat
             // (its handlers ran at send time): not even decoded. Signed
             // echoes are verified first and dropped by `accept`.

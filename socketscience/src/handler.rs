@@ -192,10 +192,12 @@ impl Registry {
         }
     }
 
+    /// The handlers of `kind`. (A kind from [`kind_of`](Self::kind_of) is
+    /// the registry's own string: found by its address, no text compared.)
     pub(crate) fn get(&self, kind: &str) -> Option<&[Registered]> {
         self.by_kind
             .iter()
-            .find(|(k, _)| *k == kind)
+            .find(|(k, _)| std::ptr::eq(*k, kind) || *k == kind)
             .map(|(_, handlers)| handlers.as_slice())
     }
 

@@ -1,8 +1,6 @@
 //! Not public API: a node's send and receive paths driven synchronously,
 //! without tasks, for benchmarks and fuzzing. It may change in any release.
 
-use futures_util::FutureExt as _;
-
 use crate::dispatch::Dispatcher;
 use crate::envelope::Payload;
 use crate::error::{Error, Result};
@@ -40,9 +38,7 @@ impl Harness {
     pub fn post(&mut self, payload: impl Payload) -> Result<String> {
         self.node.try_send(payload)?;
         self.dispatcher.discard_own();
-        self.io
-            .next_post()
-            .now_or_never()
+        once(self.io.next_post())
             .flatten()
             .ok_or_else(|| Error::NodeStopped {
                 name: self.node.name().to_owned(),
@@ -53,7 +49,17 @@ impl Harness {
     /// signature, decoding, deduplication and the sync handlers. (An async
     /// handler that does not finish at its first poll is dropped.)
     pub fn receive(&mut self, message: ChatMessage) {
-        let _ = self.dispatcher.chat(message).now_or_never();
+        once(self.dispatcher.chat(message));
+    }
+}
+
+/// Polls `future` once, where it stands (not moved into a combinator, as
+/// `now_or_never` would: the receive path's future is large).
+fn once<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let future = std::pin::pin!(future);
+    match future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }
 

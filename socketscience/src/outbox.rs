@@ -68,6 +68,13 @@ impl State {
     }
 }
 
+/// Wakes the task waiting in `slot`, if one is.
+fn wake(slot: Option<Waker>) {
+    if let Some(waker) = slot {
+        waker.wake();
+    }
+}
+
 /// Registers `cx`'s waker in `slot`, cloning it only when it changed.
 fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
@@ -118,9 +125,10 @@ impl Outbox {
         envelope::give_scratch(state.spare());
         // Every writer of `sent` holds the lock.
         Counters::add_owned(sent, 1);
-        let wake = [state.transport.take(), state.dispatcher.take()];
+        let (transport, dispatcher) = (state.transport.take(), state.dispatcher.take());
         drop(state);
-        wake.into_iter().flatten().for_each(Waker::wake);
+        wake(transport);
+        wake(dispatcher);
         Ok(())
     }
 
@@ -221,9 +229,10 @@ impl Outbox {
     pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.open = false;
-        let wake = [state.transport.take(), state.dispatcher.take()];
+        let (transport, dispatcher) = (state.transport.take(), state.dispatcher.take());
         drop(state);
-        wake.into_iter().flatten().for_each(Waker::wake);
+        wake(transport);
+        wake(dispatcher);
         self.room.notify_waiters();
     }
 
