@@ -220,8 +220,13 @@ impl Outbox {
     /// harness, which does not run them).
     pub(crate) fn discard_own(&self) {
         let mut state = self.lock();
+        let was_full = state.own.len() >= self.capacity;
         while let Some(body) = state.own.pop_front() {
             state.give_back(body);
+        }
+        drop(state);
+        if was_full {
+            self.room.notify_waiters();
         }
     }
 

@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
 use std::task::Poll;
 
 use tokio::sync::mpsc;
@@ -158,8 +157,8 @@ impl TransportIo {
     }
 
     /// Takes the next envelope waiting into `group` (after giving back the
-    /// last post's), with those behind it that fit one post with it. `Ready(false)` once the node
-    /// has shut down and nothing waits.
+    /// last post's), with those behind it that fit one post with it.
+    /// `Ready(false)` once the node has shut down and nothing waits.
     fn gather(&self, cx: &mut std::task::Context<'_>, group: &mut Vec<Encoded>) -> Poll<bool> {
         let codec = self.shared.codec;
         // A frame is 8 characters around the base64 of the body.
