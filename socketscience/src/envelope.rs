@@ -162,9 +162,6 @@ pub(crate) fn give_scratch(buf: Vec<u8>) {
     SCRATCH.set(buf);
 }
 
-/// Largest buffer kept for reuse; bigger ones (a rare huge envelope) go.
-pub(crate) const REUSED_CAPACITY: usize = 4 << 10;
-
 impl BodyWriter {
     pub(crate) fn new(codec: Codec) -> BodyWriter {
         let mut buf = SCRATCH.take();
@@ -219,7 +216,7 @@ impl BodyWriter {
                 own.push(b'}');
             }
             Codec::MessagePack => {
-                write_map_len(own, self.kinds.len());
+                let _ = rmp::encode::write_map_len(own, self.kinds.len() as u32);
                 own.extend_from_slice(&self.buf);
             }
         }
@@ -227,33 +224,6 @@ impl BodyWriter {
             seq,
             kinds: self.kinds,
             bytes: self.buf,
-        }
-    }
-
-    /// The encoded messages, numbered `seq`.
-    #[cfg(test)]
-    pub(crate) fn finish(self, seq: u64) -> Encoded {
-        Encoded {
-            seq,
-            kinds: self.kinds,
-            bytes: self.buf,
-        }
-    }
-}
-
-/// Writes a MessagePack map header for `len` entries, in the shortest form.
-/// By hand: rmp's writer is generic over I/O errors that a `Vec` never
-/// gives, and this runs twice for every envelope.
-fn write_map_len(buf: &mut Vec<u8>, len: usize) {
-    match u16::try_from(len) {
-        Ok(n @ 0..=15) => buf.push(0x80 | n as u8),
-        Ok(n) => {
-            buf.push(0xde);
-            buf.extend_from_slice(&n.to_be_bytes());
-        }
-        Err(_) => {
-            buf.push(0xdf);
-            buf.extend_from_slice(&(len as u32).to_be_bytes());
         }
     }
 }
@@ -273,60 +243,24 @@ fn write_entry<T: serde::Serialize + ?Sized>(
             serde_json::to_writer(buf, value).map_err(|e| e.to_string())
         }
         Codec::MessagePack => {
-            write_msgpack_str(buf, key);
+            let _ = rmp::encode::write_str(buf, key);
             rmp_serde::encode::write_named(buf, value).map_err(|e| e.to_string())
         }
     }
 }
 
-/// Writes `key: n` in `codec`, with no separator: the metadata numbers.
+/// Writes `key: n` in `codec`, with no separator: the metadata numbers
+/// (in MessagePack straight with rmp, not through serde). Writing to a
+/// `Vec` cannot fail.
 fn write_uint_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, n: u64) {
     match codec {
         Codec::Json => {
             let _ = write_entry(codec, buf, key, &n);
         }
         Codec::MessagePack => {
-            write_msgpack_str(buf, key);
-            write_msgpack_uint(buf, n);
+            let _ = rmp::encode::write_str(buf, key);
+            let _ = rmp::encode::write_uint(buf, n);
         }
-    }
-}
-
-/// Writes a MessagePack string in the shortest form (as rmp does).
-fn write_msgpack_str(buf: &mut Vec<u8>, s: &str) {
-    let len = s.len();
-    match u8::try_from(len) {
-        Ok(n @ 0..=31) => buf.push(0xa0 | n),
-        Ok(n) => buf.extend_from_slice(&[0xd9, n]),
-        Err(_) => match u16::try_from(len) {
-            Ok(n) => {
-                buf.push(0xda);
-                buf.extend_from_slice(&n.to_be_bytes());
-            }
-            Err(_) => {
-                buf.push(0xdb);
-                buf.extend_from_slice(&(len as u32).to_be_bytes());
-            }
-        },
-    }
-    buf.extend_from_slice(s.as_bytes());
-}
-
-/// Writes a MessagePack unsigned integer in the shortest form (as rmp does).
-fn write_msgpack_uint(buf: &mut Vec<u8>, n: u64) {
-    if n < 0x80 {
-        buf.push(n as u8);
-    } else if let Ok(n) = u8::try_from(n) {
-        buf.extend_from_slice(&[0xcc, n]);
-    } else if let Ok(n) = u16::try_from(n) {
-        buf.push(0xcd);
-        buf.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = u32::try_from(n) {
-        buf.push(0xce);
-        buf.extend_from_slice(&n.to_be_bytes());
-    } else {
-        buf.push(0xcf);
-        buf.extend_from_slice(&n.to_be_bytes());
     }
 }
 
@@ -461,7 +395,7 @@ pub(crate) fn assemble_into(
         Codec::MessagePack => {
             let kinds: usize = envelopes.iter().map(|e| e.kinds.len()).sum();
             let meta = 3 + usize::from(count > 1) + if signer.is_some() { 2 } else { 0 };
-            write_map_len(buf, kinds + meta);
+            let _ = rmp::encode::write_map_len(buf, (kinds + meta) as u32);
             for e in envelopes {
                 buf.extend_from_slice(&e.bytes);
             }
@@ -498,47 +432,4 @@ pub(crate) fn grown_size(bytes: usize, next: &Encoded) -> usize {
 /// above.
 pub(crate) fn overhead(origin: &Origin) -> usize {
     origin.from_len * 6 + 160
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn strings_and_integers_are_what_rmp_writes() {
-        for len in [0, 1, 31, 32, 255, 256, 65_535, 65_536] {
-            let s = "x".repeat(len);
-            let mut ours = Vec::new();
-            super::write_msgpack_str(&mut ours, &s);
-            let mut theirs = Vec::new();
-            rmp::encode::write_str(&mut theirs, &s).unwrap();
-            assert_eq!(ours, theirs, "a string of {len} bytes");
-        }
-        let edges = [
-            0,
-            0x7f,
-            0x80,
-            0xff,
-            0x100,
-            0xffff,
-            0x1_0000,
-            u32::MAX as u64,
-        ];
-        for n in edges.into_iter().chain([u32::MAX as u64 + 1, u64::MAX]) {
-            let mut ours = Vec::new();
-            super::write_msgpack_uint(&mut ours, n);
-            let mut theirs = Vec::new();
-            rmp::encode::write_uint(&mut theirs, n).unwrap();
-            assert_eq!(ours, theirs, "{n}");
-        }
-    }
-
-    #[test]
-    fn map_headers_are_what_rmp_writes() {
-        for len in [0, 1, 15, 16, 255, 65_535, 65_536, 1 << 20] {
-            let mut ours = Vec::new();
-            super::write_map_len(&mut ours, len);
-            let mut theirs = Vec::new();
-            rmp::encode::write_map_len(&mut theirs, len as u32).unwrap();
-            assert_eq!(ours, theirs, "{len} entries");
-        }
-    }
 }

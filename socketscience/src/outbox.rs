@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
-use crate::envelope::{self, BodyWriter, Encoded, REUSED_CAPACITY};
+use crate::envelope::{self, BodyWriter, Encoded};
 use crate::stats::{Counter, Counters};
 
 /// Why an envelope was not queued.
@@ -53,6 +53,8 @@ struct State {
 
 /// Most buffers kept for reuse.
 const MAX_SPARE: usize = 256;
+/// Largest buffer kept for reuse; bigger ones (a rare huge envelope) go.
+const REUSED_CAPACITY: usize = 4 << 10;
 
 impl State {
     /// Keeps `buf`'s allocation for a next envelope, if it is not too big.

@@ -1142,7 +1142,7 @@ mod tests {
             &serde_json::json!({"location": "here", "timestamp": 1.5}),
         )
         .unwrap();
-        w.finish(seq)
+        w.finish_into(seq, &mut Vec::new())
     }
 
     fn origin() -> Origin {
