@@ -309,15 +309,35 @@ impl Dispatcher {
             max_kinds: usize::MAX,
             max_depth: usize::MAX,
         };
-        self.refresh_registry();
-        let mut messages = wire::recycle(std::mem::take(&mut self.messages));
-        match wire::parse_body_with(body, limits, &mut messages, |key| {
-            self.registry.kind_of(key)
-        }) {
+        let mut messages = self.take_messages();
+        match self.read(body, limits, &mut messages) {
             Ok(meta) => self.dispatch(&messages, meta.count, &self.own_cx).await,
             // The node wrote it; this would be a bug.
             Err(e) => error!(node = %self.node.name(), error = %e, "cannot read own envelope"),
         }
+        self.keep(messages);
+    }
+
+    /// Reads `body` with the current registry into `messages`, the list
+    /// kept from body to body ([`take_messages`](Self::take_messages),
+    /// [`keep`](Self::keep)).
+    fn read<'b>(
+        &mut self,
+        body: &'b [u8],
+        limits: BodyLimits,
+        messages: &mut Messages<'b>,
+    ) -> Result<Meta<'b>, WireError> {
+        self.refresh_registry();
+        wire::parse_body_with(body, limits, messages, |key| self.registry.kind_of(key))
+    }
+
+    /// The list of messages kept from body to body, emptied.
+    fn take_messages<'b>(&mut self) -> Messages<'b> {
+        wire::recycle(std::mem::take(&mut self.messages))
+    }
+
+    /// Keeps the list of messages for the next body.
+    fn keep(&mut self, messages: Messages<'_>) {
         self.messages = wire::recycle(messages);
     }
 
@@ -379,8 +399,6 @@ impl Dispatcher {
             Counters::add_owned(&shared.counters.own_echoes, 1);
             return;
         }
-        let limits = shared.config.body_limits;
-        self.refresh_registry();
         let mut buf = std::mem::take(&mut self.buf);
         if let Err(e) = wire::decode_base64(body_b64, &mut buf) {
             self.buf = buf;
@@ -395,10 +413,8 @@ impl Dispatcher {
         };
         match verdict {
             Verdict::Valid => {
-                let mut messages = wire::recycle(std::mem::take(&mut self.messages));
-                match wire::parse_body_with(&buf, limits, &mut messages, |key| {
-                    self.registry.kind_of(key)
-                }) {
+                let mut messages = self.take_messages();
+                match self.read(&buf, self.node.shared.config.body_limits, &mut messages) {
                     Ok(meta) => {
                         if self.accept(&meta, account, signed) {
                             self.dispatch(&messages, meta.count, &self.room_cx).await;
@@ -407,7 +423,7 @@ impl Dispatcher {
                     Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
                     Err(e) => self.drop(Drop::Malformed, account, &e),
                 }
-                self.messages = wire::recycle(messages);
+                self.keep(messages);
             }
             Verdict::Unsigned => self.drop(Drop::Unsigned, account, &"no signature"),
             Verdict::Forged => {
