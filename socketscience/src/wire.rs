@@ -910,7 +910,7 @@ fn msgpack_uint(bytes: &[u8]) -> Option<(u64, &[u8])> {
 /// Splits one MessagePack value off the front of `bytes`, checking depth:
 /// walks the markers, allocating nothing.
 fn split_msgpack_value(bytes: &[u8], max_depth: usize) -> Result<(&[u8], &[u8]), BodyError> {
-    match skip_msgpack(bytes, 0, 1, max_depth) {
+    match skip_msgpack(bytes, max_depth) {
         Ok(end) => Ok(bytes.split_at(end)),
         Err(e) => Err(unskippable(e, max_depth)),
     }
@@ -938,10 +938,21 @@ enum Skip {
     TooDeep,
 }
 
-/// Where the MessagePack value at `pos` ends (markers as in the MessagePack
-/// specification), checking that it is whole and not nested deeper than
-/// `max_depth`.
-fn skip_msgpack(bytes: &[u8], pos: usize, depth: usize, max_depth: usize) -> Result<usize, Skip> {
+/// The head of the MessagePack value at some position.
+struct Head {
+    /// Where the value's own bytes end (its items, if any, follow).
+    end: usize,
+    /// How many items follow: a map's keys and values, an array's elements.
+    items: usize,
+    /// Whether it is a map or an array (one level of nesting, even empty,
+    /// as a JSON bracket is).
+    nested: bool,
+}
+
+/// Reads the head of the MessagePack value at `pos` (markers as in the
+/// MessagePack specification), checking that its own bytes are whole.
+#[inline(always)]
+fn msgpack_head(bytes: &[u8], pos: usize) -> Result<Head, Skip> {
     let marker = *bytes.get(pos).ok_or(Skip::CutShort)?;
     let mut pos = pos + 1;
     // A big-endian length of `n` bytes at the cursor.
@@ -980,29 +991,43 @@ fn skip_msgpack(bytes: &[u8], pos: usize, depth: usize, max_depth: usize) -> Res
         0xde => (0, 2 * length(2)?),    // map 16
         0xdf => (0, 2 * length(4)?),    // map 32
     };
-    pos = pos
+    let end = pos
         .checked_add(skip)
         .filter(|end| *end <= bytes.len())
         .ok_or(Skip::CutShort)?;
-    // A map or an array (even empty) is one level, as a JSON bracket is.
-    if matches!(marker, 0x80..=0x9f | 0xdc..=0xdf) && depth > max_depth {
+    Ok(Head {
+        end,
+        items,
+        nested: matches!(marker, 0x80..=0x9f | 0xdc..=0xdf),
+    })
+}
+
+/// Where the MessagePack value at the front of `bytes` ends, checking that
+/// it is whole and not nested deeper than `max_depth`.
+fn skip_msgpack(bytes: &[u8], max_depth: usize) -> Result<usize, Skip> {
+    let head = msgpack_head(bytes, 0)?;
+    if head.nested {
+        skip_items(bytes, head, 1, max_depth)
+    } else {
+        Ok(head.end)
+    }
+}
+
+/// Where the items of the map or array `head`, at `depth`, end. Only maps
+/// and arrays recurse; every item takes at least a byte, so a false count
+/// runs out quickly.
+fn skip_items(bytes: &[u8], head: Head, depth: usize, max_depth: usize) -> Result<usize, Skip> {
+    if depth > max_depth {
         return Err(Skip::TooDeep);
     }
-    // Every item takes at least a byte: a false count runs out quickly.
-    // The common short items are stepped over here; the rest recurse.
-    for _ in 0..items {
-        pos = match bytes.get(pos) {
-            // fixint, nil, false, true
-            Some(0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3) => pos + 1,
-            // fixstr
-            Some(&m @ 0xa0..=0xbf) => pos + 1 + usize::from(m & 0x1f),
-            // float 64
-            Some(0xcb) => pos + 9,
-            _ => skip_msgpack(bytes, pos, depth + 1, max_depth)?,
+    let mut pos = head.end;
+    for _ in 0..head.items {
+        let item = msgpack_head(bytes, pos)?;
+        pos = if item.nested {
+            skip_items(bytes, item, depth + 1, max_depth)?
+        } else {
+            item.end
         };
-    }
-    if pos > bytes.len() {
-        return Err(Skip::CutShort);
     }
     Ok(pos)
 }
