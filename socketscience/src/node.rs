@@ -647,7 +647,7 @@ impl Sender {
 
     /// Whether this is another node's `account` and `instance` (the same
     /// shared names, as usual, are recognised without comparing text).
-    pub(crate) fn is(&self, account: &Arc<str>, instance: Option<&str>) -> bool {
+    pub(crate) fn is(&self, account: &str, instance: Option<&str>) -> bool {
         let same = |a: &str, b: &str| std::ptr::eq(a, b) || a == b;
         !self.own
             && same(&self.account, account)

@@ -573,16 +573,16 @@ const MAX_BATCH: usize = 4_096;
 
 /// What one pass over a JSON body collects. Batch items push their
 /// messages straight into `messages`: the body is read once.
-struct JsonBody<'de> {
+struct JsonBody<'m, 'de> {
     limits: BodyLimits,
     meta: Meta<'de>,
-    messages: Messages<'de>,
+    messages: &'m mut Messages<'de>,
     batch: Option<u64>,
     top_level_kinds: bool,
     over: Option<WireError>,
 }
 
-impl<'de> JsonBody<'de> {
+impl<'de> JsonBody<'_, 'de> {
     fn over(&mut self, what: &'static str, size: usize, max: usize) {
         self.over
             .get_or_insert(WireError::TooLarge { what, size, max });
@@ -630,7 +630,7 @@ impl<'de> JsonBody<'de> {
 }
 
 /// The top-level map.
-impl<'de> Visitor<'de> for &mut JsonBody<'de> {
+impl<'de> Visitor<'de> for &mut JsonBody<'_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map of message kinds to values")
@@ -641,16 +641,16 @@ impl<'de> Visitor<'de> for &mut JsonBody<'de> {
 }
 
 /// `_batch`: a list of maps of kinds; gives its length.
-struct BatchSeed<'a, 'de>(&'a mut JsonBody<'de>);
+struct BatchSeed<'a, 'm, 'de>(&'a mut JsonBody<'m, 'de>);
 
-impl<'de> de::DeserializeSeed<'de> for BatchSeed<'_, 'de> {
+impl<'de> de::DeserializeSeed<'de> for BatchSeed<'_, '_, 'de> {
     type Value = u64;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for BatchSeed<'_, 'de> {
+impl<'de> Visitor<'de> for BatchSeed<'_, '_, 'de> {
     type Value = u64;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a list of maps of message kinds to values")
@@ -669,16 +669,16 @@ impl<'de> Visitor<'de> for BatchSeed<'_, 'de> {
 }
 
 /// One envelope of a batch: a map of kinds, no metadata.
-struct ItemSeed<'a, 'de>(&'a mut JsonBody<'de>);
+struct ItemSeed<'a, 'm, 'de>(&'a mut JsonBody<'m, 'de>);
 
-impl<'de> de::DeserializeSeed<'de> for ItemSeed<'_, 'de> {
+impl<'de> de::DeserializeSeed<'de> for ItemSeed<'_, '_, 'de> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
+impl<'de> Visitor<'de> for ItemSeed<'_, '_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map of message kinds to values")
@@ -696,7 +696,7 @@ fn parse_json_body<'a>(
     let mut parsed = JsonBody {
         limits,
         meta: Meta::default(),
-        messages: std::mem::take(messages),
+        messages,
         batch: None,
         top_level_kinds: false,
         over: None,
@@ -724,7 +724,6 @@ fn parse_json_body<'a>(
         meta.count = Some(n);
     }
     check_count(&meta)?;
-    *messages = parsed.messages;
     Ok(meta)
 }
 
