@@ -3,47 +3,19 @@
 //! `send().await` waits for room and then goes out in order, and a
 //! shutdown refuses a sender still waiting.
 
-use std::sync::{Arc, Mutex};
+mod support;
 
-use socketscience::transport::BoxFuture;
+use std::sync::Arc;
+
 use socketscience::wire::{self, BodyLimits, ChatText};
-use socketscience::{message, Codec, Error, Node, Transport, TransportIo};
+use socketscience::{message, Codec, Error, Lines, Node};
+use support::{within, Log, RecordingChat};
 use tokio::sync::Semaphore;
 
 #[message("bp_numbered")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Numbered {
     pub n: u64,
-}
-
-/// A chat that takes a post only for each permit the test adds, and
-/// keeps what it was given.
-struct Gated {
-    permits: Arc<Semaphore>,
-    posts: Arc<Mutex<Vec<String>>>,
-}
-
-impl Transport for Gated {
-    fn account(&self) -> &str {
-        "smokey"
-    }
-
-    fn max_message_len(&self) -> usize {
-        4096
-    }
-
-    fn run(self: Box<Self>, mut io: TransportIo) -> BoxFuture<socketscience::Result<()>> {
-        Box::pin(async move {
-            loop {
-                let permit = self.permits.acquire().await;
-                permit.expect("the semaphore stays open").forget();
-                match io.next_post().await {
-                    Some(post) => self.posts.lock().unwrap().push(post),
-                    None => return Ok(()),
-                }
-            }
-        })
-    }
 }
 
 /// The `_seq` and `n` of every envelope in `posts` (MessagePack: one
@@ -65,20 +37,15 @@ fn envelopes(posts: &[String]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// `future`'s output; fails the test, naming `what`, if it hangs (a lost
-/// wake-up), rather than hanging the suite.
-async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(std::time::Duration::from_secs(60), future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} never finished"))
-}
-
-async fn gated_node(capacity: usize) -> (Node, Arc<Semaphore>, Arc<Mutex<Vec<String>>>) {
+/// A node on a chat that posts only when the test adds permits.
+async fn gated_node(capacity: usize) -> (Node, Arc<Semaphore>, Log<String>) {
     let permits = Arc::new(Semaphore::new(0));
-    let posts = Arc::new(Mutex::new(Vec::new()));
+    let posts = Log::default();
     let node = Node::builder("Henders/EC2")
-        .transport(Gated {
-            permits: permits.clone(),
+        .transport(RecordingChat {
+            lines: Lines::Multi,
+            max_len: 4096,
+            gate: Some(permits.clone()),
             posts: posts.clone(),
         })
         .codec(Codec::MessagePack)
@@ -124,9 +91,8 @@ async fn a_full_queue_refuses_try_send_and_send_waits_for_room() {
 
     permits.add_permits(10);
     within("shutdown", node.shutdown()).await.expect("shutdown");
-    let posts = posts.lock().unwrap().clone();
     assert_eq!(
-        envelopes(&posts),
+        envelopes(&posts.items()),
         [(0, 0), (1, 1), (2, 2), (3, 3)],
         "every queued envelope, in order, numbered in queue order; the refused ones never"
     );
@@ -166,7 +132,7 @@ async fn shutdown_refuses_a_sender_waiting_for_room() {
         .expect("the task")
         .expect("shutdown");
     assert_eq!(
-        envelopes(&posts.lock().unwrap()),
+        envelopes(&posts.items()),
         [(0, 0)],
         "the queued one is flushed"
     );

@@ -10,14 +10,11 @@
 //! If the wire format changes on purpose, a failing test prints the new
 //! texts as Rust literals; update them here and in the docs together.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod support;
 
-use socketscience::transport::BoxFuture;
-use socketscience::{
-    message, Codec, Envelope, LocalChat, Message, Node, Payload, Transport, TransportIo,
-};
+use socketscience::{message, Codec, Envelope, LocalChat, Message, Node, Payload};
 use socketscience::{wire, Lines};
+use support::{within, Log, RecordingChat};
 
 #[message("ping")]
 #[derive(Debug, Clone, PartialEq)]
@@ -62,12 +59,6 @@ fn long_ping() -> Ping {
     }
 }
 
-async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} took more than 20 s"))
-}
-
 /// What node "Henders/EC2", seeded with `seed`, posts into `chat` for one
 /// payload.
 async fn posts(chat: LocalChat, codec: Codec, seed: u64, payload: impl Payload) -> Vec<String> {
@@ -98,34 +89,6 @@ fn assert_unsigned() {
             std::env::var_os(var).is_none(),
             "unset {var} to run the golden tests: signed envelopes carry the time"
         );
-    }
-}
-
-/// A single-line chat (as IRC is) that hands over what the node posts.
-struct SingleLineChat {
-    posts: Arc<Mutex<Vec<String>>>,
-}
-
-impl Transport for SingleLineChat {
-    fn account(&self) -> &str {
-        "smokey"
-    }
-    fn max_message_len(&self) -> usize {
-        512
-    }
-    fn lines(&self) -> Lines {
-        Lines::Single
-    }
-    fn run(self: Box<Self>, mut io: TransportIo) -> BoxFuture<socketscience::Result<()>> {
-        Box::pin(async move {
-            while let Some(post) = io.next_post().await {
-                self.posts
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(post);
-            }
-            Ok(())
-        })
     }
 }
 
@@ -226,9 +189,12 @@ async fn two_kinds_in_one_envelope() {
 #[tokio::test]
 async fn single_line_frame() {
     assert_unsigned();
-    let posted = Arc::new(Mutex::new(Vec::new()));
+    let posted = Log::default();
     let node = Node::builder(NAME)
-        .transport(SingleLineChat {
+        .transport(RecordingChat {
+            lines: Lines::Single,
+            max_len: 512,
+            gate: None,
             posts: posted.clone(),
         })
         .codec(Codec::MessagePack)
@@ -239,8 +205,7 @@ async fn single_line_frame() {
         .expect("node starts");
     within("send", node.send(ping())).await.expect("send");
     within("shutdown", node.shutdown()).await.expect("shutdown");
-    let posted = posted.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    assert_golden(&posted, &[PING_SINGLE_LINE]);
+    assert_golden(&posted.items(), &[PING_SINGLE_LINE]);
 }
 
 #[tokio::test]
@@ -265,9 +230,9 @@ async fn read_back<M: Message + Clone>(texts: &[&str]) -> Vec<M> {
         .start()
         .await
         .expect("node starts");
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen = Log::default();
     let into = seen.clone();
-    node.register(move |m: M| into.lock().unwrap_or_else(|e| e.into_inner()).push(m));
+    node.register(move |m: M| into.push(m));
     for text in texts {
         chat.say("smokey", text);
     }
@@ -277,8 +242,7 @@ async fn read_back<M: Message + Clone>(texts: &[&str]) -> Vec<M> {
         (stats.malformed, stats.bad_values, stats.duplicates),
         (0, 0, 0)
     );
-    let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    seen
+    seen.items()
 }
 
 #[tokio::test]

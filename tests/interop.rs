@@ -11,18 +11,20 @@
 //! These tests fail, never skip, when `python3` or its `msgpack` library is
 //! missing: `scripts/test` installs them.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use socketscience::wire::{self, BodyLimits, ChatText};
 use socketscience::{
     handler, message, Codec, Context, Envelope, LocalChat, Message, Node, Payload,
 };
+use support::within;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 // ---------------------------------------------------------------------------
@@ -312,12 +314,6 @@ fn smokedetector_receive(texts: &[String]) -> Vec<String> {
 
 // ---------------------------------------------------------------------------
 // Rust side
-
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} took more than 20 s"))
-}
 
 /// A node in `chat` that writes MessagePack and trusts every account.
 async fn msgpack_node(chat: &LocalChat, name: &str, seed: u64) -> Node {

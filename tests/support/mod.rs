@@ -1,10 +1,13 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use socketscience::{wire, Codec, LocalChat, Node, Stats};
+use socketscience::transport::BoxFuture;
+use socketscience::{wire, Codec, Lines, LocalChat, Node, Stats, Transport, TransportIo};
+use tokio::sync::Semaphore;
 
 /// Waits until `pred` holds for the node's stats, or fails after 30 s.
 pub async fn wait_for(node: &Node, what: &str, pred: impl Fn(&Stats) -> bool) -> Stats {
@@ -72,3 +75,49 @@ pub fn rss_bytes() -> u64 {
 }
 
 pub const CODECS: [Codec; 2] = [Codec::Json, Codec::MessagePack];
+
+/// `future`'s output; fails the test, naming `what`, if it takes more than
+/// 20 s (a hang, such as a lost wake-up), rather than hanging the suite.
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} took more than 20 s"))
+}
+
+/// A chat that keeps, in order, what the node posts (account `smokey`).
+/// With a `gate`, it takes a post only for each permit the test adds.
+pub struct RecordingChat {
+    pub lines: Lines,
+    pub max_len: usize,
+    pub gate: Option<Arc<Semaphore>>,
+    pub posts: Log<String>,
+}
+
+impl Transport for RecordingChat {
+    fn account(&self) -> &str {
+        "smokey"
+    }
+
+    fn max_message_len(&self) -> usize {
+        self.max_len
+    }
+
+    fn lines(&self) -> Lines {
+        self.lines
+    }
+
+    fn run(self: Box<Self>, mut io: TransportIo) -> BoxFuture<socketscience::Result<()>> {
+        Box::pin(async move {
+            loop {
+                if let Some(gate) = &self.gate {
+                    let permit = gate.acquire().await;
+                    permit.expect("the gate stays open").forget();
+                }
+                match io.next_post().await {
+                    Some(post) => self.posts.push(post),
+                    None => return Ok(()),
+                }
+            }
+        })
+    }
+}
