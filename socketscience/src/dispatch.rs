@@ -222,11 +222,6 @@ impl Dispatcher {
         }
     }
 
-    /// Empties the own-envelope queue without dispatching (for the harness).
-    pub(crate) fn discard_own(&mut self) {
-        self.node.shared.outbox.discard_own();
-    }
-
     pub(crate) async fn run(mut self) {
         let mut expiry = tokio::time::interval(Duration::from_secs(5));
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

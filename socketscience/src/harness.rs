@@ -37,7 +37,7 @@ impl Harness {
     /// The node's own dispatch of it is skipped.
     pub fn post(&mut self, payload: impl Payload) -> Result<String> {
         self.node.try_send(payload)?;
-        self.dispatcher.discard_own();
+        self.node.shared.outbox.discard_own();
         once(self.io.next_post())
             .flatten()
             .ok_or_else(|| Error::NodeStopped {
