@@ -16,10 +16,11 @@ use tracing::{error, trace, warn};
 use crate::handler::{Call, Registered, Registry};
 use crate::node::{Context, Node, NodeShared, Sender};
 use crate::reassembly::{Added, Reassembly};
+use crate::repair::{self, Admit, Gap, HeldBody, Track};
 use crate::security::Verdict;
 use crate::stats::{Counter, Counters, Stats};
 use crate::transport::ChatMessage;
-use crate::wire::{self, BodyLimits, ChatText, Messages, Meta, WireError};
+use crate::wire::{self, BodyLimits, ChatText, Codec, Messages, Meta, WireError};
 
 /// Most senders remembered for deduplication; past it the least recently
 /// heard is forgotten.
@@ -27,58 +28,70 @@ const MAX_SENDERS: usize = 4_096;
 /// Sessions remembered per sender (a restart starts a new one; replays of
 /// an older one are still recognised).
 const SESSIONS_PER_SENDER: usize = 4;
-/// Width of the window of sequence numbers remembered per session.
-const WINDOW: u64 = 128;
 /// Most messages taken from one queue before the other gets a turn.
 const BURST: usize = 64;
 /// How often drops are summarised in the log, at most.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Which sequence numbers of one session were seen: the highest, and a
-/// bitmap of the [`WINDOW`] below it. Envelopes that arrive late (a resend
-/// after a reconnect) are still accepted once; anything older than the
-/// window is taken as seen.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    session: u64,
-    highest: u64,
-    bits: u128,
-}
-
-impl Window {
-    fn new(session: u64, seq: u64) -> Window {
-        Window {
-            session,
-            highest: seq,
-            bits: 1,
-        }
-    }
-
-    fn seen(&self, seq: u64) -> bool {
-        seq <= self.highest
-            && (self.highest - seq >= WINDOW || self.bits & (1u128 << (self.highest - seq)) != 0)
-    }
-
-    fn mark(&mut self, seq: u64) {
-        if seq > self.highest {
-            let shift = seq - self.highest;
-            self.bits = if shift >= WINDOW {
-                0
-            } else {
-                self.bits << shift
-            };
-            self.bits |= 1;
-            self.highest = seq;
-        } else if self.highest - seq < WINDOW {
-            self.bits |= 1u128 << (self.highest - seq);
-        }
-    }
-}
-
 struct SenderState {
     instance: Arc<str>,
-    windows: Vec<Window>,
+    /// Its sessions, most recently heard first.
+    sessions: Vec<Track>,
     last_heard: u64,
+    /// When its presence was last noted (coarse clock; `u64::MAX`: never).
+    published: u64,
+}
+
+/// The state of sender `from`, made if it is new (forgetting the least
+/// recently heard sender when there are too many).
+fn sender_state<'s>(
+    senders: &'s mut foldhash::HashMap<Box<str>, SenderState>,
+    from: &str,
+    heard: u64,
+) -> &'s mut SenderState {
+    if !senders.contains_key(from) {
+        if senders.len() >= MAX_SENDERS {
+            let oldest = senders
+                .iter()
+                .min_by_key(|(_, s)| s.last_heard)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                senders.remove(&oldest);
+            }
+        }
+        senders.insert(
+            from.into(),
+            SenderState {
+                instance: from.into(),
+                sessions: Vec::new(),
+                last_heard: heard,
+                published: u64::MAX,
+            },
+        );
+    }
+    senders.get_mut(from).expect("inserted above")
+}
+
+/// What the receive path does with a body from the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// Dispatch it now; then release held envelopes that follow it.
+    Now { release: bool },
+    /// Hold it until the envelopes before it arrive.
+    Hold,
+    /// Nothing to dispatch (presence or repair traffic only).
+    Skip,
+    /// Dropped (stale, own echo, duplicate).
+    Reject,
+}
+
+/// A question to the room: how far did a replaced session go?
+#[derive(Debug)]
+struct Probe {
+    instance: Arc<str>,
+    session: u64,
+    first: u64,
+    ask_at: tokio::time::Instant,
 }
 
 /// Counts drops and summarises them in the log at most once per interval,
@@ -105,6 +118,10 @@ impl DropLog {
             ("stale", stats.stale - before.stale),
             ("replayed", stats.replayed - before.replayed),
             ("duplicates", stats.duplicates - before.duplicates),
+            (
+                "repairs_refused",
+                stats.repairs_refused - before.repairs_refused,
+            ),
             (
                 "partials_dropped",
                 stats.partials_dropped - before.partials_dropped,
@@ -182,6 +199,12 @@ pub(crate) struct Dispatcher {
     /// (whole groups of three bytes), to drop their echoes undecoded.
     own_prefix_b64: String,
     drops: DropLog,
+    /// Jitter of repair requests.
+    rng: fastrand::Rng,
+    /// Sessions replaced by a restart, to ask the room about.
+    probes: Vec<Probe>,
+    /// Sessions with held envelopes that may now be due.
+    to_release: Vec<(Arc<str>, u64)>,
 }
 
 impl Dispatcher {
@@ -217,13 +240,17 @@ impl Dispatcher {
             },
             own_batch: VecDeque::new(),
             own_done: Vec::new(),
+            rng: fastrand::Rng::new(),
+            probes: Vec::new(),
+            to_release: Vec::new(),
             in_rx,
             node,
         }
     }
 
     pub(crate) async fn run(mut self) {
-        let mut expiry = tokio::time::interval(Duration::from_secs(5));
+        let tick = Duration::from_secs(5).min(self.node.shared.presence.options.tick());
+        let mut expiry = tokio::time::interval(tick);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shared = self.node.shared.clone();
         let mut own_open = true;
@@ -256,6 +283,7 @@ impl Dispatcher {
                     let dropped = self.reassembly.expire(Instant::now());
                     self.count(&self.node.shared.counters.partials_dropped, dropped);
                     self.drops.note(&self.node);
+                    self.repair_tick().await;
                 }
             }
         }
@@ -411,8 +439,24 @@ impl Dispatcher {
                 let mut messages = self.take_messages();
                 match self.read(&buf, self.node.shared.config.body_limits, &mut messages) {
                     Ok(meta) => {
-                        if self.accept(&meta, account, signed) {
-                            self.dispatch(&messages, meta.count, &self.room_cx).await;
+                        let accepted = self.accept(&meta, account, signed, !messages.is_empty());
+                        match accepted {
+                            Accept::Now { release } => {
+                                self.dispatch(&messages, meta.count, &self.room_cx).await;
+                                if release {
+                                    self.release_after(&meta);
+                                }
+                            }
+                            Accept::Hold => self.hold(&meta, account, &buf),
+                            Accept::Skip | Accept::Reject => {}
+                        }
+                        if accepted != Accept::Reject
+                            && (meta.heartbeat.is_some() || !meta.control.is_empty())
+                        {
+                            Box::pin(self.control(&meta, account, Codec::sniff(&buf))).await;
+                        }
+                        if !self.to_release.is_empty() {
+                            Box::pin(self.release_pending()).await;
                         }
                     }
                     Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
@@ -430,9 +474,16 @@ impl Dispatcher {
         }
     }
 
-    /// Drops own echoes, stale and repeated envelopes; for the rest, makes
-    /// `room_cx` their sender's context and says so.
-    fn accept(&mut self, meta: &Meta<'_>, account: &Arc<str>, signed: bool) -> bool {
+    /// Drops own echoes, stale and repeated envelopes; holds those that
+    /// come before their turn; for the rest, makes `room_cx` their
+    /// sender's context and says so.
+    fn accept(
+        &mut self,
+        meta: &Meta<'_>,
+        account: &Arc<str>,
+        signed: bool,
+        has_messages: bool,
+    ) -> Accept {
         let count = meta.count.unwrap_or(1);
         if signed {
             let max_skew = self.node.shared.config.max_skew;
@@ -446,7 +497,7 @@ impl Dispatcher {
                     account,
                     &format_args!("timestamp {:?}, now {now}", meta.timestamp),
                 );
-                return false;
+                return Accept::Reject;
             }
         }
         let Some(from) = meta.from.as_deref() else {
@@ -454,73 +505,471 @@ impl Dispatcher {
             set_sender(&mut self.room_cx, &self.node, account, None, |name| {
                 name.into()
             });
-            return true;
+            return Accept::Now { release: false };
         };
         let shared = &self.node.shared;
         if meta.session == Some(shared.session) && from == &*shared.name {
             Counters::add_owned(&shared.counters.own_echoes, 1);
-            return false;
+            return Accept::Reject;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
+            if !has_messages {
+                // Presence or repair traffic only.
+                return Accept::Skip;
+            }
             set_sender(&mut self.room_cx, &self.node, account, Some(from), |name| {
                 name.into()
             });
-            return true;
+            return Accept::Now { release: false };
         };
         self.heard += 1;
         let heard = self.heard;
-        let state = match self.senders.get_mut(from) {
-            Some(state) => state,
+        let mut state = sender_state(&mut self.senders, from, heard);
+        let i = match state.sessions.iter().position(|t| t.session == session) {
+            Some(i) => i,
             None => {
-                if self.senders.len() >= MAX_SENDERS {
-                    let oldest = self
-                        .senders
-                        .iter()
-                        .min_by_key(|(_, s)| s.last_heard)
-                        .map(|(k, _)| k.clone());
-                    if let Some(oldest) = oldest {
-                        self.senders.remove(&oldest);
-                    }
-                }
-                let state = SenderState {
-                    instance: from.into(),
-                    windows: Vec::new(),
-                    last_heard: heard,
-                };
-                self.senders.entry(from.into()).or_insert(state)
+                self.new_session(from, session, seq);
+                state = sender_state(&mut self.senders, from, heard);
+                0
             }
         };
         state.last_heard = heard;
-        let seqs = seq..seq.saturating_add(count);
-        match state.windows.iter().position(|w| w.session == session) {
-            Some(i) => {
-                let window = &mut state.windows[i];
-                if seqs.clone().all(|s| window.seen(s)) {
-                    let instance = state.instance.clone();
-                    self.drop(Drop::Duplicate, account, &format_args!("{instance} #{seq}"));
-                    return false;
-                }
-                seqs.for_each(|s| window.mark(s));
-                // Most recently used first.
-                state.windows[..=i].rotate_right(1);
+        let admitted = state.sessions[i].admit(seq, count);
+        let release = !state.sessions[i].held.is_empty();
+        // Most recently used first.
+        state.sessions[..=i].rotate_right(1);
+        let presence = &self.node.shared.presence;
+        let ms = presence.coarse_ms();
+        if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {
+            state.published = ms;
+            presence.heard(&state.instance, account, session, ms);
+        }
+        match admitted {
+            Admit::InOrder => {
+                // The state's own name: recognised by address when it goes on.
+                let instance = &state.instance;
+                set_sender(
+                    &mut self.room_cx,
+                    &self.node,
+                    account,
+                    Some(instance),
+                    |_| instance.clone(),
+                );
+                Accept::Now { release }
             }
-            None => {
-                let mut window = Window::new(session, seq);
-                seqs.for_each(|s| window.mark(s));
-                state.windows.insert(0, window);
-                state.windows.truncate(SESSIONS_PER_SENDER);
+            Admit::Ahead => Accept::Hold,
+            Admit::Duplicate => {
+                let instance = state.instance.clone();
+                self.drop(Drop::Duplicate, account, &format_args!("{instance} #{seq}"));
+                Accept::Reject
+            }
+            Admit::Partial => {
+                trace!(node = %self.node.name(), from, seq, count, "dropped a body that repeats part of what arrived");
+                Accept::Reject
             }
         }
-        // The state's own name: recognised by address when it goes on.
-        let instance = &state.instance;
-        set_sender(
-            &mut self.room_cx,
-            &self.node,
-            account,
-            Some(instance),
-            |_| instance.clone(),
+    }
+
+    /// A session of `from` heard for the first time, first at `seq`. A
+    /// node is owed everything a session posts after the node started: a
+    /// session that replaces one heard before (a restart) is followed
+    /// from its first envelope; one already running when this node started
+    /// from the first heard. What the replaced sessions still miss can no
+    /// longer be repaired.
+    #[cold]
+    #[inline(never)]
+    fn new_session(&mut self, from: &str, session: u64, seq: u64) {
+        let now = tokio::time::Instant::now();
+        let window = self.node.shared.presence.options.repair_window;
+        let state = sender_state(&mut self.senders, from, self.heard);
+        let restarted = !state.sessions.is_empty();
+        let mut lost = Vec::new();
+        for (i, old) in state.sessions.iter_mut().enumerate() {
+            let (next, end) = (old.next, old.end);
+            let n = old.give_up_all();
+            if n > 0 {
+                lost.push((old.session, next, end, n));
+                self.to_release.push((state.instance.clone(), old.session));
+            }
+            if i == 0 {
+                self.probes.push(Probe {
+                    instance: state.instance.clone(),
+                    session: old.session,
+                    first: old.end,
+                    ask_at: now + jitter(&mut self.rng, window),
+                });
+            }
+        }
+        state
+            .sessions
+            .insert(0, Track::new(session, if restarted { 0 } else { seq }));
+        state.sessions.truncate(SESSIONS_PER_SENDER);
+        state.published = u64::MAX;
+        let instance = state.instance.clone();
+        for (old, first, end, n) in lost {
+            self.lose(&instance, old, first, end, n, "the sender restarted");
+        }
+    }
+
+    /// Counts and logs envelopes given up.
+    #[cold]
+    #[inline(never)]
+    fn lose(&self, instance: &str, session: u64, first: u64, end: u64, n: u64, why: &str) {
+        Counters::add_owned(&self.node.shared.counters.lost, n);
+        warn!(
+            node = %self.node.name(),
+            sender = instance,
+            session = format_args!("{session:016x}"),
+            range = format_args!("{first}..{end}"),
+            lost = n,
+            "envelopes lost: {why}"
         );
-        true
+    }
+
+    /// Holds a body that came before its turn.
+    #[cold]
+    #[inline(never)]
+    fn hold(&mut self, meta: &Meta<'_>, account: &Arc<str>, body: &[u8]) {
+        let (Some(from), Some(session), Some(seq)) = (meta.from.as_deref(), meta.session, meta.seq)
+        else {
+            return;
+        };
+        let end = seq.saturating_add(meta.count.unwrap_or(1));
+        let body = HeldBody {
+            account: account.clone(),
+            bytes: body.to_vec(),
+            repaired: false,
+        };
+        self.hold_body(from, session, seq, end, body);
+    }
+
+    fn hold_body(&mut self, from: &str, session: u64, seq: u64, end: u64, body: HeldBody) {
+        let max_held = self.node.shared.presence.options.max_held as u64;
+        let Some(state) = self.senders.get_mut(from) else {
+            return;
+        };
+        let instance = state.instance.clone();
+        let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) else {
+            return;
+        };
+        track.hold(seq, end, body);
+        trace!(node = %self.node.name(), from, seq, next = track.next, "holding an envelope that came early");
+        if track.held_count > max_held {
+            let (next, end) = (track.next, track.end);
+            let n = track.give_up_all();
+            self.to_release.push((instance.clone(), session));
+            self.lose(&instance, session, next, end, n, "too many envelopes held");
+        }
+    }
+
+    /// After an envelope of the body `meta` ran: releases those held after it.
+    fn release_after(&mut self, meta: &Meta<'_>) {
+        if let (Some(from), Some(session)) = (meta.from.as_deref(), meta.session) {
+            if let Some(state) = self.senders.get(from) {
+                self.to_release.push((state.instance.clone(), session));
+            }
+        }
+    }
+
+    /// Dispatches the held envelopes now due, of every session listed.
+    async fn release_pending(&mut self) {
+        while let Some((from, session)) = self.to_release.pop() {
+            self.release(&from, session).await;
+        }
+    }
+
+    /// Dispatches the held envelopes of `from`'s `session` now due.
+    async fn release(&mut self, from: &str, session: u64) {
+        let limits = self.node.shared.config.body_limits;
+        loop {
+            let Some(state) = self.senders.get_mut(from) else {
+                return;
+            };
+            let instance = state.instance.clone();
+            let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) else {
+                return;
+            };
+            let Some((first, held)) = track.pop_ready() else {
+                return;
+            };
+            let Some(body) = held.body else { continue };
+            let n = held.end - first;
+            let mut messages = self.take_messages();
+            match self.read(&body.bytes, limits, &mut messages) {
+                Ok(_) => {
+                    set_sender(
+                        &mut self.room_cx,
+                        &self.node,
+                        &body.account,
+                        Some(&instance),
+                        |_| instance.clone(),
+                    );
+                    if body.repaired {
+                        Counters::add_owned(&self.node.shared.counters.repaired, n);
+                    }
+                    self.dispatch(&messages, (n > 1).then_some(n), &self.room_cx)
+                        .await;
+                }
+                Err(e) => self.drop(Drop::Malformed, &body.account, &e),
+            }
+            self.keep(messages);
+        }
+    }
+
+    /// Presence and repair traffic: heartbeats, requests, ranges that
+    /// cannot be repaired, envelopes posted again.
+    async fn control(&mut self, meta: &Meta<'_>, account: &Arc<str>, codec: Codec) {
+        let (Some(from), Some(session)) = (meta.from.as_deref(), meta.session) else {
+            return;
+        };
+        let shared = self.node.shared.clone();
+        let presence = &shared.presence;
+        let options = presence.options;
+        let now = tokio::time::Instant::now();
+        let ms = presence.coarse_ms();
+        self.heard += 1;
+        let heard = self.heard;
+        // The sender's track: a heartbeat says how far it got.
+        let state = sender_state(&mut self.senders, from, heard);
+        if !state.sessions.iter().any(|t| t.session == session) {
+            self.new_session(from, session, meta.heartbeat.unwrap_or(0));
+        }
+        let state = sender_state(&mut self.senders, from, heard);
+        state.last_heard = heard;
+        state.published = ms;
+        presence.heard(&state.instance, account, session, ms);
+        let instance = state.instance.clone();
+        if let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) {
+            if let Some(posted) = meta.heartbeat {
+                track.learn_end(posted);
+            }
+        }
+        let mut serve = Vec::new();
+        let mut unrepairable = Vec::new();
+        let mut refused = 0;
+        if let Some(raw) = meta.control.requests {
+            match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
+                Err(e) => {
+                    refused += 1;
+                    trace!(node = %shared.name, from, error = %e, "refused a repair request");
+                }
+                Ok(ranges) => {
+                    for (asked, asked_session, first, end) in ranges {
+                        if *asked == *shared.name && asked_session == shared.session {
+                            let posted = presence.posted_end.load(std::sync::atomic::Ordering::Relaxed);
+                            let end = if end == repair::TO_THE_END { posted } else { end };
+                            if first > end || end > posted || end - first > repair::MAX_ASK {
+                                refused += 1;
+                                warn!(node = %shared.name, from, range = format_args!("{first}..{end}"), posted, "refused an absurd repair request");
+                            } else if first < end {
+                                serve.push((first, end));
+                            }
+                            continue;
+                        }
+                        // Another receiver asked: this one waits for the repair.
+                        self.probes.retain(|p| {
+                            !(*p.instance == *asked && p.session == asked_session)
+                        });
+                        let Some(state) = self.senders.get_mut(asked.as_str()) else {
+                            continue;
+                        };
+                        let replaced = state
+                            .sessions
+                            .first()
+                            .is_some_and(|t| t.session != asked_session);
+                        if let Some(track) =
+                            state.sessions.iter_mut().find(|t| t.session == asked_session)
+                        {
+                            if let Some(gap) = &mut track.gap {
+                                gap.ask_at = gap.ask_at.max(now + options.repair_window);
+                            }
+                            // A restarted sender cannot answer for its old
+                            // session: who heard further says how far.
+                            if end == repair::TO_THE_END && replaced && track.end > first {
+                                unrepairable.push((asked, asked_session, first, track.end));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(raw) = meta.control.unrepairable {
+            match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
+                Err(e) => {
+                    refused += 1;
+                    trace!(node = %shared.name, from, error = %e, "refused a list of unrepairable ranges");
+                }
+                Ok(ranges) => {
+                    for (gone, gone_session, first, end) in ranges {
+                        if first > end || end - first > repair::MAX_GIVE_UP {
+                            refused += 1;
+                            continue;
+                        }
+                        self.probes.retain(|p| !(*p.instance == *gone && p.session == gone_session));
+                        let Some(state) = self.senders.get_mut(gone.as_str()) else {
+                            continue;
+                        };
+                        let gone_instance = state.instance.clone();
+                        let Some(track) =
+                            state.sessions.iter_mut().find(|t| t.session == gone_session)
+                        else {
+                            continue;
+                        };
+                        let next = track.next;
+                        let n = track.give_up(first, end);
+                        if n > 0 {
+                            self.to_release.push((gone_instance.clone(), gone_session));
+                            self.lose(&gone_instance, gone_session, first.max(next), end, n, "it cannot be repaired");
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(raw) = meta.control.repairs {
+            self.repairs(raw, codec, &instance, session, account).await;
+        }
+        if refused > 0 {
+            Counters::add_owned(&shared.counters.repairs_refused, refused);
+            self.drops.note(&self.node);
+        }
+        if !serve.is_empty() || !unrepairable.is_empty() {
+            presence.push(&shared.outbox, |q| {
+                for range in serve {
+                    if q.serve.len() < crate::presence::MAX_QUEUED && !q.serve.contains(&range) {
+                        q.serve.push(range);
+                    }
+                }
+                for range in unrepairable {
+                    if q.unrepairable.len() < crate::presence::MAX_QUEUED {
+                        q.unrepairable.push(range);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Envelopes posted again by `instance`'s `session`: those missing run
+    /// (or are held until their turn), the rest are dropped quietly.
+    async fn repairs(
+        &mut self,
+        raw: &[u8],
+        codec: Codec,
+        instance: &Arc<str>,
+        session: u64,
+        account: &Arc<str>,
+    ) {
+        let shared = self.node.shared.clone();
+        let limits = shared.config.body_limits;
+        let window = shared.presence.options.repair_window;
+        let items = match wire::read_repairs(codec, raw, repair::MAX_REPAIRS, limits.max_depth) {
+            Ok(items) => items,
+            Err(e) => return self.drop(Drop::Malformed, account, &e),
+        };
+        let now = tokio::time::Instant::now();
+        for (seq, item) in items {
+            let Some(state) = self.senders.get_mut(&**instance) else {
+                return;
+            };
+            let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) else {
+                // A session this node does not follow: not owed to it.
+                return;
+            };
+            if let Some(gap) = &mut track.gap {
+                gap.ask_at = gap.ask_at.max(now + window);
+            }
+            match track.admit(seq, 1) {
+                Admit::InOrder => {
+                    let mut messages = self.take_messages();
+                    match self.read(item, limits, &mut messages) {
+                        Ok(_) => {
+                            set_sender(&mut self.room_cx, &self.node, account, Some(instance), |_| {
+                                instance.clone()
+                            });
+                            Counters::add_owned(&shared.counters.repaired, 1);
+                            self.dispatch(&messages, None, &self.room_cx).await;
+                        }
+                        Err(e) => self.drop(Drop::Malformed, account, &e),
+                    }
+                    self.keep(messages);
+                    self.release(instance, session).await;
+                }
+                Admit::Ahead => {
+                    let body = HeldBody {
+                        account: account.clone(),
+                        bytes: item.to_vec(),
+                        repaired: true,
+                    };
+                    self.hold_body(instance, session, seq, seq + 1, body);
+                }
+                Admit::Duplicate | Admit::Partial => {}
+            }
+        }
+    }
+
+    /// The repair timers: asks for what is missing (after a random delay,
+    /// unless another node asked first), gives up what waited too long,
+    /// asks the room about replaced sessions; drops peers not heard.
+    async fn repair_tick(&mut self) {
+        let shared = self.node.shared.clone();
+        let presence = &shared.presence;
+        presence.tick();
+        presence.expire();
+        let options = presence.options;
+        let now = tokio::time::Instant::now();
+        let mut requests = Vec::new();
+        let mut given_up = Vec::new();
+        let rng = &mut self.rng;
+        for state in self.senders.values_mut() {
+            for track in &mut state.sessions {
+                if !track.waiting() {
+                    track.gap = None;
+                    continue;
+                }
+                let gap = track.gap.get_or_insert_with(|| Gap {
+                    since: now,
+                    ask_at: now + jitter(rng, options.repair_window),
+                });
+                if now.duration_since(gap.since) >= options.repair_timeout {
+                    let (next, end) = (track.next, track.end);
+                    let n = track.give_up_all();
+                    given_up.push((state.instance.clone(), track.session, next, end, n));
+                } else if now >= gap.ask_at {
+                    gap.ask_at = now + options.repair_window + jitter(rng, options.repair_window);
+                    for (first, end) in track.missing(repair::RANGES_PER_ASK) {
+                        requests.push((state.instance.to_string(), track.session, first, end));
+                    }
+                }
+            }
+        }
+        self.probes.retain(|probe| {
+            if now < probe.ask_at {
+                return true;
+            }
+            requests.push((
+                probe.instance.to_string(),
+                probe.session,
+                probe.first,
+                repair::TO_THE_END,
+            ));
+            false
+        });
+        if !requests.is_empty() {
+            Counters::add_owned(&shared.counters.repair_requests, requests.len() as u64);
+            trace!(node = %shared.name, ?requests, "asking for repair");
+            presence.push(&shared.outbox, |q| {
+                for request in requests {
+                    if q.requests.len() < crate::presence::MAX_QUEUED {
+                        q.requests.push(request);
+                    }
+                }
+            });
+        }
+        for (instance, session, next, end, n) in given_up {
+            if n > 0 {
+                self.lose(&instance, session, next, end, n, "not repaired in time");
+            }
+            self.release(&instance, session).await;
+        }
     }
 
     /// Takes the registry anew if handlers were registered since.
@@ -619,22 +1068,8 @@ fn ran(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_window_accepts_late_arrivals_once() {
-        let mut w = Window::new(1, 10);
-        assert!(w.seen(10));
-        assert!(!w.seen(11));
-        w.mark(12);
-        assert!(!w.seen(11), "a gap");
-        assert!(w.seen(12));
-        w.mark(11);
-        assert!(w.seen(11));
-        w.mark(10 + WINDOW + 5);
-        assert!(w.seen(12), "older than the window counts as seen");
-        assert!(!w.seen(10 + WINDOW + 4));
-    }
+/// A random delay in `[0, window / 2)`: receivers that noticed one gap
+/// together do not ask together (the first request heard silences the rest).
+fn jitter(rng: &mut fastrand::Rng, window: Duration) -> Duration {
+    window.mul_f64(0.5 * rng.f64())
 }

@@ -86,7 +86,9 @@ mod local;
 mod message;
 mod node;
 mod outbox;
+mod presence;
 mod reassembly;
+mod repair;
 mod security;
 #[cfg(feature = "stackexchange")]
 pub mod stackexchange;
@@ -102,6 +104,7 @@ pub use irc::{IrcChat, IrcStatus};
 pub use local::{LocalChat, LocalTransport};
 pub use message::{message_types, Message, MessageType};
 pub use node::{Context, Node, NodeBuilder, Sender};
+pub use presence::Peer;
 pub use reassembly::ReassemblyLimits;
 pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV};
 #[cfg(feature = "stackexchange")]

@@ -1,0 +1,501 @@
+//! Gap repair: what a receiver knows of each sender session ([`Track`]:
+//! dispatched up to where, what arrived early, what is missing), and what a
+//! sender keeps to post again ([`History`]), with the bodies of presence
+//! and repair posts.
+//!
+//! The promise (README, "Disconnects"): while the sender process lives and
+//! an envelope is within its history, every node in the room at some point
+//! after the send runs each handler for it exactly once, in per-sender
+//! order. What falls outside is counted in `Stats::lost` and logged.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::envelope::{
+    write_entry, write_map_len, write_msgpack_str, write_uint_entry, Encoded, Origin, Signer,
+};
+use crate::wire::{
+    Codec, WireRange, KEY_HEARTBEAT, KEY_REPAIR, KEY_REQUEST, KEY_TIMESTAMP, KEY_UNREPAIRABLE,
+};
+
+/// Most envelopes one request may ask for; a longer range is absurd and
+/// refused (a receiver asks for at most this much at a time).
+pub(crate) const MAX_ASK: u64 = 4_096;
+/// The end of a request that asks for everything from its first envelope
+/// on (a probe: "how far did this session go?").
+pub(crate) const TO_THE_END: u64 = u64::MAX;
+/// Most ranges one post carries in `_rq` or `_nak`, and most a receiver
+/// reads.
+pub(crate) const MAX_RANGES: usize = 64;
+/// Most envelopes one `_rp` list may carry.
+pub(crate) const MAX_REPAIRS: usize = 4_096;
+/// Most ranges a receiver asks for per sender session per round.
+pub(crate) const RANGES_PER_ASK: usize = 8;
+/// Most envelopes a `_nak` may give up at once; more is absurd.
+pub(crate) const MAX_GIVE_UP: u64 = 1 << 20;
+
+// ---------------------------------------------------------------------------
+// Receiving
+
+/// What a receiver knows of one sender session.
+#[derive(Debug)]
+pub(crate) struct Track {
+    pub(crate) session: u64,
+    /// Every envelope below was dispatched or given up.
+    pub(crate) next: u64,
+    /// One past the highest envelope known to exist (heard, or announced
+    /// by a heartbeat or a `_nak`).
+    pub(crate) end: u64,
+    /// Envelopes from `next` on that arrived early (or were given up), by
+    /// first sequence number.
+    pub(crate) held: BTreeMap<u64, Held>,
+    /// Envelopes held (not given up).
+    pub(crate) held_count: u64,
+    /// Repair bookkeeping while envelopes are missing.
+    pub(crate) gap: Option<Gap>,
+}
+
+/// Envelopes `first..end` of a session, held until those before them are
+/// dispatched; `body` is `None` for a range given up.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) end: u64,
+    pub(crate) body: Option<HeldBody>,
+}
+
+/// A body held: who posted it, its bytes (a whole decoded body, or one
+/// repaired envelope's map of kinds), and whether it came through repair.
+#[derive(Debug)]
+pub(crate) struct HeldBody {
+    pub(crate) account: Arc<str>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) repaired: bool,
+}
+
+/// When a receiver noticed a gap and when it asks (again).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gap {
+    pub(crate) since: Instant,
+    pub(crate) ask_at: Instant,
+}
+
+/// What to do with an envelope (or several, `seq..seq + count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// The next one: dispatch it now.
+    InOrder,
+    /// Seen (or given up) already.
+    Duplicate,
+    /// Later than the next one: hold it; there is a gap before it.
+    Ahead,
+    /// Partly seen already (only when a body's grouping differs from what
+    /// arrived before): dropped, what it lacks is asked for.
+    Partial,
+}
+
+impl Track {
+    pub(crate) fn new(session: u64, next: u64) -> Track {
+        Track {
+            session,
+            next,
+            end: next,
+            held: BTreeMap::new(),
+            held_count: 0,
+            gap: None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn admit(&mut self, seq: u64, count: u64) -> Admit {
+        let end = seq.saturating_add(count);
+        if seq == self.next && self.held.is_empty() {
+            self.next = end;
+            if self.end < end {
+                self.end = end;
+            }
+            return Admit::InOrder;
+        }
+        self.admit_slow(seq, end)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn admit_slow(&mut self, seq: u64, end: u64) -> Admit {
+        if end <= self.next {
+            return Admit::Duplicate;
+        }
+        if seq < self.next {
+            return Admit::Partial;
+        }
+        // Overlap with what is held?
+        if let Some((&first, held)) = self.held.range(..end).next_back() {
+            if held.end > seq {
+                return if first <= seq && end <= held.end {
+                    Admit::Duplicate
+                } else {
+                    Admit::Partial
+                };
+            }
+        }
+        if self.end < end {
+            self.end = end;
+        }
+        if seq == self.next {
+            self.next = end;
+            Admit::InOrder
+        } else {
+            Admit::Ahead
+        }
+    }
+
+    /// Holds `seq..end` (admitted as [`Admit::Ahead`]).
+    pub(crate) fn hold(&mut self, seq: u64, end: u64, body: HeldBody) {
+        self.held_count += end - seq;
+        self.held.insert(
+            seq,
+            Held {
+                end,
+                body: Some(body),
+            },
+        );
+    }
+
+    /// A heartbeat or a `_nak` says the session reached `end`.
+    pub(crate) fn learn_end(&mut self, end: u64) {
+        if end > self.end {
+            self.end = end;
+        }
+    }
+
+    /// Whether envelopes are missing.
+    pub(crate) fn waiting(&self) -> bool {
+        self.next < self.end
+    }
+
+    /// The missing ranges, at most `max`, each at most [`MAX_ASK`] long.
+    pub(crate) fn missing(&self, max: usize) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut at = self.next;
+        for (&first, held) in &self.held {
+            if out.len() == max {
+                return out;
+            }
+            if first > at {
+                out.push((at, first.min(at.saturating_add(MAX_ASK))));
+            }
+            at = at.max(held.end);
+        }
+        if at < self.end && out.len() < max {
+            out.push((at, self.end.min(at.saturating_add(MAX_ASK))));
+        }
+        out
+    }
+
+    /// Gives up the missing envelopes in `first..end` (the session reaches
+    /// at least `end`); returns how many.
+    pub(crate) fn give_up(&mut self, first: u64, end: u64) -> u64 {
+        self.learn_end(end);
+        let first = first.max(self.next);
+        if first >= end {
+            return 0;
+        }
+        let mut gaps = Vec::new();
+        let mut at = first;
+        for (&seq, held) in self.held.range(..end) {
+            if held.end <= at {
+                continue;
+            }
+            if seq > at {
+                gaps.push((at, seq));
+            }
+            at = at.max(held.end);
+        }
+        if at < end {
+            gaps.push((at, end));
+        }
+        let mut lost = 0;
+        for (a, b) in gaps {
+            lost += b - a;
+            self.held.insert(a, Held { end: b, body: None });
+        }
+        lost
+    }
+
+    /// Gives up everything missing up to `end` and the first held body
+    /// (to make room); returns how many were lost.
+    pub(crate) fn give_up_all(&mut self) -> u64 {
+        self.give_up(self.next, self.end)
+    }
+
+    /// The next held range if it is due (starts at `next`), taken; ranges
+    /// left behind by an overlap are dropped on the way.
+    pub(crate) fn pop_ready(&mut self) -> Option<(u64, Held)> {
+        loop {
+            let entry = self.held.first_entry()?;
+            let first = *entry.key();
+            if first > self.next {
+                return None;
+            }
+            let held = entry.remove();
+            if held.body.is_some() {
+                self.held_count -= held.end - first;
+            }
+            if held.end <= self.next {
+                continue;
+            }
+            self.next = held.end;
+            if !self.waiting() && self.held.is_empty() {
+                self.gap = None;
+            }
+            return Some((first, held));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sending
+
+/// The envelopes a node posted, kept to post again when asked: bounded by
+/// count and by age.
+#[derive(Debug)]
+pub(crate) struct History {
+    kept: VecDeque<Kept>,
+    capacity: usize,
+    max_age_ms: u64,
+    /// Envelopes no longer kept, to give back to the outbox.
+    evicted: Vec<Encoded>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    /// When it was posted, on the node's coarse clock.
+    posted_ms: u64,
+    /// When it was last posted again.
+    reposted: Option<Instant>,
+    envelope: Encoded,
+}
+
+impl History {
+    pub(crate) fn new(capacity: usize, max_age_ms: u64) -> History {
+        History {
+            kept: VecDeque::with_capacity(capacity.min(4_096)),
+            capacity,
+            max_age_ms,
+            evicted: Vec::new(),
+        }
+    }
+
+    /// Keeps the envelopes of `group`, just posted; `group` then holds the
+    /// ones no longer kept (for the outbox to take back).
+    #[inline]
+    pub(crate) fn keep(&mut self, group: &mut Vec<Encoded>, now_ms: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        for envelope in group.drain(..) {
+            if self.kept.len() == self.capacity {
+                self.evicted.extend(self.kept.pop_front().map(|k| k.envelope));
+            }
+            self.kept.push_back(Kept {
+                posted_ms: now_ms,
+                reposted: None,
+                envelope,
+            });
+        }
+        self.expire(now_ms);
+        std::mem::swap(group, &mut self.evicted);
+    }
+
+    fn expire(&mut self, now_ms: u64) {
+        while self
+            .kept
+            .front()
+            .is_some_and(|k| now_ms.saturating_sub(k.posted_ms) > self.max_age_ms)
+        {
+            self.evicted.extend(self.kept.pop_front().map(|k| k.envelope));
+        }
+    }
+
+    /// The kept envelopes of `ranges` not posted again within `window`
+    /// (marked as posted again now), by index, in order; and the parts of
+    /// the ranges no longer kept.
+    pub(crate) fn select(
+        &mut self,
+        ranges: &[(u64, u64)],
+        now: Instant,
+        now_ms: u64,
+        window: std::time::Duration,
+    ) -> (Vec<usize>, Vec<(u64, u64)>) {
+        self.expire(now_ms);
+        let mut picked = Vec::new();
+        let mut gone = Vec::new();
+        let first_kept = self.kept.front().map(|k| k.envelope.seq);
+        let end_kept = self.kept.back().map(|k| k.envelope.seq + 1);
+        for &(first, end) in ranges {
+            let (Some(lo), Some(hi)) = (first_kept, end_kept) else {
+                gone.push((first, end));
+                continue;
+            };
+            if first < lo {
+                gone.push((first, end.min(lo)));
+            }
+            for seq in first.max(lo)..end.min(hi) {
+                let i = (seq - lo) as usize;
+                let kept = &mut self.kept[i];
+                if kept.reposted.is_some_and(|at| now.duration_since(at) < window) {
+                    continue;
+                }
+                kept.reposted = Some(now);
+                picked.push(i);
+            }
+        }
+        picked.sort_unstable();
+        picked.dedup();
+        (picked, gone)
+    }
+
+    /// The kept envelope at `index` (from [`select`](Self::select)).
+    pub(crate) fn get(&self, index: usize) -> &Encoded {
+        &self.kept[index].envelope
+    }
+}
+
+/// The body of a presence or repair post: `origin`'s metadata, a heartbeat
+/// (`_hb`, how many envelopes it posted), the lists that are not empty, and
+/// the timestamp and signature with a signer. Only reserved keys: a Python
+/// SocketScience receiver calls no callback for it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_control_body(
+    buf: &mut Vec<u8>,
+    codec: Codec,
+    origin: &Origin,
+    heartbeat: u64,
+    requests: &[WireRange],
+    unrepairable: &[WireRange],
+    repairs: &[&Encoded],
+    signer: Option<Signer<'_>>,
+) {
+    buf.clear();
+    match codec {
+        Codec::Json => {
+            buf.push(b'{');
+            buf.extend_from_slice(origin.entries(codec));
+            buf.push(b',');
+            write_uint_entry(codec, buf, KEY_HEARTBEAT, heartbeat);
+            for (key, list) in [(KEY_REQUEST, requests), (KEY_UNREPAIRABLE, unrepairable)] {
+                if !list.is_empty() {
+                    buf.push(b',');
+                    let _ = write_entry(codec, buf, key, list);
+                }
+            }
+            if !repairs.is_empty() {
+                buf.extend_from_slice(b",\"");
+                buf.extend_from_slice(KEY_REPAIR.as_bytes());
+                buf.extend_from_slice(b"\":[");
+                for (i, e) in repairs.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    buf.push(b'[');
+                    buf.extend_from_slice(e.seq.to_string().as_bytes());
+                    buf.extend_from_slice(b",{");
+                    buf.extend_from_slice(&e.bytes);
+                    buf.extend_from_slice(b"}]");
+                }
+                buf.push(b']');
+            }
+            match signer {
+                Some(signer) => {
+                    buf.push(b',');
+                    write_uint_entry(codec, buf, KEY_TIMESTAMP, signer.timestamp);
+                    signer.keys.sign(codec, buf);
+                }
+                None => buf.push(b'}'),
+            }
+        }
+        Codec::MessagePack => {
+            let entries = 3
+                + usize::from(!requests.is_empty())
+                + usize::from(!unrepairable.is_empty())
+                + usize::from(!repairs.is_empty())
+                + if signer.is_some() { 2 } else { 0 };
+            write_map_len(buf, entries);
+            buf.extend_from_slice(origin.entries(codec));
+            write_uint_entry(codec, buf, KEY_HEARTBEAT, heartbeat);
+            for (key, list) in [(KEY_REQUEST, requests), (KEY_UNREPAIRABLE, unrepairable)] {
+                if !list.is_empty() {
+                    let _ = write_entry(codec, buf, key, list);
+                }
+            }
+            if !repairs.is_empty() {
+                write_msgpack_str(buf, KEY_REPAIR);
+                let _ = rmp::encode::write_array_len(buf, repairs.len() as u32);
+                for e in repairs {
+                    let _ = rmp::encode::write_array_len(buf, 2);
+                    let _ = rmp::encode::write_uint(buf, e.seq);
+                    write_map_len(buf, e.kinds.len());
+                    buf.extend_from_slice(&e.bytes);
+                }
+            }
+            if let Some(signer) = signer {
+                write_uint_entry(codec, buf, KEY_TIMESTAMP, signer.timestamp);
+                signer.keys.sign(codec, buf);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body() -> HeldBody {
+        HeldBody {
+            account: "a".into(),
+            bytes: Vec::new(),
+            repaired: false,
+        }
+    }
+
+    #[test]
+    fn a_track_holds_what_comes_early_and_releases_it_in_order() {
+        let mut t = Track::new(1, 0);
+        assert_eq!(t.admit(0, 1), Admit::InOrder);
+        assert_eq!(t.admit(0, 1), Admit::Duplicate);
+        assert_eq!(t.admit(3, 2), Admit::Ahead);
+        t.hold(3, 5, body());
+        assert_eq!(t.admit(3, 2), Admit::Duplicate, "held already");
+        assert_eq!(t.missing(8), [(1, 3)]);
+        t.learn_end(7);
+        assert_eq!(t.missing(8), [(1, 3), (5, 7)]);
+        assert_eq!(t.admit(1, 1), Admit::InOrder);
+        assert!(t.pop_ready().is_none(), "2 is still missing");
+        assert_eq!(t.admit(2, 1), Admit::InOrder);
+        let (first, held) = t.pop_ready().expect("3..5 is due");
+        assert_eq!((first, held.end), (3, 5));
+        assert_eq!(t.next, 5);
+        assert_eq!(t.give_up_all(), 2);
+        assert!(t.pop_ready().is_some_and(|(_, h)| h.body.is_none()));
+        assert!(!t.waiting());
+        assert_eq!(t.held_count, 0);
+    }
+
+    #[test]
+    fn giving_up_skips_what_is_held() {
+        let mut t = Track::new(1, 0);
+        t.hold(2, 3, body());
+        t.hold(5, 6, body());
+        assert_eq!(t.give_up(0, 8), 2 + 2 + 2);
+        let mut dispatched = Vec::new();
+        while let Some((first, held)) = t.pop_ready() {
+            dispatched.push((first, held.body.is_some()));
+        }
+        assert_eq!(
+            dispatched,
+            [(0, false), (2, true), (3, false), (5, true), (6, false)]
+        );
+        assert_eq!(t.next, 8);
+    }
+}
