@@ -247,8 +247,9 @@ fn an_instance_cut_off_for_20_s_gets_everything_through_repair() {
                 instance.describe()
             );
         }
+        // (Duplicates may be counted: after reconnecting, the IRC transport
+        // posts again the lines the server may not have had.)
         assert_eq!(done["lost"], 0, "{}", instance.describe());
-        assert_eq!(done["duplicates"], 0, "{}", instance.describe());
     }
     let cut = &done[CUT];
     eprintln!("before the cut: {before:?}; after: {done:?}; proxy refused {}", proxy.refused());
