@@ -439,24 +439,16 @@ impl Dispatcher {
                 let mut messages = self.take_messages();
                 match self.read(&buf, self.node.shared.config.body_limits, &mut messages) {
                     Ok(meta) => {
-                        let accepted = self.accept(&meta, account, signed, !messages.is_empty());
-                        match accepted {
-                            Accept::Now { release } => {
-                                self.dispatch(&messages, meta.count, &self.room_cx).await;
-                                if release {
-                                    self.release_after(&meta);
-                                }
+                        match self.accept(&meta, account, signed, !messages.is_empty()) {
+                            Accept::Now { release: false }
+                                if meta.heartbeat.is_none() && meta.control.is_empty() =>
+                            {
+                                self.dispatch(&messages, meta.count, &self.room_cx).await
                             }
-                            Accept::Hold => self.hold(&meta, account, &buf),
-                            Accept::Skip | Accept::Reject => {}
-                        }
-                        if accepted != Accept::Reject
-                            && (meta.heartbeat.is_some() || !meta.control.is_empty())
-                        {
-                            Box::pin(self.control(&meta, account, Codec::sniff(&buf))).await;
-                        }
-                        if !self.to_release.is_empty() {
-                            Box::pin(self.release_pending()).await;
+                            accepted => {
+                                Box::pin(self.frame_slow(accepted, &meta, &messages, account, &buf))
+                                    .await
+                            }
                         }
                     }
                     Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
@@ -524,13 +516,24 @@ impl Dispatcher {
         };
         self.heard += 1;
         let heard = self.heard;
-        let mut state = sender_state(&mut self.senders, from, heard);
-        let i = match state.sessions.iter().position(|t| t.session == session) {
-            Some(i) => i,
+        // One lookup while the sender and its session are known.
+        let (state, i) = match self.senders.get_mut(from) {
+            Some(state) => match state.sessions.iter().position(|t| t.session == session) {
+                Some(i) => (state, i),
+                None => {
+                    self.new_session(from, session, seq);
+                    match self.senders.get_mut(from) {
+                        Some(state) => (state, 0),
+                        None => return Accept::Reject,
+                    }
+                }
+            },
             None => {
                 self.new_session(from, session, seq);
-                state = sender_state(&mut self.senders, from, heard);
-                0
+                match self.senders.get_mut(from) {
+                    Some(state) => (state, 0),
+                    None => return Accept::Reject,
+                }
             }
         };
         state.last_heard = heard;
@@ -608,6 +611,38 @@ impl Dispatcher {
         let instance = state.instance.clone();
         for (old, first, end, n) in lost {
             self.lose(&instance, old, first, end, n, "the sender restarted");
+        }
+    }
+
+    /// The rest of [`frame`](Self::frame) when there is more to do than
+    /// dispatching: releasing held envelopes, holding this one, presence
+    /// and repair traffic. Out of line (and boxed): the usual path's future
+    /// stays small.
+    #[cold]
+    #[inline(never)]
+    async fn frame_slow(
+        &mut self,
+        accepted: Accept,
+        meta: &Meta<'_>,
+        messages: &Messages<'_>,
+        account: &Arc<str>,
+        body: &[u8],
+    ) {
+        match accepted {
+            Accept::Now { release } => {
+                self.dispatch(messages, meta.count, &self.room_cx).await;
+                if release {
+                    self.release_after(meta);
+                }
+            }
+            Accept::Hold => self.hold(meta, account, body),
+            Accept::Skip | Accept::Reject => {}
+        }
+        if accepted != Accept::Reject && (meta.heartbeat.is_some() || !meta.control.is_empty()) {
+            self.control(meta, account, Codec::sniff(body)).await;
+        }
+        if !self.to_release.is_empty() {
+            self.release_pending().await;
         }
     }
 

@@ -229,7 +229,7 @@ impl BodyWriter {
 }
 
 /// Writes `key: value` in `codec`, with no separator.
-pub(crate) fn write_entry<T: serde::Serialize + ?Sized>(
+fn write_entry<T: serde::Serialize + ?Sized>(
     codec: Codec,
     buf: &mut Vec<u8>,
     key: &str,
@@ -251,7 +251,7 @@ pub(crate) fn write_entry<T: serde::Serialize + ?Sized>(
 
 /// Writes `key: n` in `codec`, with no separator: the metadata numbers
 /// (in MessagePack straight with rmp, not through serde).
-pub(crate) fn write_uint_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, n: u64) {
+fn write_uint_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, n: u64) {
     match codec {
         Codec::Json => {
             let _ = write_entry(codec, buf, key, &n);
@@ -267,11 +267,11 @@ pub(crate) fn write_uint_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, n: u6
 // function: rmp's generic code is compiled once, not inlined at every use
 // (callgrind: about 150 instructions per roundtrip fewer).
 
-pub(crate) fn write_msgpack_str(buf: &mut Vec<u8>, s: &str) {
+fn write_msgpack_str(buf: &mut Vec<u8>, s: &str) {
     let _ = rmp::encode::write_str(buf, s);
 }
 
-pub(crate) fn write_map_len(buf: &mut Vec<u8>, len: usize) {
+fn write_map_len(buf: &mut Vec<u8>, len: usize) {
     let _ = rmp::encode::write_map_len(buf, len as u32);
 }
 

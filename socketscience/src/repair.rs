@@ -13,9 +13,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::envelope::{
-    write_entry, write_map_len, write_msgpack_str, write_uint_entry, Encoded, Origin, Signer,
-};
+use crate::envelope::{Encoded, Origin, Signer};
 use crate::wire::{
     Codec, WireRange, KEY_HEARTBEAT, KEY_REPAIR, KEY_REQUEST, KEY_TIMESTAMP, KEY_UNREPAIRABLE,
 };
@@ -268,13 +266,23 @@ pub(crate) struct History {
     evicted: Vec<Encoded>,
 }
 
+/// One envelope kept: its number, how many kinds it holds, its map
+/// entries, when it was posted and last posted again (coarse clock).
 #[derive(Debug)]
 struct Kept {
-    /// When it was posted, on the node's coarse clock.
+    seq: u64,
+    kinds: u32,
     posted_ms: u64,
-    /// When it was last posted again.
-    reposted: Option<Instant>,
-    envelope: Encoded,
+    reposted_ms: Option<u64>,
+    bytes: Vec<u8>,
+}
+
+/// An envelope to post again, as [`write_control_body`] writes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Repost<'a> {
+    pub(crate) seq: u64,
+    pub(crate) kinds: usize,
+    pub(crate) bytes: &'a [u8],
 }
 
 impl History {
@@ -296,43 +304,62 @@ impl History {
         }
         for envelope in group.drain(..) {
             if self.kept.len() == self.capacity {
-                self.evicted.extend(self.kept.pop_front().map(|k| k.envelope));
+                self.evict();
             }
             self.kept.push_back(Kept {
+                seq: envelope.seq,
+                kinds: envelope.kinds.len() as u32,
                 posted_ms: now_ms,
-                reposted: None,
-                envelope,
+                reposted_ms: None,
+                bytes: envelope.bytes,
             });
         }
-        self.expire(now_ms);
+        if self
+            .kept
+            .front()
+            .is_some_and(|k| now_ms.saturating_sub(k.posted_ms) > self.max_age_ms)
+        {
+            self.expire(now_ms);
+        }
         std::mem::swap(group, &mut self.evicted);
     }
 
+    #[inline]
+    fn evict(&mut self) {
+        if let Some(old) = self.kept.pop_front() {
+            self.evicted.push(Encoded {
+                seq: old.seq,
+                kinds: Default::default(),
+                bytes: old.bytes,
+            });
+        }
+    }
+
+    #[cold]
     fn expire(&mut self, now_ms: u64) {
         while self
             .kept
             .front()
             .is_some_and(|k| now_ms.saturating_sub(k.posted_ms) > self.max_age_ms)
         {
-            self.evicted.extend(self.kept.pop_front().map(|k| k.envelope));
+            self.evict();
         }
     }
 
-    /// The kept envelopes of `ranges` not posted again within `window`
+    /// The kept envelopes of `ranges` not posted again within `window_ms`
     /// (marked as posted again now), by index, in order; and the parts of
     /// the ranges no longer kept.
     pub(crate) fn select(
         &mut self,
         ranges: &[(u64, u64)],
-        now: Instant,
         now_ms: u64,
-        window: std::time::Duration,
+        window_ms: u64,
     ) -> (Vec<usize>, Vec<(u64, u64)>) {
         self.expire(now_ms);
         let mut picked = Vec::new();
         let mut gone = Vec::new();
-        let first_kept = self.kept.front().map(|k| k.envelope.seq);
-        let end_kept = self.kept.back().map(|k| k.envelope.seq + 1);
+        let first_kept = self.kept.front().map(|k| k.seq);
+        let end_kept = self.kept.back().map(|k| k.seq + 1);
         for &(first, end) in ranges {
             let (Some(lo), Some(hi)) = (first_kept, end_kept) else {
                 gone.push((first, end));
@@ -344,10 +371,13 @@ impl History {
             for seq in first.max(lo)..end.min(hi) {
                 let i = (seq - lo) as usize;
                 let kept = &mut self.kept[i];
-                if kept.reposted.is_some_and(|at| now.duration_since(at) < window) {
+                if kept
+                    .reposted_ms
+                    .is_some_and(|at| now_ms.saturating_sub(at) < window_ms)
+                {
                     continue;
                 }
-                kept.reposted = Some(now);
+                kept.reposted_ms = Some(now_ms);
                 picked.push(i);
             }
         }
@@ -357,8 +387,127 @@ impl History {
     }
 
     /// The kept envelope at `index` (from [`select`](Self::select)).
-    pub(crate) fn get(&self, index: usize) -> &Encoded {
-        &self.kept[index].envelope
+    pub(crate) fn get(&self, index: usize) -> Repost<'_> {
+        let kept = &self.kept[index];
+        Repost {
+            seq: kept.seq,
+            kinds: kept.kinds as usize,
+            bytes: &kept.bytes,
+        }
+    }
+}
+
+// The writers of presence and repair bodies, by hand: the generic writers
+// of rmp and serde that the send path uses are not instantiated again here,
+// so that the compiler inlines them there as before (an extra caller would
+// change its choices on the hot path).
+
+fn mp_len(buf: &mut Vec<u8>, n: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) {
+    if n <= fix_max {
+        buf.push(fix | n as u8);
+    } else if let Ok(n) = u16::try_from(n) {
+        buf.push(m16);
+        buf.extend_from_slice(&n.to_be_bytes());
+    } else {
+        buf.push(m32);
+        buf.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+}
+
+fn mp_str(buf: &mut Vec<u8>, s: &str) {
+    let n = s.len();
+    if n < 32 {
+        buf.push(0xa0 | n as u8);
+    } else if let Ok(n) = u8::try_from(n) {
+        buf.extend_from_slice(&[0xd9, n]);
+    } else {
+        mp_len(buf, n, 0, 0, 0xda, 0xdb);
+    }
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn mp_uint(buf: &mut Vec<u8>, n: u64) {
+    if n < 128 {
+        buf.push(n as u8);
+    } else if let Ok(n) = u8::try_from(n) {
+        buf.extend_from_slice(&[0xcc, n]);
+    } else if let Ok(n) = u16::try_from(n) {
+        buf.push(0xcd);
+        buf.extend_from_slice(&n.to_be_bytes());
+    } else if let Ok(n) = u32::try_from(n) {
+        buf.push(0xce);
+        buf.extend_from_slice(&n.to_be_bytes());
+    } else {
+        buf.push(0xcf);
+        buf.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+fn write_map_len(buf: &mut Vec<u8>, n: usize) {
+    mp_len(buf, n, 0x80, 15, 0xde, 0xdf);
+}
+
+fn write_array_len(buf: &mut Vec<u8>, n: usize) {
+    mp_len(buf, n, 0x90, 15, 0xdc, 0xdd);
+}
+
+fn write_key(codec: Codec, buf: &mut Vec<u8>, key: &str) {
+    match codec {
+        Codec::Json => {
+            buf.push(b'"');
+            buf.extend_from_slice(key.as_bytes());
+            buf.extend_from_slice(b"\":");
+        }
+        Codec::MessagePack => mp_str(buf, key),
+    }
+}
+
+fn write_uint(codec: Codec, buf: &mut Vec<u8>, n: u64) {
+    match codec {
+        Codec::Json => buf.extend_from_slice(n.to_string().as_bytes()),
+        Codec::MessagePack => mp_uint(buf, n),
+    }
+}
+
+fn write_uint_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, n: u64) {
+    write_key(codec, buf, key);
+    write_uint(codec, buf, n);
+}
+
+/// `key: [[instance, session, first, end], ...]`.
+fn write_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, list: &[WireRange]) {
+    write_key(codec, buf, key);
+    match codec {
+        Codec::Json => buf.push(b'['),
+        Codec::MessagePack => write_array_len(buf, list.len()),
+    }
+    for (i, (instance, session, first, end)) in list.iter().enumerate() {
+        match codec {
+            Codec::Json => {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.push(b'[');
+                // A JSON string, escaped as serde_json does it.
+                let quoted = serde_json::Value::from(instance.as_str()).to_string();
+                buf.extend_from_slice(quoted.as_bytes());
+                for n in [session, first, end] {
+                    buf.push(b',');
+                    write_uint(codec, buf, *n);
+                }
+                buf.push(b']');
+            }
+            Codec::MessagePack => {
+                write_array_len(buf, 4);
+                mp_str(buf, instance);
+                for n in [session, first, end] {
+                    mp_uint(buf, *n);
+                }
+            }
+        }
+    }
+    if codec == Codec::Json {
+        buf.push(b']');
     }
 }
 
@@ -374,7 +523,7 @@ pub(crate) fn write_control_body(
     heartbeat: u64,
     requests: &[WireRange],
     unrepairable: &[WireRange],
-    repairs: &[&Encoded],
+    repairs: &[Repost<'_>],
     signer: Option<Signer<'_>>,
 ) {
     buf.clear();
@@ -387,7 +536,7 @@ pub(crate) fn write_control_body(
             for (key, list) in [(KEY_REQUEST, requests), (KEY_UNREPAIRABLE, unrepairable)] {
                 if !list.is_empty() {
                     buf.push(b',');
-                    let _ = write_entry(codec, buf, key, list);
+                    write_entry(codec, buf, key, list);
                 }
             }
             if !repairs.is_empty() {
@@ -426,16 +575,16 @@ pub(crate) fn write_control_body(
             write_uint_entry(codec, buf, KEY_HEARTBEAT, heartbeat);
             for (key, list) in [(KEY_REQUEST, requests), (KEY_UNREPAIRABLE, unrepairable)] {
                 if !list.is_empty() {
-                    let _ = write_entry(codec, buf, key, list);
+                    write_entry(codec, buf, key, list);
                 }
             }
             if !repairs.is_empty() {
-                write_msgpack_str(buf, KEY_REPAIR);
-                let _ = rmp::encode::write_array_len(buf, repairs.len() as u32);
+                write_key(codec, buf, KEY_REPAIR);
+                write_array_len(buf, repairs.len());
                 for e in repairs {
-                    let _ = rmp::encode::write_array_len(buf, 2);
-                    let _ = rmp::encode::write_uint(buf, e.seq);
-                    write_map_len(buf, e.kinds.len());
+                    write_array_len(buf, 2);
+                    mp_uint(buf, e.seq);
+                    write_map_len(buf, e.kinds);
                     buf.extend_from_slice(&e.bytes);
                 }
             }
@@ -450,6 +599,48 @@ pub(crate) fn write_control_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hand_written_msgpack_matches_rmp() {
+        for n in [0u64, 1, 127, 128, 255, 256, 65_535, 65_536, u32::MAX.into(), u64::MAX] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            mp_uint(&mut ours, n);
+            rmp::encode::write_uint(&mut theirs, n).unwrap();
+            assert_eq!(ours, theirs, "{n}");
+        }
+        for n in [0usize, 15, 16, 31, 32, 255, 256, 65_535, 65_536] {
+            let s = "x".repeat(n);
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            mp_str(&mut ours, &s);
+            rmp::encode::write_str(&mut theirs, &s).unwrap();
+            assert_eq!(ours, theirs, "str {n}");
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            write_map_len(&mut ours, n);
+            rmp::encode::write_map_len(&mut theirs, n as u32).unwrap();
+            assert_eq!(ours, theirs, "map {n}");
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            write_array_len(&mut ours, n);
+            rmp::encode::write_array_len(&mut theirs, n as u32).unwrap();
+            assert_eq!(ours, theirs, "array {n}");
+        }
+        let list: Vec<WireRange> = vec![("Henders/\"EC2\"".into(), u64::MAX, 3, 9)];
+        for codec in [Codec::Json, Codec::MessagePack] {
+            let mut ours = Vec::new();
+            write_entry(codec, &mut ours, "_rq", &list);
+            let theirs = match codec {
+                Codec::Json => {
+                    format!("\"_rq\":{}", serde_json::to_string(&list).unwrap()).into_bytes()
+                }
+                Codec::MessagePack => {
+                    let mut v = Vec::new();
+                    rmp::encode::write_str(&mut v, "_rq").unwrap();
+                    v.extend(rmp_serde::to_vec(&list).unwrap());
+                    v
+                }
+            };
+            assert_eq!(ours, theirs, "{codec}");
+        }
+    }
 
     fn body() -> HeldBody {
         HeldBody {

@@ -197,12 +197,11 @@ impl TransportIo {
         let shared = self.shared.clone();
         let presence = &shared.presence;
         let queue = presence.take();
-        let now = tokio::time::Instant::now();
+        presence.tick();
         let (picked, gone) = self.history.select(
             &queue.serve,
-            now,
             presence.coarse_ms(),
-            presence.options.repair_window,
+            presence.options.repair_window.as_millis() as u64,
         );
         let mut unrepairable = queue.unrepairable;
         for (first, end) in gone {
@@ -240,7 +239,7 @@ impl TransportIo {
         let limit = room.saturating_sub(overhead(origin) + 32);
         let mut at = 0;
         while at < picked.len() {
-            let mut group: Vec<&Encoded> = Vec::new();
+            let mut group = Vec::new();
             let mut size = 0;
             while let Some(&i) = picked.get(at) {
                 let e = self.history.get(i);

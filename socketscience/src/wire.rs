@@ -829,16 +829,8 @@ fn parse_msgpack_body<'a>(
                 b"_count" => count = Some(meta_uint(&mut rest, KEY_COUNT)?),
                 b"_ts" => timestamp = Some(meta_uint(&mut rest, KEY_TIMESTAMP)?),
                 b"_hb" => heartbeat = Some(meta_uint(&mut rest, KEY_HEARTBEAT)?),
-                _ => {
-                    let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
-                    rest = after;
-                    match key {
-                        b"_rq" => control.requests = Some(value),
-                        b"_nak" => control.unrepairable = Some(value),
-                        b"_rp" => control.repairs = Some(value),
-                        _ => {}
-                    }
-                }
+                b"_rq" | b"_nak" | b"_rp" => control_entry(&mut control, key, &mut rest, limits)?,
+                _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
             }
             continue;
         }
@@ -871,6 +863,25 @@ fn parse_msgpack_body<'a>(
     };
     check_count(&meta)?;
     Ok(meta)
+}
+
+/// Reads a `_rq`, `_nak` or `_rp` value into `control` (raw).
+#[cold]
+#[inline(never)]
+fn control_entry<'a>(
+    control: &mut Control<'a>,
+    key: &[u8],
+    rest: &mut &'a [u8],
+    limits: BodyLimits,
+) -> Result<(), BodyError> {
+    let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
+    *rest = after;
+    *match key {
+        b"_rq" => &mut control.requests,
+        b"_nak" => &mut control.unrepairable,
+        _ => &mut control.repairs,
+    } = Some(value);
+    Ok(())
 }
 
 #[cold]
