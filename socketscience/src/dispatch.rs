@@ -20,7 +20,7 @@ use crate::repair::{self, Admit, Gap, HeldBody, Track};
 use crate::security::Verdict;
 use crate::stats::{Counter, Counters, Stats};
 use crate::transport::ChatMessage;
-use crate::wire::{self, BodyLimits, ChatText, Codec, Messages, Meta, WireError};
+use crate::wire::{self, BodyLimits, ChatText, Codec, Control, Messages, Meta, WireError};
 
 /// Most senders remembered for deduplication; past it the least recently
 /// heard is forgotten.
@@ -440,8 +440,7 @@ impl Dispatcher {
                 match self.read(&buf, self.node.shared.config.body_limits, &mut messages) {
                     Ok(meta) => {
                         match self.accept(&meta, account, signed, !messages.is_empty()) {
-                            Accept::Now { release: false }
-                                if meta.heartbeat.is_none() && meta.control.is_empty() =>
+                            Accept::Now { release: false } if meta.control.is_none() =>
                             {
                                 self.dispatch(&messages, meta.count, &self.room_cx).await
                             }
@@ -638,8 +637,10 @@ impl Dispatcher {
             Accept::Hold => self.hold(meta, account, body),
             Accept::Skip | Accept::Reject => {}
         }
-        if accepted != Accept::Reject && (meta.heartbeat.is_some() || !meta.control.is_empty()) {
-            self.control(meta, account, Codec::sniff(body)).await;
+        if accepted != Accept::Reject {
+            if let Some(control) = meta.control.as_deref() {
+                self.control(meta, control, account, Codec::sniff(body)).await;
+            }
         }
         if !self.to_release.is_empty() {
             self.release_pending().await;
@@ -753,7 +754,13 @@ impl Dispatcher {
 
     /// Presence and repair traffic: heartbeats, requests, ranges that
     /// cannot be repaired, envelopes posted again.
-    async fn control(&mut self, meta: &Meta<'_>, account: &Arc<str>, codec: Codec) {
+    async fn control(
+        &mut self,
+        meta: &Meta<'_>,
+        control: &Control<'_>,
+        account: &Arc<str>,
+        codec: Codec,
+    ) {
         let (Some(from), Some(session)) = (meta.from.as_deref(), meta.session) else {
             return;
         };
@@ -767,7 +774,7 @@ impl Dispatcher {
         // The sender's track: a heartbeat says how far it got.
         let state = sender_state(&mut self.senders, from, heard);
         if !state.sessions.iter().any(|t| t.session == session) {
-            self.new_session(from, session, meta.heartbeat.unwrap_or(0));
+            self.new_session(from, session, control.heartbeat.unwrap_or(0));
         }
         let state = sender_state(&mut self.senders, from, heard);
         state.last_heard = heard;
@@ -775,14 +782,14 @@ impl Dispatcher {
         presence.heard(&state.instance, account, session, ms);
         let instance = state.instance.clone();
         if let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) {
-            if let Some(posted) = meta.heartbeat {
+            if let Some(posted) = control.heartbeat {
                 track.learn_end(posted);
             }
         }
         let mut serve = Vec::new();
         let mut unrepairable = Vec::new();
         let mut refused = 0;
-        if let Some(raw) = meta.control.requests {
+        if let Some(raw) = control.requests {
             match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
                 Err(e) => {
                     refused += 1;
@@ -828,7 +835,7 @@ impl Dispatcher {
                 }
             }
         }
-        if let Some(raw) = meta.control.unrepairable {
+        if let Some(raw) = control.unrepairable {
             match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
                 Err(e) => {
                     refused += 1;
@@ -860,7 +867,7 @@ impl Dispatcher {
                 }
             }
         }
-        if let Some(raw) = meta.control.repairs {
+        if let Some(raw) = control.repairs {
             self.repairs(raw, codec, &instance, session, account).await;
         }
         if refused > 0 {

@@ -8,7 +8,7 @@
 //! after the send runs each handler for it exactly once, in per-sender
 //! order. What falls outside is counted in `Stats::lost` and logged.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -257,24 +257,28 @@ impl Track {
 
 /// The envelopes a node posted, kept to post again when asked: bounded by
 /// count and by age.
+///
+/// A ring indexed by sequence number (its size the count rounded up to a
+/// power of two): keeping an envelope swaps it with the one its slot held,
+/// which goes back to the outbox in its place. No allocation, no queue: a
+/// post costs one swap per envelope.
 #[derive(Debug)]
 pub(crate) struct History {
-    kept: VecDeque<Kept>,
-    capacity: usize,
+    ring: Vec<Slot>,
+    capacity: u64,
     max_age_ms: u64,
-    /// Envelopes no longer kept, to give back to the outbox.
-    evicted: Vec<Encoded>,
 }
 
-/// One envelope kept: its number, how many kinds it holds, its map
-/// entries, when it was posted and last posted again (coarse clock).
 #[derive(Debug)]
-struct Kept {
+struct Slot {
     seq: u64,
-    kinds: u32,
-    posted_ms: u64,
-    reposted_ms: Option<u64>,
+    kinds: usize,
+    /// The envelope's map entries.
     bytes: Vec<u8>,
+    /// When it was posted, on the node's coarse clock (`u64::MAX`: empty).
+    posted_ms: u64,
+    /// When it was last posted again (`u64::MAX`: never).
+    reposted_ms: u64,
 }
 
 /// An envelope to post again, as [`write_control_body`] writes it.
@@ -287,112 +291,103 @@ pub(crate) struct Repost<'a> {
 
 impl History {
     pub(crate) fn new(capacity: usize, max_age_ms: u64) -> History {
+        let size = if capacity == 0 {
+            0
+        } else {
+            capacity.next_power_of_two()
+        };
         History {
-            kept: VecDeque::with_capacity(capacity.min(4_096)),
-            capacity,
+            ring: (0..size)
+                .map(|_| Slot {
+                    seq: 0,
+                    kinds: 0,
+                    bytes: Vec::new(),
+                    posted_ms: u64::MAX,
+                    reposted_ms: u64::MAX,
+                })
+                .collect(),
+            capacity: capacity as u64,
             max_age_ms,
-            evicted: Vec::new(),
         }
     }
 
     /// Keeps the envelopes of `group`, just posted; `group` then holds the
-    /// ones no longer kept (for the outbox to take back).
+    /// byte buffers of the ones they replace (for the outbox to take back).
     #[inline]
-    pub(crate) fn keep(&mut self, group: &mut Vec<Encoded>, now_ms: u64) {
-        if self.capacity == 0 {
+    pub(crate) fn keep(&mut self, group: &mut [Encoded], now_ms: u64) {
+        let Some(mask) = self.ring.len().checked_sub(1) else {
             return;
-        }
-        for envelope in group.drain(..) {
-            if self.kept.len() == self.capacity {
-                self.evict();
+        };
+        for envelope in group {
+            if let Some(slot) = self.ring.get_mut(envelope.seq as usize & mask) {
+                std::mem::swap(&mut slot.bytes, &mut envelope.bytes);
+                slot.seq = envelope.seq;
+                slot.kinds = envelope.kinds.len();
+                slot.posted_ms = now_ms;
+                slot.reposted_ms = u64::MAX;
             }
-            self.kept.push_back(Kept {
-                seq: envelope.seq,
-                kinds: envelope.kinds.len() as u32,
-                posted_ms: now_ms,
-                reposted_ms: None,
-                bytes: envelope.bytes,
-            });
-        }
-        if self
-            .kept
-            .front()
-            .is_some_and(|k| now_ms.saturating_sub(k.posted_ms) > self.max_age_ms)
-        {
-            self.expire(now_ms);
-        }
-        std::mem::swap(group, &mut self.evicted);
-    }
-
-    #[inline]
-    fn evict(&mut self) {
-        if let Some(old) = self.kept.pop_front() {
-            self.evicted.push(Encoded {
-                seq: old.seq,
-                kinds: Default::default(),
-                bytes: old.bytes,
-            });
         }
     }
 
-    #[cold]
-    fn expire(&mut self, now_ms: u64) {
-        while self
-            .kept
-            .front()
-            .is_some_and(|k| now_ms.saturating_sub(k.posted_ms) > self.max_age_ms)
-        {
-            self.evict();
+    /// The slot of `seq`, if it still holds that envelope within the bounds
+    /// (`end`: one past the last envelope posted).
+    fn slot(&self, seq: u64, end: u64, now_ms: u64) -> Option<usize> {
+        let mask = self.ring.len().checked_sub(1)?;
+        if seq >= end || end - seq > self.capacity {
+            return None;
         }
+        let i = seq as usize & mask;
+        let slot = &self.ring[i];
+        (slot.posted_ms != u64::MAX
+            && slot.seq == seq
+            && now_ms.saturating_sub(slot.posted_ms) <= self.max_age_ms)
+            .then_some(i)
     }
 
     /// The kept envelopes of `ranges` not posted again within `window_ms`
-    /// (marked as posted again now), by index, in order; and the parts of
-    /// the ranges no longer kept.
+    /// (marked as posted again now), by slot, in order; and the parts of
+    /// the ranges no longer kept. `end`: one past the last envelope posted.
     pub(crate) fn select(
         &mut self,
         ranges: &[(u64, u64)],
+        end: u64,
         now_ms: u64,
         window_ms: u64,
     ) -> (Vec<usize>, Vec<(u64, u64)>) {
-        self.expire(now_ms);
-        let mut picked = Vec::new();
-        let mut gone = Vec::new();
-        let first_kept = self.kept.front().map(|k| k.seq);
-        let end_kept = self.kept.back().map(|k| k.seq + 1);
-        for &(first, end) in ranges {
-            let (Some(lo), Some(hi)) = (first_kept, end_kept) else {
-                gone.push((first, end));
-                continue;
-            };
-            if first < lo {
-                gone.push((first, end.min(lo)));
-            }
-            for seq in first.max(lo)..end.min(hi) {
-                let i = (seq - lo) as usize;
-                let kept = &mut self.kept[i];
-                if kept
-                    .reposted_ms
-                    .is_some_and(|at| now_ms.saturating_sub(at) < window_ms)
-                {
-                    continue;
+        let mut picked: Vec<(u64, usize)> = Vec::new();
+        let mut gone: Vec<(u64, u64)> = Vec::new();
+        for &(first, last) in ranges {
+            for seq in first..last {
+                match self.slot(seq, end, now_ms) {
+                    Some(i) => {
+                        let slot = &mut self.ring[i];
+                        if slot.reposted_ms != u64::MAX
+                            && now_ms.saturating_sub(slot.reposted_ms) < window_ms
+                        {
+                            continue;
+                        }
+                        slot.reposted_ms = now_ms;
+                        picked.push((seq, i));
+                    }
+                    None => match gone.last_mut() {
+                        Some(range) if range.1 == seq => range.1 = seq + 1,
+                        _ => gone.push((seq, seq + 1)),
+                    },
                 }
-                kept.reposted_ms = Some(now_ms);
-                picked.push(i);
             }
         }
         picked.sort_unstable();
         picked.dedup();
-        (picked, gone)
+        (picked.into_iter().map(|(_, i)| i).collect(), gone)
     }
 
-    /// The kept envelope at `index` (from [`select`](Self::select)).
+    /// The kept envelope in slot `index` (from [`select`](Self::select)).
     pub(crate) fn get(&self, index: usize) -> Repost<'_> {
-        let kept = &self.kept[index];
+        let slot = &self.ring[index];
         Repost {
-            seq: kept.seq,
-            kinds: kept.kinds as usize,
-            bytes: &kept.bytes,
+            seq: slot.seq,
+            kinds: slot.kinds,
+            bytes: &slot.bytes,
         }
     }
 }

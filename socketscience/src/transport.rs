@@ -171,7 +171,7 @@ impl TransportIo {
                     presence
                         .posted_end
                         .store(last.seq + 1, std::sync::atomic::Ordering::Relaxed);
-                    // Kept for repair; those no longer kept go back to the
+                    // Kept for repair; those they replace go back to the
                     // outbox on the next turn.
                     self.history.keep(&mut group, presence.coarse_ms());
                 }
@@ -198,8 +198,12 @@ impl TransportIo {
         let presence = &shared.presence;
         let queue = presence.take();
         presence.tick();
+        let posted = presence
+            .posted_end
+            .load(std::sync::atomic::Ordering::Relaxed);
         let (picked, gone) = self.history.select(
             &queue.serve,
+            posted,
             presence.coarse_ms(),
             presence.options.repair_window.as_millis() as u64,
         );
@@ -209,9 +213,6 @@ impl TransportIo {
                 unrepairable.push((shared.name.to_string(), shared.session, first, end));
             }
         }
-        let posted = presence
-            .posted_end
-            .load(std::sync::atomic::Ordering::Relaxed);
         let codec = shared.codec;
         let origin = shared.origin();
         let mut body = Vec::new();

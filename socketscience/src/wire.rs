@@ -434,16 +434,18 @@ pub struct Meta<'a> {
     pub count: Option<u64>,
     /// `_ts`: when the body was posted, in milliseconds since the Unix epoch.
     pub timestamp: Option<u64>,
-    /// `_hb`: a heartbeat, how many envelopes the session has posted.
-    pub heartbeat: Option<u64>,
-    /// `_rq`, `_nak`, `_rp`: presence and repair traffic, still in the
-    /// body's codec (read by the node only when present).
-    pub control: Control<'a>,
+    /// `_hb`, `_rq`, `_nak`, `_rp`: presence and repair traffic, when the
+    /// body carries any (boxed: most bodies carry none, and the metadata
+    /// stays small to move).
+    pub control: Option<Box<Control<'a>>>,
 }
 
-/// The repair traffic of a body: each list still in the body's codec.
+/// The presence and repair traffic of a body: a heartbeat, and lists still
+/// in the body's codec (read by the node only when present).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Control<'a> {
+    /// `_hb`: a heartbeat, how many envelopes the session has posted.
+    pub heartbeat: Option<u64>,
     /// `_rq`: ranges asked for.
     pub requests: Option<&'a [u8]>,
     /// `_nak`: ranges that cannot be repaired.
@@ -452,12 +454,6 @@ pub struct Control<'a> {
     pub repairs: Option<&'a [u8]>,
 }
 
-impl Control<'_> {
-    /// Whether the body carries any repair traffic.
-    pub fn is_empty(&self) -> bool {
-        self.requests.is_none() && self.unrepairable.is_none() && self.repairs.is_none()
-    }
-}
 
 /// A decoded body: its messages in order, and its metadata.
 #[derive(Debug, Clone)]
@@ -638,10 +634,13 @@ impl<'de> JsonBody<'_, 'de> {
                 (KEY_SEQ, true) => self.meta.seq = Some(map.next_value()?),
                 (KEY_COUNT, true) => self.meta.count = Some(map.next_value()?),
                 (KEY_TIMESTAMP, true) => self.meta.timestamp = Some(map.next_value()?),
-                (KEY_HEARTBEAT, true) => self.meta.heartbeat = Some(map.next_value()?),
+                (KEY_HEARTBEAT, true) => {
+                    let control = self.meta.control.get_or_insert_with(Default::default);
+                    control.heartbeat = Some(map.next_value()?);
+                }
                 (KEY_REQUEST | KEY_UNREPAIRABLE | KEY_REPAIR, true) => {
                     let raw = map.next_value::<&'de RawValue>()?.get().as_bytes();
-                    let control = &mut self.meta.control;
+                    let control = self.meta.control.get_or_insert_with(Default::default);
                     *match &*key {
                         KEY_REQUEST => &mut control.requests,
                         KEY_UNREPAIRABLE => &mut control.unrepairable,
@@ -804,8 +803,7 @@ fn parse_msgpack_body<'a>(
     // store-to-load stall per move (seen with `perf annotate`).
     let mut from = None;
     let (mut session, mut seq, mut count, mut timestamp) = (None, None, None, None);
-    let mut heartbeat = None;
-    let mut control = Control::default();
+    let mut control = None;
     // Sized for the usual body (a kind or a few, and the metadata), not
     // for what the sender claims.
     messages.reserve(len.min(8));
@@ -828,8 +826,9 @@ fn parse_msgpack_body<'a>(
                 b"_seq" => seq = Some(meta_uint(&mut rest, KEY_SEQ)?),
                 b"_count" => count = Some(meta_uint(&mut rest, KEY_COUNT)?),
                 b"_ts" => timestamp = Some(meta_uint(&mut rest, KEY_TIMESTAMP)?),
-                b"_hb" => heartbeat = Some(meta_uint(&mut rest, KEY_HEARTBEAT)?),
-                b"_rq" | b"_nak" | b"_rp" => control_entry(&mut control, key, &mut rest, limits)?,
+                b"_hb" | b"_rq" | b"_nak" | b"_rp" => {
+                    control_entry(&mut control, key, &mut rest, limits)?
+                }
                 _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
             }
             continue;
@@ -858,22 +857,26 @@ fn parse_msgpack_body<'a>(
         seq,
         count,
         timestamp,
-        heartbeat,
         control,
     };
     check_count(&meta)?;
     Ok(meta)
 }
 
-/// Reads a `_rq`, `_nak` or `_rp` value into `control` (raw).
+/// Reads a `_hb`, `_rq`, `_nak` or `_rp` value into `control` (lists raw).
 #[cold]
 #[inline(never)]
 fn control_entry<'a>(
-    control: &mut Control<'a>,
+    control: &mut Option<Box<Control<'a>>>,
     key: &[u8],
     rest: &mut &'a [u8],
     limits: BodyLimits,
 ) -> Result<(), BodyError> {
+    let control = control.get_or_insert_with(Default::default);
+    if key == b"_hb" {
+        control.heartbeat = Some(meta_uint(rest, KEY_HEARTBEAT)?);
+        return Ok(());
+    }
     let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
     *rest = after;
     *match key {
