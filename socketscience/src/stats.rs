@@ -90,6 +90,10 @@ counters! {
     /// Repair traffic refused: absurd or unreadable requests, ranges asked
     /// of this node that it never posted.
     repairs_refused,
+    /// Compressed bodies refused before they were read: they would inflate
+    /// past `max_envelope_bytes` (a compression bomb), their compressed
+    /// data is broken, or their method unknown.
+    compressed_refused,
 }
 
 impl Stats {
@@ -103,6 +107,7 @@ impl Stats {
             + self.bad_signature
             + self.stale
             + self.replayed
+            + self.compressed_refused
     }
 
     /// All handler failures: errors and panics.
