@@ -365,10 +365,11 @@ impl TransportIo {
     ) -> Poll<bool> {
         let room = self.room();
         let shared = &self.shared;
-        let limit = room.saturating_sub(overhead(shared.origin()));
-        // Enough to fill a post once deflated (see `assemble`), and what
-        // receivers inflate.
-        let limit = (limit * GATHER_FACTOR).min(shared.config.max_envelope_bytes / 2);
+        // Enough to fill a post once deflated (see `assemble`, which checks
+        // what fits exactly), within what receivers inflate.
+        let limit = (room * GATHER_FACTOR)
+            .saturating_sub(overhead(shared.origin()))
+            .min(shared.config.max_envelope_bytes / 2);
         let mut size = 0;
         shared.outbox.poll_posts(cx, group, &mut self.carry, |group, next| {
             if group.is_empty() {
