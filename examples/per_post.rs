@@ -203,13 +203,13 @@ async fn irc(addr: &str) {
             status,
         ));
     }
-    for (_, status) in &nodes {
-        let others: Vec<String> = ["smokey-a", "smokey-b"]
-            .iter()
-            .filter(|n| Some(**n) != status.nick().as_deref())
-            .map(|n| n.to_string())
-            .collect();
-        while !status.wait_for_members(&others, Duration::from_secs(5)).await {}
+    for ((_, status), other) in nodes.iter().zip(["smokey-b", "smokey-a"]) {
+        while !status
+            .wait_for_members(&[other.to_string()], Duration::from_secs(5))
+            .await
+        {
+            eprintln!("waiting for {other}");
+        }
     }
     // Let the burst allowance refill before measuring lone pings.
     tokio::time::sleep(Duration::from_secs(6)).await;
