@@ -135,7 +135,13 @@ async fn burst(codec: Codec, what: &str, n: u64, size: usize) -> (u64, Duration)
 }
 
 /// Lone pings `gap` apart: p50 and p99 of send to the other node's handler.
-async fn lone(sender: &Node, served: &AtomicU64, delays: &Mutex<Vec<f64>>, n: u64, gap: Duration) -> (f64, f64) {
+async fn lone(
+    sender: &Node,
+    served: &AtomicU64,
+    delays: &Mutex<Vec<f64>>,
+    n: u64,
+    gap: Duration,
+) -> (f64, f64) {
     delays.lock().unwrap().clear();
     let base = served.load(Ordering::Relaxed);
     for i in 0..n {
@@ -175,8 +181,22 @@ async fn local() {
         let chat = LocalChat::with_max_message_len(2_000).throttle(throttle);
         let served = Arc::new(AtomicU64::new(0));
         let delays = Arc::new(Mutex::new(Vec::new()));
-        let a = node("Henders/EC2", chat.join("smokey"), Codec::Json, &served, &delays).await;
-        let b = node("teward/vps", chat.join("smokey"), Codec::Json, &served, &delays).await;
+        let a = node(
+            "Henders/EC2",
+            chat.join("smokey"),
+            Codec::Json,
+            &served,
+            &delays,
+        )
+        .await;
+        let b = node(
+            "teward/vps",
+            chat.join("smokey"),
+            Codec::Json,
+            &served,
+            &delays,
+        )
+        .await;
         let (n, gap) = if throttle.is_zero() {
             (1_000, Duration::from_millis(2))
         } else {
@@ -213,7 +233,14 @@ async fn irc(addr: &str) {
     }
     // Let the burst allowance refill before measuring lone pings.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let (p50, p99) = lone(&nodes[0].0, &served, &delays, 40, Duration::from_millis(1_100)).await;
+    let (p50, p99) = lone(
+        &nodes[0].0,
+        &served,
+        &delays,
+        40,
+        Duration::from_millis(1_100),
+    )
+    .await;
     println!("ngIRCd, lone pings 1.1 s apart, 40 samples: send to the other node's handler p50 {p50:.3} ms, p99 {p99:.3} ms");
     tokio::time::sleep(Duration::from_secs(6)).await;
     let base = served.load(Ordering::Relaxed);

@@ -46,7 +46,9 @@ fn ping(i: u64) -> Ping {
 }
 
 /// The frames `watch` saw, their bodies decoded (and inflated).
-fn posted_bodies(watch: &mut tokio::sync::mpsc::UnboundedReceiver<socketscience::ChatMessage>) -> Vec<(usize, wire::Decoded)> {
+fn posted_bodies(
+    watch: &mut tokio::sync::mpsc::UnboundedReceiver<socketscience::ChatMessage>,
+) -> Vec<(usize, wire::Decoded)> {
     let mut bodies = Vec::new();
     while let Ok(message) = watch.try_recv() {
         let text = wire::clean(&message.text).into_owned();
@@ -156,8 +158,15 @@ async fn repeated_kinds_share_signed_compressed_posts_in_order() {
             node.shutdown().await.unwrap();
         }
         let bodies = posted_bodies(&mut watch);
-        let most = bodies.iter().filter_map(|(_, b)| b.count).max().unwrap_or(1);
-        eprintln!("{codec}: 300 envelopes in {} posts, at most {most} a post", bodies.len());
+        let most = bodies
+            .iter()
+            .filter_map(|(_, b)| b.count)
+            .max()
+            .unwrap_or(1);
+        eprintln!(
+            "{codec}: 300 envelopes in {} posts, at most {most} a post",
+            bodies.len()
+        );
         // 600 characters carry 450 bytes: without compression about 7
         // envelopes of these.
         assert!(most >= 15, "{codec}: at most {most} envelopes in a post");

@@ -454,18 +454,15 @@ impl Dispatcher {
             Verdict::Valid => {
                 let mut messages = self.take_messages();
                 match self.read(body, self.node.shared.config.body_limits, &mut messages) {
-                    Ok(meta) => {
-                        match self.accept(&meta, account, signed, !messages.is_empty()) {
-                            Accept::Now { release: false } if meta.control.is_none() =>
-                            {
-                                self.dispatch(&messages, meta.count, &self.room_cx).await
-                            }
-                            accepted => {
-                                Box::pin(self.frame_slow(accepted, &meta, &messages, account, body))
-                                    .await
-                            }
+                    Ok(meta) => match self.accept(&meta, account, signed, !messages.is_empty()) {
+                        Accept::Now { release: false } if meta.control.is_none() => {
+                            self.dispatch(&messages, meta.count, &self.room_cx).await
                         }
-                    }
+                        accepted => {
+                            Box::pin(self.frame_slow(accepted, &meta, &messages, account, body))
+                                .await
+                        }
+                    },
                     Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
                     Err(e) => self.drop(Drop::Malformed, account, &e),
                 }

@@ -145,7 +145,6 @@ impl Kinds {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.first.into_iter().chain(self.rest.iter().copied())
     }
-
 }
 
 thread_local! {

@@ -371,19 +371,21 @@ impl TransportIo {
             .saturating_sub(overhead(shared.origin()))
             .min(shared.config.max_envelope_bytes / 2);
         let mut size = 0;
-        shared.outbox.poll_posts(cx, group, &mut self.carry, |group, next| {
-            if group.is_empty() {
-                // The first goes whatever its size (in chunks if need be).
-                size = grown_size(0, next);
-                return true;
-            }
-            let grown = grown_size(size, next);
-            let fits = group.len() < MAX_GROUP && grown <= limit;
-            if fits {
-                size = grown;
-            }
-            fits
-        })
+        shared
+            .outbox
+            .poll_posts(cx, group, &mut self.carry, |group, next| {
+                if group.is_empty() {
+                    // The first goes whatever its size (in chunks if need be).
+                    size = grown_size(0, next);
+                    return true;
+                }
+                let grown = grown_size(size, next);
+                let fits = group.len() < MAX_GROUP && grown <= limit;
+                if fits {
+                    size = grown;
+                }
+                fits
+            })
     }
 
     /// Frames a body; queues its chunks and returns the first if it is too long.

@@ -134,7 +134,9 @@ pub fn inflate_body(body: &[u8], max: usize, out: &mut Vec<u8>) -> Result<bool, 
     }
     inflate_deflate(data, max, out)?;
     if out.first() == Some(&COMPRESSED) {
-        return Err(WireError::Compressed("a compressed body inside a compressed body"));
+        return Err(WireError::Compressed(
+            "a compressed body inside a compressed body",
+        ));
     }
     Ok(true)
 }
@@ -531,7 +533,6 @@ pub struct Control<'a> {
     /// `_rp`: envelopes posted again.
     pub repairs: Option<&'a [u8]>,
 }
-
 
 /// A decoded body: its messages in order, and its metadata.
 #[derive(Debug, Clone)]
