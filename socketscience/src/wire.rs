@@ -883,7 +883,8 @@ fn parse_msgpack_body<'a>(
     let mut from = None;
     let (mut session, mut seq, mut count, mut timestamp) = (None, None, None, None);
     let mut control = None;
-    let (mut batch, mut top_kinds) = (None, 0usize);
+    // `_batch`: how many envelopes, and how many messages they held.
+    let mut batch = None;
     // Sized for the usual body (a kind or a few, and the metadata), not
     // for what the sender claims.
     messages.reserve(len.min(8));
@@ -910,7 +911,9 @@ fn parse_msgpack_body<'a>(
                     control_entry(&mut control, key, &mut rest, limits)?
                 }
                 b"_batch" if batch.is_none() => {
-                    batch = Some(msgpack_batch(&mut rest, limits, messages, &known)?)
+                    let before = messages.len();
+                    let n = msgpack_batch(&mut rest, limits, messages, &known)?;
+                    batch = Some((n, messages.len() - before));
                 }
                 _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
             }
@@ -918,14 +921,15 @@ fn parse_msgpack_body<'a>(
         }
         let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
         rest = after;
-        if top_kinds == limits.max_kinds {
+        // (A batch's messages count here too: a body with both is refused
+        // below anyway.)
+        if messages.len() == limits.max_kinds {
             return Err(BodyError::Limit(WireError::TooLarge {
                 what: "the number of kinds",
-                size: top_kinds + 1,
+                size: messages.len() + 1,
                 max: limits.max_kinds,
             }));
         }
-        top_kinds += 1;
         let kind = match known(key) {
             Some(kind) => kind,
             None => std::str::from_utf8(key).map_err(|_| "a key is not UTF-8")?,
@@ -935,8 +939,8 @@ fn parse_msgpack_body<'a>(
     if !rest.is_empty() {
         return Err(trailing(rest.len()));
     }
-    if let Some(n) = batch {
-        count = Some(batch_count(n, top_kinds > 0 || count.is_some())?);
+    if let Some((n, held)) = batch {
+        count = Some(batch_count(n, messages.len() > held || count.is_some())?);
     }
     let meta = Meta {
         from: from.map(Cow::Borrowed),
@@ -1551,6 +1555,103 @@ mod tests {
         }
         assert_eq!(joined, body);
         assert!(split_into_chunks(Lines::Multi, 1, &body, 10).is_none());
+    }
+
+    /// MessagePack batches: read in order, kinds may repeat; refused when
+    /// empty, beside kinds or a `_count`, or over a limit.
+    #[test]
+    fn msgpack_batches_are_read_and_checked() {
+        let body = |entries: &[(&str, serde_json::Value)]| {
+            let mut buf = Vec::new();
+            rmp::encode::write_map_len(&mut buf, entries.len() as u32).unwrap();
+            for (key, value) in entries {
+                rmp::encode::write_str(&mut buf, key).unwrap();
+                rmp_serde::encode::write_named(&mut buf, value).unwrap();
+            }
+            buf
+        };
+        use serde_json::json;
+        let good = body(&[
+            (KEY_SEQ, json!(4)),
+            (KEY_BATCH, json!([{"a": 1}, {"a": 2, "_x": 0}, {"b": 3}])),
+        ]);
+        let parsed = parse_body(&good, BodyLimits::default()).unwrap();
+        assert_eq!(parsed.meta.seq, Some(4));
+        assert_eq!(parsed.meta.count, Some(3));
+        let kinds: Vec<&str> = parsed.messages.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(kinds, ["a", "a", "b"]);
+        for bad in [
+            body(&[(KEY_SEQ, json!(4)), (KEY_BATCH, json!([]))]),
+            body(&[
+                (KEY_SEQ, json!(4)),
+                ("a", json!(1)),
+                (KEY_BATCH, json!([{"a": 2}])),
+            ]),
+            body(&[
+                (KEY_SEQ, json!(4)),
+                (KEY_BATCH, json!([{"a": 2}])),
+                ("a", json!(1)),
+            ]),
+            body(&[
+                (KEY_SEQ, json!(4)),
+                (KEY_COUNT, json!(1)),
+                (KEY_BATCH, json!([{"a": 2}])),
+            ]),
+            body(&[(KEY_BATCH, json!([{"a": 2}]))]),
+            body(&[(KEY_SEQ, json!(4)), (KEY_BATCH, json!([1]))]),
+            body(&[(KEY_SEQ, json!(4)), (KEY_BATCH, json!({"a": 1}))]),
+        ] {
+            assert!(
+                matches!(
+                    parse_body(&bad, BodyLimits::default()),
+                    Err(WireError::Body { .. })
+                ),
+                "{bad:02x?}"
+            );
+        }
+        let wide = body(&[
+            (KEY_SEQ, json!(0)),
+            (KEY_BATCH, json!([{"a": 1, "b": 2, "c": 3}])),
+        ]);
+        let limits = BodyLimits {
+            max_kinds: 2,
+            max_depth: 32,
+        };
+        assert!(matches!(
+            parse_body(&wide, limits),
+            Err(WireError::TooLarge { .. })
+        ));
+    }
+
+    /// A compressed body inflates within its limit, and only once.
+    #[test]
+    fn compressed_bodies_are_bounded() {
+        let body = br#"{"a":1,"_seq":0}"#;
+        let mut packed = Vec::new();
+        deflate_body(body, &mut packed);
+        let mut out = Vec::new();
+        assert_eq!(inflate_body(&packed, body.len(), &mut out), Ok(true));
+        assert_eq!(out, body);
+        assert!(matches!(
+            inflate_body(&packed, body.len() - 1, &mut out),
+            Err(WireError::TooLarge { .. })
+        ));
+        let mut twice = Vec::new();
+        deflate_body(&packed, &mut twice);
+        assert!(matches!(
+            inflate_body(&twice, 1 << 20, &mut out),
+            Err(WireError::Compressed(_))
+        ));
+        for bad in [
+            &[COMPRESSED][..],
+            &[COMPRESSED, 2, 0],
+            &[COMPRESSED, COMPRESSION_DEFLATE, 0xff],
+        ] {
+            assert!(matches!(
+                inflate_body(bad, 1 << 20, &mut out),
+                Err(WireError::Compressed(_))
+            ));
+        }
     }
 
     #[test]
