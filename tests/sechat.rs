@@ -407,44 +407,6 @@ async fn edits_humans_and_other_rooms_are_not_dispatched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeat_refused_by_the_chat_is_posted_again_with_other_digits() {
-    let standin = standin().await;
-    // Two instances with one name and seed write the very same first text;
-    // the chat drops the second as a repeat of the account's previous post.
-    let twin = |chat| {
-        Node::builder("twin")
-            .transport(chat)
-            .seed(7)
-            .default_node(false)
-            .start()
-    };
-    let first = twin(builder(&standin).connect().await.unwrap())
-        .await
-        .unwrap();
-    let second = twin(builder(&standin).connect().await.unwrap())
-        .await
-        .unwrap();
-    first.send(beverage(1, "coffee")).await.unwrap();
-    wait_until("the first post", || standin.messages(ROOM).len() == 1).await;
-    second.send(beverage(1, "coffee")).await.unwrap();
-    wait_until("the second post", || standin.messages(ROOM).len() == 2).await;
-    assert_eq!(standin.counts().duplicates, 1);
-    let texts: Vec<String> = standin
-        .messages(ROOM)
-        .iter()
-        .map(|m| wire::clean(&m.text).into_owned())
-        .collect();
-    assert_ne!(texts[0], texts[1]);
-    let body = |t: &str| match wire::parse_chat_text(t).unwrap() {
-        wire::ChatText::Frame { body } => body.to_owned(),
-        other => panic!("not a frame: {other:?}"),
-    };
-    assert_eq!(body(&texts[0]), body(&texts[1]), "only the digits differ");
-    first.shutdown().await.unwrap();
-    second.shutdown().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_logs_in_again() {
     let standin = standin().await;
     let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
@@ -834,4 +796,29 @@ async fn a_repeat_within_the_window_is_no_failure_and_goes_out_with_other_digits
     assert_eq!(second.stats().posts_given_up, 0); // new-api
     first.shutdown().await.unwrap();
     second.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_that_keeps_failing_is_given_up_counted_and_the_transport_goes_on() {
+    let standin = standin().await;
+    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
+    let served = serve_beverages(&receiver);
+    let sender = node(
+        "Henders/EC2",
+        builder(&standin).max_post_tries(2).connect().await.unwrap(),
+    )
+    .await;
+    // Two server errors: two real failures, the post is given up.
+    standin.fail_posts(2);
+    sender.send(beverage(1, "coffee")).await.unwrap();
+    wait_for(&sender, "the post given up", |s| s.posts_given_up == 1).await;
+    assert_eq!(standin.counts().failed_posts, 2);
+    sender.send(beverage(2, "tea")).await.unwrap();
+    wait_until("the next serving", || {
+        served.items().iter().any(|s| s.1 == 2)
+    })
+    .await;
+    assert_eq!(sender.stats().posts_given_up, 1, "the transport went on");
+    sender.shutdown().await.unwrap();
+    receiver.shutdown().await.unwrap();
 }

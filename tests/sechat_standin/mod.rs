@@ -96,6 +96,8 @@ pub struct Counts {
     pub plain_failures: u64,
     /// Posts refused with 404 because the room is in timeout.
     pub timeout_refusals: u64,
+    /// Posts answered 500 on purpose.
+    pub failed_posts: u64,
 }
 
 impl Counts {
@@ -145,6 +147,7 @@ struct Inner {
     repeat_window: Duration,
     room_timeout_until: HashMap<u64, Instant>,
     sources_fail_until: Option<Instant>,
+    failing_posts: u32,
     throttle: Option<Duration>,
     allowed_at: HashMap<u64, Instant>,
     /// When the wait announced to a login (by `acct`) is over.
@@ -306,6 +309,11 @@ impl StandIn {
         self.inner()
             .room_timeout_until
             .insert(room, Instant::now() + duration);
+    }
+
+    /// The next `n` posts answer 500 (a server error).
+    pub fn fail_posts(&self, n: u32) {
+        self.inner().failing_posts = n;
     }
 
     /// `/message/<id>?plain=true` answers 503 for this long.
@@ -653,7 +661,14 @@ async fn new_message(
             )
                 .into_response();
         }
+        if inner.failing_posts > 0 {
+            inner.failing_posts -= 1;
+            inner.counts.failed_posts += 1;
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
+        }
         let now = Instant::now();
+        // sochat4j `Room.sendMessage`: "The room is in timeout, ending in 58
+        // seconds" comes as a 404, like a ban or a missing room.
         if let Some(&until) = inner.room_timeout_until.get(&room) {
             if now < until {
                 let seconds = (until - now).as_secs_f64().ceil().max(1.0) as u64;
@@ -674,6 +689,8 @@ async fn new_message(
             inner.counts.throttled_unknown += 1;
             return (StatusCode::CONFLICT, "Slow down!").into_response();
         }
+        // The account's throttle (ChatExchange `TOO_FAST_RE`, sochat4j
+        // `RateLimit409Handler`): 409 with the seconds left, rounded up.
         if let Some(&allowed) = inner.allowed_at.get(&user) {
             if now < allowed {
                 let seconds = (allowed - now).as_secs_f64().ceil().max(1.0) as u64;
@@ -693,6 +710,8 @@ async fn new_message(
         if text.trim().is_empty() {
             return (StatusCode::BAD_REQUEST, "empty message").into_response();
         }
+        // A repeat of the account's previous text: `{"id": null}`
+        // (ChatExchange: "Duplicate message?").
         let window = inner.repeat_window;
         if inner
             .last_text

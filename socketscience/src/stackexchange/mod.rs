@@ -759,6 +759,21 @@ mod tests {
     }
 
     #[test]
+    fn throttle_waits_are_spread_and_the_longest_waiter_spreads_least() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let second = Duration::from_secs(1);
+        let waits: Vec<Duration> = (0..200).map(|_| jittered(second, 1, &mut rng)).collect();
+        assert!(waits.iter().all(|w| *w >= second && *w <= second * 7 / 4));
+        assert!(waits.iter().any(|w| *w > second * 5 / 4), "spread out");
+        for _ in 0..200 {
+            let w = jittered(second, 8, &mut rng);
+            assert!(w >= second && w <= second + Duration::from_millis(750) / 8);
+        }
+        let long = jittered(Duration::from_secs(600), 1, &mut rng);
+        assert!(long <= Duration::from_secs(603));
+    }
+
+    #[test]
     fn a_repeated_frame_gets_other_digits() {
         let mut rng = fastrand::Rng::with_seed(7);
         let frame = ".\n\u{2}1234eyJhIjoxfQ==\u{3}".to_owned();
