@@ -1,7 +1,9 @@
 //! `StackExchangeChat` against a stand-in Stack Exchange chat server on
-//! loopback (`tests/sechat_standin`): login, posting with its throttle and
-//! duplicate rules, the websocket, cut messages, reconnects. Not the live
-//! site.
+//! loopback (`tests/sechat_standin`, built from the public clients'
+//! descriptions): login (and logged-out pages that link to other users),
+//! posting with its per-account throttle, repeat rule, failures and room
+//! timeouts, the websocket, cut messages whose sources fail for a while,
+//! reconnects. Not the live site.
 
 mod sechat_standin;
 mod support;
