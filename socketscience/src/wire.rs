@@ -1031,6 +1031,71 @@ fn skip_items(bytes: &[u8], head: Head, depth: usize, max_depth: usize) -> Resul
     Ok(pos)
 }
 
+/// Why SmokeDetector's Python SocketScience would raise on a payload whose
+/// kinds are the MessagePack map entries `entries` (as a node writes them),
+/// if it would: its `msgpack.loads` refuses map keys that are neither
+/// strings nor bytes (`ValueError`, its default `strict_map_key`), and its
+/// `SocketScience.handle` reads the payload's `location` when the payload
+/// has `ping`, or `metasmoke_state` equal to `"down"` or `"up"`
+/// (`KeyError` without one).
+pub(crate) fn python_would_raise(entries: &[u8]) -> Option<String> {
+    let (mut location, mut reads_location) = (false, None);
+    let mut rest = entries;
+    while !rest.is_empty() {
+        let (key, after) = msgpack_str(rest)?;
+        let kind = String::from_utf8_lossy(key);
+        let end = match python_keys(after, 0, 0) {
+            Ok(end) => end,
+            Err(why) => {
+                return Some(format!(
+                    "the value of `{kind}` {why}; Python's `msgpack.loads` refuses the whole \
+                     payload (`ValueError`) and that instance stops reading the room: use \
+                     string keys"
+                ))
+            }
+        };
+        let (value, after) = after.split_at(end);
+        rest = after;
+        match key {
+            b"location" => location = true,
+            b"ping" => reads_location = reads_location.or(Some("a `ping`")),
+            b"metasmoke_state" if matches!(value, b"\xa4down" | b"\xa2up") => {
+                reads_location = reads_location.or(Some("a `metasmoke_state` of \"down\" or \"up\""))
+            }
+            _ => {}
+        }
+    }
+    let what = reads_location.filter(|_| !location)?;
+    Some(format!(
+        "SmokeDetector's `SocketScience.handle` reads the `location` of every payload with \
+         {what}, and raises `KeyError` without one, after which that instance stops reading \
+         the room: add a `location` kind to this envelope (such as \
+         `#[message(\"location\")] struct Location(String)`, with this instance's name)"
+    ))
+}
+
+/// Where the MessagePack value at `pos` ends, if every map in it has keys
+/// Python's `msgpack.loads` takes (strings or bytes); why not, otherwise.
+fn python_keys(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, &'static str> {
+    let marker = bytes.get(pos).copied();
+    let head = msgpack_head(bytes, pos).map_err(|_| "cannot be read back")?;
+    if !head.nested {
+        return Ok(head.end);
+    }
+    if depth >= 1_000 {
+        return Err("is nested more than 1 000 levels deep");
+    }
+    let map = matches!(marker, Some(0x80..=0x8f | 0xde | 0xdf));
+    let mut pos = head.end;
+    for item in 0..head.items {
+        if map && item % 2 == 0 && !matches!(bytes.get(pos), Some(0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6)) {
+            return Err("holds a map whose key is not a string");
+        }
+        pos = python_keys(bytes, pos, depth + 1)?;
+    }
+    Ok(pos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
