@@ -16,8 +16,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use socketscience::wire::{self, BodyLimits, ChatText};
@@ -305,11 +305,145 @@ fn python_decode(texts: &[String]) -> Vec<String> {
     lines
 }
 
-/// What SmokeDetector's own receive path does with each chat text.
+// ---------------------------------------------------------------------------
+// SmokeDetector, transcribed (tests/python/smokedetector.py)
+
+/// One `smokedetector.py serve` process for the whole test run, fed one
+/// JSON request per line (tests share it, one request at a time).
+struct SmokeDetector {
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+static SMOKEDETECTOR: Mutex<Option<SmokeDetector>> = Mutex::new(None);
+
+/// Sends `request` to the transcription of SmokeDetector; its answer.
+fn smokedetector(request: &serde_json::Value) -> serde_json::Value {
+    let mut server = SMOKEDETECTOR.lock().unwrap_or_else(|e| e.into_inner());
+    let server = server.get_or_insert_with(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/smokedetector.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg("serve")
+            .env("PYTHONIOENCODING", "utf-8")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run python3 ({e}): the interop tests need python3 and its msgpack \
+                     library (scripts/test installs them)"
+                )
+            });
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        SmokeDetector {
+            _child: child,
+            stdin,
+            stdout,
+        }
+    });
+    writeln!(server.stdin, "{request}").expect("write to smokedetector.py");
+    server.stdin.flush().expect("flush to smokedetector.py");
+    let mut line = String::new();
+    server
+        .stdout
+        .read_line(&mut line)
+        .expect("read from smokedetector.py");
+    let answer: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("smokedetector.py answered {line:?}: {e} (is msgpack installed?)"));
+    match answer.get("ok") {
+        Some(ok) => ok.clone(),
+        None => panic!("smokedetector.py failed: {answer}"),
+    }
+}
+
+/// What SmokeDetector did with one chat message: the payload `msgpack.loads`
+/// gave (compact JSON), the callbacks called (kind and Python `repr` of the
+/// value), what `handle` did besides, whether it logged "malformed direct
+/// message", and the exception that escaped, if one did.
+#[derive(Debug, Clone, PartialEq)]
+struct Outcome {
+    payload: Option<String>,
+    calls: Vec<(String, String)>,
+    effects: Vec<String>,
+    malformed: bool,
+    raised: Option<String>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn from_json(v: &serde_json::Value) -> Outcome {
+        let text = |key: &str| v.get(key).and_then(|t| t.as_str()).map(str::to_owned);
+        let list = |key: &str| v.get(key).and_then(|l| l.as_array()).cloned().unwrap_or_default();
+        Outcome {
+            payload: text("payload"),
+            calls: list("calls")
+                .iter()
+                .map(|c| (c[0].as_str().unwrap().to_owned(), c[1].as_str().unwrap().to_owned()))
+                .collect(),
+            effects: list("effects")
+                .iter()
+                .map(|e| e.as_str().unwrap().to_owned())
+                .collect(),
+            malformed: v.get("malformed").and_then(|m| m.as_bool()).unwrap_or(false),
+            raised: text("raised"),
+            error: text("error"),
+        }
+    }
+
+    /// The outcome in brief: `{"payload":..}`, `{"malformed":true}` or
+    /// `{"exception":"TypeName"}`.
+    fn brief(&self) -> String {
+        match (&self.raised, self.malformed, &self.payload) {
+            (Some(raised), ..) => format!("{{\"exception\":\"{raised}\"}}"),
+            (None, true, _) => r#"{"malformed":true}"#.to_owned(),
+            (None, false, payload) => format!("{{\"payload\":{}}}", payload.as_deref().unwrap_or("null")),
+        }
+    }
+}
+
+/// What SmokeDetector does with each chat text posted in its "direct" room
+/// (by its own account, or by another one), with recording callbacks for
+/// `callbacks`.
+fn smokedetector_on_msg(texts: &[String], callbacks: &[&str], own_account: bool) -> Vec<Outcome> {
+    let answer = smokedetector(&serde_json::json!({
+        "on_msg": texts, "callbacks": callbacks, "own_account": own_account,
+    }));
+    let outcomes: Vec<Outcome> = answer
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(Outcome::from_json)
+        .collect();
+    assert_eq!(outcomes.len(), texts.len(), "one outcome per text");
+    outcomes
+}
+
+/// What SmokeDetector does with each of its own `send`s of these payloads
+/// (JSON text, read by Python's `json.loads`) when it reads them back.
+fn smokedetector_send_receive(payloads: &[String], callbacks: &[&str]) -> Vec<Outcome> {
+    let answer = smokedetector(&serde_json::json!({
+        "send_receive": payloads, "callbacks": callbacks,
+    }));
+    let outcomes: Vec<Outcome> = answer
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(Outcome::from_json)
+        .collect();
+    assert_eq!(outcomes.len(), payloads.len(), "one outcome per payload");
+    outcomes
+}
+
+/// What SmokeDetector's receive path does with each chat text of its own
+/// account, in brief (see [`Outcome::brief`]).
 fn smokedetector_receive(texts: &[String]) -> Vec<String> {
-    let lines = python("receive", &json_strings(texts));
-    assert_eq!(lines.len(), texts.len(), "one outcome per text");
-    lines
+    smokedetector_on_msg(texts, &[], true)
+        .iter()
+        .map(Outcome::brief)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -529,7 +663,7 @@ async fn python_ping_reaches_a_typed_handler() {
 async fn python_frame_with_zero_width_characters_dispatches() {
     const NODE: &str = "interop/zero-width";
     let frames = python_encode(&[(
-        r#"{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down"}"#,
+        r#"{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down","location":"Undo/laptop"}"#,
         42,
     )]);
     let shown = as_stack_exchange_shows(&frames[0]);
@@ -559,13 +693,13 @@ async fn python_frame_with_zero_width_characters_dispatches() {
     assert_eq!(
         python_decode(std::slice::from_ref(&shown)),
         [
-            r#"{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down"}"#
+            r#"{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down","location":"Undo/laptop"}"#
         ]
     );
     assert_eq!(
         smokedetector_receive(&[shown]),
         [
-            r#"{"payload":{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down"}}"#
+            r#"{"payload":{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down","location":"Undo/laptop"}}"#
         ]
     );
 }
@@ -658,29 +792,30 @@ async fn python_frames_with_reserved_keys_are_deduplicated() {
 /// Python reads as the same dict, byte for byte what Python writes.
 #[tokio::test]
 async fn rust_ping_is_read_by_python() {
-    let ping = Ping {
-        location: "Henders/EC2".into(),
-        timestamp: 1712345678.25,
-    };
+    // SmokeDetector reads the `location` of every payload with a `ping`
+    // (see `python_peers_refuses_what_smokedetector_raises_on`).
+    let ping = Envelope::new()
+        .with(Ping {
+            location: "Henders/EC2".into(),
+            timestamp: 1712345678.25,
+        })
+        .and_then(|e| e.with(Location("Henders/EC2".into())))
+        .expect("distinct kinds");
+    const KINDS: &str =
+        r#""ping":{"location":"Henders/EC2","timestamp":1712345678.25},"location":"Henders/EC2""#;
     let (frames, node) = rust_frames("Henders/EC2", 11, vec![boxed(ping)]).await;
-    assert_python_agrees(
-        &frames,
-        &[with_meta(
-            r#""ping":{"location":"Henders/EC2","timestamp":1712345678.25}"#,
-            &node,
-            0,
-        )],
-    );
+    assert_python_agrees(&frames, &[with_meta(KINDS, &node, 0)]);
     // SmokeDetector's receive path hands its callbacks the same dict.
+    let outcomes = smokedetector_on_msg(&frames, &["ping"], true);
     assert_eq!(
-        smokedetector_receive(&frames),
-        [format!(
-            "{{\"payload\":{}}}",
-            with_meta(
-                r#""ping":{"location":"Henders/EC2","timestamp":1712345678.25}"#,
-                &node,
-                0,
-            )
+        outcomes[0].brief(),
+        format!("{{\"payload\":{}}}", with_meta(KINDS, &node, 0))
+    );
+    assert_eq!(
+        outcomes[0].calls,
+        [(
+            "ping".to_owned(),
+            "{'location': 'Henders/EC2', 'timestamp': 1712345678.25}".to_owned()
         )]
     );
 }
