@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use socketscience::wire::{self, BodyLimits, ChatText};
 use socketscience::{
-    handler, message, Codec, Context, Envelope, LocalChat, Message, Node, Payload,
+    handler, message, Codec, Context, Envelope, Error, LocalChat, Message, Node, Payload,
 };
 use support::within;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -1088,4 +1088,406 @@ async fn known_differences_with_python_msgpack() {
         smokedetector_receive(&frames),
         [r#"{"exception":"ValueError"}"#]
     );
+}
+
+// ---------------------------------------------------------------------------
+// Rooms shared with Python instances (docs/wire-format.md, section 9)
+
+/// A unit struct: nil on the wire, as `null` in JSON and `None` in Python.
+#[message("unit")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unit;
+
+/// 128-bit integers: numbers on the wire while they fit 64 bits.
+#[message("wide")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wide {
+    pub small: u128,
+    pub negative: i128,
+    pub max: u128,
+    pub min: i128,
+}
+
+#[message("huge")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Huge(pub u128);
+
+/// A node in `chat`, account `smokey`, made for a room with Python
+/// instances.
+async fn python_peer(chat: &LocalChat, name: &str) -> Node {
+    Node::builder(name)
+        .transport(chat.join("smokey"))
+        .python_peers()
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts")
+}
+
+/// Point 1: a unit struct reaches Python as `None`, byte for byte what
+/// Python writes for it; Rust reads it back, and the empty array older
+/// nodes wrote too.
+#[tokio::test]
+async fn unit_structs_reach_python_as_none() {
+    let (frames, node) = rust_frames("interop/unit", 20, vec![boxed(Unit)]).await;
+    assert_python_agrees(&frames, &[with_meta(r#""unit":null"#, &node, 0)]);
+    let outcome = &smokedetector_on_msg(&frames, &["unit"], true)[0];
+    assert_eq!(outcome.calls, [("unit".to_owned(), "None".to_owned())]);
+
+    let python = python_encode(&[(r#"{"unit":null}"#, 1), (r#"{"unit":[]}"#, 2)]);
+    let chat = LocalChat::new();
+    let receiver = msgpack_node(&chat, "interop/unit-receiver", 21).await;
+    let units = record::<Unit>(&receiver);
+    for frame in &python {
+        chat.say("smokey", frame);
+    }
+    within("shutdown", receiver.shutdown())
+        .await
+        .expect("shutdown");
+    assert_eq!(taken(&units), [Unit, Unit]);
+}
+
+/// Point 2: `u128` and `i128` travel as MessagePack integers while they fit
+/// 64 bits (Python reads numbers, as it writes them); beyond, the send is
+/// refused, saying why, as Python's own `msgpack.dumps` refuses them.
+#[tokio::test]
+async fn wide_integers_reach_python_as_numbers_or_are_refused() {
+    let wide = Wide {
+        small: 7,
+        negative: -300,
+        max: u64::MAX.into(),
+        min: i64::MIN.into(),
+    };
+    const DICT: &str =
+        r#""wide":{"small":7,"negative":-300,"max":18446744073709551615,"min":-9223372036854775808}"#;
+    let (frames, node) = rust_frames("interop/wide", 22, vec![boxed(wide)]).await;
+    assert_python_agrees(&frames, &[with_meta(DICT, &node, 0)]);
+
+    // Python's numbers read back into the 128-bit fields.
+    let python = python_encode(&[(&format!("{{{DICT}}}"), 3)]);
+    let chat = LocalChat::new();
+    let receiver = msgpack_node(&chat, "interop/wide-receiver", 23).await;
+    let wides = record::<Wide>(&receiver);
+    chat.say("smokey", &python[0]);
+    let too_wide = receiver.send(Huge(u128::from(u64::MAX) + 1)).await;
+    within("shutdown", receiver.shutdown())
+        .await
+        .expect("shutdown");
+    assert_eq!(taken(&wides), [wide]);
+    match too_wide {
+        Err(e @ Error::Encode { kind: "huge", .. }) => {
+            assert!(e.to_string().contains("does not fit 64 bits"), "{e}")
+        }
+        other => panic!("expected an encoding error, got {other:?}"),
+    }
+    assert_eq!(receiver.stats().sent, 0);
+    let python = smokedetector(&serde_json::json!({"send": ["{\"huge\": 18446744073709551616}"]}));
+    assert_eq!(python[0]["raised"], "OverflowError", "{python}");
+}
+
+/// Point 3: a node with `python_peers()` posts each envelope alone, as it
+/// was sent, even when they queue up together (a node that merges would
+/// put them in one post), and SmokeDetector treats each post exactly as it
+/// treats its own `send` of the same payload.
+#[tokio::test]
+async fn python_peers_posts_each_envelope_alone_as_sent() {
+    let chat = LocalChat::new();
+    let mut room = chat.watch();
+    let node = python_peer(&chat, "interop/peers").await;
+    assert_eq!(node.codec(), Codec::MessagePack);
+    let down = Envelope::new()
+        .with(MetasmokeState::Down)
+        .and_then(|e| e.with(Location("Henders/EC2".into())))
+        .expect("distinct kinds");
+    // No await in between: on this single-threaded runtime the transport
+    // finds them all queued.
+    node.try_send(Heartbeat(12.5)).expect("queued");
+    node.try_send(down).expect("queued");
+    node.try_send(Location("Henders/EC2".into()))
+        .expect("queued");
+    node.try_send(Heartbeat(13.5)).expect("queued");
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    let frames = posted(&mut room);
+    assert_eq!(frames.len(), 4, "one post per envelope: {frames:?}");
+    let payloads = [
+        r#"{"heartbeat":12.5}"#,
+        r#"{"metasmoke_state":"down","location":"Henders/EC2"}"#,
+        r#"{"location":"Henders/EC2"}"#,
+        r#"{"heartbeat":13.5}"#,
+    ]
+    .map(str::to_owned);
+    let callbacks = ["heartbeat", "metasmoke_state", "location"];
+    let rust = smokedetector_on_msg(&frames, &callbacks, true);
+    let python = smokedetector_send_receive(&payloads, &callbacks);
+    for (i, (rust, python)) in rust.iter().zip(&python).enumerate() {
+        assert_eq!(rust.raised, None, "{rust:?}");
+        assert_eq!(
+            (&rust.calls, &rust.effects, rust.malformed),
+            (&python.calls, &python.effects, python.malformed),
+            "{}",
+            payloads[i]
+        );
+    }
+    assert!(rust[1].effects.contains(&"MSStatus.set_down()".to_owned()));
+    // The same sends from a MessagePack node without `python_peers()` share
+    // one post: whether SmokeDetector sees `metasmoke_state` beside a
+    // `location` depends on what else waited in the queue.
+    let (merged, _) = {
+        let chat = LocalChat::new();
+        let mut room = chat.watch();
+        let node = msgpack_node(&chat, "interop/merges", 24).await;
+        node.try_send(Heartbeat(12.5)).expect("queued");
+        node.try_send(MetasmokeState::Down).expect("queued");
+        node.try_send(Location("Henders/EC2".into()))
+            .expect("queued");
+        within("shutdown", node.shutdown()).await.expect("shutdown");
+        (posted(&mut room), node)
+    };
+    assert_eq!(merged.len(), 1, "{merged:?}");
+}
+
+/// Point 3: what a node with `python_peers()` refuses at send, each with a
+/// reason that says what to do: what would make SmokeDetector raise (and
+/// does when SmokeDetector sends it itself), and what does not fit one post.
+#[tokio::test]
+async fn python_peers_refuses_what_smokedetector_raises_on() {
+    let chat = LocalChat::with_max_message_len(400);
+    let mut room = chat.watch();
+    let node = python_peer(&chat, "interop/refuses").await;
+    let reason = |result: socketscience::Result<()>| match result {
+        Err(Error::NotForPython { reason, .. }) => reason,
+        other => panic!("expected NotForPython, got {other:?}"),
+    };
+    let ping = Ping {
+        location: "Henders/EC2".into(),
+        timestamp: 1.0,
+    };
+    let refused = [
+        (
+            reason(node.try_send(ping.clone())),
+            r#"{"ping":{"location":"Henders/EC2","timestamp":1.0}}"#,
+        ),
+        (
+            reason(node.try_send(MetasmokeState::Down)),
+            r#"{"metasmoke_state":"down"}"#,
+        ),
+        (
+            reason(node.try_send(MetasmokeState::Up)),
+            r#"{"metasmoke_state":"up"}"#,
+        ),
+    ];
+    let payloads: Vec<String> = refused.iter().map(|(_, p)| p.to_string()).collect();
+    for (outcome, (reason, payload)) in smokedetector_send_receive(&payloads, &[])
+        .iter()
+        .zip(&refused)
+    {
+        assert!(reason.contains("add a `location` kind"), "{reason}");
+        assert_eq!(outcome.raised.as_deref(), Some("KeyError"), "{payload}");
+        assert_eq!(outcome.error.as_deref(), Some("'location'"), "{payload}");
+    }
+    // Integer map keys: Python's msgpack.loads refuses them (ValueError,
+    // see `known_differences_with_python_msgpack`).
+    let by_id = reason(node.try_send(ById(BTreeMap::from([(7, "seven".to_owned())]))));
+    assert!(by_id.contains("use string keys"), "{by_id}");
+    // Too long for one chat message: Python cannot read chunks.
+    let long = reason(node.try_send(Location("x".repeat(400))));
+    assert!(long.contains("cannot read an envelope in chunks"), "{long}");
+    // With a `location`, or a state Python does not act on, it goes.
+    let with_location = Envelope::new()
+        .with(ping)
+        .and_then(|e| e.with(Location("Henders/EC2".into())))
+        .expect("distinct kinds");
+    node.try_send(with_location).expect("sent");
+    node.try_send(Location("x".repeat(200))).expect("fits one post");
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    let posts = posted(&mut room);
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert!(posts.iter().all(|p| p.starts_with(wire::FRAME_START)));
+    for outcome in smokedetector_on_msg(&posts, &["ping", "location"], true) {
+        assert_eq!(outcome.raised, None, "{outcome:?}");
+    }
+    assert_eq!(node.stats().sent, 2);
+}
+
+/// Point 3: options `python_peers()` cannot keep fail at start.
+#[tokio::test]
+async fn python_peers_refuses_json_and_single_line_chats_at_start() {
+    let chat = LocalChat::new();
+    let json = Node::builder("interop/peers-json")
+        .transport(chat.join("smokey"))
+        .python_peers()
+        .codec(Codec::Json)
+        .default_node(false)
+        .start()
+        .await;
+    assert!(
+        matches!(&json, Err(Error::InvalidOption { option: "codec", .. })),
+        "{json:?}"
+    );
+    let irc_like = support::RecordingChat {
+        lines: socketscience::Lines::Single,
+        max_len: 400,
+        gate: None,
+        posts: support::Log::default(),
+    };
+    let single = Node::builder("interop/peers-single-line")
+        .transport(irc_like)
+        .python_peers()
+        .default_node(false)
+        .start()
+        .await;
+    match single {
+        Err(e @ Error::InvalidOption {
+            option: "python_peers",
+            ..
+        }) => assert!(e.to_string().contains("multi-line"), "{e}"),
+        other => panic!("expected InvalidOption, got {other:?}"),
+    }
+}
+
+/// Collects what `tracing` writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Point 3: a node not made for Python peers says so, once, when it reads
+/// a Python instance's envelope (MessagePack without `_from`); a node with
+/// `python_peers()` does not.
+#[tokio::test]
+async fn a_node_without_python_peers_warns_when_python_shares_the_room() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    // This test's runtime is single-threaded: the nodes log on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let frames = python_encode(&[(r#"{"heartbeat":1.5}"#, 1), (r#"{"heartbeat":2.5}"#, 2)]);
+    let chat = LocalChat::new();
+    let plain = msgpack_node(&chat, "interop/warns", 25).await;
+    let peer = python_peer(&chat, "interop/quiet").await;
+    let heartbeats = record::<Heartbeat>(&peer);
+    for frame in &frames {
+        chat.say("smokey", frame);
+    }
+    within("shutdown", plain.shutdown()).await.expect("shutdown");
+    within("shutdown", peer.shutdown()).await.expect("shutdown");
+    assert_eq!(taken(&heartbeats), [Heartbeat(1.5), Heartbeat(2.5)]);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).expect("UTF-8 logs");
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("Python SocketScience instance seems to share this room"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains("interop/warns"), "{logs}");
+    assert!(warnings[0].contains(".python_peers()"), "{logs}");
+}
+
+/// Point 4: SmokeDetector hands `SocketScience.receive` every message in
+/// its "direct" room that is not a reply or a command, from any account:
+/// a stranger can switch it to "metasmoke is down", and a Rust node of
+/// another account in its default configuration makes it raise. A Rust
+/// node reads only the accounts it trusts.
+#[tokio::test]
+async fn python_instances_read_every_account_rust_nodes_only_trusted_ones() {
+    let frames = python_encode(&[(
+        r#"{"metasmoke_state":"down","location":"a stranger"}"#,
+        5,
+    )]);
+    let outcome = &smokedetector_on_msg(&frames, &[], false)[0];
+    assert_eq!(outcome.raised, None, "{outcome:?}");
+    assert!(
+        outcome.effects.contains(&"MSStatus.set_down()".to_owned()),
+        "{outcome:?}"
+    );
+
+    let chat = LocalChat::new();
+    let mut room = chat.watch();
+    let other = Node::builder("interop/other-account")
+        .transport(chat.join("rust-bot"))
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts");
+    within("send", other.send(Heartbeat(1.0)))
+        .await
+        .expect("send");
+    within("shutdown", other.shutdown()).await.expect("shutdown");
+    let posts = posted(&mut room);
+    assert_eq!(
+        smokedetector_on_msg(&posts, &[], false)[0].raised.as_deref(),
+        Some("ExtraData")
+    );
+
+    let chat = LocalChat::new();
+    let node = python_peer(&chat, "interop/trusts-its-own").await;
+    let states = record::<MetasmokeState>(&node);
+    chat.say("a stranger", &frames[0]);
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    assert_eq!(taken(&states), []);
+    assert_eq!(node.stats().untrusted, 1);
+}
+
+/// Point 5: what the `socketscience` command is made of agrees with
+/// Python: `wire::encode_frame` writes a map in its own order, byte for
+/// byte what `msgpack.dumps` writes for the dict; `wire::decode_body` shows
+/// a body holding bytes, NaN and infinities (which SmokeDetector reads),
+/// printed as Python's `json.dumps` prints them.
+#[test]
+fn the_command_line_tools_agree_with_python() {
+    let payload = r#"{"zeta":{"b":1,"a":[{"y":null,"x":2.5}]},"alpha":"first?","_from":"cli"}"#;
+    let value: wire::Value = serde_json::from_str(payload).expect("JSON");
+    let rust = wire::encode_frame(Codec::MessagePack, socketscience::Lines::Multi, 77, &value)
+        .expect("encodes");
+    let python = python_encode(&[(payload, 77)]);
+    assert_eq!(rust, python[0]);
+
+    let frame = smokedetector_send_bytes();
+    let outcome = &smokedetector_on_msg(std::slice::from_ref(&frame), &[], true)[0];
+    let decoded = wire::decode_body(&body_bytes(&frame)).expect("shown, not refused");
+    let shown = wire::Value::Map(
+        decoded
+            .messages
+            .into_iter()
+            .map(|(kind, value)| (wire::Value::String(kind), value))
+            .collect(),
+    );
+    assert_eq!(Some(shown.to_string()), outcome.payload);
+}
+
+/// A frame SmokeDetector's `send` writes for a payload holding bytes, NaN
+/// and infinities.
+fn smokedetector_send_bytes() -> String {
+    let script = r#"
+import base64, msgpack, sys
+payload = {"sig": b"\x00\xff", "n": float("nan"), "i": float("inf"), "m": -float("inf"), "f": 1e16, "k": 1.5}
+sys.stdout.write(".\n\x020001" + base64.b64encode(msgpack.dumps(payload)).decode() + "\x03")
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).expect("UTF-8")
 }
