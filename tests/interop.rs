@@ -1491,3 +1491,347 @@ sys.stdout.write(".\n\x020001" + base64.b64encode(msgpack.dumps(payload)).decode
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).expect("UTF-8")
 }
+
+// ---------------------------------------------------------------------------
+// The mixed-fleet property
+
+/// A note with every shape of value.
+#[message("note")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub text: String,
+    pub n: i64,
+    pub tags: Vec<String>,
+    pub extra: Option<f64>,
+    pub flag: bool,
+}
+
+/// Any JSON-like value.
+#[message("any")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anything(pub serde_json::Value);
+
+/// One message of the property's catalog, with its value.
+#[derive(Debug, Clone)]
+enum Item {
+    Ping(Ping),
+    State(MetasmokeState),
+    Location(Location),
+    Heartbeat(Heartbeat),
+    Timestamp(Timestamp),
+    Unit,
+    Huge(u128),
+    Note(Note),
+    Anything(serde_json::Value),
+}
+
+/// The kinds Python registers recording callbacks for.
+const CATALOG: [&str; 9] = [
+    "ping",
+    "metasmoke_state",
+    "location",
+    "heartbeat",
+    "timestamp",
+    "unit",
+    "huge",
+    "note",
+    "any",
+];
+
+/// `f` as Python's `json.loads` reads it back to the same float.
+fn py_float(f: f64) -> String {
+    match f {
+        f if f.is_nan() => "NaN".into(),
+        f if f == f64::INFINITY => "Infinity".into(),
+        f if f == f64::NEG_INFINITY => "-Infinity".into(),
+        // Debug: the shortest digits that read back the same, always with
+        // a `.` or an exponent, so Python reads a float.
+        f => format!("{f:?}"),
+    }
+}
+
+impl Item {
+    fn kind(&self) -> &'static str {
+        match self {
+            Item::Ping(_) => "ping",
+            Item::State(_) => "metasmoke_state",
+            Item::Location(_) => "location",
+            Item::Heartbeat(_) => "heartbeat",
+            Item::Timestamp(_) => "timestamp",
+            Item::Unit => "unit",
+            Item::Huge(_) => "huge",
+            Item::Note(_) => "note",
+            Item::Anything(_) => "any",
+        }
+    }
+
+    /// The value as Python writes it in its payload dict, in JSON that
+    /// Python's `json.loads` reads: written here from the Rust value,
+    /// independently of the crate's encoders.
+    fn python(&self) -> String {
+        match self {
+            Item::Ping(p) => format!(
+                "{{\"location\":{},\"timestamp\":{}}}",
+                json_string(&p.location),
+                py_float(p.timestamp)
+            ),
+            Item::State(MetasmokeState::Up) => "\"up\"".into(),
+            Item::State(MetasmokeState::Down) => "\"down\"".into(),
+            Item::Location(Location(l)) => json_string(l),
+            Item::Heartbeat(Heartbeat(f)) | Item::Timestamp(Timestamp(f)) => py_float(*f),
+            Item::Unit => "null".into(),
+            Item::Huge(n) => n.to_string(),
+            Item::Note(n) => format!(
+                "{{\"text\":{},\"n\":{},\"tags\":[{}],\"extra\":{},\"flag\":{}}}",
+                json_string(&n.text),
+                n.n,
+                n.tags
+                    .iter()
+                    .map(|t| json_string(t))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                n.extra.map_or("null".into(), py_float),
+                n.flag
+            ),
+            Item::Anything(v) => v.to_string(),
+        }
+    }
+
+    fn push(self, envelope: &mut Envelope) {
+        let pushed = match self {
+            Item::Ping(p) => envelope.push(p),
+            Item::State(s) => envelope.push(s),
+            Item::Location(l) => envelope.push(l),
+            Item::Heartbeat(h) => envelope.push(h),
+            Item::Timestamp(t) => envelope.push(t),
+            Item::Unit => envelope.push(Unit),
+            Item::Huge(n) => envelope.push(Huge(n)),
+            Item::Note(n) => envelope.push(n),
+            Item::Anything(v) => envelope.push(Anything(v)),
+        };
+        pushed.expect("distinct kinds");
+    }
+}
+
+mod strategies {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(any::<char>(), 0..12).prop_map(String::from_iter)
+    }
+
+    /// Every `f64`: NaN and the infinities too.
+    pub fn float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(-0.0),
+            (0u32..2_000_000_000).prop_map(f64::from),
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("JSON has no NaN", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            text().prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(text(), inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    pub fn item() -> impl Strategy<Value = Item> {
+        prop_oneof![
+            (text(), float()).prop_map(|(location, timestamp)| Item::Ping(Ping {
+                location,
+                timestamp
+            })),
+            prop_oneof![Just(MetasmokeState::Up), Just(MetasmokeState::Down)].prop_map(Item::State),
+            // Often a location, so that pings and states often go.
+            prop_oneof![Just("Henders/EC2".to_owned()), text()]
+                .prop_map(|l| Item::Location(Location(l))),
+            float().prop_map(|f| Item::Heartbeat(Heartbeat(f))),
+            float().prop_map(|f| Item::Timestamp(Timestamp(f))),
+            Just(Item::Unit),
+            prop_oneof![
+                any::<u64>().prop_map(u128::from),
+                any::<u128>(),
+            ]
+            .prop_map(Item::Huge),
+            (
+                text(),
+                any::<i64>(),
+                prop::collection::vec(text(), 0..3),
+                prop::option::of(float()),
+                any::<bool>()
+            )
+                .prop_map(|(text, n, tags, extra, flag)| Item::Note(Note {
+                    text,
+                    n,
+                    tags,
+                    extra,
+                    flag
+                })),
+            json().prop_map(Item::Anything),
+        ]
+    }
+
+    /// An envelope: up to 5 messages, each kind once, in any order.
+    pub fn envelope() -> impl Strategy<Value = Vec<Item>> {
+        prop::collection::vec(item(), 0..6).prop_map(|items| {
+            let mut seen = Vec::new();
+            items
+                .into_iter()
+                .filter(|i| {
+                    let new = !seen.contains(&i.kind());
+                    seen.push(i.kind());
+                    new
+                })
+                .collect()
+        })
+    }
+}
+
+/// One envelope of the property: which node sent it, its payload as
+/// Python writes it, and what became of the send.
+struct Sent {
+    node: usize,
+    payload: String,
+    result: socketscience::Result<()>,
+}
+
+/// Sends `sends` (node, envelope) from three nodes with `python_peers()`
+/// in one room, each burst without waiting (so that envelopes queue up
+/// together); every post in the room, and each send.
+fn run_fleet(sends: Vec<(usize, Vec<Item>)>) -> (Vec<String>, Vec<Sent>, Vec<String>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        let chat = LocalChat::new();
+        let mut room = chat.watch();
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            nodes.push(python_peer(&chat, &format!("interop/fleet-{i}")).await);
+        }
+        let mut sent = Vec::new();
+        for (node, items) in sends {
+            let payload = format!(
+                "{{{}}}",
+                items
+                    .iter()
+                    .map(|i| format!("{}:{}", json_string(i.kind()), i.python()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let mut envelope = Envelope::new();
+            for item in items {
+                item.push(&mut envelope);
+            }
+            let result = nodes[node].try_send(envelope);
+            sent.push(Sent {
+                node,
+                payload,
+                result,
+            });
+        }
+        for node in &nodes {
+            within("shutdown", node.shutdown()).await.expect("shutdown");
+        }
+        let names = nodes.iter().map(|n| n.name().to_owned()).collect();
+        (posted(&mut room), sent, names)
+    })
+}
+
+/// The fleet property (issue 13): whatever sequence of envelopes several
+/// nodes with `python_peers()` send, each is posted alone, whole, as sent,
+/// and SmokeDetector treats each post exactly as it treats its own `send`
+/// of the same payload: the same callbacks with the same values, the same
+/// effects, no exception. What a node refuses to send is exactly what makes
+/// SmokeDetector's own `send` or receive path raise.
+#[test]
+fn python_treats_every_post_of_a_python_peers_fleet_as_its_own() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let mut config = Config::with_cases(48);
+    if let Some(cases) = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()) {
+        config.cases = cases;
+    }
+    config.failure_persistence = None;
+    let sends = prop::collection::vec((0usize..3, strategies::envelope()), 1..8);
+    let mut runner = TestRunner::new(config);
+    runner
+        .run(&sends, |sends| {
+            let (posts, sent, names) = run_fleet(sends);
+            // Each accepted envelope is one post: find it by sender and number.
+            let mut by_envelope = std::collections::HashMap::new();
+            for post in &posts {
+                let decoded = wire::decode_body(&body_bytes(post))
+                    .map_err(|e| TestCaseError::fail(format!("{e}: {post:?}")))?;
+                prop_assert_eq!(decoded.count, None, "merged: {:?}", post);
+                let key = (decoded.from.expect("_from"), decoded.seq.expect("_seq"));
+                prop_assert!(by_envelope.insert(key, post.clone()).is_none());
+            }
+            let mut next_seq = [0u64; 3];
+            let mut rust_posts = Vec::new();
+            for s in sent.iter().filter(|s| s.result.is_ok()) {
+                let key = (names[s.node].clone(), next_seq[s.node]);
+                next_seq[s.node] += 1;
+                match by_envelope.remove(&key) {
+                    Some(post) => rust_posts.push(post),
+                    None => return Err(TestCaseError::fail(format!("no post for {key:?}"))),
+                }
+            }
+            prop_assert!(by_envelope.is_empty(), "posts nobody sent: {:?}", by_envelope);
+
+            let payloads: Vec<String> = sent.iter().map(|s| s.payload.clone()).collect();
+            let python = smokedetector_send_receive(&payloads, &CATALOG);
+            let rust = smokedetector_on_msg(&rust_posts, &CATALOG, true);
+            let mut rust = rust.into_iter();
+            for (s, python) in sent.iter().zip(python) {
+                match &s.result {
+                    Ok(()) => {
+                        let rust = rust.next().expect("one outcome per post");
+                        prop_assert_eq!(&rust.raised, &None, "{}: {:?}", s.payload, rust);
+                        prop_assert_eq!(
+                            (&rust.calls, &rust.effects, rust.malformed),
+                            (&python.calls, &python.effects, python.malformed),
+                            "{}",
+                            s.payload
+                        );
+                    }
+                    Err(e) => {
+                        prop_assert!(
+                            matches!(e, Error::NotForPython { .. } | Error::Encode { .. }),
+                            "{}: {}",
+                            s.payload,
+                            e
+                        );
+                        prop_assert!(
+                            python.raised.is_some(),
+                            "refused ({}), but SmokeDetector takes {}: {:?}",
+                            e,
+                            s.payload,
+                            python
+                        );
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
