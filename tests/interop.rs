@@ -351,8 +351,9 @@ fn smokedetector(request: &serde_json::Value) -> serde_json::Value {
         .stdout
         .read_line(&mut line)
         .expect("read from smokedetector.py");
-    let answer: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("smokedetector.py answered {line:?}: {e} (is msgpack installed?)"));
+    let answer: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        panic!("smokedetector.py answered {line:?}: {e} (is msgpack installed?)")
+    });
     match answer.get("ok") {
         Some(ok) => ok.clone(),
         None => panic!("smokedetector.py failed: {answer}"),
@@ -376,18 +377,31 @@ struct Outcome {
 impl Outcome {
     fn from_json(v: &serde_json::Value) -> Outcome {
         let text = |key: &str| v.get(key).and_then(|t| t.as_str()).map(str::to_owned);
-        let list = |key: &str| v.get(key).and_then(|l| l.as_array()).cloned().unwrap_or_default();
+        let list = |key: &str| {
+            v.get(key)
+                .and_then(|l| l.as_array())
+                .cloned()
+                .unwrap_or_default()
+        };
         Outcome {
             payload: text("payload"),
             calls: list("calls")
                 .iter()
-                .map(|c| (c[0].as_str().unwrap().to_owned(), c[1].as_str().unwrap().to_owned()))
+                .map(|c| {
+                    (
+                        c[0].as_str().unwrap().to_owned(),
+                        c[1].as_str().unwrap().to_owned(),
+                    )
+                })
                 .collect(),
             effects: list("effects")
                 .iter()
                 .map(|e| e.as_str().unwrap().to_owned())
                 .collect(),
-            malformed: v.get("malformed").and_then(|m| m.as_bool()).unwrap_or(false),
+            malformed: v
+                .get("malformed")
+                .and_then(|m| m.as_bool())
+                .unwrap_or(false),
             raised: text("raised"),
             error: text("error"),
         }
@@ -399,7 +413,9 @@ impl Outcome {
         match (&self.raised, self.malformed, &self.payload) {
             (Some(raised), ..) => format!("{{\"exception\":\"{raised}\"}}"),
             (None, true, _) => r#"{"malformed":true}"#.to_owned(),
-            (None, false, payload) => format!("{{\"payload\":{}}}", payload.as_deref().unwrap_or("null")),
+            (None, false, payload) => {
+                format!("{{\"payload\":{}}}", payload.as_deref().unwrap_or("null"))
+            }
         }
     }
 }
@@ -1158,8 +1174,7 @@ async fn wide_integers_reach_python_as_numbers_or_are_refused() {
         max: u64::MAX.into(),
         min: i64::MIN.into(),
     };
-    const DICT: &str =
-        r#""wide":{"small":7,"negative":-300,"max":18446744073709551615,"min":-9223372036854775808}"#;
+    const DICT: &str = r#""wide":{"small":7,"negative":-300,"max":18446744073709551615,"min":-9223372036854775808}"#;
     let (frames, node) = rust_frames("interop/wide", 22, vec![boxed(wide)]).await;
     assert_python_agrees(&frames, &[with_meta(DICT, &node, 0)]);
 
@@ -1298,7 +1313,8 @@ async fn python_peers_refuses_what_smokedetector_raises_on() {
         .and_then(|e| e.with(Location("Henders/EC2".into())))
         .expect("distinct kinds");
     node.try_send(with_location).expect("sent");
-    node.try_send(Location("x".repeat(200))).expect("fits one post");
+    node.try_send(Location("x".repeat(200)))
+        .expect("fits one post");
     within("shutdown", node.shutdown()).await.expect("shutdown");
     let posts = posted(&mut room);
     assert_eq!(posts.len(), 2, "{posts:?}");
@@ -1321,7 +1337,13 @@ async fn python_peers_refuses_json_and_single_line_chats_at_start() {
         .start()
         .await;
     assert!(
-        matches!(&json, Err(Error::InvalidOption { option: "codec", .. })),
+        matches!(
+            &json,
+            Err(Error::InvalidOption {
+                option: "codec",
+                ..
+            })
+        ),
         "{json:?}"
     );
     let irc_like = support::RecordingChat {
@@ -1337,10 +1359,12 @@ async fn python_peers_refuses_json_and_single_line_chats_at_start() {
         .start()
         .await;
     match single {
-        Err(e @ Error::InvalidOption {
-            option: "python_peers",
-            ..
-        }) => assert!(e.to_string().contains("multi-line"), "{e}"),
+        Err(
+            e @ Error::InvalidOption {
+                option: "python_peers",
+                ..
+            },
+        ) => assert!(e.to_string().contains("multi-line"), "{e}"),
         other => panic!("expected InvalidOption, got {other:?}"),
     }
 }
@@ -1390,7 +1414,9 @@ async fn a_node_without_python_peers_warns_when_python_shares_the_room() {
     for frame in &frames {
         chat.say("smokey", frame);
     }
-    within("shutdown", plain.shutdown()).await.expect("shutdown");
+    within("shutdown", plain.shutdown())
+        .await
+        .expect("shutdown");
     within("shutdown", peer.shutdown()).await.expect("shutdown");
     assert_eq!(taken(&heartbeats), [Heartbeat(1.5), Heartbeat(2.5)]);
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).expect("UTF-8 logs");
@@ -1410,10 +1436,7 @@ async fn a_node_without_python_peers_warns_when_python_shares_the_room() {
 /// node reads only the accounts it trusts.
 #[tokio::test]
 async fn python_instances_read_every_account_rust_nodes_only_trusted_ones() {
-    let frames = python_encode(&[(
-        r#"{"metasmoke_state":"down","location":"a stranger"}"#,
-        5,
-    )]);
+    let frames = python_encode(&[(r#"{"metasmoke_state":"down","location":"a stranger"}"#, 5)]);
     let outcome = &smokedetector_on_msg(&frames, &[], false)[0];
     assert_eq!(outcome.raised, None, "{outcome:?}");
     assert!(
@@ -1432,10 +1455,14 @@ async fn python_instances_read_every_account_rust_nodes_only_trusted_ones() {
     within("send", other.send(Heartbeat(1.0)))
         .await
         .expect("send");
-    within("shutdown", other.shutdown()).await.expect("shutdown");
+    within("shutdown", other.shutdown())
+        .await
+        .expect("shutdown");
     let posts = posted(&mut room);
     assert_eq!(
-        smokedetector_on_msg(&posts, &[], false)[0].raised.as_deref(),
+        smokedetector_on_msg(&posts, &[], false)[0]
+            .raised
+            .as_deref(),
         Some("ExtraData")
     );
 
@@ -1665,11 +1692,7 @@ mod strategies {
             float().prop_map(|f| Item::Heartbeat(Heartbeat(f))),
             float().prop_map(|f| Item::Timestamp(Timestamp(f))),
             Just(Item::Unit),
-            prop_oneof![
-                any::<u64>().prop_map(u128::from),
-                any::<u128>(),
-            ]
-            .prop_map(Item::Huge),
+            prop_oneof![any::<u64>().prop_map(u128::from), any::<u128>(),].prop_map(Item::Huge),
             (
                 text(),
                 any::<i64>(),
@@ -1768,7 +1791,10 @@ fn python_treats_every_post_of_a_python_peers_fleet_as_its_own() {
     use proptest::test_runner::{Config, TestRunner};
 
     let mut config = Config::with_cases(48);
-    if let Some(cases) = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()) {
+    if let Some(cases) = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+    {
         config.cases = cases;
     }
     config.failure_persistence = None;
@@ -1796,7 +1822,11 @@ fn python_treats_every_post_of_a_python_peers_fleet_as_its_own() {
                     None => return Err(TestCaseError::fail(format!("no post for {key:?}"))),
                 }
             }
-            prop_assert!(by_envelope.is_empty(), "posts nobody sent: {:?}", by_envelope);
+            prop_assert!(
+                by_envelope.is_empty(),
+                "posts nobody sent: {:?}",
+                by_envelope
+            );
 
             let payloads: Vec<String> = sent.iter().map(|s| s.payload.clone()).collect();
             let python = smokedetector_send_receive(&payloads, &CATALOG);

@@ -276,9 +276,18 @@ mod tests {
 
     #[test]
     fn wide_integers_are_64_bit_integers_or_refused() {
-        assert_eq!(bytes(&u128::from(u64::MAX)).unwrap(), b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff");
-        assert_eq!(bytes(&i128::from(u64::MAX)).unwrap(), b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff");
-        assert_eq!(bytes(&i128::from(i64::MIN)).unwrap(), b"\xd3\x80\0\0\0\0\0\0\0");
+        assert_eq!(
+            bytes(&u128::from(u64::MAX)).unwrap(),
+            b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff"
+        );
+        assert_eq!(
+            bytes(&i128::from(u64::MAX)).unwrap(),
+            b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff"
+        );
+        assert_eq!(
+            bytes(&i128::from(i64::MIN)).unwrap(),
+            b"\xd3\x80\0\0\0\0\0\0\0"
+        );
         assert_eq!(bytes(&5i128).unwrap(), [5]);
         for e in [
             bytes(&(u128::from(u64::MAX) + 1)).unwrap_err(),

@@ -78,8 +78,10 @@ impl NodeBuilder {
     }
 
     /// The codec this node writes: [`Codec::Json`] (default) between Rust
-    /// instances, [`Codec::MessagePack`] when Python SocketScience instances
-    /// share the room. Every node reads both.
+    /// instances, [`Codec::MessagePack`] (what Python SocketScience writes).
+    /// Every node reads both. When Python instances share the room,
+    /// MessagePack alone is not enough: use
+    /// [`python_peers`](NodeBuilder::python_peers), which sets it.
     pub fn codec(mut self, codec: Codec) -> Self {
         self.codec = Some(codec);
         self

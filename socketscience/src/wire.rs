@@ -1060,7 +1060,8 @@ pub(crate) fn python_would_raise(entries: &[u8]) -> Option<String> {
             b"location" => location = true,
             b"ping" => reads_location = reads_location.or(Some("a `ping`")),
             b"metasmoke_state" if matches!(value, b"\xa4down" | b"\xa2up") => {
-                reads_location = reads_location.or(Some("a `metasmoke_state` of \"down\" or \"up\""))
+                reads_location =
+                    reads_location.or(Some("a `metasmoke_state` of \"down\" or \"up\""))
             }
             _ => {}
         }
@@ -1088,7 +1089,13 @@ fn python_keys(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, &'static
     let map = matches!(marker, Some(0x80..=0x8f | 0xde | 0xdf));
     let mut pos = head.end;
     for item in 0..head.items {
-        if map && item % 2 == 0 && !matches!(bytes.get(pos), Some(0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6)) {
+        if map
+            && item % 2 == 0
+            && !matches!(
+                bytes.get(pos),
+                Some(0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6)
+            )
+        {
             return Err("holds a map whose key is not a string");
         }
         pos = python_keys(bytes, pos, depth + 1)?;
@@ -1444,7 +1451,9 @@ mod owned {
                     _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
                 },
                 serde_json::Value::String(s) => Value::String(s),
-                serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
+                serde_json::Value::Array(a) => {
+                    Value::Array(a.into_iter().map(Value::from).collect())
+                }
                 serde_json::Value::Object(m) => Value::Map(
                     m.into_iter()
                         .map(|(k, v)| (Value::String(k), Value::from(v)))
@@ -1505,7 +1514,9 @@ mod owned {
         }
         fn visit_newtype_struct<D: Deserializer<'de>>(self, _: D) -> Result<Value, D::Error> {
             // What rmp_serde makes of a MessagePack ext value.
-            Err(de::Error::custom("a MessagePack ext value, which is not shown"))
+            Err(de::Error::custom(
+                "a MessagePack ext value, which is not shown",
+            ))
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
             let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
@@ -1982,7 +1993,8 @@ mod owned {
 
         #[test]
         fn pretty_printing_is_python_indent_2() {
-            let value: Value = serde_json::from_str(r#"{"b":[1,{}],"a":[],"c":{"d":null}}"#).unwrap();
+            let value: Value =
+                serde_json::from_str(r#"{"b":[1,{}],"a":[],"c":{"d":null}}"#).unwrap();
             assert_eq!(
                 format!("{value:#}"),
                 "{\n  \"b\": [\n    1,\n    {}\n  ],\n  \"a\": [],\n  \"c\": {\n    \"d\": null\n  }\n}"

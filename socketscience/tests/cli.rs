@@ -396,11 +396,17 @@ fn the_decode_help_example_works() {
 fn encode_keeps_the_key_order_of_its_input_as_python_does() {
     // Python: msgpack.dumps({"zeta": {"b": 1, "a": [{"y": None, "x": 2.5}]}, "alpha": "first?"})
     let input = r#"{"zeta": {"b": 1, "a": [{"y": null, "x": 2.5}]}, "alpha": "first?"}"#;
-    let output = run(&["encode", "--codec", "msgpack", "--digits", "1234"], Some(input));
+    let output = run(
+        &["encode", "--codec", "msgpack", "--digits", "1234"],
+        Some(input),
+    );
     assert!(output.status.success(), "{output:?}");
     let mut body = b"\x82\xa4zeta\x82\xa1b\x01\xa1a\x91\x82\xa1y\xc0\xa1x".to_vec();
     body.extend(b"\xcb\x40\x04\0\0\0\0\0\0\xa5alpha\xa6first?");
-    assert_eq!(stdout(&output), format!("{}\n", frame_of(&body, Lines::Multi)));
+    assert_eq!(
+        stdout(&output),
+        format!("{}\n", frame_of(&body, Lines::Multi))
+    );
     // And decode shows them in that order too.
     let decoded = run(&["decode"], Some(stdout(&output)));
     let text = stdout(&decoded);

@@ -265,7 +265,10 @@ fn print_envelope(out: &mut impl Write, envelope: &Decoded) -> Result<(), Failur
     };
     let mut fields = vec![
         (text("codec"), text(&envelope.codec.to_string())),
-        (text("from"), envelope.from.as_deref().map_or(Value::Null, text)),
+        (
+            text("from"),
+            envelope.from.as_deref().map_or(Value::Null, text),
+        ),
         (text("session"), number(envelope.session)),
         (text("seq"), number(envelope.seq)),
     ];
