@@ -1048,9 +1048,7 @@ pub(crate) fn python_would_raise(entries: &[u8]) -> Option<String> {
             Ok(end) => end,
             Err(why) => {
                 return Some(format!(
-                    "the value of `{kind}` {why}; Python's `msgpack.loads` refuses the whole \
-                     payload (`ValueError`) and that instance stops reading the room: use \
-                     string keys"
+                    "the value of `{kind}` {why}, and that instance stops reading the room"
                 ))
             }
         };
@@ -1075,16 +1073,21 @@ pub(crate) fn python_would_raise(entries: &[u8]) -> Option<String> {
     ))
 }
 
-/// Where the MessagePack value at `pos` ends, if every map in it has keys
-/// Python's `msgpack.loads` takes (strings or bytes); why not, otherwise.
+/// Where the MessagePack value at `pos`, `depth` maps or lists inside the
+/// envelope's map, ends, if Python's `msgpack.loads` reads it: every map's
+/// keys are strings or bytes, and it nests no deeper than Python reads
+/// (1 024 maps or lists, the envelope's included); why not, otherwise.
 fn python_keys(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, &'static str> {
     let marker = bytes.get(pos).copied();
     let head = msgpack_head(bytes, pos).map_err(|_| "cannot be read back")?;
     if !head.nested {
         return Ok(head.end);
     }
-    if depth >= 1_000 {
-        return Err("is nested more than 1 000 levels deep");
+    if depth + 2 > 1_024 {
+        return Err(
+            "is nested deeper than Python's `msgpack.loads` reads (1 024 maps or lists, \
+             the envelope's included): it raises `StackError`",
+        );
     }
     let map = matches!(marker, Some(0x80..=0x8f | 0xde | 0xdf));
     let mut pos = head.end;
@@ -1096,7 +1099,10 @@ fn python_keys(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, &'static
                 Some(0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6)
             )
         {
-            return Err("holds a map whose key is not a string");
+            return Err(
+                "holds a map whose key is not a string: Python's `msgpack.loads` refuses \
+                 the whole payload (`ValueError`, its default `strict_map_key`); use string keys",
+            );
         }
         pos = python_keys(bytes, pos, depth + 1)?;
     }
@@ -1130,6 +1136,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn what_python_would_raise_on() {
+        let entry = |key: &str, value: &[u8]| {
+            let mut buf = Vec::new();
+            rmp::encode::write_str(&mut buf, key).unwrap();
+            buf.extend_from_slice(value);
+            buf
+        };
+        // Python's msgpack.loads reads 1 024 nested maps or lists, the
+        // envelope's own map included, and raises StackError past that.
+        for (lists, raises) in [(1_023, false), (1_024, true)] {
+            let mut nested = vec![0x91; lists - 1];
+            nested.push(0x90);
+            let why = python_would_raise(&entry("deep", &nested));
+            assert_eq!(why.is_some(), raises, "{lists}: {why:?}");
+        }
+        let int_key = entry("by_id", b"\x81\x07\xa1x");
+        assert!(python_would_raise(&int_key)
+            .unwrap()
+            .contains("use string keys"));
+        assert_eq!(
+            python_would_raise(&entry("by_name", b"\x81\xa1k\xc4\x01x")),
+            None
+        );
+        let down = entry("metasmoke_state", b"\xa4down");
+        assert!(python_would_raise(&down).unwrap().contains("`location`"));
+        let other = entry("metasmoke_state", b"\xa7unknown");
+        assert_eq!(python_would_raise(&other), None);
+        let ping = entry("ping", b"\x01");
+        assert!(python_would_raise(&ping).is_some());
+        let with_location = [ping, entry("location", b"\xa1x")].concat();
+        assert_eq!(python_would_raise(&with_location), None);
     }
 
     #[test]
@@ -1391,7 +1431,8 @@ mod owned {
     /// bytes as `{"$bin": "<hex>"}`, and map keys that are not strings as
     /// Python turns them into strings (`7` as `"7"`, `true` as `"true"`,
     /// `None` as `"null"`); a key that is bytes, a list or a map, which
-    /// Python refuses, as its own JSON text. `{}` is compact
+    /// Python refuses, as its own JSON text. (A MessagePack ext value is
+    /// not read: [`decode_body`] fails on it.) `{}` is compact
     /// (`{"a":[1,2]}`); `{:#}` is indented by two spaces, as
     /// `json.dumps(value, indent=2)`.
     ///
