@@ -8,6 +8,12 @@
 //! expected dict, and must be byte for byte the frame Python writes for
 //! that dict with the same four digits.
 //!
+//! `tests/python/smokedetector.py` transcribes what SmokeDetector itself
+//! does with a chat message (`chatcommunicate.on_msg`, `SocketScience.receive`
+//! and `handle`); one process of it serves every test (requests one per
+//! line on stdin). The tests after "Rooms shared with Python instances"
+//! check `NodeBuilder::python_peers` against it, the last one as a property.
+//!
 //! These tests fail, never skip, when `python3` or its `msgpack` library is
 //! missing: `scripts/test` installs them.
 
@@ -1790,7 +1796,7 @@ fn python_treats_every_post_of_a_python_peers_fleet_as_its_own() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
-    let mut config = Config::with_cases(48);
+    let mut config = Config::with_cases(64);
     if let Some(cases) = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|c| c.parse().ok())
