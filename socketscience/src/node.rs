@@ -97,10 +97,11 @@ impl NodeBuilder {
     /// - posts each envelope alone, whole, exactly as `send` was given it:
     ///   never merged with another, never a batch, never in chunks;
     /// - refuses at send, with [`Error::NotForPython`], an envelope that
-    ///   does not fit one chat message, one with a map key that is not a
-    ///   string (Python's `msgpack.loads` refuses those), and one that makes
-    ///   SmokeDetector's `SocketScience.handle` raise: a `ping`, or a
-    ///   `metasmoke_state` of `"down"` or `"up"`, without a `location` kind.
+    ///   does not fit one chat message, one that Python's `msgpack.loads`
+    ///   refuses (a map key that is not a string, values nested more than
+    ///   1 024 deep), and one that makes SmokeDetector's
+    ///   `SocketScience.handle` raise: a `ping`, or a `metasmoke_state` of
+    ///   `"down"` or `"up"`, without a `location` kind.
     ///
     /// It needs a chat of multi-line messages (Python reads only frames
     /// starting with `".\n\x02"`). Without it (the default), a node writes
@@ -260,7 +261,7 @@ impl NodeBuilder {
         message::check_kinds()?;
         let max_len = transport.max_message_len();
         let lines = transport.lines();
-        let (codec, python_peers) = python_peers_codec(python_peers, codec, lines, max_len)?;
+        let (codec, python_peers) = codec_and_room(python_peers, codec, lines, max_len)?;
         if wire::split_into_chunks(lines, 0, "AAAAAAAA", max_len).is_none() {
             return Err(Error::InvalidOption {
                 option: "Transport::max_message_len",
@@ -422,7 +423,7 @@ pub(crate) struct Config {
 
 /// The codec a node writes, and, with `python_peers`, the most body bytes
 /// one post carries; fails on options `python_peers` cannot keep.
-fn python_peers_codec(
+fn codec_and_room(
     python_peers: bool,
     codec: Option<Codec>,
     lines: wire::Lines,
