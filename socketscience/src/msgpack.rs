@@ -33,6 +33,7 @@ struct Compat<S>(S);
 struct Inner<'a, T: ?Sized>(&'a T);
 
 impl<T: Serialize + ?Sized> Serialize for Inner<'_, T> {
+    #[inline]
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(Compat(serializer))
     }
@@ -48,7 +49,8 @@ fn too_wide<E: ser::Error>(n: &dyn std::fmt::Display) -> E {
 
 macro_rules! forward {
     ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
-        $(fn $method(self, $($arg: $ty),*) -> Result<S::Ok, S::Error> {
+        $(#[inline]
+        fn $method(self, $($arg: $ty),*) -> Result<S::Ok, S::Error> {
             self.0.$method($($arg),*)
         })*
     };
@@ -85,6 +87,7 @@ impl<S: Serializer> Serializer for Compat<S> {
         serialize_unit_variant(name: &'static str, index: u32, variant: &'static str);
     }
 
+    #[inline]
     fn serialize_i128(self, v: i128) -> Result<S::Ok, S::Error> {
         if let Ok(v) = u64::try_from(v) {
             self.0.serialize_u64(v)
@@ -95,6 +98,7 @@ impl<S: Serializer> Serializer for Compat<S> {
         }
     }
 
+    #[inline]
     fn serialize_u128(self, v: u128) -> Result<S::Ok, S::Error> {
         match u64::try_from(v) {
             Ok(v) => self.0.serialize_u64(v),
@@ -102,14 +106,17 @@ impl<S: Serializer> Serializer for Compat<S> {
         }
     }
 
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<S::Ok, S::Error> {
         self.0.serialize_unit()
     }
 
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {
         self.0.serialize_some(&Inner(value))
     }
 
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         name: &'static str,
@@ -122,6 +129,7 @@ impl<S: Serializer> Serializer for Compat<S> {
         }
     }
 
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         name: &'static str,
@@ -133,14 +141,17 @@ impl<S: Serializer> Serializer for Compat<S> {
             .serialize_newtype_variant(name, index, variant, &Inner(value))
     }
 
+    #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, S::Error> {
         self.0.serialize_seq(len).map(Compat)
     }
 
+    #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
         self.0.serialize_tuple(len).map(Compat)
     }
 
+    #[inline]
     fn serialize_tuple_struct(
         self,
         name: &'static str,
@@ -149,6 +160,7 @@ impl<S: Serializer> Serializer for Compat<S> {
         self.0.serialize_tuple_struct(name, len).map(Compat)
     }
 
+    #[inline]
     fn serialize_tuple_variant(
         self,
         name: &'static str,
@@ -161,10 +173,12 @@ impl<S: Serializer> Serializer for Compat<S> {
             .map(Compat)
     }
 
+    #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
         self.0.serialize_map(len).map(Compat)
     }
 
+    #[inline]
     fn serialize_struct(
         self,
         name: &'static str,
@@ -173,6 +187,7 @@ impl<S: Serializer> Serializer for Compat<S> {
         self.0.serialize_struct(name, len).map(Compat)
     }
 
+    #[inline]
     fn serialize_struct_variant(
         self,
         name: &'static str,
@@ -185,6 +200,7 @@ impl<S: Serializer> Serializer for Compat<S> {
             .map(Compat)
     }
 
+    #[inline]
     fn is_human_readable(&self) -> bool {
         self.0.is_human_readable()
     }
@@ -195,9 +211,11 @@ macro_rules! compound {
         impl<S: ser::$trait> ser::$trait for Compat<S> {
             type Ok = S::Ok;
             type Error = S::Error;
-            $(fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), S::Error> {
+            $(#[inline]
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), S::Error> {
                 self.0.$method(&Inner(value))
             })*
+            #[inline]
             fn end(self) -> Result<S::Ok, S::Error> {
                 self.0.end()
             }
@@ -216,6 +234,7 @@ macro_rules! fields {
         impl<S: ser::$trait> ser::$trait for Compat<S> {
             type Ok = S::Ok;
             type Error = S::Error;
+            #[inline]
             fn serialize_field<T: Serialize + ?Sized>(
                 &mut self,
                 key: &'static str,
@@ -223,9 +242,11 @@ macro_rules! fields {
             ) -> Result<(), S::Error> {
                 self.0.serialize_field(key, &Inner(value))
             }
+            #[inline]
             fn skip_field(&mut self, key: &'static str) -> Result<(), S::Error> {
                 self.0.skip_field(key)
             }
+            #[inline]
             fn end(self) -> Result<S::Ok, S::Error> {
                 self.0.end()
             }
