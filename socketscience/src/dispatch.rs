@@ -182,6 +182,8 @@ pub(crate) struct Dispatcher {
     /// (whole groups of three bytes), to drop their echoes undecoded.
     own_prefix_b64: String,
     drops: DropLog,
+    /// Whether this node warned that a Python instance shares its room.
+    warned_python: bool,
 }
 
 impl Dispatcher {
@@ -215,6 +217,7 @@ impl Dispatcher {
                 last: Instant::now(),
                 at_last: Stats::default(),
             },
+            warned_python: false,
             own_batch: VecDeque::new(),
             own_done: Vec::new(),
             in_rx,
@@ -411,6 +414,9 @@ impl Dispatcher {
                 let mut messages = self.take_messages();
                 match self.read(&buf, self.node.shared.config.body_limits, &mut messages) {
                     Ok(meta) => {
+                        if meta.from.is_none() && !self.warned_python {
+                            self.python_frame(&buf, account);
+                        }
                         if self.accept(&meta, account, signed) {
                             self.dispatch(&messages, meta.count, &self.room_cx).await;
                         }
@@ -428,6 +434,26 @@ impl Dispatcher {
         if buf.capacity() <= 64 << 10 {
             self.buf = buf;
         }
+    }
+
+    /// A MessagePack body without `_from`: what Python SocketScience
+    /// writes. Warns once, on a node not made for Python peers.
+    #[cold]
+    #[inline(never)]
+    fn python_frame(&mut self, body: &[u8], account: &str) {
+        let shared = &self.node.shared;
+        if shared.config.python_peers.is_some() || wire::Codec::sniff(body) == wire::Codec::Json {
+            return;
+        }
+        self.warned_python = true;
+        warn!(
+            node = %shared.name,
+            account,
+            "a Python SocketScience instance seems to share this room (a MessagePack envelope \
+             without `_from`): what this node posts (JSON, envelopes sharing a post, chunks) can \
+             make Python instances raise and stop reading the room; build every Rust node of a \
+             fleet with Python instances with `.python_peers()`"
+        );
     }
 
     /// Drops own echoes, stale and repeated envelopes; for the rest, makes

@@ -84,6 +84,7 @@ pub mod harness;
 mod irc;
 mod local;
 mod message;
+mod msgpack;
 mod node;
 mod outbox;
 mod reassembly;

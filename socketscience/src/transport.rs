@@ -123,8 +123,9 @@ impl TransportIo {
     /// When several envelopes are waiting (the transport was throttled, or
     /// the program sends faster than the chat takes posts), one post
     /// carries as many as fit, in order: with the JSON codec as a batch,
-    /// with MessagePack as one merged map while no kind repeats, so that
-    /// Python receivers still read every post. Call it only when the chat
+    /// with MessagePack as one merged map while no kind repeats; except on
+    /// a node with [`NodeBuilder::python_peers`](crate::NodeBuilder::python_peers),
+    /// which posts each envelope alone. Call it only when the chat
     /// will take a post: envelopes wait in the node meanwhile.
     ///
     /// Cancel-safe: dropping the future before it completes loses nothing,
@@ -165,11 +166,16 @@ impl TransportIo {
         let room = self.max_len.saturating_sub(8) / 4 * 3;
         let limit = room.saturating_sub(overhead(self.shared.origin()));
         let (mut size, mut kinds) = (0, 0);
+        // With Python peers, each envelope goes alone, as it was sent.
+        let alone = self.shared.config.python_peers.is_some();
         self.shared.outbox.poll_posts(cx, group, |group, next| {
             if group.is_empty() {
                 // The first goes whatever its size (in chunks if need be).
                 (size, kinds) = (grown_size(0, next), next.kinds.len());
                 return true;
+            }
+            if alone {
+                return false;
             }
             let grown = grown_size(size, next);
             let fits = group.len() < MAX_GROUP
