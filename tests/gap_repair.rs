@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use socketscience::transport::BoxFuture;
 use socketscience::{
-    message, ChatMessage, Context, LocalChat, Node, NodeBuilder, Stats, Transport, TransportIo,
+    message, ChatMessage, Codec, Context, LocalChat, Node, NodeBuilder, Stats, Transport,
+    TransportIo,
 };
 use support::Log;
 use tokio::sync::broadcast;
@@ -245,18 +246,42 @@ async fn ten_nodes_losing_a_fifth_of_deliveries_dispatch_everything_once_in_orde
 
 #[tokio::test(start_paused = true)]
 async fn a_receiver_cut_off_catches_up_and_peers_come_and_go() {
+    cut_off_receiver_catches_up(Codec::Json, None).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receiver_cut_off_catches_up_with_messagepack() {
+    cut_off_receiver_catches_up(Codec::MessagePack, None).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receiver_cut_off_catches_up_with_signed_messagepack() {
+    cut_off_receiver_catches_up(Codec::MessagePack, Some("fleet secret")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receiver_cut_off_catches_up_with_signed_json() {
+    cut_off_receiver_catches_up(Codec::Json, Some("fleet secret")).await;
+}
+
+async fn cut_off_receiver_catches_up(codec: Codec, secret: Option<&str>) {
     let room = LossyRoom::new();
     let cut = Arc::new(AtomicBool::new(false));
-    let sender =
-        repairing(Node::builder("sender").transport(room.join("smokey", 0, 1, Arc::default())))
-            .start()
-            .await
-            .expect("start");
-    let receiver =
-        repairing(Node::builder("receiver").transport(room.join("smokey", 0, 2, cut.clone())))
-            .start()
-            .await
-            .expect("start");
+    let build = |name: &str, member: Member| {
+        let builder = repairing(Node::builder(name).transport(member)).codec(codec);
+        match secret {
+            Some(secret) => builder.secret(secret),
+            None => builder,
+        }
+    };
+    let sender = build("sender", room.join("smokey", 0, 1, Arc::default()))
+        .start()
+        .await
+        .expect("start");
+    let receiver = build("receiver", room.join("smokey", 0, 2, cut.clone()))
+        .start()
+        .await
+        .expect("start");
     let log = record(&receiver);
     let mut peers = receiver.watch_peers();
     until_peers(std::slice::from_ref(&receiver), 1).await;
