@@ -38,6 +38,12 @@
 //! --backoff-max MS       longest reconnect delay (default 60000)
 //! --settle MS            settle time of the resend window (default 3000)
 //! --timeout MS           give up (exit 1) after this long (default 300000)
+//! --heartbeat MS         heartbeat interval (default: the library's, 30000)
+//! --repair-window MS     repair window (default: the library's, 5000)
+//! --first-index N        the first note's index (default 0)
+//! --wait-stdin           once every note is dispatched (`ALL` is printed),
+//!                        stay in the room (to answer repair requests) until
+//!                        stdin closes, then shut down
 //! ```
 
 use std::collections::HashMap;
@@ -73,12 +79,21 @@ struct Args {
     backoff_max: Duration,
     settle: Duration,
     timeout: Duration,
+    heartbeat: Option<Duration>,
+    repair_window: Option<Duration>,
+    first_index: u64,
+    wait_stdin: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut values: HashMap<String, Vec<String>> = HashMap::new();
     let mut args = std::env::args().skip(1);
+    let mut wait_stdin = false;
     while let Some(flag) = args.next() {
+        if flag == "--wait-stdin" {
+            wait_stdin = true;
+            continue;
+        }
         let Some(key) = flag.strip_prefix("--") else {
             return Err(format!("unexpected argument {flag:?}"));
         };
@@ -123,6 +138,14 @@ fn parse_args() -> Result<Args, String> {
         backoff_max: ms(num("backoff-max", take("backoff-max"), 60_000)?),
         settle: ms(num("settle", take("settle"), 3_000)?),
         timeout: ms(num("timeout", take("timeout"), 300_000)?),
+        heartbeat: take("heartbeat")
+            .map(|v| num("heartbeat", Some(v), 0).map(ms))
+            .transpose()?,
+        repair_window: take("repair-window")
+            .map(|v| num("repair-window", Some(v), 0).map(ms))
+            .transpose()?,
+        first_index: num("first-index", take("first-index"), 0)?,
+        wait_stdin,
         trust,
         server,
         nick,
@@ -178,6 +201,12 @@ async fn run(args: &Args) -> Result<(), String> {
     for pattern in &args.trust {
         builder = builder.trust(pattern);
     }
+    if let Some(interval) = args.heartbeat {
+        builder = builder.heartbeat(interval);
+    }
+    if let Some(window) = args.repair_window {
+        builder = builder.repair_window(window);
+    }
     let node = builder.start().await.map_err(|e| e.to_string())?;
 
     let dispatched = Arc::new(AtomicU64::new(0));
@@ -209,7 +238,7 @@ async fn run(args: &Args) -> Result<(), String> {
     );
 
     let text = "x".repeat(args.payload);
-    for index in 0..args.count {
+    for index in args.first_index..args.first_index + args.count {
         node.send(FleetNote {
             index,
             text: text.clone(),
@@ -227,17 +256,31 @@ async fn run(args: &Args) -> Result<(), String> {
     while dispatched.load(Ordering::SeqCst) < expect {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    if args.wait_stdin {
+        println!("ALL dispatched={}", dispatched.load(Ordering::SeqCst));
+        // Stays in the room, answering repair requests, until told to go.
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+        })
+        .await;
+    }
     // Posts what is still queued and waits for the server to confirm it.
     let shutdown = node.shutdown().await;
     let stats = node.stats();
     println!(
-        "DONE dispatched={} connections={} posted={} resent={} duplicates={} own_echoes={}",
+        "DONE dispatched={} connections={} posted={} resent={} duplicates={} own_echoes={} \
+         lost={} repaired={} repair_posts={} heartbeats={}",
         dispatched.load(Ordering::SeqCst),
         status.connections(),
         status.lines_posted(),
         status.lines_resent(),
         stats.duplicates,
-        stats.own_echoes
+        stats.own_echoes,
+        stats.lost,
+        stats.repaired,
+        stats.repair_posts,
+        stats.heartbeats
     );
     shutdown.map_err(|e| e.to_string())
 }

@@ -1871,3 +1871,75 @@ fn python_treats_every_post_of_a_python_peers_fleet_as_its_own() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// A MessagePack node's heartbeats and repair posts hold reserved keys
+/// only: Python's SocketScience reads each as a dict and calls no callback
+/// (and SmokeDetector's receive path does not raise).
+#[tokio::test]
+async fn python_ignores_heartbeats_and_repair_posts() {
+    let chat = LocalChat::new();
+    let mut room = chat.watch();
+    let node = Node::builder("Henders/EC2")
+        .transport(chat.join("rust-bot"))
+        .codec(Codec::MessagePack)
+        .trust("*")
+        .heartbeat(std::time::Duration::from_millis(200))
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts");
+    node.send(Heartbeat(1.5)).await.expect("send");
+    // Another instance missed it and asks for it again.
+    chat.say(
+        "other-bot",
+        &support::json_frame(&format!(
+            r#"{{"_from":"Undo/laptop","_sid":7,"_hb":0,"_rq":[["Henders/EC2",{},0,1]]}}"#,
+            node.session()
+        )),
+    );
+    within("a repair and a heartbeat", async {
+        while node.stats().resent < 1 || node.stats().heartbeats < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    let mut frames = Vec::new();
+    while let Ok(message) = room.try_recv() {
+        if &*message.account == "rust-bot" {
+            frames.push(message.text.to_string());
+        }
+    }
+    // The data frame, then the repair and heartbeat posts.
+    let control = &frames[1..];
+    assert!(control.len() >= 2, "{frames:?}");
+    for (frame, dict) in control.iter().zip(python_decode(control)) {
+        let dict: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&dict).expect("Python printed a dict");
+        assert!(dict.contains_key("_hb"), "{dict:?}");
+        assert!(
+            dict.keys().all(|k| k.starts_with('_')),
+            "{frame:?}: {dict:?}"
+        );
+    }
+    for outcome in smokedetector_on_msg(control, &["heartbeat"], true) {
+        assert_eq!(outcome.raised, None, "{outcome:?}");
+        assert!(outcome.calls.is_empty(), "{outcome:?}");
+        let payload: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            outcome
+                .payload
+                .as_deref()
+                .unwrap_or_else(|| panic!("SmokeDetector did not read it: {outcome:?}")),
+        )
+        .expect("a JSON object");
+        assert!(payload.keys().all(|k| k.starts_with('_')), "{outcome:?}");
+    }
+    assert!(
+        control.iter().any(|f| {
+            let body = body_bytes(f);
+            wire::parse_body(&body, BodyLimits::default())
+                .is_ok_and(|b| b.meta.control.is_some_and(|c| c.repairs.is_some()))
+        }),
+        "one of them is the repair"
+    );
+}

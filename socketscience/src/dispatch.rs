@@ -16,10 +16,13 @@ use tracing::{error, trace, warn};
 use crate::handler::{Call, Registered, Registry};
 use crate::node::{Context, Node, NodeShared, Sender};
 use crate::reassembly::{Added, Reassembly};
+use crate::repair::{self, Admit, Gap, HeldBody, Track};
 use crate::security::Verdict;
 use crate::stats::{Counter, Counters, Stats};
 use crate::transport::ChatMessage;
-use crate::wire::{self, BodyLimits, ChatText, Messages, Meta, WireError};
+use crate::wire::{self, BodyLimits, ChatText, Codec, Control, Messages, Meta, WireError};
+
+mod gaps;
 
 /// Most senders remembered for deduplication; past it the least recently
 /// heard is forgotten.
@@ -27,58 +30,70 @@ const MAX_SENDERS: usize = 4_096;
 /// Sessions remembered per sender (a restart starts a new one; replays of
 /// an older one are still recognised).
 const SESSIONS_PER_SENDER: usize = 4;
-/// Width of the window of sequence numbers remembered per session.
-const WINDOW: u64 = 128;
 /// Most messages taken from one queue before the other gets a turn.
 const BURST: usize = 64;
 /// How often drops are summarised in the log, at most.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Which sequence numbers of one session were seen: the highest, and a
-/// bitmap of the [`WINDOW`] below it. Envelopes that arrive late (a resend
-/// after a reconnect) are still accepted once; anything older than the
-/// window is taken as seen.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    session: u64,
-    highest: u64,
-    bits: u128,
-}
-
-impl Window {
-    fn new(session: u64, seq: u64) -> Window {
-        Window {
-            session,
-            highest: seq,
-            bits: 1,
-        }
-    }
-
-    fn seen(&self, seq: u64) -> bool {
-        seq <= self.highest
-            && (self.highest - seq >= WINDOW || self.bits & (1u128 << (self.highest - seq)) != 0)
-    }
-
-    fn mark(&mut self, seq: u64) {
-        if seq > self.highest {
-            let shift = seq - self.highest;
-            self.bits = if shift >= WINDOW {
-                0
-            } else {
-                self.bits << shift
-            };
-            self.bits |= 1;
-            self.highest = seq;
-        } else if self.highest - seq < WINDOW {
-            self.bits |= 1u128 << (self.highest - seq);
-        }
-    }
-}
-
 struct SenderState {
     instance: Arc<str>,
-    windows: Vec<Window>,
+    /// Its sessions, most recently heard first.
+    sessions: Vec<Track>,
     last_heard: u64,
+    /// When its presence was last noted (coarse clock; `u64::MAX`: never).
+    published: u64,
+}
+
+/// The state of sender `from`, made if it is new (forgetting the least
+/// recently heard sender when there are too many).
+fn sender_state<'s>(
+    senders: &'s mut foldhash::HashMap<Box<str>, SenderState>,
+    from: &str,
+    heard: u64,
+) -> &'s mut SenderState {
+    if !senders.contains_key(from) {
+        if senders.len() >= MAX_SENDERS {
+            let oldest = senders
+                .iter()
+                .min_by_key(|(_, s)| s.last_heard)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                senders.remove(&oldest);
+            }
+        }
+        senders.insert(
+            from.into(),
+            SenderState {
+                instance: from.into(),
+                sessions: Vec::new(),
+                last_heard: heard,
+                published: u64::MAX,
+            },
+        );
+    }
+    senders.get_mut(from).expect("inserted above")
+}
+
+/// What the receive path does with a body from the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// Dispatch it now; then release held envelopes that follow it.
+    Now { release: bool },
+    /// Hold it until the envelopes before it arrive.
+    Hold,
+    /// Nothing to dispatch (presence or repair traffic only).
+    Skip,
+    /// Dropped (stale, own echo, duplicate).
+    Reject,
+}
+
+/// A question to the room: how far did a replaced session go?
+#[derive(Debug)]
+struct Probe {
+    instance: Arc<str>,
+    session: u64,
+    first: u64,
+    ask_at: tokio::time::Instant,
 }
 
 /// Counts drops and summarises them in the log at most once per interval,
@@ -105,6 +120,10 @@ impl DropLog {
             ("stale", stats.stale - before.stale),
             ("replayed", stats.replayed - before.replayed),
             ("duplicates", stats.duplicates - before.duplicates),
+            (
+                "repairs_refused",
+                stats.repairs_refused - before.repairs_refused,
+            ),
             (
                 "partials_dropped",
                 stats.partials_dropped - before.partials_dropped,
@@ -184,6 +203,15 @@ pub(crate) struct Dispatcher {
     drops: DropLog,
     /// Whether this node warned that a Python instance shares its room.
     warned_python: bool,
+    /// Jitter of repair requests.
+    rng: fastrand::Rng,
+    /// Sessions replaced by a restart, to ask the room about.
+    probes: Vec<Probe>,
+    /// Sessions with held envelopes that may now be due.
+    to_release: Vec<(Arc<str>, u64)>,
+    /// Ranges of this node's envelopes asked for since the last tick: posted
+    /// again together at the next (several receivers' requests in one post).
+    to_serve: Vec<(u64, u64)>,
 }
 
 impl Dispatcher {
@@ -220,13 +248,18 @@ impl Dispatcher {
             warned_python: false,
             own_batch: VecDeque::new(),
             own_done: Vec::new(),
+            rng: fastrand::Rng::new(),
+            probes: Vec::new(),
+            to_release: Vec::new(),
+            to_serve: Vec::new(),
             in_rx,
             node,
         }
     }
 
     pub(crate) async fn run(mut self) {
-        let mut expiry = tokio::time::interval(Duration::from_secs(5));
+        let tick = Duration::from_secs(5).min(self.node.shared.presence.options.tick());
+        let mut expiry = tokio::time::interval(tick);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shared = self.node.shared.clone();
         let mut own_open = true;
@@ -259,6 +292,7 @@ impl Dispatcher {
                     let dropped = self.reassembly.expire(Instant::now());
                     self.count(&self.node.shared.counters.partials_dropped, dropped);
                     self.drops.note(&self.node);
+                    self.repair_tick().await;
                 }
             }
         }
@@ -417,8 +451,14 @@ impl Dispatcher {
                         if meta.from.is_none() && !self.warned_python {
                             self.python_frame(&buf, account);
                         }
-                        if self.accept(&meta, account, signed) {
-                            self.dispatch(&messages, meta.count, &self.room_cx).await;
+                        match self.accept(&meta, account, signed, !messages.is_empty()) {
+                            Accept::Now { release: false } if meta.control.is_none() => {
+                                self.dispatch(&messages, meta.count, &self.room_cx).await
+                            }
+                            accepted => {
+                                Box::pin(self.frame_slow(accepted, &meta, &messages, account, &buf))
+                                    .await
+                            }
                         }
                     }
                     Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
@@ -456,9 +496,16 @@ impl Dispatcher {
         );
     }
 
-    /// Drops own echoes, stale and repeated envelopes; for the rest, makes
-    /// `room_cx` their sender's context and says so.
-    fn accept(&mut self, meta: &Meta<'_>, account: &Arc<str>, signed: bool) -> bool {
+    /// Drops own echoes, stale and repeated envelopes; holds those that
+    /// come before their turn; for the rest, makes `room_cx` their
+    /// sender's context and says so.
+    fn accept(
+        &mut self,
+        meta: &Meta<'_>,
+        account: &Arc<str>,
+        signed: bool,
+        has_messages: bool,
+    ) -> Accept {
         let count = meta.count.unwrap_or(1);
         if signed {
             let max_skew = self.node.shared.config.max_skew;
@@ -472,7 +519,7 @@ impl Dispatcher {
                     account,
                     &format_args!("timestamp {:?}, now {now}", meta.timestamp),
                 );
-                return false;
+                return Accept::Reject;
             }
         }
         let Some(from) = meta.from.as_deref() else {
@@ -480,73 +527,80 @@ impl Dispatcher {
             set_sender(&mut self.room_cx, &self.node, account, None, |name| {
                 name.into()
             });
-            return true;
+            return Accept::Now { release: false };
         };
         let shared = &self.node.shared;
         if meta.session == Some(shared.session) && from == &*shared.name {
             Counters::add_owned(&shared.counters.own_echoes, 1);
-            return false;
+            return Accept::Reject;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
+            if !has_messages {
+                // Presence or repair traffic only.
+                return Accept::Skip;
+            }
             set_sender(&mut self.room_cx, &self.node, account, Some(from), |name| {
                 name.into()
             });
-            return true;
+            return Accept::Now { release: false };
         };
         self.heard += 1;
         let heard = self.heard;
-        let state = match self.senders.get_mut(from) {
-            Some(state) => state,
-            None => {
-                if self.senders.len() >= MAX_SENDERS {
-                    let oldest = self
-                        .senders
-                        .iter()
-                        .min_by_key(|(_, s)| s.last_heard)
-                        .map(|(k, _)| k.clone());
-                    if let Some(oldest) = oldest {
-                        self.senders.remove(&oldest);
+        // One lookup while the sender and its session are known.
+        let (state, i) = match self.senders.get_mut(from) {
+            Some(state) => match state.sessions.iter().position(|t| t.session == session) {
+                Some(i) => (state, i),
+                None => {
+                    self.new_session(from, session, seq);
+                    match self.senders.get_mut(from) {
+                        Some(state) => (state, 0),
+                        None => return Accept::Reject,
                     }
                 }
-                let state = SenderState {
-                    instance: from.into(),
-                    windows: Vec::new(),
-                    last_heard: heard,
-                };
-                self.senders.entry(from.into()).or_insert(state)
+            },
+            None => {
+                self.new_session(from, session, seq);
+                match self.senders.get_mut(from) {
+                    Some(state) => (state, 0),
+                    None => return Accept::Reject,
+                }
             }
         };
         state.last_heard = heard;
-        let seqs = seq..seq.saturating_add(count);
-        match state.windows.iter().position(|w| w.session == session) {
-            Some(i) => {
-                let window = &mut state.windows[i];
-                if seqs.clone().all(|s| window.seen(s)) {
-                    let instance = state.instance.clone();
-                    self.drop(Drop::Duplicate, account, &format_args!("{instance} #{seq}"));
-                    return false;
-                }
-                seqs.for_each(|s| window.mark(s));
-                // Most recently used first.
-                state.windows[..=i].rotate_right(1);
+        let admitted = state.sessions[i].admit(seq, count);
+        let release = !state.sessions[i].held.is_empty();
+        // Most recently used first.
+        state.sessions[..=i].rotate_right(1);
+        let presence = &self.node.shared.presence;
+        let ms = presence.coarse_ms();
+        if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {
+            state.published = ms;
+            presence.heard(&state.instance, account, session, ms);
+        }
+        match admitted {
+            Admit::InOrder => {
+                // The state's own name: recognised by address when it goes on.
+                let instance = &state.instance;
+                set_sender(
+                    &mut self.room_cx,
+                    &self.node,
+                    account,
+                    Some(instance),
+                    |_| instance.clone(),
+                );
+                Accept::Now { release }
             }
-            None => {
-                let mut window = Window::new(session, seq);
-                seqs.for_each(|s| window.mark(s));
-                state.windows.insert(0, window);
-                state.windows.truncate(SESSIONS_PER_SENDER);
+            Admit::Ahead => Accept::Hold,
+            Admit::Duplicate => {
+                let instance = state.instance.clone();
+                self.drop(Drop::Duplicate, account, &format_args!("{instance} #{seq}"));
+                Accept::Reject
+            }
+            Admit::Partial => {
+                trace!(node = %self.node.name(), from, seq, count, "dropped a body that repeats part of what arrived");
+                Accept::Reject
             }
         }
-        // The state's own name: recognised by address when it goes on.
-        let instance = &state.instance;
-        set_sender(
-            &mut self.room_cx,
-            &self.node,
-            account,
-            Some(instance),
-            |_| instance.clone(),
-        );
-        true
     }
 
     /// Takes the registry anew if handlers were registered since.
@@ -645,22 +699,8 @@ fn ran(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_window_accepts_late_arrivals_once() {
-        let mut w = Window::new(1, 10);
-        assert!(w.seen(10));
-        assert!(!w.seen(11));
-        w.mark(12);
-        assert!(!w.seen(11), "a gap");
-        assert!(w.seen(12));
-        w.mark(11);
-        assert!(w.seen(11));
-        w.mark(10 + WINDOW + 5);
-        assert!(w.seen(12), "older than the window counts as seen");
-        assert!(!w.seen(10 + WINDOW + 4));
-    }
+/// A random delay in `[0, window / 2)`: receivers that noticed one gap
+/// together do not ask together (the first request heard silences the rest).
+fn jitter(rng: &mut fastrand::Rng, window: Duration) -> Duration {
+    window.mul_f64(0.5 * rng.f64())
 }

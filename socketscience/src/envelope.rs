@@ -337,7 +337,7 @@ impl Origin {
         }
     }
 
-    fn entries(&self, codec: Codec) -> &[u8] {
+    pub(crate) fn entries(&self, codec: Codec) -> &[u8] {
         match codec {
             Codec::Json => &self.json,
             Codec::MessagePack => &self.msgpack,
@@ -349,13 +349,14 @@ impl Origin {
 /// stamp.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Signer<'a> {
-    keys: &'a Keys,
+    pub(crate) keys: &'a Keys,
     /// Milliseconds since the Unix epoch.
-    timestamp: u64,
+    pub(crate) timestamp: u64,
 }
 
 impl<'a> Signer<'a> {
     /// A signer stamping the time now, if there are keys to sign with.
+    #[inline]
     pub(crate) fn now(keys: &'a Keys) -> Option<Signer<'a>> {
         (!keys.is_empty()).then(|| Signer {
             keys,

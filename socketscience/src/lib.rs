@@ -50,6 +50,11 @@
 //!   and counted; the node goes on.
 //! - Envelopes from one sender are dispatched in the order they were sent.
 //!   A node runs its handlers one at a time: spawn long work.
+//! - What a node misses (it was cut off, the chat dropped a post) is asked
+//!   for again and posted again by its sender, within the sender's repair
+//!   history; what cannot be repaired is counted in [`Stats::lost`] and
+//!   logged ([`NodeBuilder::heartbeat`], [`Node::peers`]; the README's
+//!   "Disconnects" section).
 //! - [`Node::shutdown`] posts everything queued and runs everything received
 //!   before it returns.
 //!
@@ -87,7 +92,9 @@ mod message;
 mod msgpack;
 mod node;
 mod outbox;
+mod presence;
 mod reassembly;
+mod repair;
 mod security;
 #[cfg(feature = "stackexchange")]
 pub mod stackexchange;
@@ -103,6 +110,7 @@ pub use irc::{IrcChat, IrcStatus};
 pub use local::{LocalChat, LocalTransport};
 pub use message::{message_types, Message, MessageType};
 pub use node::{Context, Node, NodeBuilder, Sender};
+pub use presence::Peer;
 pub use reassembly::ReassemblyLimits;
 pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV};
 #[cfg(feature = "stackexchange")]

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::handler::{self, Handler, Registered, Registry};
 use crate::message::{self, Message};
 use crate::outbox::{Outbox, Refused};
+use crate::presence::{self, Peer, Presence};
 use crate::reassembly::ReassemblyLimits;
 use crate::security::{Keys, Trust};
 use crate::stats::{Counters, Stats};
@@ -44,6 +45,7 @@ pub struct NodeBuilder {
     make_default: bool,
     secrets: Vec<Vec<u8>>,
     max_skew: Duration,
+    presence: presence::Options,
 }
 
 impl fmt::Debug for NodeBuilder {
@@ -195,6 +197,54 @@ impl NodeBuilder {
         self
     }
 
+    /// How often the node says it is alive when it posts nothing else
+    /// (default 30 s; zero: never). A heartbeat is a small post of reserved
+    /// keys naming the instance, its session and how many envelopes it
+    /// posted: peers list the node ([`Node::peers`]) and receivers notice
+    /// what they missed. Every post counts as one, so a busy node adds no
+    /// posts for it.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.presence.heartbeat = interval;
+        self
+    }
+
+    /// How long a peer stays in [`Node::peers`] without being heard
+    /// (default: three heartbeat intervals).
+    pub fn peer_timeout(mut self, timeout: Duration) -> Self {
+        self.presence.peer_timeout = Some(timeout);
+        self
+    }
+
+    /// How many of its latest envelopes the node keeps to post again when
+    /// a receiver missed them (default 1 024; zero: none).
+    pub fn repair_history(mut self, envelopes: usize) -> Self {
+        self.presence.history = envelopes;
+        self
+    }
+
+    /// How long the node keeps an envelope to post again (default 10
+    /// minutes).
+    pub fn repair_history_age(mut self, age: Duration) -> Self {
+        self.presence.history_age = age;
+        self
+    }
+
+    /// The repair round (default 5 s): an envelope is posted again at most
+    /// once per window however many ask, and a receiver waits up to half
+    /// of it (at random) before asking, and a window before asking again.
+    pub fn repair_window(mut self, window: Duration) -> Self {
+        self.presence.repair_window = window;
+        self
+    }
+
+    /// How long a receiver waits for missing envelopes before it gives them
+    /// up, counts them in [`Stats::lost`] and runs what came after them
+    /// (default 60 s).
+    pub fn repair_timeout(mut self, timeout: Duration) -> Self {
+        self.presence.repair_timeout = timeout;
+        self
+    }
+
     /// Starts the node's tasks on the current tokio runtime.
     ///
     /// Fails if there is no transport, if an option is out of range, or if
@@ -217,9 +267,11 @@ impl NodeBuilder {
             }
         });
         let dispatch_task = runtime.spawn(dispatcher.run());
+        let presence_task = runtime.spawn(presence::run(node.shared.clone()));
         *lock(&node.shared.tasks) = Some(Tasks {
             transport: transport_task,
             dispatcher: dispatch_task,
+            presence: presence_task,
         });
         if make_default {
             default::offer(&node);
@@ -256,6 +308,7 @@ impl NodeBuilder {
             make_default: _,
             secrets,
             max_skew,
+            presence,
         } = self;
         let transport = transport.ok_or_else(|| Error::NoTransport { name: name.clone() })?;
         message::check_kinds()?;
@@ -277,6 +330,11 @@ impl NodeBuilder {
             ("max_envelope_bytes", max_envelope_bytes),
             ("max_kinds", body_limits.max_kinds),
             ("max_depth", body_limits.max_depth),
+            ("repair_window", presence.repair_window.as_millis() as usize),
+            (
+                "repair_timeout",
+                presence.repair_timeout.as_millis() as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(Error::InvalidOption {
@@ -331,6 +389,7 @@ impl NodeBuilder {
             registry: RwLock::new(Arc::new(registry)),
             registry_version: AtomicU64::new(0),
             tasks: Mutex::new(None),
+            presence: Presence::new(presence),
         });
         let node = Node { shared };
         let io = TransportIo {
@@ -342,6 +401,10 @@ impl NodeBuilder {
             pending: VecDeque::new(),
             body: Vec::new(),
             group: Vec::new(),
+            history: crate::repair::History::new(
+                presence.history,
+                presence.history_age.as_millis() as u64,
+            ),
         };
         let dispatcher = Dispatcher::new(node.clone(), in_rx);
         Ok((node, transport, io, dispatcher))
@@ -406,6 +469,7 @@ pub(crate) struct NodeShared {
     registry: RwLock<Arc<Registry>>,
     pub(crate) registry_version: AtomicU64,
     tasks: Mutex<Option<Tasks>>,
+    pub(crate) presence: Presence,
 }
 
 /// What the receive path checks against; fixed at start.
@@ -475,6 +539,7 @@ impl NodeShared {
 struct Tasks {
     transport: JoinHandle<Result<()>>,
     dispatcher: JoinHandle<()>,
+    presence: JoinHandle<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -500,6 +565,7 @@ impl Node {
             make_default: true,
             secrets: Vec::new(),
             max_skew: Duration::from_secs(300),
+            presence: presence::Options::default(),
         }
     }
 
@@ -521,6 +587,22 @@ impl Node {
     /// The codec this node writes.
     pub fn codec(&self) -> Codec {
         self.shared.codec
+    }
+
+    /// The other instances heard within the peer timeout
+    /// ([`NodeBuilder::peer_timeout`]): a post of any kind, heartbeats
+    /// included, counts. Not this node itself.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.shared.presence.peers()
+    }
+
+    /// The peer list, as a [`tokio::sync::watch::Receiver`] that is told
+    /// when a peer joins, leaves (not heard within the timeout) or restarts
+    /// (a new session replaces its entry): `changed().await` waits for
+    /// that. Read the list with [`peers`](Node::peers) (the watched value
+    /// also holds peers that are about to leave).
+    pub fn watch_peers(&self) -> tokio::sync::watch::Receiver<Vec<Peer>> {
+        self.shared.presence.watch()
     }
 
     /// A snapshot of the node's counters.
@@ -646,6 +728,7 @@ impl Node {
             return Ok(());
         };
         let transport = tasks.transport.await;
+        tasks.presence.abort();
         if let Err(e) = tasks.dispatcher.await {
             error!(node = %self.shared.name, error = %e, "the dispatcher task failed");
         }

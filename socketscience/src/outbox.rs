@@ -243,6 +243,15 @@ impl Outbox {
         self.room.notify_waiters();
     }
 
+    /// Wakes the transport if it waits for an envelope: presence and
+    /// repair traffic is waiting for it (see `presence`). Under the lock, so
+    /// that a transport about to wait sees the flag set before it or gets
+    /// the wake-up.
+    pub(crate) fn wake_transport(&self) {
+        let transport = self.lock().transport.take();
+        wake(transport);
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub(crate) fn is_closed(&self) -> bool {
         !self.lock().open

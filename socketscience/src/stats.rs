@@ -82,6 +82,25 @@ counters! {
     /// Times the chat answered that the room is in timeout; the transport
     /// waited it out.
     room_timeouts,
+    /// Envelopes given up: missed and not repaired (the sender restarted,
+    /// its history no longer held them, or the repair timeout passed); each
+    /// range is also logged with its sender.
+    lost,
+    /// Envelopes that arrived through repair (posted again on request).
+    repaired,
+    /// Heartbeat posts (made when the node posted nothing for a heartbeat
+    /// interval).
+    heartbeats,
+    /// Ranges this node asked others to post again.
+    repair_requests,
+    /// Posts spent on repair: requests, ranges that cannot be repaired, and
+    /// envelopes posted again.
+    repair_posts,
+    /// This node's envelopes posted again on request.
+    resent,
+    /// Repair traffic refused: absurd or unreadable requests, ranges asked
+    /// of this node that it never posted.
+    repairs_refused,
 }
 
 impl Stats {

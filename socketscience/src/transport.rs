@@ -107,6 +107,18 @@ pub struct TransportIo {
     pub(crate) body: Vec<u8>,
     /// The envelopes of the post being made (kept for its allocation).
     pub(crate) group: Vec<Encoded>,
+    /// The envelopes posted, kept to post again when asked.
+    pub(crate) history: crate::repair::History,
+}
+
+/// What [`TransportIo::gather`] found.
+enum Gathered {
+    /// Envelopes to post.
+    Envelopes,
+    /// Presence or repair traffic to post.
+    Control,
+    /// The node shut down and nothing waits.
+    Closed,
 }
 
 /// Most envelopes one post carries.
@@ -133,34 +145,170 @@ impl TransportIo {
     pub async fn next_post(&mut self) -> Option<String> {
         let post = match self.pending.pop_front() {
             Some(chunk) => chunk,
-            None => {
+            None => loop {
                 let mut group = std::mem::take(&mut self.group);
-                let more = std::future::poll_fn(|cx| self.gather(cx, &mut group)).await;
-                if !more {
-                    self.group = group;
-                    return None;
+                let gathered = std::future::poll_fn(|cx| self.gather(cx, &mut group)).await;
+                match gathered {
+                    Gathered::Envelopes => {}
+                    Gathered::Control => {
+                        self.group = group;
+                        self.control();
+                        match self.pending.pop_front() {
+                            Some(post) => break post,
+                            None => continue,
+                        }
+                    }
+                    Gathered::Closed => {
+                        self.group = group;
+                        return None;
+                    }
                 }
                 let shared = &self.shared;
                 let signer = Signer::now(&shared.config.keys);
                 let mut body = std::mem::take(&mut self.body);
                 assemble_into(&mut body, shared.codec, shared.origin(), &group, signer);
+                if let Some(last) = group.last() {
+                    let presence = &shared.presence;
+                    presence
+                        .posted_end
+                        .store(last.seq + 1, std::sync::atomic::Ordering::Relaxed);
+                    // A copy kept for repair.
+                    self.history.keep(&group, presence.coarse_ms());
+                }
                 let post = self.frame(&body);
                 if body.capacity() <= 64 << 10 {
                     self.body = body;
                 }
-                // Given back to the outbox on the next turn.
                 self.group = group;
-                post
-            }
+                break post;
+            },
         };
         Counters::add_owned(&self.shared.counters.posts, 1);
         Some(post)
     }
 
+    /// Frames the presence and repair traffic waiting into posts (queued
+    /// in `pending`): one post of heartbeat, requests and ranges that
+    /// cannot be repaired, and the envelopes asked for, posted again (at
+    /// most once per repair window each), in as few posts as fit.
+    #[cold]
+    #[inline(never)]
+    fn control(&mut self) {
+        let shared = self.shared.clone();
+        let presence = &shared.presence;
+        let queue = presence.take();
+        presence.tick();
+        let posted = presence
+            .posted_end
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let (picked, gone) = self.history.select(
+            &queue.serve,
+            presence.coarse_ms(),
+            presence.options.repair_window.as_millis() as u64,
+        );
+        let mut unrepairable = queue.unrepairable;
+        for (first, end) in gone {
+            if unrepairable.len() < crate::presence::MAX_QUEUED {
+                unrepairable.push((shared.name.to_string(), shared.session, first, end));
+            }
+        }
+        let codec = shared.codec;
+        let origin = shared.origin();
+        let mut body = Vec::new();
+        let counters = &shared.counters;
+        if queue.heartbeat || !queue.requests.is_empty() || !unrepairable.is_empty() {
+            crate::repair::write_control_body(
+                &mut body,
+                codec,
+                origin,
+                posted,
+                &queue.requests,
+                &unrepairable,
+                &[],
+                Signer::now(&shared.config.keys),
+            );
+            self.frame_all(&body);
+            if queue.requests.is_empty() && unrepairable.is_empty() {
+                Counters::add_owned(&counters.heartbeats, 1);
+            } else {
+                Counters::add_owned(&counters.repair_posts, 1);
+            }
+        }
+        // The envelopes asked for, as many per post as fit.
+        let room = self.max_len.saturating_sub(8) / 4 * 3;
+        let limit = room.saturating_sub(overhead(origin) + 32);
+        let mut at = 0;
+        while at < picked.len() {
+            let mut group = Vec::new();
+            let mut size = 0;
+            while let Some(e) = picked.get(at) {
+                let grown = size + e.bytes.len() + 24;
+                if !group.is_empty() && (grown > limit || group.len() >= crate::repair::MAX_REPAIRS)
+                {
+                    break;
+                }
+                size = grown;
+                group.push(e.clone());
+                at += 1;
+            }
+            crate::repair::write_control_body(
+                &mut body,
+                codec,
+                origin,
+                posted,
+                &[],
+                &[],
+                &group,
+                Signer::now(&shared.config.keys),
+            );
+            let n = group.len() as u64;
+            self.frame_all(&body);
+            Counters::add_owned(&counters.repair_posts, 1);
+            Counters::add_owned(&counters.resent, n);
+        }
+    }
+
+    /// Frames a body into `pending`: one frame, or its chunks.
+    fn frame_all(&mut self, body: &[u8]) {
+        let mut frame = String::with_capacity(wire::frame_len(self.lines, body.len()));
+        wire::write_frame_of(&mut frame, self.lines, self.rng.u16(0..10_000), body);
+        if frame.len() <= self.max_len {
+            self.pending.push_back(frame);
+            return;
+        }
+        let start = self.lines.frame_start().len() + 4;
+        let b64 = &frame[start..frame.len() - 1];
+        let chunks = wire::split_into_chunks(self.lines, self.rng.u32(..), b64, self.max_len)
+            .unwrap_or_default();
+        self.pending.extend(chunks);
+    }
+
+    /// Takes the next envelope waiting into `group` (after giving back the
+    /// last post's), with those behind it that fit one post with it; or
+    /// says that presence or repair traffic waits.
+    fn gather(&self, cx: &mut std::task::Context<'_>, group: &mut Vec<Encoded>) -> Poll<Gathered> {
+        let presence = &self.shared.presence;
+        if presence.is_pending() {
+            return Poll::Ready(Gathered::Control);
+        }
+        match self.gather_envelopes(cx, group) {
+            Poll::Ready(true) => Poll::Ready(Gathered::Envelopes),
+            Poll::Ready(false) => Poll::Ready(Gathered::Closed),
+            // Looked at again after the outbox registered the waker (see
+            // `Outbox::wake_transport`).
+            Poll::Pending if presence.is_pending() => Poll::Ready(Gathered::Control),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     /// Takes the next envelope waiting into `group` (after giving back the
     /// last post's), with those behind it that fit one post with it.
     /// `Ready(false)` once the node has shut down and nothing waits.
-    fn gather(&self, cx: &mut std::task::Context<'_>, group: &mut Vec<Encoded>) -> Poll<bool> {
+    fn gather_envelopes(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        group: &mut Vec<Encoded>,
+    ) -> Poll<bool> {
         let codec = self.shared.codec;
         // A frame is 8 characters around the base64 of the body.
         let room = self.max_len.saturating_sub(8) / 4 * 3;

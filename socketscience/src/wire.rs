@@ -83,6 +83,18 @@ pub const KEY_BATCH: &str = "_batch";
 /// Reserved key: how many consecutive envelopes were merged into this map
 /// (MessagePack, where no kind repeats).
 pub const KEY_COUNT: &str = "_count";
+/// Reserved key: a heartbeat, the number of envelopes the sending session
+/// has posted so far (see `docs/wire-format.md`, "Presence and repair").
+pub const KEY_HEARTBEAT: &str = "_hb";
+/// Reserved key: repair requests, a list of `[instance, session, first,
+/// end]` ranges of envelopes the sender of the request is missing.
+pub const KEY_REQUEST: &str = "_rq";
+/// Reserved key: ranges that cannot be repaired, `[instance, session,
+/// first, end]` each (the history no longer holds them, or the session is
+/// gone).
+pub const KEY_UNREPAIRABLE: &str = "_nak";
+/// Reserved key: envelopes posted again, a list of `[seq, {kinds}]`.
+pub const KEY_REPAIR: &str = "_rp";
 
 /// How an envelope's body is serialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -422,6 +434,24 @@ pub struct Meta<'a> {
     pub count: Option<u64>,
     /// `_ts`: when the body was posted, in milliseconds since the Unix epoch.
     pub timestamp: Option<u64>,
+    /// `_hb`, `_rq`, `_nak`, `_rp`: presence and repair traffic, when the
+    /// body carries any (boxed: most bodies carry none, and the metadata
+    /// stays small to move).
+    pub control: Option<Box<Control<'a>>>,
+}
+
+/// The presence and repair traffic of a body: a heartbeat, and lists still
+/// in the body's codec (read by the node only when present).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Control<'a> {
+    /// `_hb`: a heartbeat, how many envelopes the session has posted.
+    pub heartbeat: Option<u64>,
+    /// `_rq`: ranges asked for.
+    pub requests: Option<&'a [u8]>,
+    /// `_nak`: ranges that cannot be repaired.
+    pub unrepairable: Option<&'a [u8]>,
+    /// `_rp`: envelopes posted again.
+    pub repairs: Option<&'a [u8]>,
 }
 
 /// A decoded body: its messages in order, and its metadata.
@@ -603,6 +633,19 @@ impl<'de> JsonBody<'_, 'de> {
                 (KEY_SEQ, true) => self.meta.seq = Some(map.next_value()?),
                 (KEY_COUNT, true) => self.meta.count = Some(map.next_value()?),
                 (KEY_TIMESTAMP, true) => self.meta.timestamp = Some(map.next_value()?),
+                (KEY_HEARTBEAT, true) => {
+                    let control = self.meta.control.get_or_insert_with(Default::default);
+                    control.heartbeat = Some(map.next_value()?);
+                }
+                (KEY_REQUEST | KEY_UNREPAIRABLE | KEY_REPAIR, true) => {
+                    let raw = map.next_value::<&'de RawValue>()?.get().as_bytes();
+                    let control = self.meta.control.get_or_insert_with(Default::default);
+                    *match &*key {
+                        KEY_REQUEST => &mut control.requests,
+                        KEY_UNREPAIRABLE => &mut control.unrepairable,
+                        _ => &mut control.repairs,
+                    } = Some(raw);
+                }
                 (KEY_BATCH, true) => {
                     let n = map.next_value_seed(BatchSeed(self))?;
                     self.batch = Some(n);
@@ -759,6 +802,7 @@ fn parse_msgpack_body<'a>(
     // store-to-load stall per move (seen with `perf annotate`).
     let mut from = None;
     let (mut session, mut seq, mut count, mut timestamp) = (None, None, None, None);
+    let mut control = None;
     // Sized for the usual body (a kind or a few, and the metadata), not
     // for what the sender claims.
     messages.reserve(len.min(8));
@@ -781,7 +825,7 @@ fn parse_msgpack_body<'a>(
                 b"_seq" => seq = Some(meta_uint(&mut rest, KEY_SEQ)?),
                 b"_count" => count = Some(meta_uint(&mut rest, KEY_COUNT)?),
                 b"_ts" => timestamp = Some(meta_uint(&mut rest, KEY_TIMESTAMP)?),
-                _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
+                _ => reserved_entry(&mut control, key, &mut rest, limits)?,
             }
             continue;
         }
@@ -809,9 +853,39 @@ fn parse_msgpack_body<'a>(
         seq,
         count,
         timestamp,
+        control,
     };
     check_count(&meta)?;
     Ok(meta)
+}
+
+/// Reads a reserved key's value other than the envelope's metadata: a
+/// `_hb`, `_rq`, `_nak` or `_rp` into `control` (the lists raw); any other
+/// (`_sig`, keys of later versions) is skipped. Out of line: the usual body
+/// has none but `_sig`.
+#[cold]
+#[inline(never)]
+fn reserved_entry<'a>(
+    control: &mut Option<Box<Control<'a>>>,
+    key: &[u8],
+    rest: &mut &'a [u8],
+    limits: BodyLimits,
+) -> Result<(), BodyError> {
+    if key == b"_hb" {
+        let heartbeat = meta_uint(rest, KEY_HEARTBEAT)?;
+        control.get_or_insert_with(Default::default).heartbeat = Some(heartbeat);
+        return Ok(());
+    }
+    let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
+    *rest = after;
+    let slot = match key {
+        b"_rq" => &mut control.get_or_insert_with(Default::default).requests,
+        b"_nak" => &mut control.get_or_insert_with(Default::default).unrepairable,
+        b"_rp" => &mut control.get_or_insert_with(Default::default).repairs,
+        _ => return Ok(()),
+    };
+    *slot = Some(value);
+    Ok(())
 }
 
 #[cold]
@@ -824,6 +898,68 @@ fn not_a_map(e: rmp::decode::ValueReadError) -> BodyError {
 #[inline(never)]
 fn trailing(bytes: usize) -> BodyError {
     format!("{bytes} trailing bytes after the map").into()
+}
+
+/// One range of a `_rq` or `_nak` list: `[instance, session, first, end]`
+/// (envelopes `first..end` of that session).
+pub(crate) type WireRange = (String, u64, u64, u64);
+
+/// Reads a `_rq` or `_nak` list (at most `max` ranges).
+pub(crate) fn read_ranges(codec: Codec, raw: &[u8], max: usize) -> Result<Vec<WireRange>, String> {
+    let ranges: Vec<WireRange> = match codec {
+        Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string())?,
+        Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string())?,
+    };
+    if ranges.len() > max {
+        return Err(format!("{} ranges, more than {max}", ranges.len()));
+    }
+    Ok(ranges)
+}
+
+/// Reads a `_rp` list: each envelope's sequence number and its map of
+/// kinds (still in the codec, to read as a body). At most `max` envelopes.
+pub(crate) fn read_repairs(
+    codec: Codec,
+    raw: &[u8],
+    max: usize,
+    max_depth: usize,
+) -> Result<Vec<(u64, &[u8])>, String> {
+    match codec {
+        Codec::Json => {
+            let items: Vec<(u64, &RawValue)> =
+                serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+            if items.len() > max {
+                return Err(format!("{} envelopes, more than {max}", items.len()));
+            }
+            Ok(items
+                .into_iter()
+                .map(|(seq, raw)| (seq, raw.get().as_bytes()))
+                .collect())
+        }
+        Codec::MessagePack => {
+            let mut rest = raw;
+            let n = rmp::decode::read_array_len(&mut rest).map_err(|e| e.to_string())? as usize;
+            if n > max {
+                return Err(format!("{n} envelopes, more than {max}"));
+            }
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                if rmp::decode::read_array_len(&mut rest).map_err(|e| e.to_string())? != 2 {
+                    return Err("an item is not [seq, map]".into());
+                }
+                let (seq, after) = msgpack_uint(rest).ok_or("a sequence number is not a uint")?;
+                let end = skip_msgpack(after, max_depth)
+                    .map_err(|_| "an envelope cannot be read".to_string())?;
+                let (map, after) = after.split_at(end);
+                items.push((seq, map));
+                rest = after;
+            }
+            if !rest.is_empty() {
+                return Err("trailing bytes after the list".into());
+            }
+            Ok(items)
+        }
+    }
 }
 
 /// `messages`, emptied, with its allocation, for another body. (The
@@ -1215,6 +1351,7 @@ mod tests {
                 seq: Some(8),
                 count: Some(2),
                 timestamp: Some(9),
+                ..Meta::default()
             }
         );
     }
