@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use socketscience::transport::BoxFuture;
 use socketscience::{
-    message, ChatMessage, Context, LocalChat, Node, NodeBuilder, Stats, Transport, TransportIo,
+    message, ChatMessage, Codec, Context, LocalChat, Node, NodeBuilder, Stats, Transport,
+    TransportIo,
 };
 use support::Log;
 use tokio::sync::broadcast;
@@ -186,16 +187,24 @@ async fn ten_nodes_losing_a_fifth_of_deliveries_dispatch_everything_once_in_orde
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let expected = NODES * NOTES as usize;
-    until("every node ran every note", Duration::from_secs(600), || {
-        logs.iter().all(|log| log.len() >= expected)
-    })
+    until(
+        "every node ran every note",
+        Duration::from_secs(600),
+        || logs.iter().all(|log| log.len() >= expected),
+    )
     .await;
     // Late duplicates would show up now.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let mut total = Stats::default();
     for (node, log) in nodes.iter().zip(&logs) {
         let runs = by_sender(log);
-        assert_eq!(runs.len(), NODES, "{}: senders {:?}", node.name(), runs.keys());
+        assert_eq!(
+            runs.len(),
+            NODES,
+            "{}: senders {:?}",
+            node.name(),
+            runs.keys()
+        );
         for (from, indices) in &runs {
             assert_eq!(
                 indices,
@@ -213,7 +222,10 @@ async fn ten_nodes_losing_a_fifth_of_deliveries_dispatch_everything_once_in_orde
         total.resent += stats.resent;
         total.repair_requests += stats.repair_requests;
     }
-    assert!(total.repaired > 0, "a fifth was lost, some must be repaired");
+    assert!(
+        total.repaired > 0,
+        "a fifth was lost, some must be repaired"
+    );
     let data = total.posts - total.heartbeats - total.repair_posts;
     println!(
         "REPORT ten nodes, 20% loss, {NOTES} notes each: {} posts: {data} of data, {} of repair \
@@ -234,19 +246,45 @@ async fn ten_nodes_losing_a_fifth_of_deliveries_dispatch_everything_once_in_orde
 
 #[tokio::test(start_paused = true)]
 async fn a_receiver_cut_off_catches_up_and_peers_come_and_go() {
+    cut_off_receiver_catches_up(Codec::Json, None).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receiver_cut_off_catches_up_with_messagepack() {
+    cut_off_receiver_catches_up(Codec::MessagePack, None).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receiver_cut_off_catches_up_with_signed_messagepack() {
+    cut_off_receiver_catches_up(Codec::MessagePack, Some("fleet secret")).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receiver_cut_off_catches_up_with_signed_json() {
+    cut_off_receiver_catches_up(Codec::Json, Some("fleet secret")).await;
+}
+
+async fn cut_off_receiver_catches_up(codec: Codec, secret: Option<&str>) {
     let room = LossyRoom::new();
     let cut = Arc::new(AtomicBool::new(false));
-    let sender = repairing(Node::builder("sender").transport(room.join("smokey", 0, 1, Arc::default())))
+    let build = |name: &str, member: Member| {
+        let builder = repairing(Node::builder(name).transport(member)).codec(codec);
+        match secret {
+            Some(secret) => builder.secret(secret),
+            None => builder,
+        }
+    };
+    let sender = build("sender", room.join("smokey", 0, 1, Arc::default()))
         .start()
         .await
         .expect("start");
-    let receiver = repairing(Node::builder("receiver").transport(room.join("smokey", 0, 2, cut.clone())))
+    let receiver = build("receiver", room.join("smokey", 0, 2, cut.clone()))
         .start()
         .await
         .expect("start");
     let log = record(&receiver);
     let mut peers = receiver.watch_peers();
-    until_peers(&[receiver.clone()], 1).await;
+    until_peers(std::slice::from_ref(&receiver), 1).await;
     let listed = receiver.peers();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].instance(), "sender");
@@ -266,10 +304,16 @@ async fn a_receiver_cut_off_catches_up_and_peers_come_and_go() {
     // Cut off for longer than the peer timeout: the sender leaves the list.
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(receiver.peers().is_empty(), "{:?}", receiver.peers());
-    assert!(peers.has_changed().expect("the node runs"), "told of the leave");
+    assert!(
+        peers.has_changed().expect("the node runs"),
+        "told of the leave"
+    );
     cut.store(false, Ordering::SeqCst);
     // The sender goes quiet: its heartbeat says what the receiver missed.
-    until("the receiver caught up", Duration::from_secs(60), || log.len() >= 30).await;
+    until("the receiver caught up", Duration::from_secs(60), || {
+        log.len() >= 30
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(by_sender(&log)["sender"], (0..30).collect::<Vec<_>>());
     let stats = receiver.stats();
@@ -317,16 +361,30 @@ async fn a_sender_restarted_while_a_receiver_was_cut_off_counts_the_lost_range()
         second.send(Note { index }).await.expect("send");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    until("the receiver ran the new session's notes", Duration::from_secs(60), || {
-        log.len() >= 5 + 10
-    })
+    until(
+        "the receiver ran the new session's notes",
+        Duration::from_secs(60),
+        || log.len() >= 5 + 10,
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let expected: Vec<u64> = (0..5).chain(100..110).collect();
-    assert_eq!(by_sender(&log)["sender"], expected, "the restarted session from its first note");
+    assert_eq!(
+        by_sender(&log)["sender"],
+        expected,
+        "the restarted session from its first note"
+    );
     let stats = receiver.stats();
     assert_eq!(stats.lost, 7, "5..12 of the first session: {stats:#?}");
     assert_eq!(stats.repaired, 4, "100..104 of the second: {stats:#?}");
+    // The restarted instance replaced its entry in the peer list.
+    let senders: Vec<_> = receiver
+        .peers()
+        .into_iter()
+        .filter(|p| p.instance() == "sender")
+        .collect();
+    assert_eq!(senders.len(), 1, "{senders:?}");
+    assert_eq!(senders[0].session(), second.session());
     let all: Vec<u64> = (0..12).chain(100..110).collect();
     assert_eq!(by_sender(&witnessed)["sender"], all);
     assert_eq!(witness.stats().lost, 0);
@@ -374,16 +432,25 @@ async fn forged_untrusted_and_absurd_requests_are_refused_and_counted() {
     ] {
         chat.say(
             "smokey",
-            &frame(&format!(r#"{{"_from":"evil","_sid":1,"_hb":0,"_rq":{request}}}"#)),
+            &frame(&format!(
+                r#"{{"_from":"evil","_sid":1,"_hb":0,"_rq":{request}}}"#
+            )),
         );
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let stats = node.stats();
     assert_eq!(stats.untrusted, before.untrusted + 1);
-    assert_eq!(stats.repairs_refused, before.repairs_refused + 4, "{stats:#?}");
+    assert_eq!(
+        stats.repairs_refused,
+        before.repairs_refused + 4,
+        "{stats:#?}"
+    );
     assert_eq!(stats.resent, 0);
     // The node posted nothing but heartbeats meanwhile.
-    assert_eq!(stats.posts - before.posts, stats.heartbeats - before.heartbeats);
+    assert_eq!(
+        stats.posts - before.posts,
+        stats.heartbeats - before.heartbeats
+    );
     node.shutdown().await.expect("shutdown");
 
     // With a secret: a request signed with another one is refused as forged.

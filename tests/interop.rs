@@ -8,6 +8,12 @@
 //! expected dict, and must be byte for byte the frame Python writes for
 //! that dict with the same four digits.
 //!
+//! `tests/python/smokedetector.py` transcribes what SmokeDetector itself
+//! does with a chat message (`chatcommunicate.on_msg`, `SocketScience.receive`
+//! and `handle`); one process of it serves every test (requests one per
+//! line on stdin). The tests after "Rooms shared with Python instances"
+//! check `NodeBuilder::python_peers` against it, the last one as a property.
+//!
 //! These tests fail, never skip, when `python3` or its `msgpack` library is
 //! missing: `scripts/test` installs them.
 
@@ -16,13 +22,13 @@ mod support;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use socketscience::wire::{self, BodyLimits, ChatText};
 use socketscience::{
-    handler, message, Codec, Context, Envelope, LocalChat, Message, Node, Payload,
+    handler, message, Codec, Context, Envelope, Error, LocalChat, Message, Node, Payload,
 };
 use support::within;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -305,11 +311,161 @@ fn python_decode(texts: &[String]) -> Vec<String> {
     lines
 }
 
-/// What SmokeDetector's own receive path does with each chat text.
+// ---------------------------------------------------------------------------
+// SmokeDetector, transcribed (tests/python/smokedetector.py)
+
+/// One `smokedetector.py serve` process for the whole test run, fed one
+/// JSON request per line (tests share it, one request at a time).
+struct SmokeDetector {
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+static SMOKEDETECTOR: Mutex<Option<SmokeDetector>> = Mutex::new(None);
+
+/// Sends `request` to the transcription of SmokeDetector; its answer.
+fn smokedetector(request: &serde_json::Value) -> serde_json::Value {
+    let mut server = SMOKEDETECTOR.lock().unwrap_or_else(|e| e.into_inner());
+    let server = server.get_or_insert_with(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/smokedetector.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg("serve")
+            .env("PYTHONIOENCODING", "utf-8")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run python3 ({e}): the interop tests need python3 and its msgpack \
+                     library (scripts/test installs them)"
+                )
+            });
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        SmokeDetector {
+            _child: child,
+            stdin,
+            stdout,
+        }
+    });
+    writeln!(server.stdin, "{request}").expect("write to smokedetector.py");
+    server.stdin.flush().expect("flush to smokedetector.py");
+    let mut line = String::new();
+    server
+        .stdout
+        .read_line(&mut line)
+        .expect("read from smokedetector.py");
+    let answer: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        panic!("smokedetector.py answered {line:?}: {e} (is msgpack installed?)")
+    });
+    match answer.get("ok") {
+        Some(ok) => ok.clone(),
+        None => panic!("smokedetector.py failed: {answer}"),
+    }
+}
+
+/// What SmokeDetector did with one chat message: the payload `msgpack.loads`
+/// gave (compact JSON), the callbacks called (kind and Python `repr` of the
+/// value), what `handle` did besides, whether it logged "malformed direct
+/// message", and the exception that escaped, if one did.
+#[derive(Debug, Clone, PartialEq)]
+struct Outcome {
+    payload: Option<String>,
+    calls: Vec<(String, String)>,
+    effects: Vec<String>,
+    malformed: bool,
+    raised: Option<String>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn from_json(v: &serde_json::Value) -> Outcome {
+        let text = |key: &str| v.get(key).and_then(|t| t.as_str()).map(str::to_owned);
+        let list = |key: &str| {
+            v.get(key)
+                .and_then(|l| l.as_array())
+                .cloned()
+                .unwrap_or_default()
+        };
+        Outcome {
+            payload: text("payload"),
+            calls: list("calls")
+                .iter()
+                .map(|c| {
+                    (
+                        c[0].as_str().unwrap().to_owned(),
+                        c[1].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect(),
+            effects: list("effects")
+                .iter()
+                .map(|e| e.as_str().unwrap().to_owned())
+                .collect(),
+            malformed: v
+                .get("malformed")
+                .and_then(|m| m.as_bool())
+                .unwrap_or(false),
+            raised: text("raised"),
+            error: text("error"),
+        }
+    }
+
+    /// The outcome in brief: `{"payload":..}`, `{"malformed":true}` or
+    /// `{"exception":"TypeName"}`.
+    fn brief(&self) -> String {
+        match (&self.raised, self.malformed, &self.payload) {
+            (Some(raised), ..) => format!("{{\"exception\":\"{raised}\"}}"),
+            (None, true, _) => r#"{"malformed":true}"#.to_owned(),
+            (None, false, payload) => {
+                format!("{{\"payload\":{}}}", payload.as_deref().unwrap_or("null"))
+            }
+        }
+    }
+}
+
+/// What SmokeDetector does with each chat text posted in its "direct" room
+/// (by its own account, or by another one), with recording callbacks for
+/// `callbacks`.
+fn smokedetector_on_msg(texts: &[String], callbacks: &[&str], own_account: bool) -> Vec<Outcome> {
+    let answer = smokedetector(&serde_json::json!({
+        "on_msg": texts, "callbacks": callbacks, "own_account": own_account,
+    }));
+    let outcomes: Vec<Outcome> = answer
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(Outcome::from_json)
+        .collect();
+    assert_eq!(outcomes.len(), texts.len(), "one outcome per text");
+    outcomes
+}
+
+/// What SmokeDetector does with each of its own `send`s of these payloads
+/// (JSON text, read by Python's `json.loads`) when it reads them back.
+fn smokedetector_send_receive(payloads: &[String], callbacks: &[&str]) -> Vec<Outcome> {
+    let answer = smokedetector(&serde_json::json!({
+        "send_receive": payloads, "callbacks": callbacks,
+    }));
+    let outcomes: Vec<Outcome> = answer
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(Outcome::from_json)
+        .collect();
+    assert_eq!(outcomes.len(), payloads.len(), "one outcome per payload");
+    outcomes
+}
+
+/// What SmokeDetector's receive path does with each chat text of its own
+/// account, in brief (see [`Outcome::brief`]).
 fn smokedetector_receive(texts: &[String]) -> Vec<String> {
-    let lines = python("receive", &json_strings(texts));
-    assert_eq!(lines.len(), texts.len(), "one outcome per text");
-    lines
+    smokedetector_on_msg(texts, &[], true)
+        .iter()
+        .map(Outcome::brief)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -529,7 +685,7 @@ async fn python_ping_reaches_a_typed_handler() {
 async fn python_frame_with_zero_width_characters_dispatches() {
     const NODE: &str = "interop/zero-width";
     let frames = python_encode(&[(
-        r#"{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down"}"#,
+        r#"{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down","location":"Undo/laptop"}"#,
         42,
     )]);
     let shown = as_stack_exchange_shows(&frames[0]);
@@ -559,13 +715,13 @@ async fn python_frame_with_zero_width_characters_dispatches() {
     assert_eq!(
         python_decode(std::slice::from_ref(&shown)),
         [
-            r#"{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down"}"#
+            r#"{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down","location":"Undo/laptop"}"#
         ]
     );
     assert_eq!(
         smokedetector_receive(&[shown]),
         [
-            r#"{"payload":{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down"}}"#
+            r#"{"payload":{"ping":{"location":"Undo/laptop","timestamp":1712345678.5},"metasmoke_state":"down","location":"Undo/laptop"}}"#
         ]
     );
 }
@@ -658,29 +814,30 @@ async fn python_frames_with_reserved_keys_are_deduplicated() {
 /// Python reads as the same dict, byte for byte what Python writes.
 #[tokio::test]
 async fn rust_ping_is_read_by_python() {
-    let ping = Ping {
-        location: "Henders/EC2".into(),
-        timestamp: 1712345678.25,
-    };
+    // SmokeDetector reads the `location` of every payload with a `ping`
+    // (see `python_peers_refuses_what_smokedetector_raises_on`).
+    let ping = Envelope::new()
+        .with(Ping {
+            location: "Henders/EC2".into(),
+            timestamp: 1712345678.25,
+        })
+        .and_then(|e| e.with(Location("Henders/EC2".into())))
+        .expect("distinct kinds");
+    const KINDS: &str =
+        r#""ping":{"location":"Henders/EC2","timestamp":1712345678.25},"location":"Henders/EC2""#;
     let (frames, node) = rust_frames("Henders/EC2", 11, vec![boxed(ping)]).await;
-    assert_python_agrees(
-        &frames,
-        &[with_meta(
-            r#""ping":{"location":"Henders/EC2","timestamp":1712345678.25}"#,
-            &node,
-            0,
-        )],
-    );
+    assert_python_agrees(&frames, &[with_meta(KINDS, &node, 0)]);
     // SmokeDetector's receive path hands its callbacks the same dict.
+    let outcomes = smokedetector_on_msg(&frames, &["ping"], true);
     assert_eq!(
-        smokedetector_receive(&frames),
-        [format!(
-            "{{\"payload\":{}}}",
-            with_meta(
-                r#""ping":{"location":"Henders/EC2","timestamp":1712345678.25}"#,
-                &node,
-                0,
-            )
+        outcomes[0].brief(),
+        format!("{{\"payload\":{}}}", with_meta(KINDS, &node, 0))
+    );
+    assert_eq!(
+        outcomes[0].calls,
+        [(
+            "ping".to_owned(),
+            "{'location': 'Henders/EC2', 'timestamp': 1712345678.25}".to_owned()
         )]
     );
 }
@@ -955,6 +1112,766 @@ async fn known_differences_with_python_msgpack() {
     );
 }
 
+// ---------------------------------------------------------------------------
+// Rooms shared with Python instances (docs/wire-format.md, section 9)
+
+/// A unit struct: nil on the wire, as `null` in JSON and `None` in Python.
+#[message("unit")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unit;
+
+/// 128-bit integers: numbers on the wire while they fit 64 bits.
+#[message("wide")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wide {
+    pub small: u128,
+    pub negative: i128,
+    pub max: u128,
+    pub min: i128,
+}
+
+#[message("huge")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Huge(pub u128);
+
+/// A node in `chat`, account `smokey`, made for a room with Python
+/// instances.
+async fn python_peer(chat: &LocalChat, name: &str) -> Node {
+    Node::builder(name)
+        .transport(chat.join("smokey"))
+        .python_peers()
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts")
+}
+
+/// Point 1: a unit struct reaches Python as `None`, byte for byte what
+/// Python writes for it; Rust reads it back, and the empty array older
+/// nodes wrote too.
+#[tokio::test]
+async fn unit_structs_reach_python_as_none() {
+    let (frames, node) = rust_frames("interop/unit", 20, vec![boxed(Unit)]).await;
+    assert_python_agrees(&frames, &[with_meta(r#""unit":null"#, &node, 0)]);
+    let outcome = &smokedetector_on_msg(&frames, &["unit"], true)[0];
+    assert_eq!(outcome.calls, [("unit".to_owned(), "None".to_owned())]);
+
+    let python = python_encode(&[(r#"{"unit":null}"#, 1), (r#"{"unit":[]}"#, 2)]);
+    let chat = LocalChat::new();
+    let receiver = msgpack_node(&chat, "interop/unit-receiver", 21).await;
+    let units = record::<Unit>(&receiver);
+    for frame in &python {
+        chat.say("smokey", frame);
+    }
+    within("shutdown", receiver.shutdown())
+        .await
+        .expect("shutdown");
+    assert_eq!(taken(&units), [Unit, Unit]);
+}
+
+/// Point 2: `u128` and `i128` travel as MessagePack integers while they fit
+/// 64 bits (Python reads numbers, as it writes them); beyond, the send is
+/// refused, saying why, as Python's own `msgpack.dumps` refuses them.
+#[tokio::test]
+async fn wide_integers_reach_python_as_numbers_or_are_refused() {
+    let wide = Wide {
+        small: 7,
+        negative: -300,
+        max: u64::MAX.into(),
+        min: i64::MIN.into(),
+    };
+    const DICT: &str = r#""wide":{"small":7,"negative":-300,"max":18446744073709551615,"min":-9223372036854775808}"#;
+    let (frames, node) = rust_frames("interop/wide", 22, vec![boxed(wide)]).await;
+    assert_python_agrees(&frames, &[with_meta(DICT, &node, 0)]);
+
+    // Python's numbers read back into the 128-bit fields.
+    let python = python_encode(&[(&format!("{{{DICT}}}"), 3)]);
+    let chat = LocalChat::new();
+    let receiver = msgpack_node(&chat, "interop/wide-receiver", 23).await;
+    let wides = record::<Wide>(&receiver);
+    chat.say("smokey", &python[0]);
+    let too_wide = receiver.send(Huge(u128::from(u64::MAX) + 1)).await;
+    within("shutdown", receiver.shutdown())
+        .await
+        .expect("shutdown");
+    assert_eq!(taken(&wides), [wide]);
+    match too_wide {
+        Err(e @ Error::Encode { kind: "huge", .. }) => {
+            assert!(e.to_string().contains("does not fit 64 bits"), "{e}")
+        }
+        other => panic!("expected an encoding error, got {other:?}"),
+    }
+    assert_eq!(receiver.stats().sent, 0);
+    let python = smokedetector(&serde_json::json!({"send": ["{\"huge\": 18446744073709551616}"]}));
+    assert_eq!(python[0]["raised"], "OverflowError", "{python}");
+}
+
+/// Point 3: a node with `python_peers()` posts each envelope alone, as it
+/// was sent, even when they queue up together (a node that merges would
+/// put them in one post), and SmokeDetector treats each post exactly as it
+/// treats its own `send` of the same payload.
+#[tokio::test]
+async fn python_peers_posts_each_envelope_alone_as_sent() {
+    let chat = LocalChat::new();
+    let mut room = chat.watch();
+    let node = python_peer(&chat, "interop/peers").await;
+    assert_eq!(node.codec(), Codec::MessagePack);
+    let down = Envelope::new()
+        .with(MetasmokeState::Down)
+        .and_then(|e| e.with(Location("Henders/EC2".into())))
+        .expect("distinct kinds");
+    // No await in between: on this single-threaded runtime the transport
+    // finds them all queued.
+    node.try_send(Heartbeat(12.5)).expect("queued");
+    node.try_send(down).expect("queued");
+    node.try_send(Location("Henders/EC2".into()))
+        .expect("queued");
+    node.try_send(Heartbeat(13.5)).expect("queued");
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    let frames = posted(&mut room);
+    assert_eq!(frames.len(), 4, "one post per envelope: {frames:?}");
+    let payloads = [
+        r#"{"heartbeat":12.5}"#,
+        r#"{"metasmoke_state":"down","location":"Henders/EC2"}"#,
+        r#"{"location":"Henders/EC2"}"#,
+        r#"{"heartbeat":13.5}"#,
+    ]
+    .map(str::to_owned);
+    let callbacks = ["heartbeat", "metasmoke_state", "location"];
+    let rust = smokedetector_on_msg(&frames, &callbacks, true);
+    let python = smokedetector_send_receive(&payloads, &callbacks);
+    for (i, (rust, python)) in rust.iter().zip(&python).enumerate() {
+        assert_eq!(rust.raised, None, "{rust:?}");
+        assert_eq!(
+            (&rust.calls, &rust.effects, rust.malformed),
+            (&python.calls, &python.effects, python.malformed),
+            "{}",
+            payloads[i]
+        );
+    }
+    assert!(rust[1].effects.contains(&"MSStatus.set_down()".to_owned()));
+    // The same sends from a MessagePack node without `python_peers()` share
+    // one post: whether SmokeDetector sees `metasmoke_state` beside a
+    // `location` depends on what else waited in the queue.
+    let (merged, _) = {
+        let chat = LocalChat::new();
+        let mut room = chat.watch();
+        let node = msgpack_node(&chat, "interop/merges", 24).await;
+        node.try_send(Heartbeat(12.5)).expect("queued");
+        node.try_send(MetasmokeState::Down).expect("queued");
+        node.try_send(Location("Henders/EC2".into()))
+            .expect("queued");
+        within("shutdown", node.shutdown()).await.expect("shutdown");
+        (posted(&mut room), node)
+    };
+    assert_eq!(merged.len(), 1, "{merged:?}");
+}
+
+/// Point 3: what a node with `python_peers()` refuses at send, each with a
+/// reason that says what to do: what would make SmokeDetector raise (and
+/// does when SmokeDetector sends it itself), and what does not fit one post.
+#[tokio::test]
+async fn python_peers_refuses_what_smokedetector_raises_on() {
+    let chat = LocalChat::with_max_message_len(400);
+    let mut room = chat.watch();
+    let node = python_peer(&chat, "interop/refuses").await;
+    let reason = |result: socketscience::Result<()>| match result {
+        Err(Error::NotForPython { reason, .. }) => reason,
+        other => panic!("expected NotForPython, got {other:?}"),
+    };
+    let ping = Ping {
+        location: "Henders/EC2".into(),
+        timestamp: 1.0,
+    };
+    let refused = [
+        (
+            reason(node.try_send(ping.clone())),
+            r#"{"ping":{"location":"Henders/EC2","timestamp":1.0}}"#,
+        ),
+        (
+            reason(node.try_send(MetasmokeState::Down)),
+            r#"{"metasmoke_state":"down"}"#,
+        ),
+        (
+            reason(node.try_send(MetasmokeState::Up)),
+            r#"{"metasmoke_state":"up"}"#,
+        ),
+    ];
+    let payloads: Vec<String> = refused.iter().map(|(_, p)| p.to_string()).collect();
+    for (outcome, (reason, payload)) in smokedetector_send_receive(&payloads, &[])
+        .iter()
+        .zip(&refused)
+    {
+        assert!(reason.contains("add a `location` kind"), "{reason}");
+        assert_eq!(outcome.raised.as_deref(), Some("KeyError"), "{payload}");
+        assert_eq!(outcome.error.as_deref(), Some("'location'"), "{payload}");
+    }
+    // Integer map keys: Python's msgpack.loads refuses them (ValueError,
+    // see `known_differences_with_python_msgpack`).
+    let by_id = reason(node.try_send(ById(BTreeMap::from([(7, "seven".to_owned())]))));
+    assert!(by_id.contains("use string keys"), "{by_id}");
+    // Too long for one chat message: Python cannot read chunks.
+    let long = reason(node.try_send(Location("x".repeat(400))));
+    assert!(long.contains("cannot read an envelope in chunks"), "{long}");
+    // With a `location`, or a state Python does not act on, it goes.
+    let with_location = Envelope::new()
+        .with(ping)
+        .and_then(|e| e.with(Location("Henders/EC2".into())))
+        .expect("distinct kinds");
+    node.try_send(with_location).expect("sent");
+    node.try_send(Location("x".repeat(200)))
+        .expect("fits one post");
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    let posts = posted(&mut room);
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert!(posts.iter().all(|p| p.starts_with(wire::FRAME_START)));
+    for outcome in smokedetector_on_msg(&posts, &["ping", "location"], true) {
+        assert_eq!(outcome.raised, None, "{outcome:?}");
+    }
+    assert_eq!(node.stats().sent, 2);
+}
+
+/// Point 3: options `python_peers()` cannot keep fail at start.
+#[tokio::test]
+async fn python_peers_refuses_json_and_single_line_chats_at_start() {
+    let chat = LocalChat::new();
+    let json = Node::builder("interop/peers-json")
+        .transport(chat.join("smokey"))
+        .python_peers()
+        .codec(Codec::Json)
+        .default_node(false)
+        .start()
+        .await;
+    assert!(
+        matches!(
+            &json,
+            Err(Error::InvalidOption {
+                option: "codec",
+                ..
+            })
+        ),
+        "{json:?}"
+    );
+    let irc_like = support::RecordingChat {
+        lines: socketscience::Lines::Single,
+        max_len: 400,
+        gate: None,
+        posts: support::Log::default(),
+    };
+    let single = Node::builder("interop/peers-single-line")
+        .transport(irc_like)
+        .python_peers()
+        .default_node(false)
+        .start()
+        .await;
+    match single {
+        Err(
+            e @ Error::InvalidOption {
+                option: "python_peers",
+                ..
+            },
+        ) => assert!(e.to_string().contains("multi-line"), "{e}"),
+        other => panic!("expected InvalidOption, got {other:?}"),
+    }
+}
+
+/// Collects what `tracing` writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Point 3: a node not made for Python peers says so, once, when it reads
+/// a Python instance's envelope (MessagePack without `_from`); a node with
+/// `python_peers()` does not.
+#[tokio::test]
+async fn a_node_without_python_peers_warns_when_python_shares_the_room() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    // This test's runtime is single-threaded: the nodes log on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let frames = python_encode(&[(r#"{"heartbeat":1.5}"#, 1), (r#"{"heartbeat":2.5}"#, 2)]);
+    let chat = LocalChat::new();
+    let plain = msgpack_node(&chat, "interop/warns", 25).await;
+    let peer = python_peer(&chat, "interop/quiet").await;
+    let heartbeats = record::<Heartbeat>(&peer);
+    for frame in &frames {
+        chat.say("smokey", frame);
+    }
+    within("shutdown", plain.shutdown())
+        .await
+        .expect("shutdown");
+    within("shutdown", peer.shutdown()).await.expect("shutdown");
+    assert_eq!(taken(&heartbeats), [Heartbeat(1.5), Heartbeat(2.5)]);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).expect("UTF-8 logs");
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("Python SocketScience instance seems to share this room"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains("interop/warns"), "{logs}");
+    assert!(warnings[0].contains(".python_peers()"), "{logs}");
+}
+
+/// Point 4: SmokeDetector hands `SocketScience.receive` every message in
+/// its "direct" room that is not a reply or a command, from any account:
+/// a stranger can switch it to "metasmoke is down", and a Rust node of
+/// another account in its default configuration makes it raise. A Rust
+/// node reads only the accounts it trusts.
+#[tokio::test]
+async fn python_instances_read_every_account_rust_nodes_only_trusted_ones() {
+    let frames = python_encode(&[(r#"{"metasmoke_state":"down","location":"a stranger"}"#, 5)]);
+    let outcome = &smokedetector_on_msg(&frames, &[], false)[0];
+    assert_eq!(outcome.raised, None, "{outcome:?}");
+    assert!(
+        outcome.effects.contains(&"MSStatus.set_down()".to_owned()),
+        "{outcome:?}"
+    );
+
+    let chat = LocalChat::new();
+    let mut room = chat.watch();
+    let other = Node::builder("interop/other-account")
+        .transport(chat.join("rust-bot"))
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts");
+    within("send", other.send(Heartbeat(1.0)))
+        .await
+        .expect("send");
+    within("shutdown", other.shutdown())
+        .await
+        .expect("shutdown");
+    let posts = posted(&mut room);
+    assert_eq!(
+        smokedetector_on_msg(&posts, &[], false)[0]
+            .raised
+            .as_deref(),
+        Some("ExtraData")
+    );
+
+    let chat = LocalChat::new();
+    let node = python_peer(&chat, "interop/trusts-its-own").await;
+    let states = record::<MetasmokeState>(&node);
+    chat.say("a stranger", &frames[0]);
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    assert_eq!(taken(&states), []);
+    assert_eq!(node.stats().untrusted, 1);
+}
+
+/// Point 5: what the `socketscience` command is made of agrees with
+/// Python: `wire::encode_frame` writes a map in its own order, byte for
+/// byte what `msgpack.dumps` writes for the dict; `wire::decode_body` shows
+/// a body holding bytes, NaN and infinities (which SmokeDetector reads),
+/// printed as Python's `json.dumps` prints them.
+#[test]
+fn the_command_line_tools_agree_with_python() {
+    let payload = r#"{"zeta":{"b":1,"a":[{"y":null,"x":2.5}]},"alpha":"first?","_from":"cli"}"#;
+    let value: wire::Value = serde_json::from_str(payload).expect("JSON");
+    let rust = wire::encode_frame(Codec::MessagePack, socketscience::Lines::Multi, 77, &value)
+        .expect("encodes");
+    let python = python_encode(&[(payload, 77)]);
+    assert_eq!(rust, python[0]);
+
+    let frame = smokedetector_send_bytes();
+    let outcome = &smokedetector_on_msg(std::slice::from_ref(&frame), &[], true)[0];
+    let decoded = wire::decode_body(&body_bytes(&frame)).expect("shown, not refused");
+    let shown = wire::Value::Map(
+        decoded
+            .messages
+            .into_iter()
+            .map(|(kind, value)| (wire::Value::String(kind), value))
+            .collect(),
+    );
+    assert_eq!(Some(shown.to_string()), outcome.payload);
+}
+
+/// A frame SmokeDetector's `send` writes for a payload holding bytes, NaN
+/// and infinities.
+fn smokedetector_send_bytes() -> String {
+    let script = r#"
+import base64, msgpack, sys
+payload = {"sig": b"\x00\xff", "n": float("nan"), "i": float("inf"), "m": -float("inf"), "f": 1e16, "k": 1.5}
+sys.stdout.write(".\n\x020001" + base64.b64encode(msgpack.dumps(payload)).decode() + "\x03")
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+// ---------------------------------------------------------------------------
+// The mixed-fleet property
+
+/// A note with every shape of value.
+#[message("note")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub text: String,
+    pub n: i64,
+    pub tags: Vec<String>,
+    pub extra: Option<f64>,
+    pub flag: bool,
+}
+
+/// Any JSON-like value.
+#[message("any")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anything(pub serde_json::Value);
+
+/// One message of the property's catalog, with its value.
+#[derive(Debug, Clone)]
+enum Item {
+    Ping(Ping),
+    State(MetasmokeState),
+    Location(Location),
+    Heartbeat(Heartbeat),
+    Timestamp(Timestamp),
+    Unit,
+    Huge(u128),
+    Note(Note),
+    Anything(serde_json::Value),
+}
+
+/// The kinds Python registers recording callbacks for.
+const CATALOG: [&str; 9] = [
+    "ping",
+    "metasmoke_state",
+    "location",
+    "heartbeat",
+    "timestamp",
+    "unit",
+    "huge",
+    "note",
+    "any",
+];
+
+/// `f` as Python's `json.loads` reads it back to the same float.
+fn py_float(f: f64) -> String {
+    match f {
+        f if f.is_nan() => "NaN".into(),
+        f if f == f64::INFINITY => "Infinity".into(),
+        f if f == f64::NEG_INFINITY => "-Infinity".into(),
+        // Debug: the shortest digits that read back the same, always with
+        // a `.` or an exponent, so Python reads a float.
+        f => format!("{f:?}"),
+    }
+}
+
+impl Item {
+    fn kind(&self) -> &'static str {
+        match self {
+            Item::Ping(_) => "ping",
+            Item::State(_) => "metasmoke_state",
+            Item::Location(_) => "location",
+            Item::Heartbeat(_) => "heartbeat",
+            Item::Timestamp(_) => "timestamp",
+            Item::Unit => "unit",
+            Item::Huge(_) => "huge",
+            Item::Note(_) => "note",
+            Item::Anything(_) => "any",
+        }
+    }
+
+    /// The value as Python writes it in its payload dict, in JSON that
+    /// Python's `json.loads` reads: written here from the Rust value,
+    /// independently of the crate's encoders.
+    fn python(&self) -> String {
+        match self {
+            Item::Ping(p) => format!(
+                "{{\"location\":{},\"timestamp\":{}}}",
+                json_string(&p.location),
+                py_float(p.timestamp)
+            ),
+            Item::State(MetasmokeState::Up) => "\"up\"".into(),
+            Item::State(MetasmokeState::Down) => "\"down\"".into(),
+            Item::Location(Location(l)) => json_string(l),
+            Item::Heartbeat(Heartbeat(f)) | Item::Timestamp(Timestamp(f)) => py_float(*f),
+            Item::Unit => "null".into(),
+            Item::Huge(n) => n.to_string(),
+            Item::Note(n) => format!(
+                "{{\"text\":{},\"n\":{},\"tags\":[{}],\"extra\":{},\"flag\":{}}}",
+                json_string(&n.text),
+                n.n,
+                n.tags
+                    .iter()
+                    .map(|t| json_string(t))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                n.extra.map_or("null".into(), py_float),
+                n.flag
+            ),
+            Item::Anything(v) => v.to_string(),
+        }
+    }
+
+    fn push(self, envelope: &mut Envelope) {
+        let pushed = match self {
+            Item::Ping(p) => envelope.push(p),
+            Item::State(s) => envelope.push(s),
+            Item::Location(l) => envelope.push(l),
+            Item::Heartbeat(h) => envelope.push(h),
+            Item::Timestamp(t) => envelope.push(t),
+            Item::Unit => envelope.push(Unit),
+            Item::Huge(n) => envelope.push(Huge(n)),
+            Item::Note(n) => envelope.push(n),
+            Item::Anything(v) => envelope.push(Anything(v)),
+        };
+        pushed.expect("distinct kinds");
+    }
+}
+
+mod strategies {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(any::<char>(), 0..12).prop_map(String::from_iter)
+    }
+
+    /// Every `f64`: NaN and the infinities too.
+    pub fn float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(-0.0),
+            (0u32..2_000_000_000).prop_map(f64::from),
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("JSON has no NaN", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            text().prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(text(), inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    pub fn item() -> impl Strategy<Value = Item> {
+        prop_oneof![
+            (text(), float()).prop_map(|(location, timestamp)| Item::Ping(Ping {
+                location,
+                timestamp
+            })),
+            prop_oneof![Just(MetasmokeState::Up), Just(MetasmokeState::Down)].prop_map(Item::State),
+            // Often a location, so that pings and states often go.
+            prop_oneof![Just("Henders/EC2".to_owned()), text()]
+                .prop_map(|l| Item::Location(Location(l))),
+            float().prop_map(|f| Item::Heartbeat(Heartbeat(f))),
+            float().prop_map(|f| Item::Timestamp(Timestamp(f))),
+            Just(Item::Unit),
+            prop_oneof![any::<u64>().prop_map(u128::from), any::<u128>(),].prop_map(Item::Huge),
+            (
+                text(),
+                any::<i64>(),
+                prop::collection::vec(text(), 0..3),
+                prop::option::of(float()),
+                any::<bool>()
+            )
+                .prop_map(|(text, n, tags, extra, flag)| Item::Note(Note {
+                    text,
+                    n,
+                    tags,
+                    extra,
+                    flag
+                })),
+            json().prop_map(Item::Anything),
+        ]
+    }
+
+    /// An envelope: up to 5 messages, each kind once, in any order.
+    pub fn envelope() -> impl Strategy<Value = Vec<Item>> {
+        prop::collection::vec(item(), 0..6).prop_map(|items| {
+            let mut seen = Vec::new();
+            items
+                .into_iter()
+                .filter(|i| {
+                    let new = !seen.contains(&i.kind());
+                    seen.push(i.kind());
+                    new
+                })
+                .collect()
+        })
+    }
+}
+
+/// One envelope of the property: which node sent it, its payload as
+/// Python writes it, and what became of the send.
+struct Sent {
+    node: usize,
+    payload: String,
+    result: socketscience::Result<()>,
+}
+
+/// Sends `sends` (node, envelope) from three nodes with `python_peers()`
+/// in one room, each burst without waiting (so that envelopes queue up
+/// together); every post in the room, and each send.
+fn run_fleet(sends: Vec<(usize, Vec<Item>)>) -> (Vec<String>, Vec<Sent>, Vec<String>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        let chat = LocalChat::new();
+        let mut room = chat.watch();
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            nodes.push(python_peer(&chat, &format!("interop/fleet-{i}")).await);
+        }
+        let mut sent = Vec::new();
+        for (node, items) in sends {
+            let payload = format!(
+                "{{{}}}",
+                items
+                    .iter()
+                    .map(|i| format!("{}:{}", json_string(i.kind()), i.python()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let mut envelope = Envelope::new();
+            for item in items {
+                item.push(&mut envelope);
+            }
+            let result = nodes[node].try_send(envelope);
+            sent.push(Sent {
+                node,
+                payload,
+                result,
+            });
+        }
+        for node in &nodes {
+            within("shutdown", node.shutdown()).await.expect("shutdown");
+        }
+        let names = nodes.iter().map(|n| n.name().to_owned()).collect();
+        (posted(&mut room), sent, names)
+    })
+}
+
+/// The fleet property (issue 13): whatever sequence of envelopes several
+/// nodes with `python_peers()` send, each is posted alone, whole, as sent,
+/// and SmokeDetector treats each post exactly as it treats its own `send`
+/// of the same payload: the same callbacks with the same values, the same
+/// effects, no exception. What a node refuses to send is exactly what makes
+/// SmokeDetector's own `send` or receive path raise.
+#[test]
+fn python_treats_every_post_of_a_python_peers_fleet_as_its_own() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let mut config = Config::with_cases(64);
+    if let Some(cases) = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+    {
+        config.cases = cases;
+    }
+    config.failure_persistence = None;
+    let sends = prop::collection::vec((0usize..3, strategies::envelope()), 1..8);
+    let mut runner = TestRunner::new(config);
+    runner
+        .run(&sends, |sends| {
+            let (posts, sent, names) = run_fleet(sends);
+            // Each accepted envelope is one post: find it by sender and number.
+            let mut by_envelope = std::collections::HashMap::new();
+            for post in &posts {
+                let decoded = wire::decode_body(&body_bytes(post))
+                    .map_err(|e| TestCaseError::fail(format!("{e}: {post:?}")))?;
+                prop_assert_eq!(decoded.count, None, "merged: {:?}", post);
+                let key = (decoded.from.expect("_from"), decoded.seq.expect("_seq"));
+                prop_assert!(by_envelope.insert(key, post.clone()).is_none());
+            }
+            let mut next_seq = [0u64; 3];
+            let mut rust_posts = Vec::new();
+            for s in sent.iter().filter(|s| s.result.is_ok()) {
+                let key = (names[s.node].clone(), next_seq[s.node]);
+                next_seq[s.node] += 1;
+                match by_envelope.remove(&key) {
+                    Some(post) => rust_posts.push(post),
+                    None => return Err(TestCaseError::fail(format!("no post for {key:?}"))),
+                }
+            }
+            prop_assert!(
+                by_envelope.is_empty(),
+                "posts nobody sent: {:?}",
+                by_envelope
+            );
+
+            let payloads: Vec<String> = sent.iter().map(|s| s.payload.clone()).collect();
+            let python = smokedetector_send_receive(&payloads, &CATALOG);
+            let rust = smokedetector_on_msg(&rust_posts, &CATALOG, true);
+            let mut rust = rust.into_iter();
+            for (s, python) in sent.iter().zip(python) {
+                match &s.result {
+                    Ok(()) => {
+                        let rust = rust.next().expect("one outcome per post");
+                        prop_assert_eq!(&rust.raised, &None, "{}: {:?}", s.payload, rust);
+                        prop_assert_eq!(
+                            (&rust.calls, &rust.effects, rust.malformed),
+                            (&python.calls, &python.effects, python.malformed),
+                            "{}",
+                            s.payload
+                        );
+                    }
+                    Err(e) => {
+                        prop_assert!(
+                            matches!(e, Error::NotForPython { .. } | Error::Encode { .. }),
+                            "{}: {}",
+                            s.payload,
+                            e
+                        );
+                        prop_assert!(
+                            python.raised.is_some(),
+                            "refused ({}), but SmokeDetector takes {}: {:?}",
+                            e,
+                            s.payload,
+                            python
+                        );
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// A MessagePack node's heartbeats and repair posts hold reserved keys
 /// only: Python's SocketScience reads each as a dict and calls no callback
 /// (and SmokeDetector's receive path does not raise).
@@ -1000,14 +1917,22 @@ async fn python_ignores_heartbeats_and_repair_posts() {
         let dict: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&dict).expect("Python printed a dict");
         assert!(dict.contains_key("_hb"), "{dict:?}");
-        assert!(dict.keys().all(|k| k.starts_with('_')), "{frame:?}: {dict:?}");
+        assert!(
+            dict.keys().all(|k| k.starts_with('_')),
+            "{frame:?}: {dict:?}"
+        );
     }
-    for outcome in smokedetector_receive(control) {
-        let outcome: serde_json::Value = serde_json::from_str(&outcome).expect("JSON");
-        let payload = outcome["payload"]
-            .as_object()
-            .unwrap_or_else(|| panic!("SmokeDetector did not read it: {outcome}"));
-        assert!(payload.keys().all(|k| k.starts_with('_')), "{outcome}");
+    for outcome in smokedetector_on_msg(control, &["heartbeat"], true) {
+        assert_eq!(outcome.raised, None, "{outcome:?}");
+        assert!(outcome.calls.is_empty(), "{outcome:?}");
+        let payload: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            outcome
+                .payload
+                .as_deref()
+                .unwrap_or_else(|| panic!("SmokeDetector did not read it: {outcome:?}")),
+        )
+        .expect("a JSON object");
+        assert!(payload.keys().all(|k| k.starts_with('_')), "{outcome:?}");
     }
     assert!(
         control.iter().any(|f| {

@@ -1,14 +1,16 @@
 //! `StackExchangeChat` against a stand-in Stack Exchange chat server on
-//! loopback (`tests/sechat_standin`): login, posting with its throttle and
-//! duplicate rules, the websocket, cut messages, reconnects. Not the live
-//! site.
+//! loopback (`tests/sechat_standin`, built from the public clients'
+//! descriptions): login (and logged-out pages that link to other users),
+//! posting with its per-account throttle, repeat rule, failures and room
+//! timeouts, the websocket, cut messages whose sources fail for a while,
+//! reconnects. Not the live site.
 
 mod sechat_standin;
 mod support;
 
 use std::time::Duration;
 
-use sechat_standin::StandIn;
+use sechat_standin::{StandIn, ACTIVE_USER};
 use socketscience::stackexchange::{StackExchangeChatBuilder, StackExchangeError};
 use socketscience::{message, wire, Context, Node, StackExchangeChat};
 use support::{wait_for, Log};
@@ -85,6 +87,26 @@ async fn wait_len<T: Clone>(log: &Log<T>, n: usize, what: &str) {
         || log.len() >= n,
     )
     .await;
+}
+
+/// Like `wait_until`, with a longer limit.
+async fn wait_long(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+fn cookie_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sechat-cookies-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
 }
 
 fn beverage(message_id: u64, beverage_type: &str) -> Beverage {
@@ -387,44 +409,6 @@ async fn edits_humans_and_other_rooms_are_not_dispatched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeat_refused_by_the_chat_is_posted_again_with_other_digits() {
-    let standin = standin().await;
-    // Two instances with one name and seed write the very same first text;
-    // the chat drops the second as a repeat of the account's previous post.
-    let twin = |chat| {
-        Node::builder("twin")
-            .transport(chat)
-            .seed(7)
-            .default_node(false)
-            .start()
-    };
-    let first = twin(builder(&standin).connect().await.unwrap())
-        .await
-        .unwrap();
-    let second = twin(builder(&standin).connect().await.unwrap())
-        .await
-        .unwrap();
-    first.send(beverage(1, "coffee")).await.unwrap();
-    wait_until("the first post", || standin.messages(ROOM).len() == 1).await;
-    second.send(beverage(1, "coffee")).await.unwrap();
-    wait_until("the second post", || standin.messages(ROOM).len() == 2).await;
-    assert_eq!(standin.counts().duplicates, 1);
-    let texts: Vec<String> = standin
-        .messages(ROOM)
-        .iter()
-        .map(|m| wire::clean(&m.text).into_owned())
-        .collect();
-    assert_ne!(texts[0], texts[1]);
-    let body = |t: &str| match wire::parse_chat_text(t).unwrap() {
-        wire::ChatText::Frame { body } => body.to_owned(),
-        other => panic!("not a frame: {other:?}"),
-    };
-    assert_eq!(body(&texts[0]), body(&texts[1]), "only the digits differ");
-    first.shutdown().await.unwrap();
-    second.shutdown().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_logs_in_again() {
     let standin = standin().await;
     let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
@@ -496,7 +480,7 @@ async fn login_failures_read_only_pages_and_missing_rooms() {
         .await
         .unwrap_err();
     assert!(
-        matches!(transport_error(&e), StackExchangeError::Refused { room: 999, text } if text.contains("does not exist")),
+        matches!(transport_error(&e), StackExchangeError::Refused { room: 999, text } if text.contains("does not exist, or you do not have permission")),
         "{e}"
     );
 
@@ -519,7 +503,324 @@ async fn a_refused_post_stops_the_transport_with_the_chats_explanation() {
     wait_until("the refused post", || standin.counts().refused == 1).await;
     let e = sender.shutdown().await.unwrap_err();
     assert!(
-        matches!(transport_error(&e), StackExchangeError::Refused { room: ROOM, text } if text.contains("blocked")),
+        matches!(transport_error(&e), StackExchangeError::Refused { room: ROOM, text } if text == "Your account is blocked, ending in 5 hours"),
+        "a ban (\"ending in\" like a room timeout) stops the transport with the chat's words: {e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_out_pages_with_user_links_elsewhere_are_not_a_login() {
+    // The stand-in's chat pages list a recently active user (666) outside
+    // the top bar; logged out, the top bar says "log in".
+    let standin = standin().await;
+
+    // Valid credentials: it logs in and runs as its own account.
+    let chat = builder(&standin).connect().await.unwrap();
+    assert_eq!(chat.user_id(), SMOKEY, "not the user listed as active");
+    assert_ne!(chat.user_id(), ACTIVE_USER);
+    assert_eq!(chat.user_name(), "SmokeDetector");
+    assert_eq!(standin.counts().logins, 1, "it posted the login form");
+    let first = node("Henders/EC2", chat).await;
+    assert_eq!(first.account(), SMOKEY.to_string());
+    first.shutdown().await.unwrap();
+
+    // A cookie file whose session has expired: it logs in again.
+    let cookie_file = cookie_path("expired.json");
+    let chat = builder(&standin)
+        .cookie_file(&cookie_file)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(chat.user_id(), SMOKEY);
+    drop(chat);
+    standin.expire_sessions();
+    let logins = standin.counts().logins;
+    let chat = builder(&standin)
+        .cookie_file(&cookie_file)
+        .connect()
+        .await
+        .expect("log in again over expired cookies");
+    assert_eq!(chat.user_id(), SMOKEY);
+    assert_eq!(standin.counts().logins, logins + 1, "it logged in again");
+    drop(chat);
+    // The expired cookies alone, without a password: a clear login error.
+    standin.expire_sessions();
+    let e = StackExchangeChat::builder("stackexchange.com", ROOM)
+        .base_urls(standin.base(), standin.base())
+        .cookie_file(&cookie_file)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(transport_error(&e), StackExchangeError::Login(m) if m.contains("do not log in")),
         "{e}"
     );
+    let _ = std::fs::remove_file(&cookie_file);
+
+    // A session that expires while running is renewed as the same user.
+    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
+    let served = serve_beverages(&receiver);
+    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+    sender.send(beverage(1, "coffee")).await.unwrap();
+    wait_len(&served, 1, "the first serving").await;
+    let logins = standin.counts().logins;
+    standin.expire_sessions();
+    standin.kill_sockets();
+    sender.send(beverage(2, "tea")).await.unwrap();
+    wait_len(&served, 2, "the serving after the expiry").await;
+    let counts = standin.counts();
+    assert!(
+        counts.logins >= logins + 2,
+        "both logged in again: {counts:?}"
+    );
+    assert_eq!(counts.posts_by(SMOKEY), 2);
+    assert_eq!(counts.posts_by(ACTIVE_USER), 0);
+    sender
+        .shutdown()
+        .await
+        .expect("the sender ran on as its account");
+    receiver
+        .shutdown()
+        .await
+        .expect("the receiver ran on as its account");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_of_one_account_under_one_throttle_lose_nothing() {
+    let standin = standin().await;
+    const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
+    let mut nodes = Vec::new();
+    let mut logs = Vec::new();
+    for name in NAMES {
+        let node = node(name, builder(&standin).connect().await.unwrap()).await;
+        logs.push(serve_beverages(&node));
+        nodes.push(node);
+    }
+    // One post a second for the account, whichever instance makes it (the
+    // chat answers 409 "You can perform this action again in N seconds").
+    standin.set_throttle(Some(Duration::from_secs(1)));
+
+    // Every instance streams for 30 s: an envelope every 250 ms.
+    const PER_NODE: u64 = 120;
+    let stream = |node: &Node| {
+        let node = node.clone();
+        async move {
+            for i in 0..PER_NODE {
+                node.send(beverage(i, "coffee")).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    tokio::join!(stream(&nodes[0]), stream(&nodes[1]), stream(&nodes[2]));
+
+    let total = NAMES.len() * PER_NODE as usize;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while logs.iter().any(|log| log.len() < total) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut expected: Vec<(String, u64, String)> = NAMES
+        .iter()
+        .flat_map(|name| (0..PER_NODE).map(move |i| (name.to_string(), i, "coffee".to_owned())))
+        .collect();
+    expected.sort();
+    for (node, log) in nodes.iter().zip(&logs) {
+        let mut served = log.items();
+        served.sort();
+        let missing = expected.iter().filter(|e| !served.contains(e)).count();
+        assert_eq!(
+            missing,
+            0,
+            "{} of {total} envelopes never reached {}",
+            missing,
+            node.name()
+        );
+        assert_eq!(
+            served,
+            expected,
+            "{} ran every envelope exactly once",
+            node.name()
+        );
+        assert_eq!(node.stats().posts_given_up, 0); // new-api
+    }
+    let counts = standin.counts();
+    println!(
+        "shared throttle: {total} envelopes in {} posts, {} throttle answers",
+        counts.posts_by(SMOKEY),
+        counts.throttled
+    );
+    assert!(counts.throttled >= 10, "the throttle was hit: {counts:?}");
+    assert_eq!(counts.early_posts, 0, "every wait was honoured");
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_messages_arrive_though_their_sources_fail_for_seconds() {
+    let standin = standin().await;
+    standin.set_partial_over(300);
+    let mut receivers = Vec::new();
+    let mut notes = Vec::new();
+    for name in ["teward/vps", "Undo/laptop"] {
+        let receiver = node(name, builder(&standin).connect().await.unwrap()).await;
+        let log = Log::default();
+        let handler_log = log.clone();
+        receiver.register(move |note: Note| handler_log.push(note.0));
+        notes.push(log);
+        receivers.push(receiver);
+    }
+    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+
+    // 40 KB: four chunks, each cut by the chat, each read from its source,
+    // which answers 503 for the next 4 s.
+    let text: String = (0..40_000)
+        .map(|i| ['a', '<', '&', 'é', ' ', 'z'][i % 6])
+        .collect();
+    standin.fail_sources_for(Duration::from_secs(4));
+    sender.send(Note(text.clone())).await.unwrap();
+    for (receiver, log) in receivers.iter().zip(&notes) {
+        wait_long(
+            &format!("the note at {}", receiver.name()),
+            Duration::from_secs(60),
+            || log.len() >= 1,
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = standin.counts();
+    assert!(counts.plain_failures >= 2, "sources failed: {counts:?}");
+    assert!(standin.messages(ROOM).len() >= 3, "the note went in chunks");
+    for (receiver, log) in receivers.iter().zip(&notes) {
+        assert_eq!(log.items(), vec![text.clone()], "{}", receiver.name());
+        let stats = receiver.stats();
+        assert_eq!(stats.malformed, 0);
+        assert_eq!(stats.partials_dropped, 0);
+        assert_eq!(stats.sources_lost, 0); // new-api
+        receiver.shutdown().await.unwrap();
+    }
+    sender.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_stays_unreadable_is_counted_lost() {
+    let standin = standin().await;
+    standin.set_partial_over(300);
+    let receiver = node(
+        "teward/vps",
+        builder(&standin)
+            .source_retry_limit(Duration::from_secs(2)) // new-api
+            .connect()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+    standin.fail_sources_for(Duration::from_secs(600));
+    sender.send(Note("x ".repeat(400))).await.unwrap();
+    let stats = wait_for(&receiver, "the lost source", |s| s.sources_lost == 1).await; // new-api
+    assert_eq!(stats.received, 0); // new-api
+                                   // The source comes back; the next cut message is read.
+    standin.fail_sources_for(Duration::ZERO);
+    sender.send(Note("y ".repeat(400))).await.unwrap();
+    wait_for(&receiver, "the next message", |s| s.received == 1).await;
+    assert_eq!(receiver.stats().sources_lost, 1); // new-api
+    sender.shutdown().await.unwrap();
+    receiver.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_in_timeout_is_waited_out() {
+    let standin = standin().await;
+    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
+    let served = serve_beverages(&receiver);
+    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+    // 404 "The room is in timeout, ending in N seconds" for 3 s.
+    standin.timeout_room(ROOM, Duration::from_secs(3));
+    sender.send(beverage(1, "coffee")).await.unwrap();
+    wait_len(&served, 1, "the serving after the timeout").await;
+    assert!(standin.counts().timeout_refusals >= 1);
+    assert!(sender.stats().room_timeouts >= 1); // new-api
+                                                // It goes on posting.
+    sender.send(beverage(2, "tea")).await.unwrap();
+    wait_len(&served, 2, "the next serving").await;
+    let ids: Vec<u64> = served.items().iter().map(|s| s.1).collect();
+    assert_eq!(ids, vec![1, 2]);
+    sender
+        .shutdown()
+        .await
+        .expect("a room timeout does not stop the transport");
+    receiver.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_within_the_window_is_no_failure_and_goes_out_with_other_digits() {
+    let standin = standin().await;
+    standin.set_repeat_window(Duration::from_secs(30));
+    // Twins (one name, one seed) write the very same first text. One try
+    // only: a repeat refused is not a failure and must not use it up.
+    let twin = |chat| {
+        Node::builder("twin")
+            .transport(chat)
+            .seed(7)
+            .default_node(false)
+            .start()
+    };
+    let first = twin(builder(&standin).max_post_tries(1).connect().await.unwrap())
+        .await
+        .unwrap();
+    let second = twin(builder(&standin).max_post_tries(1).connect().await.unwrap())
+        .await
+        .unwrap();
+    first.send(beverage(1, "coffee")).await.unwrap();
+    wait_until("the first post", || standin.messages(ROOM).len() == 1).await;
+    second.send(beverage(1, "coffee")).await.unwrap();
+    wait_long("the second post", Duration::from_secs(10), || {
+        standin.messages(ROOM).len() == 2
+    })
+    .await;
+    assert_eq!(
+        standin.counts().duplicates,
+        1,
+        "the chat refused the repeat once"
+    );
+    let texts: Vec<String> = standin
+        .messages(ROOM)
+        .iter()
+        .map(|m| wire::clean(&m.text).into_owned())
+        .collect();
+    assert_ne!(texts[0], texts[1]);
+    let body = |t: &str| match wire::parse_chat_text(t).unwrap() {
+        wire::ChatText::Frame { body } => body.to_owned(),
+        other => panic!("not a frame: {other:?}"),
+    };
+    assert_eq!(body(&texts[0]), body(&texts[1]), "only the digits differ");
+    assert_eq!(second.stats().posts_given_up, 0); // new-api
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_that_keeps_failing_is_given_up_counted_and_the_transport_goes_on() {
+    let standin = standin().await;
+    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
+    let served = serve_beverages(&receiver);
+    let sender = node(
+        "Henders/EC2",
+        builder(&standin).max_post_tries(2).connect().await.unwrap(),
+    )
+    .await;
+    // Two server errors: two real failures, the post is given up.
+    standin.fail_posts(2);
+    sender.send(beverage(1, "coffee")).await.unwrap();
+    wait_for(&sender, "the post given up", |s| s.posts_given_up == 1).await;
+    assert_eq!(standin.counts().failed_posts, 2);
+    sender.send(beverage(2, "tea")).await.unwrap();
+    wait_until("the next serving", || {
+        served.items().iter().any(|s| s.1 == 2)
+    })
+    .await;
+    assert_eq!(sender.stats().posts_given_up, 1, "the transport went on");
+    sender.shutdown().await.unwrap();
+    receiver.shutdown().await.unwrap();
 }

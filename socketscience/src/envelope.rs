@@ -224,6 +224,32 @@ impl BodyWriter {
     }
 }
 
+impl BodyWriter {
+    /// Why Python SocketScience instances could not take this envelope
+    /// (MessagePack) whole, posted alone with `origin`'s metadata (and a
+    /// signature if `signed`) in one post of at most `room` body bytes.
+    pub(crate) fn check_for_python(
+        &self,
+        origin: &Origin,
+        signed: bool,
+        room: usize,
+    ) -> std::result::Result<(), String> {
+        // Bounded above: the map header (5), `_seq` (5 + 9), `_ts` and `_sig`.
+        let size = 5 + self.buf.len() + origin.msgpack.len() + 14 + if signed { 52 } else { 0 };
+        if size > room {
+            return Err(format!(
+                "it takes up to {size} bytes encoded, and one chat message here carries at most \
+                 {room}; Python SocketScience cannot read an envelope in chunks, so send its \
+                 messages in smaller envelopes"
+            ));
+        }
+        match crate::wire::python_would_raise(&self.buf) {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Writes `key: value` in `codec`, with no separator.
 fn write_entry<T: serde::Serialize + ?Sized>(
     codec: Codec,
@@ -240,7 +266,7 @@ fn write_entry<T: serde::Serialize + ?Sized>(
         }
         Codec::MessagePack => {
             write_msgpack_str(buf, key);
-            rmp_serde::encode::write_named(buf, value).map_err(|e| e.to_string())
+            crate::msgpack::write(buf, value)
         }
     }
 }
@@ -326,6 +352,7 @@ pub(crate) struct Signer<'a> {
 
 impl<'a> Signer<'a> {
     /// A signer stamping the time now, if there are keys to sign with.
+    #[inline]
     pub(crate) fn now(keys: &'a Keys) -> Option<Signer<'a>> {
         (!keys.is_empty()).then(|| Signer {
             keys,

@@ -90,6 +90,22 @@ pub enum Error {
         max: usize,
     },
 
+    /// A node with [`NodeBuilder::python_peers`](crate::NodeBuilder::python_peers)
+    /// refuses an envelope that Python SocketScience instances in the room
+    /// could not take whole: one that needs chunks, or that would make
+    /// SmokeDetector's receive path raise (which stops that instance from
+    /// reading the room).
+    #[error(
+        "node `{name}` shares its room with Python SocketScience instances (`python_peers()`) \
+         and does not send this envelope: {reason}"
+    )]
+    NotForPython {
+        /// The node's instance name.
+        name: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+
     /// The outgoing queue is full and the caller cannot wait.
     #[error(
         "the outgoing queue of node `{name}` is full ({capacity} envelopes): the chat is not \

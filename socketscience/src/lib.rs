@@ -50,6 +50,11 @@
 //!   and counted; the node goes on.
 //! - Envelopes from one sender are dispatched in the order they were sent.
 //!   A node runs its handlers one at a time: spawn long work.
+//! - What a node misses (it was cut off, the chat dropped a post) is asked
+//!   for again and posted again by its sender, within the sender's repair
+//!   history; what cannot be repaired is counted in [`Stats::lost`] and
+//!   logged ([`NodeBuilder::heartbeat`], [`Node::peers`]; the README's
+//!   "Disconnects" section).
 //! - [`Node::shutdown`] posts everything queued and runs everything received
 //!   before it returns.
 //!
@@ -84,6 +89,7 @@ pub mod harness;
 mod irc;
 mod local;
 mod message;
+mod msgpack;
 mod node;
 mod outbox;
 mod presence;

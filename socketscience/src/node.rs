@@ -34,7 +34,8 @@ pub struct NodeBuilder {
     name: String,
     transport: Option<Box<dyn Transport>>,
     trust: Vec<String>,
-    codec: Codec,
+    codec: Option<Codec>,
+    python_peers: bool,
     seed: Option<u64>,
     outgoing_capacity: usize,
     inbound_capacity: usize,
@@ -79,10 +80,39 @@ impl NodeBuilder {
     }
 
     /// The codec this node writes: [`Codec::Json`] (default) between Rust
-    /// instances, [`Codec::MessagePack`] when Python SocketScience instances
-    /// share the room. Every node reads both.
+    /// instances, [`Codec::MessagePack`] (what Python SocketScience writes).
+    /// Every node reads both. When Python instances share the room,
+    /// MessagePack alone is not enough: use
+    /// [`python_peers`](NodeBuilder::python_peers), which sets it.
     pub fn codec(mut self, codec: Codec) -> Self {
-        self.codec = codec;
+        self.codec = Some(codec);
+        self
+    }
+
+    /// Makes this node safe in a room shared with SmokeDetector's Python
+    /// SocketScience instances: nothing it posts can make one of them raise
+    /// (which stops that instance from reading the room) or skip what was
+    /// meant for it. The node then
+    ///
+    /// - writes [`Codec::MessagePack`] (setting [`Codec::Json`] too fails at
+    ///   `start`);
+    /// - posts each envelope alone, whole, exactly as `send` was given it:
+    ///   never merged with another, never a batch, never in chunks;
+    /// - refuses at send, with [`Error::NotForPython`], an envelope that
+    ///   does not fit one chat message, one that Python's `msgpack.loads`
+    ///   refuses (a map key that is not a string, values nested more than
+    ///   1 024 deep), and one that makes SmokeDetector's
+    ///   `SocketScience.handle` raise: a `ping`, or a `metasmoke_state` of
+    ///   `"down"` or `"up"`, without a `location` kind.
+    ///
+    /// It needs a chat of multi-line messages (Python reads only frames
+    /// starting with `".\n\x02"`). Without it (the default), a node writes
+    /// JSON unless told otherwise and shares posts between queued envelopes,
+    /// which is faster between Rust nodes; such a node logs a warning when
+    /// it reads a Python instance's envelope. See docs/wire-format.md,
+    /// "Rooms shared with Python instances".
+    pub fn python_peers(mut self) -> Self {
+        self.python_peers = true;
         self
     }
 
@@ -252,6 +282,7 @@ impl NodeBuilder {
             account = %shared.account,
             session = format_args!("{:016x}", shared.session),
             codec = %shared.codec,
+            python_peers = shared.config.python_peers.is_some(),
             signed = !shared.config.keys.is_empty(),
             handlers = shared.read_registry().handler_count(),
             "socketscience node started"
@@ -267,6 +298,7 @@ impl NodeBuilder {
             transport,
             trust,
             codec,
+            python_peers,
             seed,
             outgoing_capacity,
             inbound_capacity,
@@ -282,6 +314,7 @@ impl NodeBuilder {
         message::check_kinds()?;
         let max_len = transport.max_message_len();
         let lines = transport.lines();
+        let (codec, python_peers) = codec_and_room(python_peers, codec, lines, max_len)?;
         if wire::split_into_chunks(lines, 0, "AAAAAAAA", max_len).is_none() {
             return Err(Error::InvalidOption {
                 option: "Transport::max_message_len",
@@ -298,7 +331,10 @@ impl NodeBuilder {
             ("max_kinds", body_limits.max_kinds),
             ("max_depth", body_limits.max_depth),
             ("repair_window", presence.repair_window.as_millis() as usize),
-            ("repair_timeout", presence.repair_timeout.as_millis() as usize),
+            (
+                "repair_timeout",
+                presence.repair_timeout.as_millis() as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(Error::InvalidOption {
@@ -346,6 +382,7 @@ impl NodeBuilder {
                 max_envelope_bytes,
                 body_limits,
                 reassembly,
+                python_peers,
             },
             counters: Counters::default(),
             outbox: Outbox::new(outgoing_capacity),
@@ -445,6 +482,46 @@ pub(crate) struct Config {
     pub(crate) max_envelope_bytes: usize,
     pub(crate) body_limits: BodyLimits,
     pub(crate) reassembly: ReassemblyLimits,
+    /// With [`NodeBuilder::python_peers`]: the most body bytes one post
+    /// carries (each envelope goes alone, whole, in one post).
+    pub(crate) python_peers: Option<usize>,
+}
+
+/// The codec a node writes, and, with `python_peers`, the most body bytes
+/// one post carries; fails on options `python_peers` cannot keep.
+fn codec_and_room(
+    python_peers: bool,
+    codec: Option<Codec>,
+    lines: wire::Lines,
+    max_len: usize,
+) -> Result<(Codec, Option<usize>)> {
+    if !python_peers {
+        return Ok((codec.unwrap_or_default(), None));
+    }
+    let refuse = |option, reason: &str| {
+        Err(Error::InvalidOption {
+            option,
+            reason: reason.into(),
+        })
+    };
+    if codec == Some(Codec::Json) {
+        return refuse(
+            "codec",
+            "a node with `python_peers()` writes MessagePack, the only codec Python \
+             SocketScience reads; remove `.codec(Codec::Json)`",
+        );
+    }
+    if lines == wire::Lines::Single {
+        return refuse(
+            "python_peers",
+            "this transport's chat messages cannot hold a newline, and Python SocketScience \
+             reads only frames starting with \".\\n\\x02\"; use a chat of multi-line \
+             messages (Stack Exchange chat, LocalChat)",
+        );
+    }
+    // A frame is its start, four digits and the end around the base64.
+    let room = max_len.saturating_sub(wire::FRAME_START.len() + 5) / 4 * 3;
+    Ok((Codec::MessagePack, Some(room)))
 }
 
 impl NodeShared {
@@ -479,7 +556,8 @@ impl Node {
             name: name.into(),
             transport: None,
             trust: Vec::new(),
-            codec: Codec::Json,
+            codec: None,
+            python_peers: false,
             seed: None,
             outgoing_capacity: 10_000,
             inbound_capacity: 1_024,
@@ -581,6 +659,15 @@ impl Node {
                 size,
                 max: shared.config.max_envelope_bytes,
             });
+        }
+        if let Some(room) = shared.config.python_peers {
+            let signed = !shared.config.keys.is_empty();
+            if let Err(reason) = writer.check_for_python(shared.origin(), signed, room) {
+                return Err(Error::NotForPython {
+                    name: shared.name.to_string(),
+                    reason,
+                });
+            }
         }
         Ok(writer)
     }

@@ -71,6 +71,17 @@ counters! {
     handler_errors,
     /// Handler runs that panicked.
     handler_panics,
+    /// Chat posts the transport gave up on after its tries of real
+    /// failures (logged with how many envelopes each held); throttle
+    /// answers never count as failures.
+    posts_given_up,
+    /// Chat messages seen in the room whose full source could not be read
+    /// within the transport's bound (logged with their message id): their
+    /// envelopes did not reach this node.
+    sources_lost,
+    /// Times the chat answered that the room is in timeout; the transport
+    /// waited it out.
+    room_timeouts,
     /// Envelopes given up: missed and not repaired (the sender restarted,
     /// its history no longer held them, or the repair timeout passed); each
     /// range is also logged with its sender.
@@ -113,6 +124,13 @@ impl Stats {
     /// All handler failures: errors and panics.
     pub fn handler_failures(&self) -> u64 {
         self.handler_errors + self.handler_panics
+    }
+}
+
+impl Counter {
+    /// Adds to a counter that several tasks may update at once.
+    pub(crate) fn add_shared(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
     }
 }
 

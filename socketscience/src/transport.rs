@@ -146,8 +146,9 @@ impl TransportIo {
     /// When several envelopes are waiting (the transport was throttled, or
     /// the program sends faster than the chat takes posts), one post
     /// carries as many as fit, in order: with the JSON codec as a batch,
-    /// with MessagePack as one merged map while no kind repeats, so that
-    /// Python receivers still read every post. Call it only when the chat
+    /// with MessagePack as one merged map while no kind repeats; except on
+    /// a node with [`NodeBuilder::python_peers`](crate::NodeBuilder::python_peers),
+    /// which posts each envelope alone. Call it only when the chat
     /// will take a post: envelopes wait in the node meanwhile.
     ///
     /// Cancel-safe: dropping the future before it completes loses nothing,
@@ -180,9 +181,8 @@ impl TransportIo {
                     presence
                         .posted_end
                         .store(last.seq + 1, std::sync::atomic::Ordering::Relaxed);
-                    // Kept for repair; those they replace go back to the
-                    // outbox on the next turn.
-                    self.history.keep(&mut group, presence.coarse_ms());
+                    // A copy kept for repair.
+                    self.history.keep(&group, presence.coarse_ms());
                 }
                 let post = self.frame(&body);
                 if body.capacity() <= 64 << 10 {
@@ -206,7 +206,8 @@ impl TransportIo {
     /// is; several as a batch (or, in MessagePack where no kind repeats, a
     /// merged map), deflated if that is too long for one post. If even
     /// deflated it is too long, the last envelopes go back to wait for the
-    /// next post (in `carry`) until it fits, or one envelope is left.
+    /// next post (in `carry`) until it fits, or one envelope is left. (With
+    /// `python_peers`, groups are of one envelope: posted as it is.)
     fn assemble(&mut self, group: &mut Vec<Encoded>) -> Vec<u8> {
         let shared = &self.shared;
         let (codec, origin) = (shared.codec, shared.origin());
@@ -253,7 +254,6 @@ impl TransportIo {
             .load(std::sync::atomic::Ordering::Relaxed);
         let (picked, gone) = self.history.select(
             &queue.serve,
-            posted,
             presence.coarse_ms(),
             presence.options.repair_window.as_millis() as u64,
         );
@@ -292,14 +292,14 @@ impl TransportIo {
         while at < picked.len() {
             let mut group = Vec::new();
             let mut size = 0;
-            while let Some(&i) = picked.get(at) {
-                let e = self.history.get(i);
+            while let Some(e) = picked.get(at) {
                 let grown = size + e.bytes.len() + 24;
-                if !group.is_empty() && (grown > limit || group.len() >= crate::repair::MAX_REPAIRS) {
+                if !group.is_empty() && (grown > limit || group.len() >= crate::repair::MAX_REPAIRS)
+                {
                     break;
                 }
                 size = grown;
-                group.push(e);
+                group.push(e.clone());
                 at += 1;
             }
             crate::repair::write_control_body(
@@ -371,6 +371,9 @@ impl TransportIo {
             .saturating_sub(overhead(shared.origin()))
             .min(shared.config.max_envelope_bytes / 2);
         let mut size = 0;
+        // With Python peers, each envelope goes alone, as it was sent (so
+        // never in a batch, never deflated).
+        let alone = shared.config.python_peers.is_some();
         shared
             .outbox
             .poll_posts(cx, group, &mut self.carry, |group, next| {
@@ -378,6 +381,9 @@ impl TransportIo {
                     // The first goes whatever its size (in chunks if need be).
                     size = grown_size(0, next);
                     return true;
+                }
+                if alone {
+                    return false;
                 }
                 let grown = grown_size(size, next);
                 let fits = group.len() < MAX_GROUP && grown <= limit;

@@ -907,15 +907,12 @@ fn parse_msgpack_body<'a>(
                 b"_seq" => seq = Some(meta_uint(&mut rest, KEY_SEQ)?),
                 b"_count" => count = Some(meta_uint(&mut rest, KEY_COUNT)?),
                 b"_ts" => timestamp = Some(meta_uint(&mut rest, KEY_TIMESTAMP)?),
-                b"_hb" | b"_rq" | b"_nak" | b"_rp" => {
-                    control_entry(&mut control, key, &mut rest, limits)?
-                }
                 b"_batch" if batch.is_none() => {
                     let before = messages.len();
                     let n = msgpack_batch(&mut rest, limits, messages, &known)?;
                     batch = Some((n, messages.len() - before));
                 }
-                _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
+                _ => reserved_entry(&mut control, key, &mut rest, limits)?,
             }
             continue;
         }
@@ -1013,27 +1010,32 @@ fn msgpack_batch<'a>(
     Ok(n as u64)
 }
 
-/// Reads a `_hb`, `_rq`, `_nak` or `_rp` value into `control` (lists raw).
+/// Reads a reserved key's value other than the envelope's metadata: a
+/// `_hb`, `_rq`, `_nak` or `_rp` into `control` (the lists raw); any other
+/// (`_sig`, keys of later versions) is skipped. Out of line: the usual body
+/// has none but `_sig`.
 #[cold]
 #[inline(never)]
-fn control_entry<'a>(
+fn reserved_entry<'a>(
     control: &mut Option<Box<Control<'a>>>,
     key: &[u8],
     rest: &mut &'a [u8],
     limits: BodyLimits,
 ) -> Result<(), BodyError> {
-    let control = control.get_or_insert_with(Default::default);
     if key == b"_hb" {
-        control.heartbeat = Some(meta_uint(rest, KEY_HEARTBEAT)?);
+        let heartbeat = meta_uint(rest, KEY_HEARTBEAT)?;
+        control.get_or_insert_with(Default::default).heartbeat = Some(heartbeat);
         return Ok(());
     }
     let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
     *rest = after;
-    *match key {
-        b"_rq" => &mut control.requests,
-        b"_nak" => &mut control.unrepairable,
-        _ => &mut control.repairs,
-    } = Some(value);
+    let slot = match key {
+        b"_rq" => &mut control.get_or_insert_with(Default::default).requests,
+        b"_nak" => &mut control.get_or_insert_with(Default::default).unrepairable,
+        b"_rp" => &mut control.get_or_insert_with(Default::default).repairs,
+        _ => return Ok(()),
+    };
+    *slot = Some(value);
     Ok(())
 }
 
@@ -1054,11 +1056,7 @@ fn trailing(bytes: usize) -> BodyError {
 pub(crate) type WireRange = (String, u64, u64, u64);
 
 /// Reads a `_rq` or `_nak` list (at most `max` ranges).
-pub(crate) fn read_ranges(
-    codec: Codec,
-    raw: &[u8],
-    max: usize,
-) -> Result<Vec<WireRange>, String> {
+pub(crate) fn read_ranges(codec: Codec, raw: &[u8], max: usize) -> Result<Vec<WireRange>, String> {
     let ranges: Vec<WireRange> = match codec {
         Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string())?,
         Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string())?,
@@ -1320,6 +1318,84 @@ fn skip_items(bytes: &[u8], head: Head, depth: usize, max_depth: usize) -> Resul
     Ok(pos)
 }
 
+/// Why SmokeDetector's Python SocketScience would raise on a payload whose
+/// kinds are the MessagePack map entries `entries` (as a node writes them),
+/// if it would: its `msgpack.loads` refuses map keys that are neither
+/// strings nor bytes (`ValueError`, its default `strict_map_key`), and its
+/// `SocketScience.handle` reads the payload's `location` when the payload
+/// has `ping`, or `metasmoke_state` equal to `"down"` or `"up"`
+/// (`KeyError` without one).
+pub(crate) fn python_would_raise(entries: &[u8]) -> Option<String> {
+    let (mut location, mut reads_location) = (false, None);
+    let mut rest = entries;
+    while !rest.is_empty() {
+        let (key, after) = msgpack_str(rest)?;
+        let kind = String::from_utf8_lossy(key);
+        let end = match python_keys(after, 0, 0) {
+            Ok(end) => end,
+            Err(why) => {
+                return Some(format!(
+                    "the value of `{kind}` {why}, and that instance stops reading the room"
+                ))
+            }
+        };
+        let (value, after) = after.split_at(end);
+        rest = after;
+        match key {
+            b"location" => location = true,
+            b"ping" => reads_location = reads_location.or(Some("a `ping`")),
+            b"metasmoke_state" if matches!(value, b"\xa4down" | b"\xa2up") => {
+                reads_location =
+                    reads_location.or(Some("a `metasmoke_state` of \"down\" or \"up\""))
+            }
+            _ => {}
+        }
+    }
+    let what = reads_location.filter(|_| !location)?;
+    Some(format!(
+        "SmokeDetector's `SocketScience.handle` reads the `location` of every payload with \
+         {what}, and raises `KeyError` without one, after which that instance stops reading \
+         the room: add a `location` kind to this envelope (such as \
+         `#[message(\"location\")] struct Location(String)`, with this instance's name)"
+    ))
+}
+
+/// Where the MessagePack value at `pos`, `depth` maps or lists inside the
+/// envelope's map, ends, if Python's `msgpack.loads` reads it: every map's
+/// keys are strings or bytes, and it nests no deeper than Python reads
+/// (1 024 maps or lists, the envelope's included); why not, otherwise.
+fn python_keys(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, &'static str> {
+    let marker = bytes.get(pos).copied();
+    let head = msgpack_head(bytes, pos).map_err(|_| "cannot be read back")?;
+    if !head.nested {
+        return Ok(head.end);
+    }
+    if depth + 2 > 1_024 {
+        return Err(
+            "is nested deeper than Python's `msgpack.loads` reads (1 024 maps or lists, \
+             the envelope's included): it raises `StackError`",
+        );
+    }
+    let map = matches!(marker, Some(0x80..=0x8f | 0xde | 0xdf));
+    let mut pos = head.end;
+    for item in 0..head.items {
+        if map
+            && item % 2 == 0
+            && !matches!(
+                bytes.get(pos),
+                Some(0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6)
+            )
+        {
+            return Err(
+                "holds a map whose key is not a string: Python's `msgpack.loads` refuses \
+                 the whole payload (`ValueError`, its default `strict_map_key`); use string keys",
+            );
+        }
+        pos = python_keys(bytes, pos, depth + 1)?;
+    }
+    Ok(pos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1347,6 +1423,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn what_python_would_raise_on() {
+        let entry = |key: &str, value: &[u8]| {
+            let mut buf = Vec::new();
+            rmp::encode::write_str(&mut buf, key).unwrap();
+            buf.extend_from_slice(value);
+            buf
+        };
+        // Python's msgpack.loads reads 1 024 nested maps or lists, the
+        // envelope's own map included, and raises StackError past that.
+        for (lists, raises) in [(1_023, false), (1_024, true)] {
+            let mut nested = vec![0x91; lists - 1];
+            nested.push(0x90);
+            let why = python_would_raise(&entry("deep", &nested));
+            assert_eq!(why.is_some(), raises, "{lists}: {why:?}");
+        }
+        let int_key = entry("by_id", b"\x81\x07\xa1x");
+        assert!(python_would_raise(&int_key)
+            .unwrap()
+            .contains("use string keys"));
+        assert_eq!(
+            python_would_raise(&entry("by_name", b"\x81\xa1k\xc4\x01x")),
+            None
+        );
+        let down = entry("metasmoke_state", b"\xa4down");
+        assert!(python_would_raise(&down).unwrap().contains("`location`"));
+        let other = entry("metasmoke_state", b"\xa7unknown");
+        assert_eq!(python_would_raise(&other), None);
+        let ping = entry("ping", b"\x01");
+        assert!(python_would_raise(&ping).is_some());
+        let with_location = [ping, entry("location", b"\xa1x")].concat();
+        assert_eq!(python_would_raise(&with_location), None);
     }
 
     #[test]
@@ -1679,18 +1789,343 @@ mod tests {
 // command, tests and tools. It sits after `mod tests` only so that the code
 // above stays untouched; it may move above the tests at any time.
 
-pub use owned::{decode_body, encode_frame, Decoded};
+pub use owned::{decode_body, encode_frame, Decoded, Value};
 
 #[allow(clippy::items_after_test_module)]
 mod owned {
+    use std::fmt::{self, Write as _};
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde::ser::{Error as _, Serialize, SerializeMap, SerializeSeq, Serializer};
+
     use super::{
-        encode_base64, inflate_body, msgpack_str, parse_body, split_msgpack_value, write_frame,
-        BodyLimits, Codec, Lines, WireError, KEY_BATCH,
+        encode_base64, inflate_body, parse_body, write_frame, BodyLimits, Codec, Lines, WireError,
+        KEY_BATCH,
     };
 
-    type Messages = serde_json::Map<String, serde_json::Value>;
+    /// The messages of a decoded body: kind and value, in the body's order.
+    type Messages = Vec<(String, Value)>;
 
-    /// A decoded body, owned: its metadata and its messages as JSON values.
+    /// A value as a body carries it, whatever its codec: what Python's
+    /// `msgpack.loads` or `json.loads` would give, with map keys in the
+    /// body's order.
+    ///
+    /// Its [`Display`](fmt::Display) is JSON as Python's `json.dumps` writes
+    /// it (what `socketscience decode` prints): floats as Python's `repr`
+    /// (`1e+16`, `5e-324`, `1.0`), NaN and infinities as `NaN`,
+    /// `Infinity` and `-Infinity` (which Python's `json.loads` reads back),
+    /// bytes as `{"$bin": "<hex>"}`, and map keys that are not strings as
+    /// Python turns them into strings (`7` as `"7"`, `true` as `"true"`,
+    /// `None` as `"null"`); a key that is bytes, a list or a map, which
+    /// Python refuses, as its own JSON text. (A MessagePack ext value is
+    /// not read: [`decode_body`] fails on it.) `{}` is compact
+    /// (`{"a":[1,2]}`); `{:#}` is indented by two spaces, as
+    /// `json.dumps(value, indent=2)`.
+    ///
+    /// ```
+    /// use socketscience::wire::Value;
+    ///
+    /// let value: Value = serde_json::from_str(r#"{"b": [1, 2.5e20], "a": null}"#).unwrap();
+    /// assert_eq!(value.to_string(), r#"{"b":[1,2.5e+20],"a":null}"#);
+    /// assert_eq!(Value::Float(f64::NEG_INFINITY).to_string(), "-Infinity");
+    /// ```
+    #[derive(Debug, Clone)]
+    pub enum Value {
+        /// Nil, `null`, Python's `None`.
+        Null,
+        /// A boolean.
+        Bool(bool),
+        /// An integer: MessagePack's and JSON's fit `i64` or `u64`.
+        Int(i128),
+        /// A floating-point number (MessagePack float32 widened).
+        Float(f64),
+        /// A string.
+        String(String),
+        /// MessagePack bin: Python's `bytes`.
+        Bytes(Vec<u8>),
+        /// A list.
+        Array(Vec<Value>),
+        /// A map, entries in the body's order.
+        Map(Vec<(Value, Value)>),
+    }
+
+    /// Equal values; floats compared bit for bit (`NaN` equals itself,
+    /// `-0.0` differs from `0.0`).
+    impl PartialEq for Value {
+        fn eq(&self, other: &Value) -> bool {
+            match (self, other) {
+                (Value::Null, Value::Null) => true,
+                (Value::Bool(a), Value::Bool(b)) => a == b,
+                (Value::Int(a), Value::Int(b)) => a == b,
+                (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+                (Value::String(a), Value::String(b)) => a == b,
+                (Value::Bytes(a), Value::Bytes(b)) => a == b,
+                (Value::Array(a), Value::Array(b)) => a == b,
+                (Value::Map(a), Value::Map(b)) => a == b,
+                _ => false,
+            }
+        }
+    }
+
+    impl From<serde_json::Value> for Value {
+        fn from(value: serde_json::Value) -> Value {
+            match value {
+                serde_json::Value::Null => Value::Null,
+                serde_json::Value::Bool(b) => Value::Bool(b),
+                serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                    (Some(n), _) => Value::Int(n.into()),
+                    (None, Some(n)) => Value::Int(n.into()),
+                    _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                serde_json::Value::String(s) => Value::String(s),
+                serde_json::Value::Array(a) => {
+                    Value::Array(a.into_iter().map(Value::from).collect())
+                }
+                serde_json::Value::Object(m) => Value::Map(
+                    m.into_iter()
+                        .map(|(k, v)| (Value::String(k), Value::from(v)))
+                        .collect(),
+                ),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Value {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(ValueVisitor)
+        }
+    }
+
+    struct ValueVisitor;
+
+    impl<'de> Visitor<'de> for ValueVisitor {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Int(v.into()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Int(v.into()))
+        }
+        fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
+            Ok(Value::Int(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::Float(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Value, E> {
+            Ok(Value::Bytes(v.to_vec()))
+        }
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Value, E> {
+            Ok(Value::Bytes(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            Value::deserialize(d)
+        }
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, _: D) -> Result<Value, D::Error> {
+            // What rmp_serde makes of a MessagePack ext value.
+            Err(de::Error::custom(
+                "a MessagePack ext value, which is not shown",
+            ))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+            while let Some(entry) = map.next_entry()? {
+                entries.push(entry);
+            }
+            Ok(Value::Map(entries))
+        }
+    }
+
+    /// MessagePack as Python's `msgpack.dumps` writes the same value (map
+    /// entries in order, integers in their smallest form); an integer
+    /// beyond 64 bits is an error.
+    impl Serialize for Value {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Value::Null => s.serialize_unit(),
+                Value::Bool(b) => s.serialize_bool(*b),
+                Value::Int(n) => match (u64::try_from(*n), i64::try_from(*n)) {
+                    (Ok(n), _) => s.serialize_u64(n),
+                    (_, Ok(n)) => s.serialize_i64(n),
+                    _ => Err(S::Error::custom(format_args!(
+                        "the integer {n} does not fit 64 bits"
+                    ))),
+                },
+                Value::Float(f) => s.serialize_f64(*f),
+                Value::String(v) => s.serialize_str(v),
+                Value::Bytes(b) => s.serialize_bytes(b),
+                Value::Array(items) => {
+                    let mut seq = s.serialize_seq(Some(items.len()))?;
+                    for item in items {
+                        seq.serialize_element(item)?;
+                    }
+                    seq.end()
+                }
+                Value::Map(entries) => {
+                    let mut map = s.serialize_map(Some(entries.len()))?;
+                    for (k, v) in entries {
+                        map.serialize_entry(k, v)?;
+                    }
+                    map.end()
+                }
+            }
+        }
+    }
+
+    /// A float as Python's `repr` writes it (and `json.dumps`, with
+    /// `NaN`, `Infinity`, `-Infinity`): the shortest digits that read back
+    /// the same, in positional notation when the exponent is from -5 to
+    /// 15, else as `1.5e+300`.
+    fn python_float(out: &mut String, f: f64) {
+        if f.is_nan() {
+            return out.push_str("NaN");
+        }
+        if f.is_infinite() {
+            return out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+        }
+        // `{:e}` gives the shortest round-trip digits: `-1.5e300`, `5e-324`.
+        let sci = format!("{f:e}");
+        let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let (sign, mantissa) = match mantissa.strip_prefix('-') {
+            Some(m) => ("-", m),
+            None => ("", mantissa),
+        };
+        let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+        out.push_str(sign);
+        // Where the decimal point goes, counted in digits from the left.
+        let point = exp + 1;
+        if -4 < point && point <= 16 {
+            let n = digits.len() as i32;
+            if point <= 0 {
+                out.push_str("0.");
+                out.extend(std::iter::repeat_n('0', (-point) as usize));
+                out.push_str(&digits);
+            } else if point >= n {
+                out.push_str(&digits);
+                out.extend(std::iter::repeat_n('0', (point - n) as usize));
+                out.push_str(".0");
+            } else {
+                out.push_str(&digits[..point as usize]);
+                out.push('.');
+                out.push_str(&digits[point as usize..]);
+            }
+        } else {
+            out.push_str(&digits[..1]);
+            if digits.len() > 1 {
+                out.push('.');
+                out.push_str(&digits[1..]);
+            }
+            let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+        }
+    }
+
+    fn json_str(out: &mut String, s: &str) {
+        // Serialising a string to JSON cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+
+    impl Value {
+        /// A map key as Python's `json.dumps` turns it into a string.
+        fn write_key(&self, out: &mut String) {
+            match self {
+                Value::String(s) => json_str(out, s),
+                Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => {
+                    let mut key = String::new();
+                    self.write(&mut key, None, 0);
+                    json_str(out, &key);
+                }
+                other => json_str(out, &other.to_string()),
+            }
+        }
+
+        /// Writes the value; `indent`: spaces per level, if indented.
+        fn write(&self, out: &mut String, indent: Option<usize>, level: usize) {
+            let newline = |out: &mut String, level: usize| {
+                if let Some(n) = indent {
+                    out.push('\n');
+                    out.extend(std::iter::repeat_n(' ', n * level));
+                }
+            };
+            match self {
+                Value::Null => out.push_str("null"),
+                Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                Value::Int(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                Value::Float(f) => python_float(out, *f),
+                Value::String(s) => json_str(out, s),
+                Value::Bytes(b) => {
+                    let hex: String = b.iter().map(|b| format!("{b:02x}")).collect();
+                    Value::Map(vec![(Value::String("$bin".into()), Value::String(hex))])
+                        .write(out, indent, level);
+                }
+                Value::Array(items) if items.is_empty() => out.push_str("[]"),
+                Value::Array(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        newline(out, level + 1);
+                        item.write(out, indent, level + 1);
+                    }
+                    newline(out, level);
+                    out.push(']');
+                }
+                Value::Map(entries) if entries.is_empty() => out.push_str("{}"),
+                Value::Map(entries) => {
+                    out.push('{');
+                    for (i, (k, v)) in entries.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        newline(out, level + 1);
+                        k.write_key(out);
+                        out.push_str(if indent.is_some() { ": " } else { ":" });
+                        v.write(out, indent, level + 1);
+                    }
+                    newline(out, level);
+                    out.push('}');
+                }
+            }
+        }
+    }
+
+    impl fmt::Display for Value {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let mut out = String::new();
+            self.write(&mut out, f.alternate().then_some(2), 0);
+            f.write_str(&out)
+        }
+    }
+
+    /// A decoded body, owned: its metadata and its messages.
     ///
     /// Made by [`decode_body`]; what the `socketscience decode` command prints.
     #[derive(Debug, Clone, PartialEq)]
@@ -1708,12 +2143,12 @@ mod owned {
         /// (`_count` of a merged MessagePack map, or the length of a JSON
         /// `_batch`).
         pub count: Option<u64>,
-        /// The messages, kind to value. Other keys starting with `_` are
-        /// reserved and left out. For a JSON batch, the kinds of all its
-        /// envelopes; a kind that repeats keeps its last value (see `batch`).
-        pub messages: Messages,
+        /// The messages, kind and value, in the body's order. Other keys
+        /// starting with `_` are reserved and left out. For a batch, the
+        /// messages of all its envelopes, in order (see `batch`).
+        pub messages: Vec<(String, Value)>,
         /// For a batch (`_batch`), each envelope's messages, in order.
-        pub batch: Option<Vec<Messages>>,
+        pub batch: Option<Vec<Vec<(String, Value)>>>,
     }
 
     /// The largest body [`decode_body`] inflates a compressed body to (the
@@ -1721,15 +2156,17 @@ mod owned {
     const MAX_INFLATED: usize = 256 << 10;
 
     /// Decodes a body (base64 already removed, see [`decode_base64`]) into
-    /// owned values, within [`BodyLimits::default`].
+    /// owned values, within [`BodyLimits::default`]. Every value is shown,
+    /// bytes and non-finite floats included.
     ///
     /// ```
-    /// use socketscience::wire::{decode_body, Codec};
+    /// use socketscience::wire::{decode_body, Codec, Value};
     ///
     /// let decoded = decode_body(br#"{"ping":{"location":"here"},"_from":"Henders/EC2"}"#)?;
     /// assert_eq!(decoded.codec, Codec::Json);
     /// assert_eq!(decoded.from.as_deref(), Some("Henders/EC2"));
-    /// assert_eq!(decoded.messages["ping"]["location"], "here");
+    /// assert_eq!(decoded.messages[0].0, "ping");
+    /// assert_eq!(decoded.messages[0].1.to_string(), r#"{"location":"here"}"#);
     /// # Ok::<(), socketscience::wire::WireError>(())
     /// ```
     ///
@@ -1748,7 +2185,7 @@ mod owned {
             .messages
             .iter()
             .map(|(kind, value)| {
-                let value = value.to_json().map_err(|reason| WireError::Body {
+                let value = value.decode::<Value>().map_err(|reason| WireError::Body {
                     codec,
                     reason: format!("the value of `{kind}`: {reason}"),
                 })?;
@@ -1756,8 +2193,7 @@ mod owned {
             })
             .collect::<Result<_, WireError>>()?;
         let batch = match (codec, parsed.meta.count) {
-            (Codec::Json, Some(_)) => json_batch(body)?,
-            (Codec::MessagePack, Some(_)) => msgpack_batch(body)?,
+            (codec, Some(_)) => batch(codec, body)?,
             _ => None,
         };
         Ok(Decoded {
@@ -1771,74 +2207,44 @@ mod owned {
         })
     }
 
-    /// The envelopes of a JSON body's `_batch`, already checked by
-    /// [`parse_body`], without their reserved keys.
-    fn json_batch(body: &[u8]) -> Result<Option<Vec<Messages>>, WireError> {
-        let reason = |e: serde_json::Error| WireError::Body {
-            codec: Codec::Json,
-            reason: e.to_string(),
+    /// The envelopes of a body's `_batch` (JSON, or MessagePack), already
+    /// checked by [`parse_body`], without their reserved keys.
+    fn batch(codec: Codec, body: &[u8]) -> Result<Option<Vec<Messages>>, WireError> {
+        let bad = |reason: String| WireError::Body { codec, reason };
+        let map = match codec {
+            Codec::Json => serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?,
+            Codec::MessagePack => rmp_serde::from_slice(body).map_err(|e| bad(e.to_string()))?,
         };
-        let mut map: Messages = serde_json::from_slice(body).map_err(reason)?;
-        let Some(batch) = map.remove(KEY_BATCH) else {
+        let Value::Map(map) = map else {
+            return Err(bad("not a map".into()));
+        };
+        let Some((_, Value::Array(envelopes))) = map
+            .into_iter()
+            .find(|(k, _)| matches!(k, Value::String(k) if k == KEY_BATCH))
+        else {
             return Ok(None);
         };
-        let envelopes: Vec<Messages> = serde_json::from_value(batch).map_err(reason)?;
-        Ok(Some(
-            envelopes
-                .into_iter()
-                .map(|mut envelope| {
-                    envelope.retain(|kind, _| !kind.starts_with('_'));
-                    envelope
-                })
-                .collect(),
-        ))
+        envelopes
+            .into_iter()
+            .map(|envelope| match envelope {
+                Value::Map(entries) => Ok(entries
+                    .into_iter()
+                    .filter_map(|(k, v)| match k {
+                        Value::String(k) if !k.starts_with('_') => Some((k, v)),
+                        _ => None,
+                    })
+                    .collect()),
+                _ => Err(bad("a `_batch` item is not a map".into())),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
-    /// The envelopes of a MessagePack body's `_batch`, already checked by
-    /// [`parse_body`], without their reserved keys (`None` for a merged
-    /// map).
-    fn msgpack_batch(body: &[u8]) -> Result<Option<Vec<Messages>>, WireError> {
-        let broken = |reason: &str| WireError::Body {
-            codec: Codec::MessagePack,
-            reason: reason.to_owned(),
-        };
-        let depth = BodyLimits::default().max_depth;
-        let mut rest = body;
-        let len = rmp::decode::read_map_len(&mut rest).map_err(|_| broken("not a map"))?;
-        for _ in 0..len {
-            let (key, after) = msgpack_str(rest).ok_or_else(|| broken("a key"))?;
-            let (value, after) =
-                split_msgpack_value(after, depth).map_err(|_| broken("a value"))?;
-            rest = after;
-            if key != KEY_BATCH.as_bytes() {
-                continue;
-            }
-            let mut items = value;
-            let n = rmp::decode::read_array_len(&mut items).map_err(|_| broken("`_batch`"))?;
-            let mut envelopes = Vec::new();
-            for _ in 0..n {
-                let (item, after) =
-                    split_msgpack_value(items, depth).map_err(|_| broken("an item"))?;
-                items = after;
-                let parsed = parse_body(item, BodyLimits::default())?;
-                let mut envelope = Messages::new();
-                for (kind, value) in &parsed.messages {
-                    let value = value.to_json().map_err(|reason| WireError::Body {
-                        codec: Codec::MessagePack,
-                        reason: format!("the value of `{kind}`: {reason}"),
-                    })?;
-                    envelope.insert(kind.clone().into_owned(), value);
-                }
-                envelopes.push(envelope);
-            }
-            return Ok(Some(envelopes));
-        }
-        Ok(None)
-    }
-
-    /// Writes `payload` as one frame: the map in `codec` (MessagePack as
-    /// Python's `msgpack.dumps` writes it), base64, then the frame around it
-    /// with the four `digits` (taken modulo 10000).
+    /// Writes `payload`, a map (a `serde_json::Map`, a [`Value::Map`], ...),
+    /// as one frame: the map in `codec` (MessagePack as Python's
+    /// `msgpack.dumps` writes it, entries in the map's own order), base64,
+    /// then the frame around it with the four `digits` (taken modulo
+    /// 10000).
     ///
     /// Every key is written as given, reserved ones (`_from`, ...) included.
     /// The frame is not split: see [`split_into_chunks`] for long ones.
@@ -1847,28 +2253,34 @@ mod owned {
     /// use socketscience::wire::{encode_frame, Codec, Lines};
     ///
     /// let payload = serde_json::json!({"metasmoke_state": "down"});
-    /// let frame = encode_frame(Codec::Json, Lines::Multi, 42, payload.as_object().unwrap())?;
+    /// let frame = encode_frame(Codec::Json, Lines::Multi, 42, &payload)?;
     /// assert_eq!(frame, ".\n\u{2}0042eyJtZXRhc21va2Vfc3RhdGUiOiJkb3duIn0=\u{3}");
     /// # Ok::<(), socketscience::wire::WireError>(())
     /// ```
     ///
     /// [`split_into_chunks`]: super::split_into_chunks
-    pub fn encode_frame(
+    pub fn encode_frame<T: Serialize + ?Sized>(
         codec: Codec,
         lines: Lines,
         digits: u16,
-        payload: &Messages,
+        payload: &T,
     ) -> Result<String, WireError> {
         let body = match codec {
             Codec::Json => serde_json::to_vec(payload).map_err(|e| e.to_string()),
             Codec::MessagePack => {
                 let mut buf = Vec::new();
-                rmp_serde::encode::write_named(&mut buf, payload)
-                    .map(|()| buf)
-                    .map_err(|e| e.to_string())
+                crate::msgpack::write(&mut buf, payload).map(|()| buf)
             }
         }
         .map_err(|reason| WireError::Body { codec, reason })?;
+        if Codec::sniff(&body) != codec
+            || (codec == Codec::MessagePack && !matches!(body[0], 0x80..=0x8f | 0xde | 0xdf))
+        {
+            return Err(WireError::Body {
+                codec,
+                reason: "the payload is not a map".into(),
+            });
+        }
         let mut b64 = String::new();
         encode_base64(&body, &mut b64);
         let mut frame = String::new();
@@ -1909,11 +2321,17 @@ mod owned {
                     assert_eq!(decoded.from.as_deref(), Some("Henders/EC2"));
                     assert_eq!((decoded.session, decoded.seq), (Some(9), Some(3)));
                     assert_eq!(
-                        serde_json::Value::Object(decoded.messages),
-                        serde_json::json!({
-                            "ping": {"location": "Henders/EC2", "timestamp": 1.5},
+                        Value::Map(
+                            decoded
+                                .messages
+                                .into_iter()
+                                .map(|(k, v)| (Value::String(k), v))
+                                .collect()
+                        ),
+                        Value::from(serde_json::json!({
                             "metasmoke_state": "down",
-                        })
+                            "ping": {"location": "Henders/EC2", "timestamp": 1.5},
+                        }))
                     );
                 }
             }
@@ -1931,14 +2349,16 @@ mod owned {
             );
             assert_eq!(decoded.count, Some(2));
             assert_eq!(decoded.seq, Some(5));
+            let entries = |kvs: &[(&str, i128)]| -> Messages {
+                kvs.iter()
+                    .map(|(k, v)| (k.to_string(), Value::Int(*v)))
+                    .collect()
+            };
             assert_eq!(
-                serde_json::to_value(&decoded.batch).unwrap(),
-                serde_json::json!([{"a": 1}, {"a": 2, "b": 3}])
+                decoded.batch,
+                Some(vec![entries(&[("a", 1)]), entries(&[("a", 2), ("b", 3)])])
             );
-            assert_eq!(
-                serde_json::Value::Object(decoded.messages),
-                serde_json::json!({"a": 2, "b": 3})
-            );
+            assert_eq!(decoded.messages, entries(&[("a", 1), ("a", 2), ("b", 3)]));
 
             let decoded = round_trip(
                 Codec::MessagePack,
@@ -1965,16 +2385,59 @@ mod owned {
         }
 
         #[test]
-        fn values_that_are_not_json_are_errors() {
-            // A MessagePack map with an integer key inside a message.
-            let body = b"\x81\xa1k\x81\x01\x02";
-            assert!(matches!(
-                decode_body(body),
-                Err(WireError::Body {
-                    codec: Codec::MessagePack,
-                    ..
-                })
-            ));
+        fn values_that_are_not_json_are_shown_as_python_would() {
+            // {"k": {1: 2}, "b": b"\x00\xff", "n": NaN, "i": -inf, "f": 1e16}
+            let mut body = b"\x85\xa1k\x81\x01\x02\xa1b\xc4\x02\x00\xff".to_vec();
+            body.extend(b"\xa1n\xcb\x7f\xf8\0\0\0\0\0\0\xa1i\xcb\xff\xf0\0\0\0\0\0\0");
+            body.extend(b"\xa1f\xcb\x43\x41\xc3\x79\x37\xe0\x80\x00");
+            let decoded = decode_body(&body).unwrap();
+            let shown: Vec<String> = decoded
+                .messages
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            assert_eq!(
+                shown,
+                [
+                    r#"k={"1":2}"#,
+                    r#"b={"$bin":"00ff"}"#,
+                    "n=NaN",
+                    "i=-Infinity",
+                    "f=1e+16"
+                ]
+            );
+        }
+
+        #[test]
+        fn floats_print_as_python_repr_does() {
+            for (f, python) in [
+                (0.0, "0.0"),
+                (-0.0, "-0.0"),
+                (1.0, "1.0"),
+                (0.1, "0.1"),
+                (1712345678.25, "1712345678.25"),
+                (1e15, "1000000000000000.0"),
+                (1e16, "1e+16"),
+                (1.5e300, "1.5e+300"),
+                (-1.5e-300, "-1.5e-300"),
+                (0.0001, "0.0001"),
+                (0.00001, "1e-05"),
+                (5e-324, "5e-324"),
+                (123456789012345680.0, "1.2345678901234568e+17"),
+                (f64::INFINITY, "Infinity"),
+            ] {
+                assert_eq!(Value::Float(f).to_string(), python, "{f:e}");
+            }
+        }
+
+        #[test]
+        fn pretty_printing_is_python_indent_2() {
+            let value: Value =
+                serde_json::from_str(r#"{"b":[1,{}],"a":[],"c":{"d":null}}"#).unwrap();
+            assert_eq!(
+                format!("{value:#}"),
+                "{\n  \"b\": [\n    1,\n    {}\n  ],\n  \"a\": [],\n  \"c\": {\n    \"d\": null\n  }\n}"
+            );
         }
     }
 }

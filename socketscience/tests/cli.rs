@@ -391,3 +391,51 @@ fn the_decode_help_example_works() {
         other => panic!("expected one envelope, got {other:?}"),
     }
 }
+
+#[test]
+fn encode_keeps_the_key_order_of_its_input_as_python_does() {
+    // Python: msgpack.dumps({"zeta": {"b": 1, "a": [{"y": None, "x": 2.5}]}, "alpha": "first?"})
+    let input = r#"{"zeta": {"b": 1, "a": [{"y": null, "x": 2.5}]}, "alpha": "first?"}"#;
+    let output = run(
+        &["encode", "--codec", "msgpack", "--digits", "1234"],
+        Some(input),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let mut body = b"\x82\xa4zeta\x82\xa1b\x01\xa1a\x91\x82\xa1y\xc0\xa1x".to_vec();
+    body.extend(b"\xcb\x40\x04\0\0\0\0\0\0\xa5alpha\xa6first?");
+    assert_eq!(
+        stdout(&output),
+        format!("{}\n", frame_of(&body, Lines::Multi))
+    );
+    // And decode shows them in that order too.
+    let decoded = run(&["decode"], Some(stdout(&output)));
+    let text = stdout(&decoded);
+    let at = |key: &str| text.find(&format!("\"{key}\"")).unwrap();
+    assert!(at("zeta") < at("b") && at("b") < at("a") && at("a") < at("y"));
+    assert!(at("y") < at("x") && at("x") < at("alpha"), "{text}");
+}
+
+#[test]
+fn decode_shows_bytes_and_prints_floats_as_python_json_does() {
+    // {"ping": 1, "sig": b"\x00\xff", "n": NaN, "i": inf, "m": -inf, "big": 1e16}
+    let mut body = b"\x86\xa4ping\x01\xa3sig\xc4\x02\x00\xff".to_vec();
+    body.extend(b"\xa1n\xcb\x7f\xf8\0\0\0\0\0\0");
+    body.extend(b"\xa1i\xcb\x7f\xf0\0\0\0\0\0\0");
+    body.extend(b"\xa1m\xcb\xff\xf0\0\0\0\0\0\0");
+    body.extend(b"\xa3big\xcb\x43\x41\xc3\x79\x37\xe0\x80\x00");
+    let output = run(&["decode", &frame_of(&body, Lines::Multi)], None);
+    assert!(output.status.success(), "{output:?}");
+    // What Python's json.dumps(.., indent=2) writes for these messages.
+    let expected = r#"  "messages": {
+    "ping": 1,
+    "sig": {
+      "$bin": "00ff"
+    },
+    "n": NaN,
+    "i": Infinity,
+    "m": -Infinity,
+    "big": 1e+16
+  }
+}"#;
+    assert!(stdout(&output).contains(expected), "{}", stdout(&output));
+}

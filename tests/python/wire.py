@@ -27,11 +27,9 @@ so that newlines and control characters in frames travel safely):
              out:   true if the frame's MessagePack body ends with a "_sig"
                     entry that is the HMAC-SHA256 under the secret of every
                     byte before it, else false.
-    receive  stdin: ["chat text", ...]
-             out:   what SmokeDetector's own receive path does with each:
-                    {"payload": {...}}, {"malformed": true} (it logs
-                    "SocketScience received malformed direct message"), or
-                    {"exception": "TypeName"} (it raises).
+
+What SmokeDetector's own receive path does with a chat message is
+transcribed in smokedetector.py, next to this file.
 
 Bytes (msgpack bin) in a decoded payload print as {"$bin": "<hex>"}.
 """
@@ -96,22 +94,6 @@ def verify(frame, secret):
     return head == SIG_HEAD and hmac.compare_digest(sig, expected)
 
 
-def receive(text):
-    """What SmokeDetector does with a chat message in its "direct" room:
-    chatcommunicate strips the zero-width characters, SocketScience.receive
-    strips whitespace, checks only the start, drops 7 characters at the
-    front and 1 at the end, and hands the rest to base64 and msgpack."""
-    for zw in ZERO_WIDTH:
-        text = text.replace(zw, "")
-    text = text.strip()
-    if not text.startswith(FRAME_START):
-        return {"malformed": True}
-    try:
-        return {"payload": msgpack.loads(base64.b64decode(text[7:-1]))}
-    except Exception as e:  # SocketScience does not catch it
-        return {"exception": type(e).__name__}
-
-
 def to_json(value):
     def bin_as_hex(o):
         if isinstance(o, (bytes, bytearray)):
@@ -122,7 +104,7 @@ def to_json(value):
 
 
 def main():
-    commands = ("encode", "decode", "verify", "receive")
+    commands = ("encode", "decode", "verify")
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
         sys.exit("usage: wire.py {} < input.json".format("|".join(commands)))
     command = sys.argv[1]
@@ -136,10 +118,8 @@ def main():
                 out.append(to_json(decode(item)))
             except Exception as e:
                 out.append(to_json({"$error": "{}: {}".format(type(e).__name__, e)}))
-        elif command == "verify":
-            out.append(to_json(verify(item["frame"], item["secret"])))
         else:
-            out.append(to_json(receive(item)))
+            out.append(to_json(verify(item["frame"], item["secret"])))
     sys.stdout.buffer.write(("\n".join(out) + "\n").encode("utf-8"))
 
 

@@ -5,11 +5,25 @@
 //! - login: `GET /users/login` (hidden `fkey`), `POST /users/login` (form:
 //!   email, password, fkey) answering 302 with an `acct` cookie;
 //!   `GET /chats/join/favorite` with the chat fkey and the top bar's
-//!   `/users/<id>` link (a page without fkey while "read-only");
+//!   `/users/<id>` link (a page without fkey while "read-only"). Logged
+//!   out, the top bar has "log in" instead; either way the page lists
+//!   recently active users elsewhere (`/users/<id>` links outside the top
+//!   bar, as the chat's pages do): only the top bar's `.topbar-menu-links
+//!   a` tells who is logged in (ChatExchange `Browser._load_user`, sochat4j
+//!   `ChatClient.parseUserInfo`);
 //! - posting: `POST /chats/<room>/messages/new` (form only: text, fkey),
-//!   `{"id": N, "time": T}`, `{"id": null}` for a repeat of the user's
-//!   previous text, 409 "You can perform this action again in N seconds"
-//!   while throttled, 404 with an explanation when blocked or no such room;
+//!   `{"id": N, "time": T}`; `{"id": null}` for a repeat of the account's
+//!   previous text in the room within a short window (ChatExchange
+//!   `Client._do_action_despite_throttling`: "Duplicate message?", it
+//!   changes the text and tries again); 409 "You can perform this action
+//!   again in N seconds" while the account is throttled (ChatExchange's
+//!   `TOO_FAST_RE`, sochat4j's `RateLimit409Handler`; the throttle is the
+//!   account's, so instances sharing it share it); 404 with the chat's
+//!   words when the room does not exist, the account is blocked, or the
+//!   room is in timeout (the texts sochat4j's `Room.sendMessage` lists:
+//!   "The room does not exist, or you do not have permission", "Your
+//!   account is blocked, ending in 5 hours", "The room is in timeout,
+//!   ending in 58 seconds");
 //! - receiving: `POST /chats/<room>/events` (the last messages and `time`),
 //!   `POST /ws-auth` (`{"url": ...}`), a websocket that closes at once
 //!   without the right `Origin`, pushes `{"r<room>": {"e": [...], "t": N,
@@ -17,11 +31,16 @@
 //!   idle frames without `e`, a "user entered" event on connect;
 //! - content: multi-line messages rendered `<div class='full'>a <br> b</div>`
 //!   with entities escaped, `<div class='partial'>` (cut) past a length, the
-//!   source from `GET /message/<id>?plain=true`; a zero-width space
-//!   inserted into every long run of characters.
+//!   source from `GET /message/<id>?plain=true` (which, like any page of
+//!   the site, can answer 503 for a while); a zero-width space inserted
+//!   into every long run of characters.
 //!
-//! Tests steer it: throttle, read-only pages, blocked users, held, dropped
-//! or silent sockets, edits, expired sessions; and read its counters.
+//! Tests steer it: throttle, read-only pages, blocked users, room
+//! timeouts, failing source fetches, held, dropped or silent sockets,
+//! edits, expired sessions; and read its counters.
+//!
+//! It is a stand-in built from the public clients' descriptions of the
+//! protocol, not the live site.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
@@ -56,7 +75,8 @@ pub struct Counts {
     /// 409 answers, with and without a wait in them.
     pub throttled: u64,
     pub throttled_unknown: u64,
-    /// Posts that came before the wait a 409 announced was over.
+    /// Posts that came before the wait a 409 announced to that login
+    /// (session) was over.
     pub early_posts: u64,
     /// Posts dropped as a repeat of the previous text.
     pub duplicates: u64,
@@ -72,6 +92,12 @@ pub struct Counts {
     pub ws_auths: u64,
     /// `/message/<id>?plain=true` answers.
     pub plain_fetches: u64,
+    /// `/message/<id>?plain=true` requests answered 503.
+    pub plain_failures: u64,
+    /// Posts refused with 404 because the room is in timeout.
+    pub timeout_refusals: u64,
+    /// Posts answered 500 on purpose.
+    pub failed_posts: u64,
 }
 
 impl Counts {
@@ -79,6 +105,9 @@ impl Counts {
         self.posts.get(&user).copied().unwrap_or(0)
     }
 }
+
+/// A user the chat's pages list as recently active, outside the top bar.
+pub const ACTIVE_USER: u64 = 666;
 
 /// A message in a room.
 #[derive(Debug, Clone)]
@@ -114,10 +143,15 @@ struct Inner {
     next_id: u64,
     next_event: u64,
     time: i64,
-    last_text: HashMap<(u64, u64), String>,
+    last_text: HashMap<(u64, u64), (String, Instant)>,
+    repeat_window: Duration,
+    room_timeout_until: HashMap<u64, Instant>,
+    sources_fail_until: Option<Instant>,
+    failing_posts: u32,
     throttle: Option<Duration>,
     allowed_at: HashMap<u64, Instant>,
-    promised_at: HashMap<u64, Instant>,
+    /// When the wait announced to a login (by `acct`) is over.
+    promised_at: HashMap<String, Instant>,
     unknown_throttles: u32,
     read_only: u32,
     partial_over: usize,
@@ -177,6 +211,7 @@ impl StandIn {
                 next_id: 1000,
                 time: 1_700_000_000,
                 partial_over: usize::MAX,
+                repeat_window: Duration::from_secs(10),
                 ..Inner::default()
             }),
             base: format!("http://{addr}"),
@@ -261,6 +296,29 @@ impl StandIn {
     /// The next `n` login and chat pages have no fkey (site read-only).
     pub fn read_only(&self, n: u32) {
         self.inner().read_only = n;
+    }
+
+    /// A repeat of the account's previous text in a room is refused when it
+    /// comes within this long of it (default 10 s).
+    pub fn set_repeat_window(&self, window: Duration) {
+        self.inner().repeat_window = window;
+    }
+
+    /// The room is in timeout for this long: posts are refused with 404.
+    pub fn timeout_room(&self, room: u64, duration: Duration) {
+        self.inner()
+            .room_timeout_until
+            .insert(room, Instant::now() + duration);
+    }
+
+    /// The next `n` posts answer 500 (a server error).
+    pub fn fail_posts(&self, n: u32) {
+        self.inner().failing_posts = n;
+    }
+
+    /// `/message/<id>?plain=true` answers 503 for this long.
+    pub fn fail_sources_for(&self, duration: Duration) {
+        self.inner().sources_fail_until = Some(Instant::now() + duration);
     }
 
     /// The user may no longer post (404 with an explanation).
@@ -507,6 +565,12 @@ async fn favorite(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Html
     if take_read_only(&mut inner) {
         return Html("<html><body><p>Chat is in read-only mode.</p></body></html>".into());
     }
+    // The chat's pages list recently active users, outside the top bar.
+    let active = format!(
+        r#"<div id="sidebar"><h3>recently active</h3><ul>
+        <li><a href="/users/{ACTIVE_USER}/a-regular" title="a regular">a regular</a></li>
+        </ul></div>"#
+    );
     match session(&inner, &headers) {
         Some((_, user, fkey)) => {
             let name = inner
@@ -519,14 +583,17 @@ async fn favorite(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Html
                 r#"<html><body><div id="topbar"><div class="topbar-menu-links">
                 <a href="/users/{user}/{slug}" title="{name}">{name}</a>
                 <a href="/rooms">all rooms</a></div></div>
+                {active}
                 <input id="fkey" name="fkey" type="hidden" value="{fkey}" />
                 </body></html>"#,
                 slug = name.to_lowercase(),
             ))
         }
+        // Logged out: "log in" in the top bar (and an fkey all the same).
         None => Html(format!(
             r#"<html><body><div id="topbar"><div class="topbar-menu-links">
             <a href="/users/login">log in</a></div></div>
+            {active}
             <input id="fkey" name="fkey" type="hidden" value="{}" />
             </body></html>"#,
             random_hex(32)
@@ -546,7 +613,11 @@ async fn events(
     }
     inner.counts.history_calls += 1;
     if !inner.rooms.contains(&room) {
-        return (StatusCode::NOT_FOUND, "The room does not exist.").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "The room does not exist, or you do not have permission",
+        )
+            .into_response();
     }
     let count: usize = fields
         .get("msgCount")
@@ -576,18 +647,41 @@ async fn new_message(
         };
         if !inner.rooms.contains(&room) {
             inner.counts.refused += 1;
-            return (StatusCode::NOT_FOUND, "The room does not exist.").into_response();
+            return (
+                StatusCode::NOT_FOUND,
+                "The room does not exist, or you do not have permission",
+            )
+                .into_response();
         }
         if inner.blocked.contains(&user) {
             inner.counts.refused += 1;
             return (
                 StatusCode::NOT_FOUND,
-                "You may not post in this room: the room owners have blocked you.",
+                "Your account is blocked, ending in 5 hours",
             )
                 .into_response();
         }
+        if inner.failing_posts > 0 {
+            inner.failing_posts -= 1;
+            inner.counts.failed_posts += 1;
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
+        }
         let now = Instant::now();
-        if inner.promised_at.get(&user).is_some_and(|&t| now < t) {
+        // sochat4j `Room.sendMessage`: "The room is in timeout, ending in 58
+        // seconds" comes as a 404, like a ban or a missing room.
+        if let Some(&until) = inner.room_timeout_until.get(&room) {
+            if now < until {
+                let seconds = (until - now).as_secs_f64().ceil().max(1.0) as u64;
+                inner.counts.timeout_refusals += 1;
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("The room is in timeout, ending in {seconds} seconds"),
+                )
+                    .into_response();
+            }
+        }
+        let acct = cookie(&headers, "acct").unwrap_or_default();
+        if inner.promised_at.get(&acct).is_some_and(|&t| now < t) {
             inner.counts.early_posts += 1;
         }
         if inner.unknown_throttles > 0 {
@@ -595,12 +689,14 @@ async fn new_message(
             inner.counts.throttled_unknown += 1;
             return (StatusCode::CONFLICT, "Slow down!").into_response();
         }
+        // The account's throttle (ChatExchange `TOO_FAST_RE`, sochat4j
+        // `RateLimit409Handler`): 409 with the seconds left, rounded up.
         if let Some(&allowed) = inner.allowed_at.get(&user) {
             if now < allowed {
                 let seconds = (allowed - now).as_secs_f64().ceil().max(1.0) as u64;
                 inner
                     .promised_at
-                    .insert(user, now + Duration::from_secs(seconds));
+                    .insert(acct, now + Duration::from_secs(seconds));
                 inner.counts.throttled += 1;
                 return (
                     StatusCode::CONFLICT,
@@ -614,11 +710,18 @@ async fn new_message(
         if text.trim().is_empty() {
             return (StatusCode::BAD_REQUEST, "empty message").into_response();
         }
-        if inner.last_text.get(&(room, user)) == Some(&text) {
+        // A repeat of the account's previous text: `{"id": null}`
+        // (ChatExchange: "Duplicate message?").
+        let window = inner.repeat_window;
+        if inner
+            .last_text
+            .get(&(room, user))
+            .is_some_and(|(last, at)| *last == text && now.duration_since(*at) < window)
+        {
             inner.counts.duplicates += 1;
             return Json(json!({ "id": null, "time": null })).into_response();
         }
-        inner.last_text.insert((room, user), text.clone());
+        inner.last_text.insert((room, user), (text.clone(), now));
         if let Some(interval) = inner.throttle {
             inner.allowed_at.insert(user, now + interval);
         }
@@ -742,6 +845,17 @@ async fn message_source(
         return (StatusCode::NOT_FOUND, "no such message").into_response();
     };
     if query.get("plain").map(String::as_str) == Some("true") {
+        if inner
+            .sources_fail_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            inner.counts.plain_failures += 1;
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Html("<html><body><h1>Service Unavailable</h1></body></html>"),
+            )
+                .into_response();
+        }
         inner.counts.plain_fetches += 1;
         ([(CONTENT_TYPE, "text/plain; charset=utf-8")], message.text).into_response()
     } else {

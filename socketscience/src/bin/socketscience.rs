@@ -11,8 +11,7 @@ use std::io::{self, Read as _, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use serde::Serialize;
-use socketscience::wire::{self, ChatText, Codec, Decoded, Lines, WireError};
+use socketscience::wire::{self, ChatText, Codec, Decoded, Lines, Value, WireError};
 
 const ABOUT: &str = "Read and write socketscience frames: the chat messages through which \
 the instances of a bot talk to each other";
@@ -37,7 +36,11 @@ envelope is printed when its last piece arrives.
 For each envelope, prints a JSON object: {\"codec\": \"json\" | \"msgpack\", \"from\", \"session\", \
 \"seq\", \"messages\": {kind: value, ...}} (metadata absent from the body is null). A body that \
 holds several envelopes also shows \"count\", and for a JSON batch \"batch\": each envelope's \
-messages in order (\"messages\" then merges them). For each message \
+messages in order (\"messages\" then lists them all, so a kind may repeat). Every value is shown, \
+in the body's key order, as Python's json.dumps(.., indent=2) writes what msgpack.loads gives: \
+floats as Python's repr (1e+16), NaN and infinities as NaN, Infinity and -Infinity (which \
+Python's json.loads reads back, unlike strict JSON parsers), bytes as {\"$bin\": \"<hex>\"}, and \
+map keys that are not strings as strings (7 as \"7\"). For each message \
 that is not a readable frame or chunk, prints one line `not a frame: <reason>`; for chunks still \
 missing pieces at the end, one line `not a frame: ... pieces missing`.
 
@@ -54,7 +57,8 @@ Encode a JSON object of message kinds to values as one frame, and print it follo
 
 The object is read from the JSON argument, or from stdin when there is none. Every key is written \
 as given, reserved ones included (\"_from\", \"_sid\", \"_seq\"), so that envelopes can be made by \
-hand for testing. MessagePack is written as Python's msgpack.dumps writes it.
+hand for testing, and in the order given at every level. MessagePack is written as Python's \
+msgpack.dumps writes the same dict, byte for byte.
 
 With --max-len, a frame longer than that many bytes is printed as chunks instead, one after the \
 other, each followed by a newline; `socketscience decode` reassembles them.
@@ -246,32 +250,36 @@ fn unescape(text: &str) -> String {
     text.to_owned()
 }
 
-/// What `decode` prints for an envelope, fields in this order.
-#[derive(Serialize)]
-struct Shown<'a> {
-    codec: String,
-    from: Option<&'a str>,
-    session: Option<u64>,
-    seq: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    count: Option<u64>,
-    messages: &'a serde_json::Map<String, serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    batch: Option<&'a [serde_json::Map<String, serde_json::Value>]>,
-}
-
+/// Prints an envelope (see `DECODE_ABOUT`) as Python's
+/// `json.dumps(.., indent=2)` would, fields in this order.
 fn print_envelope(out: &mut impl Write, envelope: &Decoded) -> Result<(), Failure> {
-    let shown = Shown {
-        codec: envelope.codec.to_string(),
-        from: envelope.from.as_deref(),
-        session: envelope.session,
-        seq: envelope.seq,
-        count: envelope.count,
-        messages: &envelope.messages,
-        batch: envelope.batch.as_deref(),
+    let text = |s: &str| Value::String(s.to_owned());
+    let number = |n: Option<u64>| n.map_or(Value::Null, |n| Value::Int(n.into()));
+    let map = |messages: &Vec<(String, Value)>| {
+        Value::Map(
+            messages
+                .iter()
+                .map(|(kind, value)| (text(kind), value.clone()))
+                .collect(),
+        )
     };
-    serde_json::to_writer_pretty(&mut *out, &shown).map_err(io::Error::from)?;
-    writeln!(out)?;
+    let mut fields = vec![
+        (text("codec"), text(&envelope.codec.to_string())),
+        (
+            text("from"),
+            envelope.from.as_deref().map_or(Value::Null, text),
+        ),
+        (text("session"), number(envelope.session)),
+        (text("seq"), number(envelope.seq)),
+    ];
+    if envelope.count.is_some() {
+        fields.push((text("count"), number(envelope.count)));
+    }
+    fields.push((text("messages"), map(&envelope.messages)));
+    if let Some(batch) = &envelope.batch {
+        fields.push((text("batch"), Value::Array(batch.iter().map(map).collect())));
+    }
+    writeln!(out, "{:#}", Value::Map(fields))?;
     Ok(())
 }
 
@@ -367,14 +375,16 @@ fn encode(
         None => String::from_utf8(read_stdin()?)
             .map_err(|_| Failure::Input("stdin is not UTF-8".to_owned()))?,
     };
-    let payload: serde_json::Value = serde_json::from_str(&json)
+    // Read in order: keys are written in the order given, as Python's
+    // msgpack.dumps writes a dict in its insertion order.
+    let payload: Value = serde_json::from_str(&json)
         .map_err(|e| Failure::Input(format!("the input is not JSON: {e}")))?;
-    let serde_json::Value::Object(payload) = payload else {
+    if !matches!(payload, Value::Map(_)) {
         return Err(Failure::Input(format!(
             "the input must be a JSON object of message kinds to values, not {}",
             json_type(&payload)
         )));
-    };
+    }
     let lines = if single_line {
         Lines::Single
     } else {
@@ -405,13 +415,14 @@ fn encode(
     Ok(ExitCode::SUCCESS)
 }
 
-fn json_type(value: &serde_json::Value) -> &'static str {
+fn json_type(value: &Value) -> &'static str {
     match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Int(_) | Value::Float(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Bytes(_) => "bytes",
+        Value::Array(_) => "an array",
+        Value::Map(_) => "an object",
     }
 }

@@ -16,27 +16,20 @@ pub(crate) fn fkey(page: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The logged-in user of a chat page: the top bar's `/users/<id>` link.
-/// `None` when nobody is logged in.
+/// The logged-in user of a chat page: the `/users/<id>` link in the top
+/// bar's `.topbar-menu-links`, the only place that says who is logged in
+/// (ChatExchange, sochat4j and SmokeDetector read only it). `None` when the
+/// top bar has no user link (it says "log in"): nobody is logged in, even
+/// if the page links to users elsewhere (the chat's pages list recently
+/// active users).
 pub(crate) fn current_user(page: &str) -> Option<(u64, String)> {
     let document = Html::parse_document(page);
-    // The top bar first (as ChatExchange reads it), then any link to a user.
-    for css in [
-        ".topbar-menu-links a[href]",
-        "#active-user a[href]",
-        "a[href]",
-    ] {
-        let Ok(selector) = Selector::parse(css) else {
-            continue;
-        };
-        for link in document.select(&selector) {
-            if let Some(id) = link.attr("href").and_then(user_id_from_href) {
-                let name = link.text().collect::<String>().trim().to_owned();
-                return Some((id, name));
-            }
-        }
-    }
-    None
+    let selector = Selector::parse(".topbar-menu-links a[href]").ok()?;
+    document.select(&selector).find_map(|link| {
+        let id = link.attr("href").and_then(user_id_from_href)?;
+        let name = link.text().collect::<String>().trim().to_owned();
+        Some((id, name))
+    })
 }
 
 /// The id in a `/users/<id>[/slug]` link (absolute or relative).
@@ -127,6 +120,41 @@ pub(crate) fn throttle_seconds(body: &str) -> Option<u64> {
     rest.starts_with("second").then(|| digits.parse().ok())?
 }
 
+/// How long a room "in timeout" stays so, from the chat's 404 text ("The
+/// room is in timeout, ending in 58 seconds", as sochat4j quotes it):
+/// `Some(None)` when it does not say how long, `None` when the text is not
+/// about a room timeout (a ban, "Your account is blocked, ending in 5
+/// hours", or a room that does not exist, is not).
+pub(crate) fn room_timeout(text: &str) -> Option<Option<std::time::Duration>> {
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains("room is in timeout") {
+        return None;
+    }
+    let Some(rest) = lower
+        .split_once("ending in")
+        .map(|(_, rest)| rest.trim_start())
+    else {
+        return Some(None);
+    };
+    let count = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let Ok(n) = rest[..count.min(9)].parse::<u64>() else {
+        return Some(None);
+    };
+    let unit = rest[count..].trim_start();
+    let seconds = if unit.starts_with("second") {
+        n
+    } else if unit.starts_with("minute") {
+        n * 60
+    } else if unit.starts_with("hour") {
+        n * 3600
+    } else if unit.starts_with("day") {
+        n * 86_400
+    } else {
+        return Some(None);
+    };
+    Some(Some(std::time::Duration::from_secs(seconds)))
+}
+
 /// The readable text of an error page or plain-text answer, shortened for
 /// an error message.
 pub(crate) fn error_text(body: &str) -> String {
@@ -171,6 +199,14 @@ mod tests {
         let anonymous = r#"<div class="topbar-menu-links"><a href="/users/login">log in</a></div>
             <input name="fkey" value="f">"#;
         assert_eq!(current_user(anonymous), None);
+        // Logged out, with users listed outside the top bar.
+        let listing = r#"<div id="topbar"><div class="topbar-menu-links">
+            <a href="/users/login">log in</a></div></div>
+            <div id="sidebar"><a href="/users/666/a-regular">a regular</a></div>
+            <div id="active-user"><a href="/users/7/x">x</a></div>
+            <input name="fkey" value="f">"#;
+        assert_eq!(current_user(listing), None);
+        assert_eq!(current_user(r#"<a href="/users/666/a">a</a>"#), None);
         assert_eq!(
             user_id_from_href("https://chat.stackexchange.com/users/7/x"),
             Some(7)
@@ -230,6 +266,28 @@ mod tests {
         );
         assert_eq!(throttle_seconds("Slow down!"), None);
         assert_eq!(throttle_seconds("again in 99999999999 seconds"), None);
+    }
+
+    #[test]
+    fn room_timeouts_but_not_bans() {
+        use std::time::Duration;
+        assert_eq!(
+            room_timeout("The room is in timeout, ending in 58 seconds"),
+            Some(Some(Duration::from_secs(58)))
+        );
+        assert_eq!(
+            room_timeout("This room is in timeout, ending in 2 minutes."),
+            Some(Some(Duration::from_secs(120)))
+        );
+        assert_eq!(room_timeout("The room is in timeout"), Some(None));
+        assert_eq!(
+            room_timeout("Your account is blocked, ending in 5 hours"),
+            None
+        );
+        assert_eq!(
+            room_timeout("The room does not exist, or you do not have permission"),
+            None
+        );
     }
 
     #[test]

@@ -27,16 +27,28 @@
 //! - **Login**: the login host's `/users/login` form (email, password and
 //!   its hidden `fkey`) gives an `acct` cookie; the chat's
 //!   `chats/join/favorite` page then gives the chat `fkey` and, in its top
-//!   bar, the user id, which is the node's chat account. Cookies can be
-//!   saved to a file and reused. A page without an fkey means the site is
-//!   down or read-only: the transport waits and retries.
+//!   bar (`.topbar-menu-links`, the only place that says who is logged
+//!   in; a top bar without a user link, saying "log in", means nobody is,
+//!   whatever users the page lists elsewhere), the user id, which is the
+//!   node's chat account. Cookies can be saved to a file and reused. A
+//!   page without an fkey means the site is down or read-only: the
+//!   transport waits and retries.
 //! - **Posting**: `chats/<room>/messages/new`. The transport asks the node
 //!   for the next text only when it may post, so envelopes wait in the
 //!   node's queue while the chat throttles (HTTP 409, "You can perform this
-//!   action again in N seconds": it waits N seconds) and are coalesced into
-//!   fewer posts. It never posts the same text twice in a row (the chat
-//!   drops the second): a repeated frame gets other random digits. A 404
-//!   (no such room, blocked, room in timeout) stops the transport with the
+//!   action again in N seconds": it waits N seconds and a random part of
+//!   a second more, so that instances sharing the account take turns) and
+//!   are coalesced into fewer posts. A throttle answer is never a failure:
+//!   it never drops a post. Only real failures (network, server errors)
+//!   count toward [`max_post_tries`](StackExchangeChatBuilder::max_post_tries);
+//!   a post given up is logged with how many envelopes it held and counted
+//!   in [`Stats::posts_given_up`](crate::Stats::posts_given_up). The chat
+//!   silently refuses a repeat of the account's previous text (`{"id":
+//!   null}`): a repeated frame is posted again with other random digits.
+//!   A room in timeout (404, "The room is in timeout, ending in N
+//!   seconds") is waited out, logged and counted in
+//!   [`Stats::room_timeouts`](crate::Stats::room_timeouts). Any other 404
+//!   (no such room, the account blocked) stops the transport with the
 //!   chat's explanation; [`Node::shutdown`](crate::Node::shutdown) returns
 //!   it.
 //! - **Receiving**: the room's websocket (`ws-auth`, `Origin` set). New
@@ -45,13 +57,19 @@
 //!   Rendered content is turned back into the exact source: the
 //!   `<div class='full'>` wrapper dropped, `<br>` made newlines, entities
 //!   unescaped; a cut (`'partial'`) message is fetched whole from
-//!   `/message/<id>?plain=true`.
+//!   `/message/<id>?plain=true`, retried with backoff for up to
+//!   [`source_retry_limit`](StackExchangeChatBuilder::source_retry_limit)
+//!   (60 s); it counts as handed over only once its full text reached the
+//!   node. One whose source stays unreadable is logged and counted in
+//!   [`Stats::sources_lost`](crate::Stats::sources_lost).
 //! - **Reconnects**: when the socket closes, fails, or sends nothing for
 //!   the idle timeout (30 s), a new one is opened, and the room's history
 //!   (its last 100 messages) is read to hand over what came in between.
-//!   Messages already handed over are not handed again; everything posted
+//!   Messages already handed over are not handed again. Everything posted
 //!   in the room after [`connect`](StackExchangeChatBuilder::connect)
-//!   returns is delivered.
+//!   returns is delivered as long as no more than 100 messages come while
+//!   no socket listens; beyond that the older ones are missed, and a
+//!   warning says so.
 //!
 //! Tested against a stand-in server that speaks this protocol on loopback
 //! (`tests/sechat.rs`), not against the live site.
@@ -68,6 +86,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use crate::error::{Error, Result};
+use crate::node::NodeShared;
 use crate::transport::{BoxFuture, Transport, TransportIo};
 use crate::wire;
 use client::{Client, Credentials, Endpoints, PostAnswer};
@@ -80,6 +99,17 @@ pub const DEFAULT_MAX_MESSAGE_LEN: usize = 16 << 10;
 
 /// The longest wait a throttle answer is taken at its word for.
 const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(600);
+
+/// The wait for a room in timeout when the chat does not say how long.
+const ROOM_TIMEOUT_WAIT: Duration = Duration::from_secs(30);
+
+/// The longest wait a room timeout is taken at its word for (then the
+/// post is tried again, and waits again if the room still is in timeout).
+const MAX_ROOM_TIMEOUT_WAIT: Duration = Duration::from_secs(3600);
+
+/// How many times in a row a repeated text is posted again with other
+/// digits before the refusal counts as a failure (once is the norm).
+const MAX_REPEATS: u32 = 8;
 
 /// What can go wrong with Stack Exchange chat. It reaches callers inside
 /// [`Error::Transport`]; downcast the source to tell the cases apart.
@@ -98,8 +128,9 @@ pub enum StackExchangeError {
         /// How many times the page was read.
         tries: u32,
     },
-    /// The chat answered 404 for the room: it does not exist, the account
-    /// may not post there, or the room is in timeout.
+    /// The chat answered 404 for the room: it does not exist, or the
+    /// account may not post there (blocked). A room in timeout is waited
+    /// out instead.
     #[error("Stack Exchange chat refuses room {room}: {text}")]
     Refused {
         /// The room.
@@ -182,6 +213,7 @@ pub(crate) struct Settings {
     pub(crate) unknown_throttle_wait: Duration,
     pub(crate) max_post_tries: u32,
     pub(crate) request_timeout: Duration,
+    pub(crate) source_retry_limit: Duration,
 }
 
 impl Default for Settings {
@@ -195,6 +227,7 @@ impl Default for Settings {
             unknown_throttle_wait: Duration::from_secs(5),
             max_post_tries: 5,
             request_timeout: Duration::from_secs(30),
+            source_retry_limit: Duration::from_secs(60),
         }
     }
 }
@@ -264,16 +297,31 @@ impl StackExchangeChatBuilder {
     }
 
     /// How long to wait after a throttle answer (HTTP 409) that does not
-    /// say how long (default 5 s).
+    /// say how long (default 5 s). Throttle answers never drop a post: the
+    /// transport waits as long as the chat asks.
     pub fn throttle_wait(mut self, wait: Duration) -> Self {
         self.settings.unknown_throttle_wait = wait;
         self
     }
 
-    /// How many times one text is tried (throttled, failed, or refused as
-    /// a duplicate) before it is dropped and logged (default 5).
+    /// How many real failures (network errors, server errors, a session
+    /// that had to be renewed) one post may meet before it is given up:
+    /// logged with how many envelopes it held and counted in
+    /// [`Stats::posts_given_up`](crate::Stats::posts_given_up) (default 5).
+    /// Throttle answers, room timeouts and refused repeats are not
+    /// failures and never count.
     pub fn max_post_tries(mut self, tries: u32) -> Self {
         self.settings.max_post_tries = tries;
+        self
+    }
+
+    /// How long to keep trying to read the full source of a cut message
+    /// (`/message/<id>?plain=true`) while the chat fails to answer, with
+    /// backoff (default 60 s). A message whose source is still unreadable
+    /// after that is logged and counted in
+    /// [`Stats::sources_lost`](crate::Stats::sources_lost).
+    pub fn source_retry_limit(mut self, limit: Duration) -> Self {
+        self.settings.source_retry_limit = limit;
         self
     }
 
@@ -463,8 +511,10 @@ async fn run(chat: StackExchangeChat, mut io: TransportIo) -> Result<()> {
     let StackExchangeChat {
         client, tls, start, ..
     } = chat;
+    let shared = io.shared.clone();
     let (tx, mut rx) = mpsc::channel(256);
-    let receiver = tokio::spawn(socket::Receiver::new(client.clone(), tls, tx, &start).run());
+    let receiver =
+        tokio::spawn(socket::Receiver::new(client.clone(), shared.clone(), tls, tx, &start).run());
     let _abort = AbortOnDrop(receiver.abort_handle());
     let mut receiver = Some(receiver);
 
@@ -480,7 +530,15 @@ async fn run(chat: StackExchangeChat, mut io: TransportIo) -> Result<()> {
             post = io.next_post(), if open && in_flight.is_none() => match post {
                 Some(text) => {
                     let text = unlike(text, last_posted.as_deref(), &mut rng);
-                    in_flight = Some(Box::pin(post_text(client.clone(), text, rng.u64(..))));
+                    // The envelopes of this post (of its frame, for a chunk).
+                    let envelopes = io.group.len();
+                    in_flight = Some(Box::pin(post_text(
+                        client.clone(),
+                        shared.clone(),
+                        text,
+                        envelopes,
+                        rng.u64(..),
+                    )));
                 }
                 None => open = false,
             },
@@ -552,16 +610,35 @@ fn redigit(text: &str, rng: &mut fastrand::Rng) -> Option<String> {
     Some(format!("{start}{new:04}{}", &text[start.len() + 4..]))
 }
 
-/// Posts one text, waiting out throttles and retrying failures, up to the
-/// configured tries. `Ok(None)` when it was given up on (logged); an error
-/// only when the chat refuses this account's posts in the room.
-async fn post_text(client: Arc<Client>, mut text: String, seed: u64) -> PostDone {
+/// A wait plus a random part of it (at most 3 s), smaller the more
+/// times in a row this post was throttled: instances sharing the account
+/// all hear the same wait, and the spread lets them take turns, the one
+/// that has waited longest most likely first.
+fn jittered(wait: Duration, in_a_row: u32, rng: &mut fastrand::Rng) -> Duration {
+    let spread = (wait / 2 + Duration::from_millis(250)).min(Duration::from_secs(3));
+    let spread = spread / in_a_row.clamp(1, 16);
+    wait + spread.mul_f64(rng.f64())
+}
+
+/// Posts one text, waiting out throttles and room timeouts as long as the
+/// chat asks, and retrying real failures up to the configured tries.
+/// `Ok(None)` when it was given up on (logged and counted); an error only
+/// when the chat refuses this account's posts in the room.
+async fn post_text(
+    client: Arc<Client>,
+    shared: Arc<NodeShared>,
+    mut text: String,
+    envelopes: usize,
+    seed: u64,
+) -> PostDone {
     let settings = &client.settings;
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut backoff = Duration::from_millis(500);
     let tries = settings.max_post_tries.max(1);
-    for attempt in 1..=tries {
-        let last = attempt == tries;
+    let mut failures = 0;
+    let mut repeats = 0;
+    let mut throttled = 0;
+    loop {
         match client.post_message(&text).await {
             PostAnswer::Posted(id) => {
                 debug!(
@@ -573,32 +650,62 @@ async fn post_text(client: Arc<Client>, mut text: String, seed: u64) -> PostDone
                 return Ok(Some(text));
             }
             PostAnswer::Duplicate => {
-                warn!(
-                    room = client.room,
-                    "the chat dropped a post as a repeat of the previous one"
-                );
+                repeats += 1;
                 match redigit(&text, &mut rng) {
-                    Some(changed) => text = changed,
-                    // The same text is already the last message: nothing lost.
+                    Some(changed) if repeats <= MAX_REPEATS => {
+                        debug!(
+                            room = client.room,
+                            "the chat refused a post as a repeat; posting it with other digits"
+                        );
+                        text = changed;
+                        continue;
+                    }
+                    Some(changed) => {
+                        text = changed;
+                        failures += 1;
+                        warn!(
+                            room = client.room,
+                            repeats, "the chat keeps refusing a post as a repeat"
+                        );
+                    }
+                    // Not a frame (a chunk): the same text is the
+                    // account's last one in the room, so nothing is lost.
                     None => return Ok(Some(text)),
                 }
             }
             PostAnswer::Throttled(wait) => {
+                throttled += 1;
                 let wait = wait
                     .unwrap_or(settings.unknown_throttle_wait)
                     .min(MAX_THROTTLE_WAIT);
-                debug!(room = client.room, ?wait, attempt, "throttled by the chat");
-                if !last {
+                let wait = jittered(wait, throttled, &mut rng);
+                debug!(
+                    room = client.room,
+                    ?wait,
+                    throttled,
+                    "throttled by the chat"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            PostAnswer::Refused(why) => match html::room_timeout(&why) {
+                Some(wait) => {
+                    shared.counters.room_timeouts.add_shared(1);
+                    let wait = wait.unwrap_or(ROOM_TIMEOUT_WAIT).min(MAX_ROOM_TIMEOUT_WAIT);
+                    let wait = jittered(wait, 1, &mut rng);
+                    warn!(room = client.room, chat_says = %why, ?wait, "the room is in timeout; waiting it out");
                     tokio::time::sleep(wait).await;
+                    continue;
                 }
-            }
-            PostAnswer::Refused(why) => {
-                return Err(StackExchangeError::Refused {
-                    room: client.room,
-                    text: why,
-                })
-            }
+                None => {
+                    return Err(StackExchangeError::Refused {
+                        room: client.room,
+                        text: why,
+                    })
+                }
+            },
             PostAnswer::SessionLost(reason) => {
+                failures += 1;
                 warn!(room = client.room, %reason, "the chat session is gone; reading the fkey again");
                 if let Err(e) = client.refresh().await {
                     if e.is_fatal() {
@@ -608,19 +715,26 @@ async fn post_text(client: Arc<Client>, mut text: String, seed: u64) -> PostDone
                 }
             }
             PostAnswer::Failed(reason) => {
-                warn!(room = client.room, %reason, attempt, "a post failed");
-                if !last {
+                failures += 1;
+                warn!(room = client.room, %reason, failures, "a post failed");
+                if failures < tries {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         }
+        if failures >= tries {
+            break;
+        }
     }
+    shared.counters.posts_given_up.add_shared(1);
     error!(
         room = client.room,
-        tries,
+        failures,
+        envelopes,
         bytes = text.len(),
-        "gave up on a post after {tries} tries; its envelopes are lost unless resent"
+        "gave up on a post after {failures} failures; its {envelopes} envelope(s) are lost \
+         unless resent"
     );
     Ok(None)
 }
@@ -642,6 +756,21 @@ mod tests {
         assert_eq!(e.login, "https://meta.stackexchange.com");
         assert!(endpoints_for("").is_err());
         assert!(endpoints_for("http://x:1/").is_err());
+    }
+
+    #[test]
+    fn throttle_waits_are_spread_and_the_longest_waiter_spreads_least() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let second = Duration::from_secs(1);
+        let waits: Vec<Duration> = (0..200).map(|_| jittered(second, 1, &mut rng)).collect();
+        assert!(waits.iter().all(|w| *w >= second && *w <= second * 7 / 4));
+        assert!(waits.iter().any(|w| *w > second * 5 / 4), "spread out");
+        for _ in 0..200 {
+            let w = jittered(second, 8, &mut rng);
+            assert!(w >= second && w <= second + Duration::from_millis(750) / 8);
+        }
+        let long = jittered(Duration::from_secs(600), 1, &mut rng);
+        assert!(long <= Duration::from_secs(603));
     }
 
     #[test]

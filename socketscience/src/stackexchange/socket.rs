@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::client::{Client, Event, History};
 use super::html::{self, Content};
 use super::StackExchangeError;
+use crate::node::NodeShared;
 use crate::transport::ChatMessage;
 
 /// `event_type` of a new message. Edits (2), deletions (10), mentions (8),
@@ -36,6 +37,8 @@ type Result<T, E = StackExchangeError> = std::result::Result<T, E>;
 /// What the receiver knows across reconnects.
 pub(crate) struct Receiver {
     client: Arc<Client>,
+    /// The node's counters (`sources_lost`, `room_timeouts`).
+    shared: Arc<NodeShared>,
     tls: Arc<rustls::ClientConfig>,
     tx: mpsc::Sender<ChatMessage>,
     /// Messages up to this id were in the room before the transport
@@ -43,6 +46,8 @@ pub(crate) struct Receiver {
     baseline: u64,
     /// The last event time seen, for the websocket's `?l=`.
     time: i64,
+    /// Messages handed to the node (their full text), or given up on
+    /// (their source stayed unreadable): never handed again.
     delivered: RecentIds,
 }
 
@@ -57,6 +62,7 @@ enum Ended {
 impl Receiver {
     pub(crate) fn new(
         client: Arc<Client>,
+        shared: Arc<NodeShared>,
         tls: Arc<rustls::ClientConfig>,
         tx: mpsc::Sender<ChatMessage>,
         start: &History,
@@ -69,6 +75,7 @@ impl Receiver {
             .unwrap_or(0);
         Receiver {
             client,
+            shared,
             tls,
             tx,
             baseline,
@@ -95,6 +102,17 @@ impl Receiver {
                         room = self.client.room,
                         frames, "the chat websocket ended; reconnecting"
                     );
+                }
+                Err(StackExchangeError::Refused { text, .. })
+                    if html::room_timeout(&text).is_some() =>
+                {
+                    self.shared.counters.room_timeouts.add_shared(1);
+                    let wait = html::room_timeout(&text)
+                        .flatten()
+                        .unwrap_or(super::ROOM_TIMEOUT_WAIT)
+                        .min(super::MAX_ROOM_TIMEOUT_WAIT);
+                    warn!(room = self.client.room, chat_says = %text, ?wait, "the room is in timeout; waiting it out");
+                    tokio::time::sleep(wait).await;
                 }
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) if e.is_session_lost() => {
@@ -248,39 +266,62 @@ impl Receiver {
         else {
             return true;
         };
-        if message_id <= self.baseline || !self.delivered.insert(message_id) {
+        if message_id <= self.baseline || self.delivered.contains(message_id) {
             return true;
         }
         let text = match html::content_to_text(content) {
             Content::Text(text) => text,
             Content::Partial => match self.fetch_source(message_id).await {
                 Some(text) => text,
-                None => return true,
+                None => {
+                    // Logged; not fetched again on the next history read.
+                    self.shared.counters.sources_lost.add_shared(1);
+                    self.delivered.insert(message_id);
+                    return true;
+                }
             },
         };
-        self.tx
+        // Handed over only now that its full text is here.
+        let sent = self
+            .tx
             .send(ChatMessage::new(user_id.to_string(), text))
             .await
-            .is_ok()
+            .is_ok();
+        self.delivered.insert(message_id);
+        sent
     }
 
-    /// The full source of a cut message, with a few tries.
+    /// The full source of a cut message, retried with backoff for up to
+    /// the `source_retry_limit`; `None` (logged) if it stayed unreadable.
     async fn fetch_source(&self, message_id: u64) -> Option<String> {
-        let mut wait = Duration::from_millis(200);
-        for attempt in 1..=4 {
-            match self.client.plain_source(message_id).await {
+        let limit = self.client.settings.source_retry_limit;
+        let start = tokio::time::Instant::now();
+        let mut wait = Duration::from_millis(250);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let e = match self.client.plain_source(message_id).await {
                 Ok(text) => return Some(text),
-                Err(e) if attempt < 4 => {
-                    debug!(message_id, error = %e, "cannot fetch a message source; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                Err(e) => {
-                    warn!(message_id, error = %e, "cannot fetch a message source; skipping it")
-                }
+                Err(e) => e,
+            };
+            // The message is gone (deleted): no retry can bring it back.
+            let gone = matches!(e, StackExchangeError::Status { status: 404, .. });
+            let left = limit.saturating_sub(start.elapsed());
+            if gone || left.is_zero() {
+                warn!(
+                    room = self.client.room,
+                    message_id,
+                    attempts,
+                    error = %e,
+                    "cannot read the full source of a cut message; its envelopes are lost \
+                     to this node"
+                );
+                return None;
             }
+            debug!(message_id, error = %e, ?wait, "cannot fetch a message source; retrying");
+            tokio::time::sleep(wait.min(left)).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
         }
-        None
     }
 }
 
@@ -306,6 +347,10 @@ impl RecentIds {
         }
         self.newest = self.newest.max(id);
         true
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        self.set.contains(&id)
     }
 
     fn newest(&self) -> u64 {

@@ -1,0 +1,492 @@
+//! The receive side of gap repair: holding envelopes that come early,
+//! releasing them in order, presence and repair traffic (heartbeats,
+//! requests, unrepairable ranges, envelopes posted again), the repair
+//! timers, and what is given up. The dispatcher's rare paths: the usual
+//! one stays in `dispatch.rs`.
+
+use super::*;
+
+impl Dispatcher {
+    /// A session of `from` heard for the first time, first at `seq`. A
+    /// node is owed everything a session posts after the node started: a
+    /// session that replaces one heard before (a restart) is followed
+    /// from its first envelope; one already running when this node started
+    /// from the first heard. What the replaced sessions still miss can no
+    /// longer be repaired.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn new_session(&mut self, from: &str, session: u64, seq: u64) {
+        let now = tokio::time::Instant::now();
+        let window = self.node.shared.presence.options.repair_window;
+        let state = sender_state(&mut self.senders, from, self.heard);
+        let restarted = !state.sessions.is_empty();
+        let mut lost = Vec::new();
+        for (i, old) in state.sessions.iter_mut().enumerate() {
+            let (next, end) = (old.next, old.end);
+            let n = old.give_up_all();
+            if n > 0 {
+                lost.push((old.session, next, end, n));
+                self.to_release.push((state.instance.clone(), old.session));
+            }
+            if i == 0 {
+                self.probes.push(Probe {
+                    instance: state.instance.clone(),
+                    session: old.session,
+                    first: old.end,
+                    ask_at: now + jitter(&mut self.rng, window),
+                });
+            }
+        }
+        state
+            .sessions
+            .insert(0, Track::new(session, if restarted { 0 } else { seq }));
+        state.sessions.truncate(SESSIONS_PER_SENDER);
+        state.published = u64::MAX;
+        let instance = state.instance.clone();
+        for (old, first, end, n) in lost {
+            self.lose(&instance, old, first, end, n, "the sender restarted");
+        }
+    }
+
+    /// The rest of [`frame`](Self::frame) when there is more to do than
+    /// dispatching: releasing held envelopes, holding this one, presence
+    /// and repair traffic. Out of line (and boxed): the usual path's future
+    /// stays small.
+    #[cold]
+    #[inline(never)]
+    pub(super) async fn frame_slow(
+        &mut self,
+        accepted: Accept,
+        meta: &Meta<'_>,
+        messages: &Messages<'_>,
+        account: &Arc<str>,
+        body: &[u8],
+    ) {
+        match accepted {
+            Accept::Now { release } => {
+                self.dispatch(messages, meta.count, &self.room_cx).await;
+                if release {
+                    self.release_after(meta);
+                }
+            }
+            Accept::Hold => self.hold(meta, account, body),
+            Accept::Skip | Accept::Reject => {}
+        }
+        if accepted != Accept::Reject {
+            if let Some(control) = meta.control.as_deref() {
+                self.control(meta, control, account, Codec::sniff(body))
+                    .await;
+            }
+        }
+        if !self.to_release.is_empty() {
+            self.release_pending().await;
+        }
+    }
+
+    /// Counts and logs envelopes given up.
+    #[cold]
+    #[inline(never)]
+    fn lose(&self, instance: &str, session: u64, first: u64, end: u64, n: u64, why: &str) {
+        Counters::add_owned(&self.node.shared.counters.lost, n);
+        warn!(
+            node = %self.node.name(),
+            sender = instance,
+            session = format_args!("{session:016x}"),
+            range = format_args!("{first}..{end}"),
+            lost = n,
+            "envelopes lost: {why}"
+        );
+    }
+
+    /// Holds a body that came before its turn.
+    #[cold]
+    #[inline(never)]
+    fn hold(&mut self, meta: &Meta<'_>, account: &Arc<str>, body: &[u8]) {
+        let (Some(from), Some(session), Some(seq)) = (meta.from.as_deref(), meta.session, meta.seq)
+        else {
+            return;
+        };
+        let end = seq.saturating_add(meta.count.unwrap_or(1));
+        let body = HeldBody {
+            account: account.clone(),
+            bytes: body.to_vec(),
+            repaired: false,
+        };
+        self.hold_body(from, session, seq, end, body);
+    }
+
+    fn hold_body(&mut self, from: &str, session: u64, seq: u64, end: u64, body: HeldBody) {
+        let max_held = self.node.shared.presence.options.max_held as u64;
+        let Some(state) = self.senders.get_mut(from) else {
+            return;
+        };
+        let instance = state.instance.clone();
+        let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) else {
+            return;
+        };
+        track.hold(seq, end, body);
+        trace!(node = %self.node.name(), from, seq, next = track.next, "holding an envelope that came early");
+        if track.held_count > max_held || track.held_bytes > repair::MAX_HELD_BYTES {
+            let (next, end) = (track.next, track.end);
+            let n = track.give_up_all();
+            self.to_release.push((instance.clone(), session));
+            self.lose(&instance, session, next, end, n, "too many envelopes held");
+        }
+    }
+
+    /// After an envelope of the body `meta` ran: releases those held after it.
+    fn release_after(&mut self, meta: &Meta<'_>) {
+        if let (Some(from), Some(session)) = (meta.from.as_deref(), meta.session) {
+            if let Some(state) = self.senders.get(from) {
+                self.to_release.push((state.instance.clone(), session));
+            }
+        }
+    }
+
+    /// Dispatches the held envelopes now due, of every session listed.
+    async fn release_pending(&mut self) {
+        while let Some((from, session)) = self.to_release.pop() {
+            self.release(&from, session).await;
+        }
+    }
+
+    /// Dispatches the held envelopes of `from`'s `session` now due.
+    async fn release(&mut self, from: &str, session: u64) {
+        let limits = self.node.shared.config.body_limits;
+        loop {
+            let Some(state) = self.senders.get_mut(from) else {
+                return;
+            };
+            let instance = state.instance.clone();
+            let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) else {
+                return;
+            };
+            let Some((first, held)) = track.pop_ready() else {
+                return;
+            };
+            let Some(body) = held.body else { continue };
+            let n = held.end - first;
+            let mut messages = self.take_messages();
+            match self.read(&body.bytes, limits, &mut messages) {
+                Ok(_) => {
+                    set_sender(
+                        &mut self.room_cx,
+                        &self.node,
+                        &body.account,
+                        Some(&instance),
+                        |_| instance.clone(),
+                    );
+                    if body.repaired {
+                        Counters::add_owned(&self.node.shared.counters.repaired, n);
+                    }
+                    self.dispatch(&messages, (n > 1).then_some(n), &self.room_cx)
+                        .await;
+                }
+                Err(e) => self.drop(Drop::Malformed, &body.account, &e),
+            }
+            self.keep(messages);
+        }
+    }
+
+    /// Presence and repair traffic: heartbeats, requests, ranges that
+    /// cannot be repaired, envelopes posted again.
+    async fn control(
+        &mut self,
+        meta: &Meta<'_>,
+        control: &Control<'_>,
+        account: &Arc<str>,
+        codec: Codec,
+    ) {
+        let (Some(from), Some(session)) = (meta.from.as_deref(), meta.session) else {
+            return;
+        };
+        let shared = self.node.shared.clone();
+        let presence = &shared.presence;
+        let options = presence.options;
+        let now = tokio::time::Instant::now();
+        let ms = presence.coarse_ms();
+        self.heard += 1;
+        let heard = self.heard;
+        // The sender's track: a heartbeat says how far it got.
+        let state = sender_state(&mut self.senders, from, heard);
+        if !state.sessions.iter().any(|t| t.session == session) {
+            self.new_session(from, session, control.heartbeat.unwrap_or(0));
+        }
+        let state = sender_state(&mut self.senders, from, heard);
+        state.last_heard = heard;
+        state.published = ms;
+        presence.heard(&state.instance, account, session, ms);
+        let instance = state.instance.clone();
+        if let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) {
+            if let Some(posted) = control.heartbeat {
+                track.learn_end(posted);
+            }
+        }
+        let mut serve = Vec::new();
+        let mut unrepairable = Vec::new();
+        let mut refused = 0;
+        if let Some(raw) = control.requests {
+            match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
+                Err(e) => {
+                    refused += 1;
+                    trace!(node = %shared.name, from, error = %e, "refused a repair request");
+                }
+                Ok(ranges) => {
+                    for (asked, asked_session, first, end) in ranges {
+                        if *asked == *shared.name && asked_session == shared.session {
+                            let posted = presence
+                                .posted_end
+                                .load(std::sync::atomic::Ordering::Relaxed);
+                            let end = if end == repair::TO_THE_END {
+                                posted
+                            } else {
+                                end
+                            };
+                            if first > end || end > posted || end - first > repair::MAX_ASK {
+                                refused += 1;
+                                warn!(node = %shared.name, from, range = format_args!("{first}..{end}"), posted, "refused an absurd repair request");
+                            } else if first < end {
+                                serve.push((first, end));
+                            }
+                            continue;
+                        }
+                        // Another receiver asked: this one waits for the repair.
+                        self.probes
+                            .retain(|p| !(*p.instance == *asked && p.session == asked_session));
+                        let Some(state) = self.senders.get_mut(asked.as_str()) else {
+                            continue;
+                        };
+                        let replaced = state
+                            .sessions
+                            .first()
+                            .is_some_and(|t| t.session != asked_session);
+                        if let Some(track) = state
+                            .sessions
+                            .iter_mut()
+                            .find(|t| t.session == asked_session)
+                        {
+                            if let Some(gap) = &mut track.gap {
+                                gap.ask_at = gap.ask_at.max(now + options.repair_window);
+                            }
+                            // A restarted sender cannot answer for its old
+                            // session: who heard further says how far.
+                            if end == repair::TO_THE_END && replaced && track.end > first {
+                                unrepairable.push((asked, asked_session, first, track.end));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(raw) = control.unrepairable {
+            match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
+                Err(e) => {
+                    refused += 1;
+                    trace!(node = %shared.name, from, error = %e, "refused a list of unrepairable ranges");
+                }
+                Ok(ranges) => {
+                    for (gone, gone_session, first, end) in ranges {
+                        if first > end || end - first > repair::MAX_GIVE_UP {
+                            refused += 1;
+                            continue;
+                        }
+                        self.probes
+                            .retain(|p| !(*p.instance == *gone && p.session == gone_session));
+                        let Some(state) = self.senders.get_mut(gone.as_str()) else {
+                            continue;
+                        };
+                        let gone_instance = state.instance.clone();
+                        let Some(track) = state
+                            .sessions
+                            .iter_mut()
+                            .find(|t| t.session == gone_session)
+                        else {
+                            continue;
+                        };
+                        let next = track.next;
+                        let n = track.give_up(first, end);
+                        if n > 0 {
+                            self.to_release.push((gone_instance.clone(), gone_session));
+                            self.lose(
+                                &gone_instance,
+                                gone_session,
+                                first.max(next),
+                                end,
+                                n,
+                                "it cannot be repaired",
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(raw) = control.repairs {
+            self.repairs(raw, codec, &instance, session, account).await;
+        }
+        if refused > 0 {
+            Counters::add_owned(&shared.counters.repairs_refused, refused);
+            self.drops.note(&self.node);
+        }
+        for range in serve {
+            if self.to_serve.len() < crate::presence::MAX_QUEUED && !self.to_serve.contains(&range)
+            {
+                self.to_serve.push(range);
+            }
+        }
+        if !unrepairable.is_empty() {
+            presence.push(&shared.outbox, |q| {
+                for range in unrepairable {
+                    if q.unrepairable.len() < crate::presence::MAX_QUEUED {
+                        q.unrepairable.push(range);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Envelopes posted again by `instance`'s `session`: those missing run
+    /// (or are held until their turn), the rest are dropped quietly.
+    async fn repairs(
+        &mut self,
+        raw: &[u8],
+        codec: Codec,
+        instance: &Arc<str>,
+        session: u64,
+        account: &Arc<str>,
+    ) {
+        let shared = self.node.shared.clone();
+        let limits = shared.config.body_limits;
+        let window = shared.presence.options.repair_window;
+        let items = match wire::read_repairs(codec, raw, repair::MAX_REPAIRS, limits.max_depth) {
+            Ok(items) => items,
+            Err(e) => return self.drop(Drop::Malformed, account, &e),
+        };
+        let now = tokio::time::Instant::now();
+        for (seq, item) in items {
+            let Some(state) = self.senders.get_mut(&**instance) else {
+                return;
+            };
+            let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) else {
+                // A session this node does not follow: not owed to it.
+                return;
+            };
+            if let Some(gap) = &mut track.gap {
+                gap.ask_at = gap.ask_at.max(now + window);
+            }
+            match track.admit(seq, 1) {
+                Admit::InOrder => {
+                    let mut messages = self.take_messages();
+                    match self.read(item, limits, &mut messages) {
+                        Ok(_) => {
+                            set_sender(
+                                &mut self.room_cx,
+                                &self.node,
+                                account,
+                                Some(instance),
+                                |_| instance.clone(),
+                            );
+                            Counters::add_owned(&shared.counters.repaired, 1);
+                            self.dispatch(&messages, None, &self.room_cx).await;
+                        }
+                        Err(e) => self.drop(Drop::Malformed, account, &e),
+                    }
+                    self.keep(messages);
+                    self.release(instance, session).await;
+                }
+                Admit::Ahead => {
+                    let body = HeldBody {
+                        account: account.clone(),
+                        bytes: item.to_vec(),
+                        repaired: true,
+                    };
+                    self.hold_body(instance, session, seq, seq + 1, body);
+                }
+                Admit::Duplicate | Admit::Partial => {}
+            }
+        }
+    }
+
+    /// The repair timers: asks for what is missing (after a random delay,
+    /// unless another node asked first), gives up what waited too long,
+    /// asks the room about replaced sessions; drops peers not heard.
+    pub(super) async fn repair_tick(&mut self) {
+        let shared = self.node.shared.clone();
+        let presence = &shared.presence;
+        presence.tick();
+        presence.expire();
+        let options = presence.options;
+        let now = tokio::time::Instant::now();
+        let mut requests = Vec::new();
+        let mut given_up = Vec::new();
+        // Whether a request is due: then the gaps due within half a window
+        // are asked for in the same post.
+        let ask_now = self.senders.values().any(|state| {
+            state
+                .sessions
+                .iter()
+                .any(|t| t.waiting() && t.gap.is_some_and(|gap| now >= gap.ask_at))
+        });
+        let rng = &mut self.rng;
+        for state in self.senders.values_mut() {
+            for track in &mut state.sessions {
+                if !track.waiting() {
+                    track.gap = None;
+                    continue;
+                }
+                let gap = track.gap.get_or_insert_with(|| Gap {
+                    since: now,
+                    ask_at: now + jitter(rng, options.repair_window),
+                });
+                if now.duration_since(gap.since) >= options.repair_timeout {
+                    let (next, end) = (track.next, track.end);
+                    let n = track.give_up_all();
+                    given_up.push((state.instance.clone(), track.session, next, end, n));
+                } else if now + options.repair_window / 2 >= gap.ask_at && ask_now {
+                    gap.ask_at = now + options.repair_window + jitter(rng, options.repair_window);
+                    for (first, end) in track.missing(repair::RANGES_PER_ASK) {
+                        requests.push((state.instance.to_string(), track.session, first, end));
+                    }
+                }
+            }
+        }
+        self.probes.retain(|probe| {
+            if now < probe.ask_at {
+                return true;
+            }
+            requests.push((
+                probe.instance.to_string(),
+                probe.session,
+                probe.first,
+                repair::TO_THE_END,
+            ));
+            false
+        });
+        let serve = std::mem::take(&mut self.to_serve);
+        if !serve.is_empty() {
+            presence.push(&shared.outbox, |q| {
+                for range in serve {
+                    if q.serve.len() < crate::presence::MAX_QUEUED && !q.serve.contains(&range) {
+                        q.serve.push(range);
+                    }
+                }
+            });
+        }
+        if !requests.is_empty() {
+            Counters::add_owned(&shared.counters.repair_requests, requests.len() as u64);
+            trace!(node = %shared.name, ?requests, "asking for repair");
+            presence.push(&shared.outbox, |q| {
+                for request in requests {
+                    if q.requests.len() < crate::presence::MAX_QUEUED {
+                        q.requests.push(request);
+                    }
+                }
+            });
+        }
+        for (instance, session, next, end, n) in given_up {
+            if n > 0 {
+                self.lose(&instance, session, next, end, n, "not repaired in time");
+            }
+            self.release(&instance, session).await;
+        }
+    }
+}
