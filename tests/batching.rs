@@ -214,3 +214,47 @@ async fn a_compression_bomb_is_refused_and_counted() {
     assert_eq!(got.items(), [8]);
     node.shutdown().await.unwrap();
 }
+
+#[message("location")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location(pub String);
+
+/// With `python_peers()`, nothing of this applies: on the same throttled
+/// chat, 50 queued pings go out one plain MessagePack envelope per post,
+/// never a batch, never deflated.
+#[tokio::test(start_paused = true)]
+async fn python_peers_never_batch_or_deflate() {
+    let chat = LocalChat::with_max_message_len(2_000).throttle(Duration::from_secs(1));
+    let mut watch = chat.watch();
+    let node = Node::builder("Henders/EC2")
+        .transport(chat.join("smokey"))
+        .python_peers()
+        .default_node(false)
+        .start()
+        .await
+        .unwrap();
+    for i in 0..50 {
+        let envelope = socketscience::Envelope::new()
+            .with(ping(i))
+            .and_then(|e| e.with(Location("Henders/EC2".into())))
+            .unwrap();
+        node.send(envelope).await.unwrap();
+    }
+    node.shutdown().await.unwrap();
+    let mut posts = 0;
+    while let Ok(message) = watch.try_recv() {
+        let text = wire::clean(&message.text).into_owned();
+        let wire::ChatText::Frame { body } = wire::parse_chat_text(&text).unwrap() else {
+            panic!("a chunk");
+        };
+        let mut bytes = Vec::new();
+        wire::decode_base64(body, &mut bytes).unwrap();
+        assert_ne!(bytes[0], wire::COMPRESSED, "a deflated post");
+        let decoded = wire::decode_body(&bytes).unwrap();
+        assert_eq!(decoded.codec, Codec::MessagePack);
+        assert_eq!((decoded.count, decoded.batch.is_some()), (None, false));
+        assert_eq!(decoded.messages.len(), 2);
+        posts += 1;
+    }
+    assert_eq!(posts, 50);
+}
