@@ -2140,7 +2140,7 @@ mod owned {
         /// (the first one's when the body holds several).
         pub seq: Option<u64>,
         /// How many consecutive envelopes the body holds, when more than one
-        /// (`_count` of a merged MessagePack map, or the length of a JSON
+        /// (`_count` of a merged MessagePack map, or the length of a
         /// `_batch`).
         pub count: Option<u64>,
         /// The messages, kind and value, in the body's order. Other keys
