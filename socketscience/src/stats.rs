@@ -71,6 +71,10 @@ counters! {
     handler_errors,
     /// Handler runs that panicked.
     handler_panics,
+    /// Gaps in the room's history a transport could not read back whole
+    /// (Matrix: more was posted while away than its backfill bound), so
+    /// that messages may have been missed.
+    history_gaps,
 }
 
 impl Stats {
