@@ -138,7 +138,10 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(_) => {
-            eprintln!("matrix_node {}: timed out after {:?}", args.name, args.timeout);
+            eprintln!(
+                "matrix_node {}: timed out after {:?}",
+                args.name, args.timeout
+            );
             ExitCode::FAILURE
         }
     }

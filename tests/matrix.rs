@@ -155,7 +155,12 @@ async fn three_nodes_dispatch_each_others_beverages_exactly_once() {
         assert_eq!(by_sender(&m.seen), expected, "on {}", m.node.name());
         let stats = m.node.stats();
         assert_eq!(
-            (stats.untrusted, stats.duplicates, stats.malformed, stats.history_gaps),
+            (
+                stats.untrusted,
+                stats.duplicates,
+                stats.malformed,
+                stats.history_gaps
+            ),
             (0, 0, 0, 0),
             "{stats:?}"
         );
@@ -180,9 +185,11 @@ async fn a_user_not_trusted_is_ignored_and_counted() {
         henders.node.stats().untrusted >= 1
     })
     .await;
-    wait_until(Duration::from_secs(60), "henders's beverage on mallory", || {
-        mallory.node.stats().untrusted >= 1
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "henders's beverage on mallory",
+        || mallory.node.stats().untrusted >= 1,
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -250,9 +257,11 @@ async fn synapse_killed_and_restarted_mid_stream_loses_and_doubles_nothing() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     for m in [&a, &b, &c] {
-        wait_until(Duration::from_secs(120), "60 beverages on each node", || {
-            count(&m.seen) >= 60
-        })
+        wait_until(
+            Duration::from_secs(120),
+            "60 beverages on each node",
+            || count(&m.seen) >= 60,
+        )
         .await;
     }
     tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -297,13 +306,17 @@ async fn a_node_restarted_with_its_state_file_dispatches_what_was_posted_while_i
             .state_file(&state)
             .timeline_limit(3)
     };
-    synapse.register("smokey-undo", &password("smokey-undo"), false).await;
+    synapse
+        .register("smokey-undo", &password("smokey-undo"), false)
+        .await;
     let c = member(undo(&synapse), "Undo/pi").await;
     send_one_by_one(&a, &b, 0..=0).await;
-    wait_until(Duration::from_secs(30), "beverage 0 on Undo", || count(&c.seen) == 1).await;
+    wait_until(Duration::from_secs(30), "beverage 0 on Undo", || {
+        count(&c.seen) == 1
+    })
+    .await;
     c.node.shutdown().await.unwrap();
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -314,9 +327,11 @@ async fn a_node_restarted_with_its_state_file_dispatches_what_was_posted_while_i
     send_one_by_one(&a, &b, 1..=10).await;
 
     let c = member(undo(&synapse), "Undo/pi").await;
-    wait_until(Duration::from_secs(60), "the ten beverages posted while down", || {
-        count(&c.seen) >= 10
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the ten beverages posted while down",
+        || count(&c.seen) >= 10,
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -340,7 +355,9 @@ async fn a_gap_past_the_backfill_bound_is_counted() {
     let state = synapse.path("undo-state.json");
     let a = member(chat(&synapse, "smokey-henders").await, "Henders/EC2").await;
     let b = member(chat(&synapse, "smokey-teward").await, "teward/vps").await;
-    synapse.register("smokey-undo", &password("smokey-undo"), false).await;
+    synapse
+        .register("smokey-undo", &password("smokey-undo"), false)
+        .await;
     let undo = |s: &Synapse| {
         builder(s, "smokey-undo")
             .state_file(&state)
@@ -355,7 +372,10 @@ async fn a_gap_past_the_backfill_bound_is_counted() {
         c.node.stats().history_gaps == 1
     })
     .await;
-    wait_until(Duration::from_secs(30), "six beverages", || count(&c.seen) >= 6).await;
+    wait_until(Duration::from_secs(30), "six beverages", || {
+        count(&c.seen) >= 6
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The two of the sync and the four read back arrive; older ones are
     // lost (but for one that Synapse's sync cache may still hold: the
@@ -365,7 +385,10 @@ async fn a_gap_past_the_backfill_bound_is_counted() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     let indices = &seen["Henders/EC2"];
     assert!(indices.ends_with(&[5, 6, 7, 8, 9, 10]), "{indices:?}");
-    assert!(indices.len() <= 7 && indices.windows(2).all(|w| w[0] < w[1]), "{indices:?}");
+    assert!(
+        indices.len() <= 7 && indices.windows(2).all(|w| w[0] < w[1]),
+        "{indices:?}"
+    );
     for m in [a, b, c] {
         m.node.shutdown().await.unwrap();
     }
@@ -386,7 +409,10 @@ async fn a_100_kb_envelope_arrives_intact() {
         text: text.clone(),
     };
     a.node.send(big.clone()).await.unwrap();
-    wait_until(Duration::from_secs(60), "the big beverage", || count(&b.seen) == 1).await;
+    wait_until(Duration::from_secs(60), "the big beverage", || {
+        count(&b.seen) == 1
+    })
+    .await;
     assert_eq!(b.seen.lock().unwrap()[0], ("Henders/EC2".to_owned(), big));
     let stats = b.node.stats();
     assert!(stats.chunks >= 2, "it came in chunks: {stats:?}");
@@ -407,20 +433,25 @@ async fn an_expired_token_logs_in_again_with_credentials_and_stops_without() {
     .await;
     let b = member(chat(&synapse, "smokey-teward").await, "teward/vps").await;
     let token = |path: &std::path::Path| -> String {
-        let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         saved["access_token"].as_str().unwrap().to_owned()
     };
     let old = token(&state);
     synapse.log_out(&old).await;
     a.node.send(beverage(1)).await.unwrap();
-    wait_until(Duration::from_secs(60), "the beverage after a new login", || {
-        count(&b.seen) == 1
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the beverage after a new login",
+        || count(&b.seen) == 1,
+    )
     .await;
     assert_ne!(token(&state), old, "the new token is saved");
 
     // Without credentials the transport stops and says why.
-    let c_token = synapse.register("smokey-undo", "undo-password", false).await;
+    let c_token = synapse
+        .register("smokey-undo", "undo-password", false)
+        .await;
     let chat = MatrixChat::builder(synapse.url(), ROOM)
         .access_token(&c_token)
         .reconnect_delay(Duration::from_millis(100))
@@ -480,8 +511,14 @@ async fn connect_says_which_of_password_room_and_server_is_wrong() {
         .connect()
         .await
         .unwrap_err();
-    assert!(matches!(matrix_error(&e), MatrixError::Unreachable { .. }), "{e}");
-    assert!(e.to_string().contains("cannot reach the Matrix homeserver"), "{e}");
+    assert!(
+        matches!(matrix_error(&e), MatrixError::Unreachable { .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("cannot reach the Matrix homeserver"),
+        "{e}"
+    );
 
     // And the right ones connect.
     let chat = MatrixChat::builder(synapse.url(), ROOM)

@@ -194,7 +194,10 @@ impl Synapse {
             }
             if let Some((child, _)) = &mut self.child {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("Synapse exited ({status}) while starting:\n{}", self.log_tail());
+                    panic!(
+                        "Synapse exited ({status}) while starting:\n{}",
+                        self.log_tail()
+                    );
                 }
             }
             assert!(
@@ -249,7 +252,11 @@ impl Synapse {
         mac.update(b"\0");
         mac.update(password.as_bytes());
         mac.update(b"\0");
-        mac.update(if admin { b"admin".as_slice() } else { b"notadmin" });
+        mac.update(if admin {
+            b"admin".as_slice()
+        } else {
+            b"notadmin"
+        });
         let mac: String = mac
             .finalize()
             .into_bytes()

@@ -16,8 +16,8 @@ use ruma::api::client::sync::sync_events::v3 as sync;
 use ruma::api::client::uiaa::MatrixUserIdentifier;
 use ruma::api::error::{ErrorKind, FromHttpResponseError, IntoHttpError, RetryAfter};
 use ruma::api::{
-    auth_scheme::SendAccessToken, IncomingResponseExt as _, MatrixVersion,
-    OutgoingRequest, OutgoingRequestExt as _, SupportedVersions,
+    auth_scheme::SendAccessToken, IncomingResponseExt as _, MatrixVersion, OutgoingRequest,
+    OutgoingRequestExt as _, SupportedVersions,
 };
 use ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId, RoomOrAliasId};
 use tracing::{debug, info, warn};
@@ -212,7 +212,9 @@ async fn send<R: Endpoint>(
         .map_err(|e| Failure::Protocol(e.to_string()))?;
     R::IncomingResponse::try_from_http_response(response).map_err(|e| match e {
         FromHttpResponseError::Server(e) => Failure::Matrix(e),
-        FromHttpResponseError::Deserialization(e) => Failure::Protocol(format!("HTTP {status}: {e}")),
+        FromHttpResponseError::Deserialization(e) => {
+            Failure::Protocol(format!("HTTP {status}: {e}"))
+        }
         e => Failure::Protocol(format!("HTTP {status}: {e}")),
     })
 }
@@ -353,9 +355,15 @@ impl Client {
                         .into(),
                 ));
             };
-            let answer =
-                log_in(&http, &base, &versions, credentials, session.device_id.clone(), &settings)
-                    .await?;
+            let answer = log_in(
+                &http,
+                &base,
+                &versions,
+                credentials,
+                session.device_id.clone(),
+                &settings,
+            )
+            .await?;
             session.token = answer.access_token;
             session.device_id = Some(answer.device_id);
             user_id = Some(answer.user_id);
@@ -486,7 +494,15 @@ impl Client {
             Err(e) if e.is_unknown_token() => {
                 self.log_in_again(&token, &e).await?;
                 let token = self.session().token;
-                send(&self.http, &self.base, &token, &self.versions, request, timeout).await
+                send(
+                    &self.http,
+                    &self.base,
+                    &token,
+                    &self.versions,
+                    request,
+                    timeout,
+                )
+                .await
             }
             other => other,
         }

@@ -63,8 +63,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ruma::events::room::message::RoomMessageEventContent;
 use ruma::api::client::message::send_message_event;
+use ruma::events::room::message::RoomMessageEventContent;
 use ruma::OwnedTransactionId;
 use tokio::sync::watch;
 use tracing::{debug, error, warn};

@@ -53,7 +53,9 @@ pub(crate) fn load(path: &Path) -> Result<Option<Saved>, MatrixError> {
         .map(Some)
         .map_err(|e| MatrixError::StateFile {
             path: path.to_owned(),
-            reason: format!("not a socketscience Matrix state file ({e}); delete it to start afresh"),
+            reason: format!(
+                "not a socketscience Matrix state file ({e}); delete it to start afresh"
+            ),
         })
 }
 

@@ -78,7 +78,12 @@ fn message_filter(limit: u32) -> RoomEventFilter {
     timeline
 }
 
-fn sync_request(client: &Client, since: Option<String>, limit: u32, wait: Duration) -> sync::Request {
+fn sync_request(
+    client: &Client,
+    since: Option<String>,
+    limit: u32,
+    wait: Duration,
+) -> sync::Request {
     let mut request = sync::Request::new();
     request.filter = Some(filter(client, limit).into());
     request.since = since;
@@ -100,11 +105,13 @@ pub(crate) async fn start_point(client: &Client) -> Result<(), MatrixError> {
             Failure::Fatal(e) => e,
             e => MatrixError::Sync(e.to_string()),
         })?;
-    let last = answer
-        .rooms
-        .join
-        .get(&client.room_id)
-        .and_then(|room| room.timeline.events.iter().rev().find_map(|e| from_sync(e).id));
+    let last = answer.rooms.join.get(&client.room_id).and_then(|room| {
+        room.timeline
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| from_sync(e).id)
+    });
     debug!(next_batch = %answer.next_batch, last_event = ?last, "Matrix sync starts here");
     client.advance(answer.next_batch, last);
     Ok(())
@@ -215,7 +222,8 @@ async fn backfill(client: &Client, shared: &NodeShared, mut from: String) -> Vec
     let mut found = Vec::new();
     let mut tries = 0;
     loop {
-        let mut request = get_message_events::v3::Request::new(client.room_id.clone(), Direction::Backward);
+        let mut request =
+            get_message_events::v3::Request::new(client.room_id.clone(), Direction::Backward);
         request.from = Some(from.clone());
         request.limit = UInt::from(settings.backfill_page);
         request.filter = message_filter(settings.backfill_page);
@@ -264,7 +272,10 @@ async fn backfill(client: &Client, shared: &NodeShared, mut from: String) -> Vec
             _ => break,
         }
     }
-    debug!(events = found.len(), "read a gap back from the room's history");
+    debug!(
+        events = found.len(),
+        "read a gap back from the room's history"
+    );
     found.reverse();
     found
 }
