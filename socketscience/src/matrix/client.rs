@@ -293,7 +293,14 @@ impl Client {
             Some(path) => state::load(path)?,
             None => None,
         };
-        let saved = saved.filter(|s| s.homeserver == base);
+        // A state file of another homeserver or user is not used (and is
+        // overwritten).
+        let saved = saved.filter(|s| {
+            s.homeserver == base
+                && credentials.as_ref().is_none_or(|c| {
+                    s.user_id == c.user || s.user_id.starts_with(&format!("@{}:", c.user))
+                })
+        });
 
         // The token: given, else saved, else a login.
         let mut session = Session {

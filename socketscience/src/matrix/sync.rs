@@ -98,8 +98,13 @@ pub(crate) async fn start_point(client: &Client) -> Result<(), MatrixError> {
     if client.session().next_batch.is_some() {
         return Ok(());
     }
+    // Synapse answers a repeated request from its cache for a while (an
+    // old `next_batch`, and so messages from before this start): a random
+    // timeout (a first sync returns at once whatever it is) makes each
+    // request its own.
+    let wait = Duration::from_millis(fastrand::u64(1..10_000));
     let answer = client
-        .sync(sync_request(client, None, 1, Duration::ZERO))
+        .sync(sync_request(client, None, 1, wait))
         .await
         .map_err(|e| match e {
             Failure::Fatal(e) => e,
