@@ -168,6 +168,10 @@ pub(crate) struct Client {
     state_file: Option<PathBuf>,
     pub(crate) user_id: OwnedUserId,
     pub(crate) room_id: OwnedRoomId,
+    /// What starts the transaction ids of this run's posts: unique to the
+    /// run, so that a restart on the same device never reuses one (the
+    /// homeserver would answer with the old event).
+    pub(crate) txn_prefix: String,
     session: Mutex<Session>,
     /// Held while logging in again, so that one login serves everyone.
     relogin: tokio::sync::Mutex<()>,
@@ -436,6 +440,7 @@ impl Client {
             state_file,
             user_id,
             room_id,
+            txn_prefix: format!("{}{:016x}-", super::sync::TXN_MARK, fastrand::u64(..)),
             session: Mutex::new(session),
             relogin: tokio::sync::Mutex::new(()),
         };

@@ -47,7 +47,10 @@
 //!   events (past that the older ones are skipped, logged and counted in
 //!   [`Stats::history_gaps`](crate::Stats::history_gaps)). The node's own
 //!   posts come back too and are recognised as its own echoes
-//!   ([`Stats::own_echoes`](crate::Stats::own_echoes)).
+//!   ([`Stats::own_echoes`](crate::Stats::own_echoes)); after a restart
+//!   from the state file, the posts of its earlier run (known by their
+//!   transaction ids, which the homeserver shows to the posting device
+//!   only) are not handed over: their handlers ran when they were sent.
 //! - **Reconnects**: when the homeserver is unreachable or restarts, the
 //!   transport retries with a backoff (from
 //!   [`reconnect_delay`](MatrixChatBuilder::reconnect_delay), doubling, up
@@ -383,9 +386,6 @@ async fn run(client: Arc<Client>, mut io: TransportIo) -> Result<()> {
         stopped,
     ));
     let _abort = AbortOnDrop(follower.abort_handle());
-    // Transaction ids: unique to this run, so that a restart on the same
-    // device never reuses one (the homeserver would answer with the old event).
-    let run_id = fastrand::u64(..);
     let mut sequence = 0u64;
     let mut in_flight: Option<BoxFuture<std::result::Result<(), MatrixError>>> = None;
     let mut open = true;
@@ -400,7 +400,7 @@ async fn run(client: Arc<Client>, mut io: TransportIo) -> Result<()> {
             post = io.next_post(), if open && in_flight.is_none() => match post {
                 Some(text) => {
                     sequence += 1;
-                    let txn = OwnedTransactionId::from(format!("ss{run_id:016x}.{sequence}"));
+                    let txn = OwnedTransactionId::from(format!("{}{sequence}", client.txn_prefix));
                     in_flight = Some(Box::pin(post_text(client.clone(), io.shared.clone(), text, txn)));
                 }
                 None => open = false,

@@ -30,9 +30,30 @@ struct Seen {
     message: Option<ChatMessage>,
 }
 
+/// What starts the transaction ids of this transport's posts.
+pub(crate) const TXN_MARK: &str = "ss-";
+
+/// Whether this device posted the event in an earlier run (its
+/// transaction id, which the homeserver shows only to the device that
+/// posted, is ours but not of this run): the node ran its handlers then,
+/// so it is not handed over again after a restart.
+fn posted_in_earlier_run<T>(raw: &Raw<T>, this_run: &str) -> bool {
+    let Ok(Some(unsigned)) = raw.get_field::<serde_json::Value>("unsigned") else {
+        return false;
+    };
+    unsigned
+        .get("transaction_id")
+        .and_then(|t| t.as_str())
+        .is_some_and(|t| t.starts_with(TXN_MARK) && !t.starts_with(this_run))
+}
+
 /// A sync event as the node sees it.
-fn from_sync(raw: &Raw<AnySyncTimelineEvent>) -> Seen {
+fn from_sync(raw: &Raw<AnySyncTimelineEvent>, this_run: &str) -> Seen {
     let id = raw.get_field::<String>("event_id").ok().flatten();
+    if posted_in_earlier_run(raw, this_run) {
+        debug!(event_id = ?id, "skipped a post of this device's earlier run");
+        return Seen { id, message: None };
+    }
     let message = match raw.deserialize() {
         Ok(AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(event))) => event
             .as_original()
@@ -47,8 +68,12 @@ fn from_sync(raw: &Raw<AnySyncTimelineEvent>) -> Seen {
 }
 
 /// A `/messages` event as the node sees it.
-fn from_history(raw: &Raw<AnyTimelineEvent>) -> Seen {
+fn from_history(raw: &Raw<AnyTimelineEvent>, this_run: &str) -> Seen {
     let id = raw.get_field::<String>("event_id").ok().flatten();
+    if posted_in_earlier_run(raw, this_run) {
+        debug!(event_id = ?id, "skipped a post of this device's earlier run");
+        return Seen { id, message: None };
+    }
     let message = match raw.deserialize() {
         Ok(AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(event))) => event
             .as_original()
@@ -115,7 +140,7 @@ pub(crate) async fn start_point(client: &Client) -> Result<(), MatrixError> {
             .events
             .iter()
             .rev()
-            .find_map(|e| from_sync(e).id)
+            .find_map(|e| from_sync(e, &client.txn_prefix).id)
     });
     debug!(next_batch = %answer.next_batch, last_event = ?last, "Matrix sync starts here");
     client.advance(answer.next_batch, last);
@@ -201,7 +226,12 @@ async fn hand_over(
                 seen = backfill(client, shared, prev.clone()).await;
             }
         }
-        seen.extend(timeline.events.iter().map(from_sync));
+        seen.extend(
+            timeline
+                .events
+                .iter()
+                .map(|e| from_sync(e, &client.txn_prefix)),
+        );
     }
     let mut last = None;
     for event in seen {
@@ -249,7 +279,7 @@ async fn backfill(client: &Client, shared: &NodeShared, mut from: String) -> Vec
         };
         let mut reached = false;
         for raw in &page.chunk {
-            let event = from_history(raw);
+            let event = from_history(raw, &client.txn_prefix);
             if event.id.is_some() && event.id == until {
                 reached = true;
                 break;
