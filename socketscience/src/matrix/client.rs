@@ -358,28 +358,30 @@ impl Client {
                 }
             }
         }
-        if user_id.is_none() {
-            let Some(credentials) = &credentials else {
-                return Err(MatrixError::Config(
-                    "give `credentials(user, password)` or an `access_token(token)` \
+        let user_id = match user_id {
+            Some(user_id) => user_id,
+            None => {
+                let Some(credentials) = &credentials else {
+                    return Err(MatrixError::Config(
+                        "give `credentials(user, password)` or an `access_token(token)` \
                      (or a state file holding one)"
-                        .into(),
-                ));
-            };
-            let answer = log_in(
-                &http,
-                &base,
-                &versions,
-                credentials,
-                session.device_id.clone(),
-                &settings,
-            )
-            .await?;
-            session.token = answer.access_token;
-            session.device_id = Some(answer.device_id);
-            user_id = Some(answer.user_id);
-        }
-        let user_id = user_id.unwrap_or_else(|| unreachable!("set above"));
+                            .into(),
+                    ));
+                };
+                let answer = log_in(
+                    &http,
+                    &base,
+                    &versions,
+                    credentials,
+                    session.device_id.clone(),
+                    &settings,
+                )
+                .await?;
+                session.token = answer.access_token;
+                session.device_id = Some(answer.device_id);
+                answer.user_id
+            }
+        };
         let token = session.token.clone();
 
         // The room: resolve an alias, then join (nothing happens if the
