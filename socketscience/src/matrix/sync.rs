@@ -17,7 +17,8 @@ use ruma::UInt;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::client::{Client, Failure};
+use super::api::Failure;
+use super::client::Client;
 use super::MatrixError;
 use crate::node::NodeShared;
 use crate::stats::Counters;
