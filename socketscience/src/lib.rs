@@ -88,6 +88,8 @@ pub mod harness;
 #[cfg(feature = "irc")]
 mod irc;
 mod local;
+#[cfg(feature = "matrix")]
+pub mod matrix;
 mod message;
 mod msgpack;
 mod node;
@@ -108,6 +110,8 @@ pub use handler::{Handler, HandlerResult};
 #[cfg(feature = "irc")]
 pub use irc::{IrcChat, IrcStatus};
 pub use local::{LocalChat, LocalTransport};
+#[cfg(feature = "matrix")]
+pub use matrix::MatrixChat;
 pub use message::{message_types, Message, MessageType};
 pub use node::{Context, Node, NodeBuilder, Sender};
 pub use presence::Peer;
