@@ -76,6 +76,7 @@ mod default;
 mod dispatch;
 mod envelope;
 mod error;
+mod failover;
 mod handler;
 #[doc(hidden)]
 pub mod harness;
@@ -98,6 +99,7 @@ pub mod wire;
 
 pub use envelope::{Envelope, Payload};
 pub use error::{Error, Result};
+pub use failover::{Failover, Role};
 pub use handler::{Handler, HandlerResult};
 #[cfg(feature = "irc")]
 pub use irc::{IrcChat, IrcStatus};

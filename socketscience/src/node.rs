@@ -45,6 +45,8 @@ pub struct NodeBuilder {
     secrets: Vec<Vec<u8>>,
     max_skew: Duration,
     presence: presence::Options,
+    /// Failover (see `failover`).
+    failover: Option<crate::failover::Failover>,
 }
 
 impl fmt::Debug for NodeBuilder {
@@ -215,6 +217,15 @@ impl NodeBuilder {
         self
     }
 
+    /// Takes part in electing one active instance among the live ones
+    /// (see [`Failover`](crate::Failover), [`Node::role`]). Needs heartbeats
+    /// ([`heartbeat`](NodeBuilder::heartbeat) not zero); the node then
+    /// heartbeats every interval even when it posts other things.
+    pub fn failover(mut self, failover: crate::failover::Failover) -> Self {
+        self.failover = Some(failover);
+        self
+    }
+
     /// Starts the node's tasks on the current tokio runtime.
     ///
     /// Fails if there is no transport, if an option is out of range, or if
@@ -238,6 +249,10 @@ impl NodeBuilder {
         });
         let dispatch_task = runtime.spawn(dispatcher.run());
         let presence_task = runtime.spawn(presence::run(node.shared.clone()));
+        if node.shared.election.is_some() {
+            // Failover: ends by itself when the node shuts down.
+            runtime.spawn(crate::failover::run(node.shared.clone()));
+        }
         *lock(&node.shared.tasks) = Some(Tasks {
             transport: transport_task,
             dispatcher: dispatch_task,
@@ -277,6 +292,7 @@ impl NodeBuilder {
             secrets,
             max_skew,
             presence,
+            failover,
         } = self;
         let transport = transport.ok_or_else(|| Error::NoTransport { name: name.clone() })?;
         message::check_kinds()?;
@@ -317,6 +333,33 @@ impl NodeBuilder {
                 ),
             });
         }
+        let election = match failover {
+            None => None,
+            Some(_) if presence.heartbeat.is_zero() => {
+                return Err(Error::InvalidOption {
+                    option: "failover",
+                    reason: "the election travels in heartbeats: set a heartbeat \
+                             interval (NodeBuilder::heartbeat) above zero"
+                        .into(),
+                })
+            }
+            Some(config) => {
+                let e = crate::failover::Election::new(name.as_str().into(), config, presence.heartbeat);
+                if e.lease() <= presence.heartbeat {
+                    return Err(Error::InvalidOption {
+                        option: "Failover::lease",
+                        reason: format!(
+                            "a lease of {:?} is not longer than the heartbeat interval ({:?}): \
+                             standbys would claim while the active lives; make it at least \
+                             two intervals",
+                            e.lease(),
+                            presence.heartbeat
+                        ),
+                    });
+                }
+                Some(Arc::new(e))
+            }
+        };
         let mut rng = seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
         let session = rng.u64(..);
         let account: Arc<str> = transport.account().into();
@@ -353,6 +396,7 @@ impl NodeBuilder {
             registry_version: AtomicU64::new(0),
             tasks: Mutex::new(None),
             presence: Presence::new(presence),
+            election,
         });
         let node = Node { shared };
         let io = TransportIo {
@@ -433,6 +477,8 @@ pub(crate) struct NodeShared {
     pub(crate) registry_version: AtomicU64,
     tasks: Mutex<Option<Tasks>>,
     pub(crate) presence: Presence,
+    /// Failover: the node's election, when it takes part in one.
+    pub(crate) election: Option<Arc<crate::failover::Election>>,
 }
 
 /// What the receive path checks against; fixed at start.
@@ -488,6 +534,7 @@ impl Node {
             secrets: Vec::new(),
             max_skew: Duration::from_secs(300),
             presence: presence::Options::default(),
+            failover: None,
         }
     }
 
@@ -515,7 +562,7 @@ impl Node {
     /// ([`NodeBuilder::peer_timeout`]): a post of any kind, heartbeats
     /// included, counts. Not this node itself.
     pub fn peers(&self) -> Vec<Peer> {
-        self.shared.presence.peers()
+        self.with_roles(self.shared.presence.peers())
     }
 
     /// The peer list, as a [`tokio::sync::watch::Receiver`] that is told

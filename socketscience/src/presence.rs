@@ -24,6 +24,8 @@ pub struct Peer {
     account: Arc<str>,
     session: u64,
     last_heard: Instant,
+    /// Failover: filled in by `Node::peers` (see `failover`).
+    pub(crate) role: Option<crate::failover::Role>,
 }
 
 impl Peer {
@@ -215,6 +217,7 @@ impl Presence {
                         account: account.clone(),
                         session,
                         last_heard: at,
+                        role: None,
                     };
                     true
                 }
@@ -224,6 +227,7 @@ impl Presence {
                         account: account.clone(),
                         session,
                         last_heard: at,
+                        role: None,
                     });
                     true
                 }

@@ -95,6 +95,9 @@ pub const KEY_REQUEST: &str = "_rq";
 pub const KEY_UNREPAIRABLE: &str = "_nak";
 /// Reserved key: envelopes posted again, a list of `[seq, {kinds}]`.
 pub const KEY_REPAIR: &str = "_rp";
+/// Reserved key (failover): the sender's election state, `[term, active,
+/// priority, eligible]` (see `docs/wire-format.md`, "Failover").
+pub const KEY_ELECTION: &str = "_el";
 
 /// How an envelope's body is serialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -452,6 +455,8 @@ pub struct Control<'a> {
     pub unrepairable: Option<&'a [u8]>,
     /// `_rp`: envelopes posted again.
     pub repairs: Option<&'a [u8]>,
+    /// `_el`: the sender's election state (failover), still in the codec.
+    pub election: Option<&'a [u8]>,
 }
 
 
@@ -638,12 +643,13 @@ impl<'de> JsonBody<'_, 'de> {
                     let control = self.meta.control.get_or_insert_with(Default::default);
                     control.heartbeat = Some(map.next_value()?);
                 }
-                (KEY_REQUEST | KEY_UNREPAIRABLE | KEY_REPAIR, true) => {
+                (KEY_REQUEST | KEY_UNREPAIRABLE | KEY_REPAIR | KEY_ELECTION, true) => {
                     let raw = map.next_value::<&'de RawValue>()?.get().as_bytes();
                     let control = self.meta.control.get_or_insert_with(Default::default);
                     *match &*key {
                         KEY_REQUEST => &mut control.requests,
                         KEY_UNREPAIRABLE => &mut control.unrepairable,
+                        KEY_ELECTION => &mut control.election,
                         _ => &mut control.repairs,
                     } = Some(raw);
                 }
@@ -826,7 +832,7 @@ fn parse_msgpack_body<'a>(
                 b"_seq" => seq = Some(meta_uint(&mut rest, KEY_SEQ)?),
                 b"_count" => count = Some(meta_uint(&mut rest, KEY_COUNT)?),
                 b"_ts" => timestamp = Some(meta_uint(&mut rest, KEY_TIMESTAMP)?),
-                b"_hb" | b"_rq" | b"_nak" | b"_rp" => {
+                b"_hb" | b"_rq" | b"_nak" | b"_rp" | b"_el" => {
                     control_entry(&mut control, key, &mut rest, limits)?
                 }
                 _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
@@ -882,6 +888,7 @@ fn control_entry<'a>(
     *match key {
         b"_rq" => &mut control.requests,
         b"_nak" => &mut control.unrepairable,
+        b"_el" => &mut control.election,
         _ => &mut control.repairs,
     } = Some(value);
     Ok(())
