@@ -132,12 +132,20 @@ struct PeerState {
     active: bool,
     priority: i64,
     eligible: bool,
+    /// Its claim is an override ([`Node::force_role`]).
+    forced: bool,
     heard: Instant,
 }
 
-/// A claim's strength: term, then priority, then the smaller name.
-fn claim_key(term: u64, priority: i64, name: &str) -> (u64, i64, std::cmp::Reverse<&str>) {
-    (term, priority, std::cmp::Reverse(name))
+/// A claim's strength: term, then an override over an election, then
+/// priority, then the smaller name.
+fn claim_key(
+    term: u64,
+    forced: bool,
+    priority: i64,
+    name: &str,
+) -> (u64, bool, i64, std::cmp::Reverse<&str>) {
+    (term, forced, priority, std::cmp::Reverse(name))
 }
 
 /// A standby's rank: priority, then the smaller name.
@@ -152,6 +160,11 @@ struct State {
     /// A role the application forced ([`Node::force_role`]).
     forced: Option<Role>,
     started: Instant,
+    /// Since when the node has heard its quorum (the start, or when it
+    /// heard enough instances again): it listens one lease from then.
+    listening_since: Instant,
+    /// Whether it heard its quorum at the last evaluation.
+    had_quorum: bool,
     /// When an active instance (another one) was last heard; `None`: never.
     active_heard: Option<Instant>,
     peers: HashMap<Arc<str>, PeerState>,
@@ -202,6 +215,8 @@ impl Election {
                 role: Role::Standby,
                 forced: None,
                 started: Instant::now(),
+                listening_since: Instant::now(),
+                had_quorum: config.quorum <= 1,
                 active_heard: None,
                 peers: HashMap::new(),
             }),
@@ -220,17 +235,19 @@ impl Election {
     }
 
     /// The `_el` entry of this node's heartbeats, key and value, in `codec`:
-    /// `[term, active (1) or standby (0), priority, may become active (1/0)]`.
+    /// `[term, active (1) or standby (0), priority, may become active (1/0),
+    /// forced (1/0)]`.
     pub(crate) fn entry(&self, codec: Codec) -> Vec<u8> {
-        let (term, role, eligible) = {
+        let (term, role, eligible, forced) = {
             let s = self.lock();
-            (s.term, s.role, self.may_claim(&s))
+            (s.term, s.role, self.may_claim(&s), s.forced == Some(Role::Active))
         };
         let value = (
             term,
             u8::from(role == Role::Active),
             self.priority,
             u8::from(eligible),
+            u8::from(forced && role == Role::Active),
         );
         let mut buf = Vec::with_capacity(32);
         match codec {
@@ -256,11 +273,11 @@ impl Election {
     /// A peer's `_el` (raw, in `codec`) arrived; returns whether to post a
     /// heartbeat now.
     pub(crate) fn heard(&self, instance: &Arc<str>, session: u64, codec: Codec, raw: &[u8]) -> bool {
-        let decoded: Result<(u64, u8, i64, u8), String> = match codec {
+        let decoded: Result<(u64, u8, i64, u8, u8), String> = match codec {
             Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string()),
             Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string()),
         };
-        let (term, active, priority, eligible) = match decoded {
+        let (term, active, priority, eligible, forced) = match decoded {
             Ok(v) => v,
             Err(e) => {
                 warn!(node = %self.name, from = %instance, error = %e, "ignored an unreadable election state");
@@ -290,6 +307,7 @@ impl Election {
                     active: active != 0,
                     priority,
                     eligible: eligible != 0,
+                    forced: forced != 0,
                     heard: now,
                 },
             );
@@ -310,6 +328,10 @@ impl Election {
             return;
         }
         s.role = role;
+        if role == Role::Standby {
+            // It knows an active instance existed until now.
+            s.active_heard = Some(Instant::now());
+        }
         info!(node = %self.name, role = ?role, term = s.term, "failover: {why}");
         self.role.send_replace(role);
     }
@@ -324,16 +346,31 @@ impl Election {
             .peers
             .iter()
             .filter(|(_, p)| p.active)
-            .max_by(|a, b| claim_key(a.1.term, a.1.priority, a.0).cmp(&claim_key(b.1.term, b.1.priority, b.0)))
+            .max_by(|a, b| {
+                claim_key(a.1.term, a.1.forced, a.1.priority, a.0)
+                    .cmp(&claim_key(b.1.term, b.1.forced, b.1.priority, b.0))
+            })
             .map(|(name, p)| (name.clone(), p.clone()));
         if let Some((_, p)) = &best_active {
             s.active_heard = Some(s.active_heard.map_or(p.heard, |t| t.max(p.heard)));
         }
+        let has_quorum = hearing >= self.quorum;
+        if has_quorum && !s.had_quorum {
+            s.listening_since = now;
+        }
+        s.had_quorum = has_quorum;
         match s.role {
             Role::Active => {
+                let forced = s.forced == Some(Role::Active);
                 if let Some((name, p)) = &best_active {
-                    if claim_key(p.term, p.priority, name)
-                        > claim_key(s.term, self.priority, &self.name)
+                    if forced && !p.forced && p.term >= s.term {
+                        // An override wins over an election it did not
+                        // know of when it was made: claim above it.
+                        s.term = max_term + 1;
+                        return Change::Announce;
+                    }
+                    if claim_key(p.term, p.forced, p.priority, name)
+                        > claim_key(s.term, forced, self.priority, &self.name)
                     {
                         s.term = max_term;
                         s.forced = s.forced.filter(|&r| r != Role::Active);
@@ -343,7 +380,7 @@ impl Election {
                     // A weaker active is heard: tell it now.
                     return Change::Announce;
                 }
-                if hearing < self.quorum && s.forced != Some(Role::Active) {
+                if !has_quorum && !forced {
                     s.term = max_term;
                     self.set_role(s, Role::Standby, "lost the quorum; standing by");
                     return Change::Announce;
@@ -352,7 +389,7 @@ impl Election {
             }
             Role::Standby => {
                 s.term = max_term;
-                if !self.may_claim(s) || hearing < self.quorum {
+                if !self.may_claim(s) || !has_quorum {
                     return Change::None;
                 }
                 let better_standbys = s
@@ -364,12 +401,12 @@ impl Election {
                             && rank_key(p.priority, name) > rank_key(self.priority, &self.name)
                     })
                     .count() as u32;
-                let since = s.active_heard.unwrap_or(s.started).max(s.started);
+                let since = s.active_heard.unwrap_or(s.started).max(s.listening_since);
                 if let Some((_, p)) = &best_active {
                     let preempts = self.preempt
                         && better_standbys == 0
                         && self.priority > p.priority
-                        && now >= s.started + lease;
+                        && now >= s.listening_since + lease;
                     if !preempts {
                         return Change::None;
                     }
@@ -511,10 +548,13 @@ impl Node {
     /// Forces this node's role, as SmokeDetector's metasmoke and its
     /// `!!/failover` and `!!/standby` commands do; the fleet follows.
     ///
-    /// - [`Role::Active`]: claims a term above every term heard, at once:
-    ///   the active instance steps down when it hears the claim, whatever
-    ///   its priority. Afterwards the usual rule holds (a later override
-    ///   elsewhere wins), except that the quorum is not required.
+    /// - [`Role::Active`]: claims a term above every term heard, at once,
+    ///   as an override: the active instance steps down when it hears the
+    ///   claim, whatever its priority, and an elected active heard later
+    ///   (one it did not know of, after a partition) is outbid again. It
+    ///   holds until [`release_role`](Node::release_role), or until an
+    ///   override made later elsewhere wins (higher term); the quorum is not
+    ///   required meanwhile.
     /// - [`Role::Standby`]: steps down at once and never claims until
     ///   [`release_role`](Node::release_role) (or `force_role(Role::Active)`);
     ///   the best-ranked standby takes over without waiting for the lease.
