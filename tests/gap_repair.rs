@@ -186,16 +186,24 @@ async fn ten_nodes_losing_a_fifth_of_deliveries_dispatch_everything_once_in_orde
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let expected = NODES * NOTES as usize;
-    until("every node ran every note", Duration::from_secs(600), || {
-        logs.iter().all(|log| log.len() >= expected)
-    })
+    until(
+        "every node ran every note",
+        Duration::from_secs(600),
+        || logs.iter().all(|log| log.len() >= expected),
+    )
     .await;
     // Late duplicates would show up now.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let mut total = Stats::default();
     for (node, log) in nodes.iter().zip(&logs) {
         let runs = by_sender(log);
-        assert_eq!(runs.len(), NODES, "{}: senders {:?}", node.name(), runs.keys());
+        assert_eq!(
+            runs.len(),
+            NODES,
+            "{}: senders {:?}",
+            node.name(),
+            runs.keys()
+        );
         for (from, indices) in &runs {
             assert_eq!(
                 indices,
@@ -213,7 +221,10 @@ async fn ten_nodes_losing_a_fifth_of_deliveries_dispatch_everything_once_in_orde
         total.resent += stats.resent;
         total.repair_requests += stats.repair_requests;
     }
-    assert!(total.repaired > 0, "a fifth was lost, some must be repaired");
+    assert!(
+        total.repaired > 0,
+        "a fifth was lost, some must be repaired"
+    );
     let data = total.posts - total.heartbeats - total.repair_posts;
     println!(
         "REPORT ten nodes, 20% loss, {NOTES} notes each: {} posts: {data} of data, {} of repair \
@@ -236,17 +247,19 @@ async fn ten_nodes_losing_a_fifth_of_deliveries_dispatch_everything_once_in_orde
 async fn a_receiver_cut_off_catches_up_and_peers_come_and_go() {
     let room = LossyRoom::new();
     let cut = Arc::new(AtomicBool::new(false));
-    let sender = repairing(Node::builder("sender").transport(room.join("smokey", 0, 1, Arc::default())))
-        .start()
-        .await
-        .expect("start");
-    let receiver = repairing(Node::builder("receiver").transport(room.join("smokey", 0, 2, cut.clone())))
-        .start()
-        .await
-        .expect("start");
+    let sender =
+        repairing(Node::builder("sender").transport(room.join("smokey", 0, 1, Arc::default())))
+            .start()
+            .await
+            .expect("start");
+    let receiver =
+        repairing(Node::builder("receiver").transport(room.join("smokey", 0, 2, cut.clone())))
+            .start()
+            .await
+            .expect("start");
     let log = record(&receiver);
     let mut peers = receiver.watch_peers();
-    until_peers(&[receiver.clone()], 1).await;
+    until_peers(std::slice::from_ref(&receiver), 1).await;
     let listed = receiver.peers();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].instance(), "sender");
@@ -266,10 +279,16 @@ async fn a_receiver_cut_off_catches_up_and_peers_come_and_go() {
     // Cut off for longer than the peer timeout: the sender leaves the list.
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(receiver.peers().is_empty(), "{:?}", receiver.peers());
-    assert!(peers.has_changed().expect("the node runs"), "told of the leave");
+    assert!(
+        peers.has_changed().expect("the node runs"),
+        "told of the leave"
+    );
     cut.store(false, Ordering::SeqCst);
     // The sender goes quiet: its heartbeat says what the receiver missed.
-    until("the receiver caught up", Duration::from_secs(60), || log.len() >= 30).await;
+    until("the receiver caught up", Duration::from_secs(60), || {
+        log.len() >= 30
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(by_sender(&log)["sender"], (0..30).collect::<Vec<_>>());
     let stats = receiver.stats();
@@ -317,13 +336,19 @@ async fn a_sender_restarted_while_a_receiver_was_cut_off_counts_the_lost_range()
         second.send(Note { index }).await.expect("send");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    until("the receiver ran the new session's notes", Duration::from_secs(60), || {
-        log.len() >= 5 + 10
-    })
+    until(
+        "the receiver ran the new session's notes",
+        Duration::from_secs(60),
+        || log.len() >= 5 + 10,
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let expected: Vec<u64> = (0..5).chain(100..110).collect();
-    assert_eq!(by_sender(&log)["sender"], expected, "the restarted session from its first note");
+    assert_eq!(
+        by_sender(&log)["sender"],
+        expected,
+        "the restarted session from its first note"
+    );
     let stats = receiver.stats();
     assert_eq!(stats.lost, 7, "5..12 of the first session: {stats:#?}");
     assert_eq!(stats.repaired, 4, "100..104 of the second: {stats:#?}");
@@ -374,16 +399,25 @@ async fn forged_untrusted_and_absurd_requests_are_refused_and_counted() {
     ] {
         chat.say(
             "smokey",
-            &frame(&format!(r#"{{"_from":"evil","_sid":1,"_hb":0,"_rq":{request}}}"#)),
+            &frame(&format!(
+                r#"{{"_from":"evil","_sid":1,"_hb":0,"_rq":{request}}}"#
+            )),
         );
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let stats = node.stats();
     assert_eq!(stats.untrusted, before.untrusted + 1);
-    assert_eq!(stats.repairs_refused, before.repairs_refused + 4, "{stats:#?}");
+    assert_eq!(
+        stats.repairs_refused,
+        before.repairs_refused + 4,
+        "{stats:#?}"
+    );
     assert_eq!(stats.resent, 0);
     // The node posted nothing but heartbeats meanwhile.
-    assert_eq!(stats.posts - before.posts, stats.heartbeats - before.heartbeats);
+    assert_eq!(
+        stats.posts - before.posts,
+        stats.heartbeats - before.heartbeats
+    );
     node.shutdown().await.expect("shutdown");
 
     // With a secret: a request signed with another one is refused as forged.

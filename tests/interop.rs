@@ -1000,7 +1000,10 @@ async fn python_ignores_heartbeats_and_repair_posts() {
         let dict: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&dict).expect("Python printed a dict");
         assert!(dict.contains_key("_hb"), "{dict:?}");
-        assert!(dict.keys().all(|k| k.starts_with('_')), "{frame:?}: {dict:?}");
+        assert!(
+            dict.keys().all(|k| k.starts_with('_')),
+            "{frame:?}: {dict:?}"
+        );
     }
     for outcome in smokedetector_receive(control) {
         let outcome: serde_json::Value = serde_json::from_str(&outcome).expect("JSON");

@@ -211,24 +211,34 @@ fn an_instance_cut_off_for_20_s_gets_everything_through_repair() {
     let notes = ["--count", "40", "--interval", "700", "--expect", "120"];
     let mut fleet: Vec<Instance> = (0..3)
         .map(|i| {
-            let addr = if i == CUT { proxy.addr() } else { server.addr() };
+            let addr = if i == CUT {
+                proxy.addr()
+            } else {
+                server.addr()
+            };
             let peers: Vec<usize> = (0..3).filter(|&j| j != i).collect();
             Instance::spawn(&addr, i, &peers, &notes)
         })
         .collect();
     {
         let refs: Vec<&Instance> = fleet.iter().collect();
-        wait_until("the cut-off instance got going", Duration::from_secs(60), &refs, || {
-            fleet[CUT].ran(NAMES[0]).len() >= 4 && fleet[CUT].ran(NAMES[1]).len() >= 4
-        });
+        wait_until(
+            "the cut-off instance got going",
+            Duration::from_secs(60),
+            &refs,
+            || fleet[CUT].ran(NAMES[0]).len() >= 4 && fleet[CUT].ran(NAMES[1]).len() >= 4,
+        );
     }
     let before = fleet[CUT].runs();
     cut_for(&proxy, Duration::from_secs(21));
     {
         let refs: Vec<&Instance> = fleet.iter().collect();
-        wait_until("every instance ran every note", Duration::from_secs(150), &refs, || {
-            fleet.iter().all(|i| i.printed("ALL "))
-        });
+        wait_until(
+            "every instance ran every note",
+            Duration::from_secs(150),
+            &refs,
+            || fleet.iter().all(|i| i.printed("ALL ")),
+        );
     }
     let done: Vec<BTreeMap<String, u64>> = fleet
         .iter_mut()
@@ -252,14 +262,20 @@ fn an_instance_cut_off_for_20_s_gets_everything_through_repair() {
         assert_eq!(done["lost"], 0, "{}", instance.describe());
     }
     let cut = &done[CUT];
-    eprintln!("before the cut: {before:?}; after: {done:?}; proxy refused {}", proxy.refused());
+    eprintln!(
+        "before the cut: {before:?}; after: {done:?}; proxy refused {}",
+        proxy.refused()
+    );
     assert!(cut["connections"] >= 2, "{}", fleet[CUT].describe());
     assert!(
         cut["repaired"] > 0,
         "the notes sent during the cut came through repair\n{}",
         fleet[CUT].describe()
     );
-    assert!(proxy.refused() > 0, "the instance tried to reconnect during the cut");
+    assert!(
+        proxy.refused() > 0,
+        "the instance tried to reconnect during the cut"
+    );
 }
 
 #[test]
@@ -269,16 +285,23 @@ fn a_sender_restarted_during_the_cut_leaves_a_counted_lost_range() {
     let notes = ["--count", "40", "--interval", "700", "--expect", "0"];
     let mut fleet: Vec<Instance> = (0..3)
         .map(|i| {
-            let addr = if i == CUT { proxy.addr() } else { server.addr() };
+            let addr = if i == CUT {
+                proxy.addr()
+            } else {
+                server.addr()
+            };
             let peers: Vec<usize> = (0..3).filter(|&j| j != i).collect();
             Instance::spawn(&addr, i, &peers, &notes)
         })
         .collect();
     {
         let refs: Vec<&Instance> = fleet.iter().collect();
-        wait_until("the cut-off instance got going", Duration::from_secs(60), &refs, || {
-            fleet[CUT].ran(NAMES[0]).len() >= 4
-        });
+        wait_until(
+            "the cut-off instance got going",
+            Duration::from_secs(60),
+            &refs,
+            || fleet[CUT].ran(NAMES[0]).len() >= 4,
+        );
     }
     let started = Instant::now();
     proxy.sever();
@@ -292,7 +315,16 @@ fn a_sender_restarted_during_the_cut_leaves_a_counted_lost_range() {
         &server.addr(),
         0,
         &[1],
-        &["--count", "10", "--interval", "500", "--first-index", "1000", "--expect", "0"],
+        &[
+            "--count",
+            "10",
+            "--interval",
+            "500",
+            "--first-index",
+            "1000",
+            "--expect",
+            "0",
+        ],
     );
     std::thread::sleep(Duration::from_secs(21).saturating_sub(started.elapsed()));
     proxy.restore();
@@ -320,19 +352,32 @@ fn a_sender_restarted_during_the_cut_leaves_a_counted_lost_range() {
     let old_heard = cut_henders.len() - new.len();
     // Both ran the first session from its first note, in order, without a
     // hole, then all of the new one.
-    assert_eq!(&cut_henders[..old_heard], &(0..old_heard as u64).collect::<Vec<_>>()[..]);
-    assert_eq!(&cut_henders[old_heard..], &new[..], "{}", fleet[CUT].describe());
+    assert_eq!(
+        &cut_henders[..old_heard],
+        &(0..old_heard as u64).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(
+        &cut_henders[old_heard..],
+        &new[..],
+        "{}",
+        fleet[CUT].describe()
+    );
     let witness_old = witness_henders.len() - new.len();
     assert_eq!(
         witness_henders,
-        (0..witness_old as u64).chain(1000..1010).collect::<Vec<_>>(),
+        (0..witness_old as u64)
+            .chain(1000..1010)
+            .collect::<Vec<_>>(),
         "{}",
         fleet[1].describe()
     );
     assert!(witness_old >= old_session_heard_by_witness.len());
     // What the first session posted during the cut is lost for the cut-off
     // instance: counted and logged.
-    assert!(witness_old > old_heard, "the first session posted during the cut");
+    assert!(
+        witness_old > old_heard,
+        "the first session posted during the cut"
+    );
     assert_eq!(
         cut_done["lost"],
         (witness_old - old_heard) as u64,

@@ -438,18 +438,15 @@ impl Dispatcher {
             Verdict::Valid => {
                 let mut messages = self.take_messages();
                 match self.read(&buf, self.node.shared.config.body_limits, &mut messages) {
-                    Ok(meta) => {
-                        match self.accept(&meta, account, signed, !messages.is_empty()) {
-                            Accept::Now { release: false } if meta.control.is_none() =>
-                            {
-                                self.dispatch(&messages, meta.count, &self.room_cx).await
-                            }
-                            accepted => {
-                                Box::pin(self.frame_slow(accepted, &meta, &messages, account, &buf))
-                                    .await
-                            }
+                    Ok(meta) => match self.accept(&meta, account, signed, !messages.is_empty()) {
+                        Accept::Now { release: false } if meta.control.is_none() => {
+                            self.dispatch(&messages, meta.count, &self.room_cx).await
                         }
-                    }
+                        accepted => {
+                            Box::pin(self.frame_slow(accepted, &meta, &messages, account, &buf))
+                                .await
+                        }
+                    },
                     Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
                     Err(e) => self.drop(Drop::Malformed, account, &e),
                 }
@@ -639,7 +636,8 @@ impl Dispatcher {
         }
         if accepted != Accept::Reject {
             if let Some(control) = meta.control.as_deref() {
-                self.control(meta, control, account, Codec::sniff(body)).await;
+                self.control(meta, control, account, Codec::sniff(body))
+                    .await;
             }
         }
         if !self.to_release.is_empty() {
@@ -802,8 +800,14 @@ impl Dispatcher {
                 Ok(ranges) => {
                     for (asked, asked_session, first, end) in ranges {
                         if *asked == *shared.name && asked_session == shared.session {
-                            let posted = presence.posted_end.load(std::sync::atomic::Ordering::Relaxed);
-                            let end = if end == repair::TO_THE_END { posted } else { end };
+                            let posted = presence
+                                .posted_end
+                                .load(std::sync::atomic::Ordering::Relaxed);
+                            let end = if end == repair::TO_THE_END {
+                                posted
+                            } else {
+                                end
+                            };
                             if first > end || end > posted || end - first > repair::MAX_ASK {
                                 refused += 1;
                                 warn!(node = %shared.name, from, range = format_args!("{first}..{end}"), posted, "refused an absurd repair request");
@@ -813,9 +817,8 @@ impl Dispatcher {
                             continue;
                         }
                         // Another receiver asked: this one waits for the repair.
-                        self.probes.retain(|p| {
-                            !(*p.instance == *asked && p.session == asked_session)
-                        });
+                        self.probes
+                            .retain(|p| !(*p.instance == *asked && p.session == asked_session));
                         let Some(state) = self.senders.get_mut(asked.as_str()) else {
                             continue;
                         };
@@ -823,8 +826,10 @@ impl Dispatcher {
                             .sessions
                             .first()
                             .is_some_and(|t| t.session != asked_session);
-                        if let Some(track) =
-                            state.sessions.iter_mut().find(|t| t.session == asked_session)
+                        if let Some(track) = state
+                            .sessions
+                            .iter_mut()
+                            .find(|t| t.session == asked_session)
                         {
                             if let Some(gap) = &mut track.gap {
                                 gap.ask_at = gap.ask_at.max(now + options.repair_window);
@@ -851,13 +856,16 @@ impl Dispatcher {
                             refused += 1;
                             continue;
                         }
-                        self.probes.retain(|p| !(*p.instance == *gone && p.session == gone_session));
+                        self.probes
+                            .retain(|p| !(*p.instance == *gone && p.session == gone_session));
                         let Some(state) = self.senders.get_mut(gone.as_str()) else {
                             continue;
                         };
                         let gone_instance = state.instance.clone();
-                        let Some(track) =
-                            state.sessions.iter_mut().find(|t| t.session == gone_session)
+                        let Some(track) = state
+                            .sessions
+                            .iter_mut()
+                            .find(|t| t.session == gone_session)
                         else {
                             continue;
                         };
@@ -865,7 +873,14 @@ impl Dispatcher {
                         let n = track.give_up(first, end);
                         if n > 0 {
                             self.to_release.push((gone_instance.clone(), gone_session));
-                            self.lose(&gone_instance, gone_session, first.max(next), end, n, "it cannot be repaired");
+                            self.lose(
+                                &gone_instance,
+                                gone_session,
+                                first.max(next),
+                                end,
+                                n,
+                                "it cannot be repaired",
+                            );
                         }
                     }
                 }
@@ -928,9 +943,13 @@ impl Dispatcher {
                     let mut messages = self.take_messages();
                     match self.read(item, limits, &mut messages) {
                         Ok(_) => {
-                            set_sender(&mut self.room_cx, &self.node, account, Some(instance), |_| {
-                                instance.clone()
-                            });
+                            set_sender(
+                                &mut self.room_cx,
+                                &self.node,
+                                account,
+                                Some(instance),
+                                |_| instance.clone(),
+                            );
                             Counters::add_owned(&shared.counters.repaired, 1);
                             self.dispatch(&messages, None, &self.room_cx).await;
                         }

@@ -314,7 +314,10 @@ impl NodeBuilder {
             ("max_kinds", body_limits.max_kinds),
             ("max_depth", body_limits.max_depth),
             ("repair_window", presence.repair_window.as_millis() as usize),
-            ("repair_timeout", presence.repair_timeout.as_millis() as usize),
+            (
+                "repair_timeout",
+                presence.repair_timeout.as_millis() as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(Error::InvalidOption {

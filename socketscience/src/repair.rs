@@ -551,7 +551,7 @@ pub(crate) fn write_control_body(
                     buf.push(b'[');
                     buf.extend_from_slice(e.seq.to_string().as_bytes());
                     buf.extend_from_slice(b",{");
-                    buf.extend_from_slice(&e.bytes);
+                    buf.extend_from_slice(e.bytes);
                     buf.extend_from_slice(b"}]");
                 }
                 buf.push(b']');
@@ -590,7 +590,7 @@ pub(crate) fn write_control_body(
                     write_array_len(buf, 2);
                     mp_uint(buf, e.seq);
                     write_map_len(buf, e.kinds);
-                    buf.extend_from_slice(&e.bytes);
+                    buf.extend_from_slice(e.bytes);
                 }
             }
             if let Some(signer) = signer {
@@ -607,7 +607,18 @@ mod tests {
 
     #[test]
     fn the_hand_written_msgpack_matches_rmp() {
-        for n in [0u64, 1, 127, 128, 255, 256, 65_535, 65_536, u32::MAX.into(), u64::MAX] {
+        for n in [
+            0u64,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u32::MAX.into(),
+            u64::MAX,
+        ] {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             mp_uint(&mut ours, n);
             rmp::encode::write_uint(&mut theirs, n).unwrap();

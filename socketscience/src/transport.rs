@@ -247,7 +247,8 @@ impl TransportIo {
             while let Some(&i) = picked.get(at) {
                 let e = self.history.get(i);
                 let grown = size + e.bytes.len() + 24;
-                if !group.is_empty() && (grown > limit || group.len() >= crate::repair::MAX_REPAIRS) {
+                if !group.is_empty() && (grown > limit || group.len() >= crate::repair::MAX_REPAIRS)
+                {
                     break;
                 }
                 size = grown;

@@ -459,7 +459,6 @@ pub struct Control<'a> {
     pub election: Option<&'a [u8]>,
 }
 
-
 /// A decoded body: its messages in order, and its metadata.
 #[derive(Debug, Clone)]
 pub struct Body<'a> {
@@ -911,11 +910,7 @@ fn trailing(bytes: usize) -> BodyError {
 pub(crate) type WireRange = (String, u64, u64, u64);
 
 /// Reads a `_rq` or `_nak` list (at most `max` ranges).
-pub(crate) fn read_ranges(
-    codec: Codec,
-    raw: &[u8],
-    max: usize,
-) -> Result<Vec<WireRange>, String> {
+pub(crate) fn read_ranges(codec: Codec, raw: &[u8], max: usize) -> Result<Vec<WireRange>, String> {
     let ranges: Vec<WireRange> = match codec {
         Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string())?,
         Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string())?,

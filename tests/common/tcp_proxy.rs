@@ -70,7 +70,10 @@ impl TcpProxy {
                         connections.push(client.try_clone().expect("clone a socket"));
                         connections.push(server.try_clone().expect("clone a socket"));
                     }
-                    pipe(client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+                    pipe(
+                        client.try_clone().expect("clone"),
+                        server.try_clone().expect("clone"),
+                    );
                     pipe(server, client);
                 }
             }
