@@ -72,6 +72,7 @@
 
 extern crate self as socketscience;
 
+mod ask;
 mod default;
 mod dispatch;
 mod envelope;
@@ -97,6 +98,7 @@ mod stats;
 pub mod transport;
 pub mod wire;
 
+pub use ask::{Answer, Answers, Ask, IntoReply, Question, Within};
 pub use envelope::{Envelope, Payload};
 pub use error::{Error, Result};
 pub use failover::{Failover, Role};
@@ -121,6 +123,7 @@ pub use socketscience_macros::{handler, message};
 /// release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::ask::reply;
     pub use crate::handler::{call, Call, StaticHandler};
     pub use crate::message::MessageType;
     pub use crate::node::Context;

@@ -400,6 +400,7 @@ impl NodeBuilder {
             tasks: Mutex::new(None),
             presence: Presence::new(presence),
             election,
+            asks: Default::default(),
         });
         let node = Node { shared };
         let io = TransportIo {
@@ -482,6 +483,8 @@ pub(crate) struct NodeShared {
     pub(crate) presence: Presence,
     /// Failover: the node's election, when it takes part in one.
     pub(crate) election: Option<Arc<crate::failover::Election>>,
+    /// Questions: this node's questions in flight.
+    pub(crate) asks: crate::ask::Waiters,
 }
 
 /// What the receive path checks against; fixed at start.
@@ -715,11 +718,31 @@ impl Node {
 pub struct Context {
     node: Node,
     sender: Sender,
+    /// Questions: the question the handler runs for, if it was asked.
+    asked: Option<crate::ask::Asked>,
 }
 
 impl Context {
     pub(crate) fn new(node: Node, sender: Sender) -> Context {
-        Context { node, sender }
+        Context {
+            node,
+            sender,
+            asked: None,
+        }
+    }
+
+    /// This context, for a question with id `id` from the sender.
+    pub(crate) fn asking(&self, id: u64) -> Context {
+        let asker = self.sender.instance.clone();
+        Context {
+            node: self.node.clone(),
+            sender: self.sender.clone(),
+            asked: asker.map(|asker| crate::ask::Asked { asker, id }),
+        }
+    }
+
+    pub(crate) fn asked(&self) -> Option<&crate::ask::Asked> {
+        self.asked.as_ref()
     }
 
     /// The node running the handler; send through it with `cx.node().send(..)`.

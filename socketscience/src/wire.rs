@@ -98,6 +98,13 @@ pub const KEY_REPAIR: &str = "_rp";
 /// Reserved key (failover): the sender's election state, `[term, active,
 /// priority, eligible]` (see `docs/wire-format.md`, "Failover").
 pub const KEY_ELECTION: &str = "_el";
+/// Reserved key (questions): the envelope's next entry is a question, this
+/// its id (see `docs/wire-format.md`, "Questions and replies"). Kept in
+/// the body's list of messages, in order, in batches too.
+pub const KEY_ASK: &str = "_ask";
+/// Reserved key (questions): the envelope's next entry is a reply to the
+/// question `[asker, id]`.
+pub const KEY_REPLY_TO: &str = "_re";
 
 /// How an envelope's body is serialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -652,6 +659,13 @@ impl<'de> JsonBody<'_, 'de> {
                         _ => &mut control.repairs,
                     } = Some(raw);
                 }
+                (KEY_ASK | KEY_REPLY_TO, _) => {
+                    // Questions: kept in order with the kinds (the next one
+                    // is the question or the reply).
+                    let raw: &'de RawValue = map.next_value()?;
+                    let kind = if &*key == KEY_ASK { KEY_ASK } else { KEY_REPLY_TO };
+                    self.messages.push((Cow::Borrowed(kind), RawValueRef::Json(raw)));
+                }
                 (KEY_BATCH, true) => {
                     let n = map.next_value_seed(BatchSeed(self))?;
                     self.batch = Some(n);
@@ -833,6 +847,13 @@ fn parse_msgpack_body<'a>(
                 b"_ts" => timestamp = Some(meta_uint(&mut rest, KEY_TIMESTAMP)?),
                 b"_hb" | b"_rq" | b"_nak" | b"_rp" | b"_el" => {
                     control_entry(&mut control, key, &mut rest, limits)?
+                }
+                b"_ask" | b"_re" => {
+                    // Questions: kept in order with the kinds.
+                    let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
+                    rest = after;
+                    let kind = if key == b"_ask" { KEY_ASK } else { KEY_REPLY_TO };
+                    messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
                 }
                 _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
             }
