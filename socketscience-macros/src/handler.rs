@@ -75,6 +75,23 @@ fn peel(ty: &Type) -> &Type {
 }
 
 /// Whether `ty` is (a path ending in) `Context`.
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let proc_macro2::TokenTree::Group(g) = &t {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                t = proc_macro2::TokenTree::Group(group);
+            } else {
+                t.set_span(span);
+            }
+            t
+        })
+        .collect()
+}
+
 /// Whether a return type is `()` or `Result<(), E>` (any `Result` whose
 /// first argument is `()`): an ordinary handler, not an answer.
 fn returns_nothing(ty: &Type) -> bool {
@@ -271,9 +288,11 @@ impl Model {
         let answers = shape.output.is_some_and(|ty| !returns_nothing(ty));
         let into_result = if answers {
             let reply_cx = format_ident!("__socketscience_reply_cx");
-            let question = quote_spanned! {message.span()=> #message };
+            // The question's type respanned to the return type: a wrong
+            // reply is reported there.
+            let question = respan(message.to_token_stream(), output_span);
             let call = quote_spanned! {output_span=>
-                #private::reply::<#question, #output>
+                #private::answer_with::<#output, #question>
             };
             quote! {
                 (|__socketscience_out: #output| #call(__socketscience_out, &#reply_cx))

@@ -142,10 +142,10 @@ pub(crate) fn read_tag(kind: &str, raw: RawValueRef<'_>, own_name: &str) -> Opti
 }
 
 /// Posts a reply to the question `cx` runs for (what a question handler's
-/// expansion calls). Without a question (the message was broadcast, not
-/// asked) there is nobody to answer: nothing is posted.
-#[doc(hidden)]
-pub fn reply<Q: Question, O: IntoReply<Q::Reply>>(
+/// expansion calls, through [`Answering`]). Without a question (the
+/// message was broadcast, not asked) there is nobody to answer: nothing is
+/// posted.
+fn reply<Q: Question, O: IntoReply<Q::Reply>>(
     out: O,
     cx: &Context,
 ) -> std::result::Result<(), String> {
@@ -170,6 +170,34 @@ pub fn reply<Q: Question, O: IntoReply<Q::Reply>>(
         )),
         Err(Refused::Closed) => Err("the node is shutting down: the reply was not sent".into()),
     }
+}
+
+/// A question type answered by a handler returning `O`: what `#[handler]`
+/// calls for a handler that returns something. Implemented for every
+/// [`Question`] whose reply `O` gives ([`IntoReply`]); not public API.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a handler of `{Self}` returns `{O}`, but `{Self}` is not a question answered with `{O}`",
+    label = "a handler returns `()` or `Result<(), E>`, or answers a question",
+    note = "a handler returns `()` or `Result<(), E>` where `E: Display`; a handler of a question \
+            (`#[message(\"kind\", reply = Reply)]`) returns `Reply`, `Option<Reply>` or `Result` of either"
+)]
+pub trait Answering<O> {
+    #[doc(hidden)]
+    fn answer(out: O, cx: &Context) -> std::result::Result<(), String>;
+}
+
+impl<Q: Question, O: IntoReply<Q::Reply>> Answering<O> for Q {
+    fn answer(out: O, cx: &Context) -> std::result::Result<(), String> {
+        reply::<Q, O>(out, cx)
+    }
+}
+
+/// Calls [`Answering::answer`] (the expansion names the return type first,
+/// so that errors point at it).
+#[doc(hidden)]
+pub fn answer_with<O, Q: Answering<O>>(out: O, cx: &Context) -> std::result::Result<(), String> {
+    Q::answer(out, cx)
 }
 
 fn encode(

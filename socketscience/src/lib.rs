@@ -123,7 +123,7 @@ pub use socketscience_macros::{handler, message};
 /// release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::ask::reply;
+    pub use crate::ask::{answer_with, Answering};
     pub use crate::handler::{call, Call, StaticHandler};
     pub use crate::message::MessageType;
     pub use crate::node::Context;
