@@ -205,6 +205,9 @@ pub(crate) struct Dispatcher {
     probes: Vec<Probe>,
     /// Sessions with held envelopes that may now be due.
     to_release: Vec<(Arc<str>, u64)>,
+    /// Ranges of this node's envelopes asked for since the last tick: posted
+    /// again together at the next (several receivers' requests in one post).
+    to_serve: Vec<(u64, u64)>,
 }
 
 impl Dispatcher {
@@ -243,6 +246,7 @@ impl Dispatcher {
             rng: fastrand::Rng::new(),
             probes: Vec::new(),
             to_release: Vec::new(),
+            to_serve: Vec::new(),
             in_rx,
             node,
         }
@@ -893,13 +897,14 @@ impl Dispatcher {
             Counters::add_owned(&shared.counters.repairs_refused, refused);
             self.drops.note(&self.node);
         }
-        if !serve.is_empty() || !unrepairable.is_empty() {
+        for range in serve {
+            if self.to_serve.len() < crate::presence::MAX_QUEUED && !self.to_serve.contains(&range)
+            {
+                self.to_serve.push(range);
+            }
+        }
+        if !unrepairable.is_empty() {
             presence.push(&shared.outbox, |q| {
-                for range in serve {
-                    if q.serve.len() < crate::presence::MAX_QUEUED && !q.serve.contains(&range) {
-                        q.serve.push(range);
-                    }
-                }
                 for range in unrepairable {
                     if q.unrepairable.len() < crate::presence::MAX_QUEUED {
                         q.unrepairable.push(range);
@@ -983,6 +988,14 @@ impl Dispatcher {
         let now = tokio::time::Instant::now();
         let mut requests = Vec::new();
         let mut given_up = Vec::new();
+        // Whether a request is due: then the gaps due within half a window
+        // are asked for in the same post.
+        let ask_now = self.senders.values().any(|state| {
+            state
+                .sessions
+                .iter()
+                .any(|t| t.waiting() && t.gap.is_some_and(|gap| now >= gap.ask_at))
+        });
         let rng = &mut self.rng;
         for state in self.senders.values_mut() {
             for track in &mut state.sessions {
@@ -998,7 +1011,7 @@ impl Dispatcher {
                     let (next, end) = (track.next, track.end);
                     let n = track.give_up_all();
                     given_up.push((state.instance.clone(), track.session, next, end, n));
-                } else if now >= gap.ask_at {
+                } else if now + options.repair_window / 2 >= gap.ask_at && ask_now {
                     gap.ask_at = now + options.repair_window + jitter(rng, options.repair_window);
                     for (first, end) in track.missing(repair::RANGES_PER_ASK) {
                         requests.push((state.instance.to_string(), track.session, first, end));
@@ -1018,6 +1031,16 @@ impl Dispatcher {
             ));
             false
         });
+        let serve = std::mem::take(&mut self.to_serve);
+        if !serve.is_empty() {
+            presence.push(&shared.outbox, |q| {
+                for range in serve {
+                    if q.serve.len() < crate::presence::MAX_QUEUED && !q.serve.contains(&range) {
+                        q.serve.push(range);
+                    }
+                }
+            });
+        }
         if !requests.is_empty() {
             Counters::add_owned(&shared.counters.repair_requests, requests.len() as u64);
             trace!(node = %shared.name, ?requests, "asking for repair");

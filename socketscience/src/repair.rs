@@ -8,7 +8,7 @@
 //! after the send runs each handler for it exactly once, in per-sender
 //! order. What falls outside is counted in `Stats::lost` and logged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -256,139 +256,178 @@ impl Track {
 // Sending
 
 /// The envelopes a node posted, kept to post again when asked: bounded by
-/// count and by age.
+/// count, by age, and by bytes ([`MAX_HISTORY_BYTES`]).
 ///
-/// A ring indexed by sequence number (its size the count rounded up to a
-/// power of two): keeping an envelope swaps it with the one its slot held,
-/// which goes back to the outbox in its place. No allocation, no queue: a
-/// post costs one swap per envelope.
+/// Their map entries are copied, one after the other, into one circular
+/// log of bytes, and the posted buffers go back to the outbox as before:
+/// keeping an envelope is one append to memory written in order (no
+/// allocation once the log is grown, no buffer held out of the outbox's
+/// rotation, little cache pollution).
 #[derive(Debug)]
 pub(crate) struct History {
-    ring: Vec<Slot>,
-    capacity: u64,
+    /// The log; it grows to [`MAX_HISTORY_BYTES`], then wraps.
+    log: Vec<u8>,
+    /// Where the next envelope's bytes go.
+    head: usize,
+    entries: VecDeque<Entry>,
+    capacity: usize,
     max_age_ms: u64,
 }
 
-#[derive(Debug)]
-struct Slot {
+/// Most bytes of envelopes a history keeps.
+pub(crate) const MAX_HISTORY_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
     seq: u64,
-    kinds: usize,
-    /// The envelope's map entries.
-    bytes: Vec<u8>,
-    /// When it was posted, on the node's coarse clock (`u64::MAX`: empty).
+    start: u32,
+    len: u32,
+    kinds: u32,
+    /// When it was posted, on the node's coarse clock.
     posted_ms: u64,
     /// When it was last posted again (`u64::MAX`: never).
     reposted_ms: u64,
 }
 
 /// An envelope to post again, as [`write_control_body`] writes it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Repost<'a> {
+#[derive(Debug, Clone)]
+pub(crate) struct Repost {
     pub(crate) seq: u64,
     pub(crate) kinds: usize,
-    pub(crate) bytes: &'a [u8],
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl History {
     pub(crate) fn new(capacity: usize, max_age_ms: u64) -> History {
-        let size = if capacity == 0 {
-            0
-        } else {
-            capacity.next_power_of_two()
-        };
         History {
-            ring: (0..size)
-                .map(|_| Slot {
-                    seq: 0,
-                    kinds: 0,
-                    bytes: Vec::new(),
-                    posted_ms: u64::MAX,
-                    reposted_ms: u64::MAX,
-                })
-                .collect(),
-            capacity: capacity as u64,
+            log: Vec::new(),
+            head: 0,
+            entries: VecDeque::new(),
+            capacity,
             max_age_ms,
         }
     }
 
-    /// Keeps the envelopes of `group`, just posted; `group` then holds the
-    /// byte buffers of the ones they replace (for the outbox to take back).
+    /// Keeps a copy of the envelopes of `group`, just posted.
     #[inline]
-    pub(crate) fn keep(&mut self, group: &mut [Encoded], now_ms: u64) {
-        let Some(mask) = self.ring.len().checked_sub(1) else {
+    pub(crate) fn keep(&mut self, group: &[Encoded], now_ms: u64) {
+        if self.capacity == 0 {
             return;
-        };
+        }
         for envelope in group {
-            if let Some(slot) = self.ring.get_mut(envelope.seq as usize & mask) {
-                std::mem::swap(&mut slot.bytes, &mut envelope.bytes);
-                slot.seq = envelope.seq;
-                slot.kinds = envelope.kinds.len();
-                slot.posted_ms = now_ms;
-                slot.reposted_ms = u64::MAX;
+            let len = envelope.bytes.len();
+            let start = if self.head + len <= MAX_HISTORY_BYTES {
+                self.head
+            } else if len <= MAX_HISTORY_BYTES {
+                self.wrap();
+                0
+            } else {
+                continue;
+            };
+            if self.entries.len() >= self.capacity || self.overlaps(start, len) {
+                self.evict(start, len);
             }
+            let end = start + len;
+            if end <= self.log.len() {
+                self.log[start..end].copy_from_slice(&envelope.bytes);
+            } else {
+                self.log.truncate(start);
+                self.log.extend_from_slice(&envelope.bytes);
+            }
+            self.head = end;
+            self.entries.push_back(Entry {
+                seq: envelope.seq,
+                start: start as u32,
+                len: len as u32,
+                kinds: envelope.kinds.len() as u32,
+                posted_ms: now_ms,
+                reposted_ms: u64::MAX,
+            });
         }
     }
 
-    /// The slot of `seq`, if it still holds that envelope within the bounds
-    /// (`end`: one past the last envelope posted).
-    fn slot(&self, seq: u64, end: u64, now_ms: u64) -> Option<usize> {
-        let mask = self.ring.len().checked_sub(1)?;
-        if seq >= end || end - seq > self.capacity {
-            return None;
+    /// Whether writing `len` bytes at `start` would overwrite the oldest
+    /// entry kept.
+    #[inline]
+    fn overlaps(&self, start: usize, len: usize) -> bool {
+        self.entries.front().is_some_and(|oldest| {
+            let (a, b) = (oldest.start as usize, (oldest.start + oldest.len) as usize);
+            start < b && a < start + len
+        })
+    }
+
+    /// Goes back to the log's start: the entries past the head (the oldest,
+    /// from the last round) go.
+    #[cold]
+    #[inline(never)]
+    fn wrap(&mut self) {
+        let head = self.head;
+        while self
+            .entries
+            .front()
+            .is_some_and(|oldest| oldest.start as usize >= head)
+        {
+            self.entries.pop_front();
         }
-        let i = seq as usize & mask;
-        let slot = &self.ring[i];
-        (slot.posted_ms != u64::MAX
-            && slot.seq == seq
-            && now_ms.saturating_sub(slot.posted_ms) <= self.max_age_ms)
-            .then_some(i)
+        self.head = 0;
+    }
+
+    /// Drops the oldest entries until there is room for one more, of `len`
+    /// bytes at `start`.
+    #[cold]
+    #[inline(never)]
+    fn evict(&mut self, start: usize, len: usize) {
+        while self.entries.len() >= self.capacity || self.overlaps(start, len) {
+            self.entries.pop_front();
+        }
     }
 
     /// The kept envelopes of `ranges` not posted again within `window_ms`
-    /// (marked as posted again now), by slot, in order; and the parts of
-    /// the ranges no longer kept. `end`: one past the last envelope posted.
+    /// (marked as posted again now), in order; and the parts of the ranges
+    /// no longer kept (or never posted).
     pub(crate) fn select(
         &mut self,
         ranges: &[(u64, u64)],
-        end: u64,
         now_ms: u64,
         window_ms: u64,
-    ) -> (Vec<usize>, Vec<(u64, u64)>) {
-        let mut picked: Vec<(u64, usize)> = Vec::new();
+    ) -> (Vec<Repost>, Vec<(u64, u64)>) {
+        // Too old: as good as gone.
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| now_ms.saturating_sub(e.posted_ms) > self.max_age_ms)
+        {
+            self.entries.pop_front();
+        }
+        let mut wanted: Vec<u64> = ranges.iter().flat_map(|&(a, b)| a..b).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let lo = self.entries.front().map_or(u64::MAX, |e| e.seq);
+        let mut picked = Vec::new();
         let mut gone: Vec<(u64, u64)> = Vec::new();
-        for &(first, last) in ranges {
-            for seq in first..last {
-                match self.slot(seq, end, now_ms) {
-                    Some(i) => {
-                        let slot = &mut self.ring[i];
-                        if slot.reposted_ms != u64::MAX
-                            && now_ms.saturating_sub(slot.reposted_ms) < window_ms
-                        {
-                            continue;
-                        }
-                        slot.reposted_ms = now_ms;
-                        picked.push((seq, i));
-                    }
-                    None => match gone.last_mut() {
-                        Some(range) if range.1 == seq => range.1 = seq + 1,
-                        _ => gone.push((seq, seq + 1)),
-                    },
+        for seq in wanted {
+            let kept = seq >= lo && seq - lo < self.entries.len() as u64;
+            if !kept {
+                match gone.last_mut() {
+                    Some(range) if range.1 == seq => range.1 = seq + 1,
+                    _ => gone.push((seq, seq + 1)),
                 }
+                continue;
             }
+            let entry = &mut self.entries[(seq - lo) as usize];
+            if entry.reposted_ms != u64::MAX && now_ms.saturating_sub(entry.reposted_ms) < window_ms
+            {
+                continue;
+            }
+            entry.reposted_ms = now_ms;
+            let (start, len) = (entry.start as usize, entry.len as usize);
+            picked.push(Repost {
+                seq,
+                kinds: entry.kinds as usize,
+                bytes: self.log[start..start + len].to_vec(),
+            });
         }
-        picked.sort_unstable();
-        picked.dedup();
-        (picked.into_iter().map(|(_, i)| i).collect(), gone)
-    }
-
-    /// The kept envelope in slot `index` (from [`select`](Self::select)).
-    pub(crate) fn get(&self, index: usize) -> Repost<'_> {
-        let slot = &self.ring[index];
-        Repost {
-            seq: slot.seq,
-            kinds: slot.kinds,
-            bytes: &slot.bytes,
-        }
+        (picked, gone)
     }
 }
 
@@ -518,7 +557,7 @@ pub(crate) fn write_control_body(
     heartbeat: u64,
     requests: &[WireRange],
     unrepairable: &[WireRange],
-    repairs: &[Repost<'_>],
+    repairs: &[Repost],
     election: Option<&[u8]>,
     signer: Option<Signer<'_>>,
 ) {
@@ -551,7 +590,7 @@ pub(crate) fn write_control_body(
                     buf.push(b'[');
                     buf.extend_from_slice(e.seq.to_string().as_bytes());
                     buf.extend_from_slice(b",{");
-                    buf.extend_from_slice(e.bytes);
+                    buf.extend_from_slice(&e.bytes);
                     buf.extend_from_slice(b"}]");
                 }
                 buf.push(b']');
@@ -590,7 +629,7 @@ pub(crate) fn write_control_body(
                     write_array_len(buf, 2);
                     mp_uint(buf, e.seq);
                     write_map_len(buf, e.kinds);
-                    buf.extend_from_slice(e.bytes);
+                    buf.extend_from_slice(&e.bytes);
                 }
             }
             if let Some(signer) = signer {
@@ -687,6 +726,56 @@ mod tests {
         assert!(t.pop_ready().is_some_and(|(_, h)| h.body.is_none()));
         assert!(!t.waiting());
         assert_eq!(t.held_count, 0);
+    }
+
+    #[test]
+    fn the_history_keeps_the_latest_envelopes_within_its_bounds() {
+        let encoded = |seq: u64, len: usize| Encoded {
+            seq,
+            kinds: Default::default(),
+            bytes: vec![seq as u8; len],
+        };
+        let mut h = History::new(3, 1_000);
+        for seq in 0..5 {
+            h.keep(&[encoded(seq, 10)], 0);
+        }
+        let (picked, gone) = h.select(&[(0, 5)], 0, 100);
+        assert_eq!(gone, [(0, 2)]);
+        assert_eq!(picked.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3, 4]);
+        assert!(picked.iter().all(|r| r.bytes == vec![r.seq as u8; 10]));
+        // Once per window.
+        assert!(h.select(&[(2, 5)], 50, 100).0.is_empty());
+        assert_eq!(h.select(&[(2, 5)], 150, 100).0.len(), 3);
+        // Too old.
+        let (picked, gone) = h.select(&[(2, 5)], 5_000, 100);
+        assert!(picked.is_empty());
+        assert_eq!(gone, [(2, 5)]);
+        // The log wraps: the oldest bytes are overwritten, never mixed up.
+        let mut h = History::new(1_000, 1_000);
+        let big = MAX_HISTORY_BYTES / 3 + 1;
+        for seq in 0..7 {
+            h.keep(&[encoded(seq, big)], 0);
+        }
+        let (picked, gone) = h.select(&[(0, 7)], 0, 100);
+        assert_eq!(gone, [(0, 5)]);
+        assert_eq!(picked.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
+        assert!(picked.iter().all(|r| r.bytes == vec![r.seq as u8; big]));
+        // Envelopes of different sizes, many rounds of the log.
+        let mut h = History::new(1_000, 1_000);
+        let sizes = [MAX_HISTORY_BYTES / 5, 100, MAX_HISTORY_BYTES / 7, 3_000];
+        for seq in 0..60u64 {
+            h.keep(&[encoded(seq, sizes[seq as usize % 4])], 0);
+            let (picked, _) = h.select(&[(0, seq + 1)], 0, 0);
+            assert!(!picked.is_empty());
+            assert_eq!(picked.last().map(|r| r.seq), Some(seq));
+            for r in &picked {
+                assert_eq!(
+                    r.bytes,
+                    vec![r.seq as u8; sizes[r.seq as usize % 4]],
+                    "{seq}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -171,9 +171,8 @@ impl TransportIo {
                     presence
                         .posted_end
                         .store(last.seq + 1, std::sync::atomic::Ordering::Relaxed);
-                    // Kept for repair; those they replace go back to the
-                    // outbox on the next turn.
-                    self.history.keep(&mut group, presence.coarse_ms());
+                    // A copy kept for repair.
+                    self.history.keep(&group, presence.coarse_ms());
                 }
                 let post = self.frame(&body);
                 if body.capacity() <= 64 << 10 {
@@ -203,7 +202,6 @@ impl TransportIo {
             .load(std::sync::atomic::Ordering::Relaxed);
         let (picked, gone) = self.history.select(
             &queue.serve,
-            posted,
             presence.coarse_ms(),
             presence.options.repair_window.as_millis() as u64,
         );
@@ -244,15 +242,14 @@ impl TransportIo {
         while at < picked.len() {
             let mut group = Vec::new();
             let mut size = 0;
-            while let Some(&i) = picked.get(at) {
-                let e = self.history.get(i);
+            while let Some(e) = picked.get(at) {
                 let grown = size + e.bytes.len() + 24;
                 if !group.is_empty() && (grown > limit || group.len() >= crate::repair::MAX_REPAIRS)
                 {
                     break;
                 }
                 size = grown;
-                group.push(e);
+                group.push(e.clone());
                 at += 1;
             }
             crate::repair::write_control_body(
