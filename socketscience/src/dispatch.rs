@@ -692,7 +692,7 @@ impl Dispatcher {
         };
         track.hold(seq, end, body);
         trace!(node = %self.node.name(), from, seq, next = track.next, "holding an envelope that came early");
-        if track.held_count > max_held {
+        if track.held_count > max_held || track.held_bytes > repair::MAX_HELD_BYTES {
             let (next, end) = (track.next, track.end);
             let n = track.give_up_all();
             self.to_release.push((instance.clone(), session));

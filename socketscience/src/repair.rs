@@ -31,6 +31,10 @@ pub(crate) const MAX_RANGES: usize = 64;
 pub(crate) const MAX_REPAIRS: usize = 4_096;
 /// Most ranges a receiver asks for per sender session per round.
 pub(crate) const RANGES_PER_ASK: usize = 8;
+/// Most bytes of early envelopes a receiver holds per sender session; past
+/// it (or past the count, `Options::max_held`) the gap before them is given
+/// up.
+pub(crate) const MAX_HELD_BYTES: usize = 16 << 20;
 /// Most envelopes a `_nak` may give up at once; more is absurd.
 pub(crate) const MAX_GIVE_UP: u64 = 1 << 20;
 
@@ -51,6 +55,8 @@ pub(crate) struct Track {
     pub(crate) held: BTreeMap<u64, Held>,
     /// Envelopes held (not given up).
     pub(crate) held_count: u64,
+    /// Bytes of the bodies held.
+    pub(crate) held_bytes: usize,
     /// Repair bookkeeping while envelopes are missing.
     pub(crate) gap: Option<Gap>,
 }
@@ -101,6 +107,7 @@ impl Track {
             end: next,
             held: BTreeMap::new(),
             held_count: 0,
+            held_bytes: 0,
             gap: None,
         }
     }
@@ -151,6 +158,7 @@ impl Track {
     /// Holds `seq..end` (admitted as [`Admit::Ahead`]).
     pub(crate) fn hold(&mut self, seq: u64, end: u64, body: HeldBody) {
         self.held_count += end - seq;
+        self.held_bytes += body.bytes.len();
         self.held.insert(
             seq,
             Held {
@@ -237,8 +245,9 @@ impl Track {
                 return None;
             }
             let held = entry.remove();
-            if held.body.is_some() {
+            if let Some(body) = &held.body {
                 self.held_count -= held.end - first;
+                self.held_bytes -= body.bytes.len();
             }
             if held.end <= self.next {
                 continue;
