@@ -73,7 +73,9 @@ fn parse_args() -> Result<HashMap<String, String>, String> {
         let key = flag
             .strip_prefix("--")
             .ok_or_else(|| format!("unexpected argument {flag:?}"))?;
-        let value = args.next().ok_or_else(|| format!("--{key} needs a value"))?;
+        let value = args
+            .next()
+            .ok_or_else(|| format!("--{key} needs a value"))?;
         values.insert(key.to_owned(), value);
     }
     Ok(values)
@@ -83,8 +85,11 @@ async fn run() -> Result<(), String> {
     let mut args = parse_args()?;
     let mut take = |key: &str| args.remove(key);
     let number = |key: &str, v: Option<String>| -> Result<Option<u64>, String> {
-        v.map(|v| v.parse().map_err(|_| format!("--{key}: {v:?} is not a number")))
-            .transpose()
+        v.map(|v| {
+            v.parse()
+                .map_err(|_| format!("--{key}: {v:?} is not a number"))
+        })
+        .transpose()
     };
     let server = take("server").ok_or("--server HOST:PORT is required")?;
     let nick = take("nick").ok_or("--nick NICK is required")?;
@@ -92,14 +97,20 @@ async fn run() -> Result<(), String> {
     let channel = take("channel").unwrap_or_else(|| "#socketscience".into());
     let trust = take("trust").unwrap_or_else(|| "smokey-*".into());
     let priority: i64 = take("priority")
-        .map(|p| p.parse().map_err(|_| format!("--priority: {p:?} is not a number")))
+        .map(|p| {
+            p.parse()
+                .map_err(|_| format!("--priority: {p:?} is not a number"))
+        })
         .transpose()?
         .unwrap_or(0);
     let heartbeat = number("heartbeat", take("heartbeat"))?.unwrap_or(30_000);
     let lease = number("lease", take("lease"))?;
     let quorum = number("quorum", take("quorum"))?.unwrap_or(1);
     let rate: f64 = take("rate")
-        .map(|r| r.parse().map_err(|_| format!("--rate: {r:?} is not a number")))
+        .map(|r| {
+            r.parse()
+                .map_err(|_| format!("--rate: {r:?} is not a number"))
+        })
         .transpose()?
         .unwrap_or(2.0);
     if let Some(key) = args.keys().next() {
@@ -141,13 +152,7 @@ async fn run() -> Result<(), String> {
                 let mut peers: Vec<String> = node
                     .peers()
                     .iter()
-                    .map(|p| {
-                        format!(
-                            "{}={}",
-                            p.instance(),
-                            p.role().map_or("unknown", role_name)
-                        )
-                    })
+                    .map(|p| format!("{}={}", p.instance(), p.role().map_or("unknown", role_name)))
                     .collect();
                 peers.sort();
                 let peers = peers.join(",");

@@ -95,7 +95,11 @@ async fn three_nodes_answer_with_their_names_and_a_kind_nobody_answers_is_empty(
         .collect();
     assert_eq!(senders, ["alpha", "beta", "gamma"].map(String::from).into());
     for a in &answers {
-        assert_eq!(a.reply.name, a.sender.instance().unwrap(), "the sender is the answerer");
+        assert_eq!(
+            a.reply.name,
+            a.sender.instance().unwrap(),
+            "the sender is the answerer"
+        );
         assert_eq!(a.reply.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(a.sender.is_self(), a.reply.name == "beta");
     }
@@ -109,7 +113,10 @@ async fn three_nodes_answer_with_their_names_and_a_kind_nobody_answers_is_empty(
         .unwrap();
     assert!(empty.is_empty());
     let after: Vec<u64> = nodes.iter().map(|n| n.stats().dispatched).collect();
-    assert_eq!(before, after, "nobody handled anything for a question nobody answers");
+    assert_eq!(
+        before, after,
+        "nobody handled anything for a question nobody answers"
+    );
     for n in &nodes {
         // Each ran `answer` once; nobody ran `location_seen`.
         assert_eq!(n.stats().dispatched, 1, "{}", n.name());
@@ -135,7 +142,10 @@ async fn none_is_no_answer_errors_are_counted_and_first_n_stops_early() {
     got.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         got,
-        [("alpha".to_owned(), Seen(42)), ("apex".to_owned(), Seen(42))]
+        [
+            ("alpha".to_owned(), Seen(42)),
+            ("apex".to_owned(), Seen(42))
+        ]
     );
     assert_eq!(nodes[3].stats().handler_errors, 1);
 
@@ -147,7 +157,10 @@ async fn none_is_no_answer_errors_are_counted_and_first_n_stops_early() {
         .await
         .unwrap();
     assert_eq!(first.len(), 2);
-    assert!(started.elapsed() < Duration::from_secs(60), "first(2) waited for the deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "first(2) waited for the deadline"
+    );
     for n in nodes {
         n.shutdown().await.unwrap();
     }
@@ -228,7 +241,10 @@ async fn many_questions(codec: Codec) {
         Codec::Json => 10,
         Codec::MessagePack => 20,
     };
-    assert!(posts <= most, "{codec}: 20 questions and their 20 own answers took {posts} posts");
+    assert!(
+        posts <= most,
+        "{codec}: 20 questions and their 20 own answers took {posts} posts"
+    );
     for n in nodes {
         n.shutdown().await.unwrap();
     }

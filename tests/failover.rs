@@ -16,9 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socketscience::transport::BoxFuture;
-use socketscience::{
-    ChatMessage, Codec, Failover, Node, Role, Transport, TransportIo,
-};
+use socketscience::{ChatMessage, Codec, Failover, Node, Role, Transport, TransportIo};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -149,7 +147,13 @@ async fn start(room: &Room, name: &str, group: u8, failover: Failover) -> Instan
     start_with(room, name, group, failover, Codec::Json).await
 }
 
-async fn start_with(room: &Room, name: &str, group: u8, failover: Failover, codec: Codec) -> Instance {
+async fn start_with(
+    room: &Room,
+    name: &str,
+    group: u8,
+    failover: Failover,
+    codec: Codec,
+) -> Instance {
     let (member, id) = room.join(group);
     let node = Node::builder(name)
         .transport(member)
@@ -221,19 +225,33 @@ async fn instances_started_together_elect_the_best_ranked_one_after_listening_a_
     let room = Room::default();
     let a = start(&room, "a", 0, Failover::new().priority(1)).await;
     let b = start(&room, "b", 0, Failover::new().priority(5)).await;
-    let c = start_with(&room, "c", 0, Failover::new().priority(3), Codec::MessagePack).await;
+    let c = start_with(
+        &room,
+        "c",
+        0,
+        Failover::new().priority(3),
+        Codec::MessagePack,
+    )
+    .await;
     let fleet = [&a, &b, &c];
     let t0 = Instant::now();
     // Nobody claims while listening for the first lease.
     run_for(LEASE - Duration::from_millis(200)).await;
-    assert!(actives(&fleet).is_empty(), "{:?} claimed before a lease", actives(&fleet));
+    assert!(
+        actives(&fleet).is_empty(),
+        "{:?} claimed before a lease",
+        actives(&fleet)
+    );
     until_one_active(&fleet, LEASE * 2).await;
     assert_eq!(actives(&fleet), ["b"], "the highest priority is elected");
     assert!(t0.elapsed() <= LEASE + HEARTBEAT + DELAY * 2);
     // Quiet for many leases: it stays so, and no one else ever was active.
     run_for(LEASE * 10).await;
     assert_eq!(actives(&fleet), ["b"]);
-    assert!(a.changes().is_empty() && c.changes().is_empty(), "a standby was active for a moment");
+    assert!(
+        a.changes().is_empty() && c.changes().is_empty(),
+        "a standby was active for a moment"
+    );
     assert_eq!(b.changes().len(), 1, "b flapped: {:?}", b.changes());
     // Everyone lists the others with their roles (the MessagePack node too).
     for i in fleet {
@@ -244,11 +262,15 @@ async fn instances_started_together_elect_the_best_ranked_one_after_listening_a_
             .map(|p| (p.instance().to_owned(), p.role()))
             .collect();
         roles.sort_by(|x, y| x.0.cmp(&y.0));
-        let expected: Vec<(String, Option<Role>)> = [("a", Role::Standby), ("b", Role::Active), ("c", Role::Standby)]
-            .into_iter()
-            .filter(|(n, _)| *n != i.node.name())
-            .map(|(n, r)| (n.to_owned(), Some(r)))
-            .collect();
+        let expected: Vec<(String, Option<Role>)> = [
+            ("a", Role::Standby),
+            ("b", Role::Active),
+            ("c", Role::Standby),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n != i.node.name())
+        .map(|(n, r)| (n.to_owned(), Some(r)))
+        .collect();
         assert_eq!(roles, expected, "peers of {}", i.node.name());
     }
 }
@@ -281,10 +303,18 @@ async fn a_standby_takes_over_within_lease_plus_a_heartbeat_when_the_active_dies
         took <= LEASE + HEARTBEAT + DELAY,
         "takeover took {took:?}, more than lease + heartbeat + delay"
     );
-    assert_eq!(actives(&[&b, &c]), ["b"], "the best-ranked standby takes over");
+    assert_eq!(
+        actives(&[&b, &c]),
+        ["b"],
+        "the best-ranked standby takes over"
+    );
     run_for(LEASE * 10).await;
     assert_eq!(actives(&[&b, &c]), ["b"]);
-    assert!(c.changes().is_empty(), "c was active at some point: {:?}", c.changes());
+    assert!(
+        c.changes().is_empty(),
+        "c was active at some point: {:?}",
+        c.changes()
+    );
     let became = b.changes()[0].0;
     assert!(became >= killed);
 }
@@ -322,7 +352,11 @@ async fn a_higher_priority_instance_that_joins_does_not_preempt_unless_asked() {
 
     let d = start(&room, "d", 0, Failover::new().priority(200).preempt(true)).await;
     run_for(LEASE * 3).await;
-    assert_eq!(actives(&[&a, &b, &c, &d]), ["d"], "preempt(true) takes over");
+    assert_eq!(
+        actives(&[&a, &b, &c, &d]),
+        ["d"],
+        "preempt(true) takes over"
+    );
     run_for(LEASE * 10).await;
     assert_eq!(actives(&[&a, &b, &c, &d]), ["d"]);
     assert_eq!(d.changes().len(), 1, "{:?}", d.changes());

@@ -55,7 +55,14 @@ impl Instance {
     fn spawn(server: &str, i: usize) -> Instance {
         let mut child = Command::new(failover_binary())
             .args(["--server", server, "--channel", "#failover"])
-            .args(["--nick", NICKS[i], "--name", NAMES[i], "--priority", PRIORITIES[i]])
+            .args([
+                "--nick",
+                NICKS[i],
+                "--name",
+                NAMES[i],
+                "--priority",
+                PRIORITIES[i],
+            ])
             .args(["--heartbeat", &HEARTBEAT.as_millis().to_string()])
             .args(["--lease", &LEASE.as_millis().to_string()])
             .env("RUST_LOG", "socketscience=info")
@@ -143,7 +150,11 @@ impl Drop for Instance {
 }
 
 fn describe_all(fleet: &[&Instance]) -> String {
-    fleet.iter().map(|i| i.describe()).collect::<Vec<_>>().join("\n")
+    fleet
+        .iter()
+        .map(|i| i.describe())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn wait_until(what: &str, limit: Duration, fleet: &[&Instance], done: impl Fn() -> bool) {
@@ -167,9 +178,12 @@ fn sigkill_the_active_instance_and_exactly_one_standby_takes_over() {
     let c = Instance::spawn(&addr, 2);
 
     // The highest priority is elected once everyone has listened a lease.
-    wait_until("the first election", Duration::from_secs(60), &[&a, &b, &c], || {
-        a.role().as_deref() == Some("active")
-    });
+    wait_until(
+        "the first election",
+        Duration::from_secs(60),
+        &[&a, &b, &c],
+        || a.role().as_deref() == Some("active"),
+    );
     std::thread::sleep(LEASE * 2);
     assert_eq!(a.role().as_deref(), Some("active"), "{}", a.describe());
     assert!(
@@ -178,10 +192,15 @@ fn sigkill_the_active_instance_and_exactly_one_standby_takes_over() {
         describe_all(&[&a, &b, &c])
     );
     // Everyone lists the active one.
-    wait_until("the peers listing the roles", Duration::from_secs(20), &[&a, &b, &c], || {
-        b.printed(|l| l.starts_with("PEERS") && l.contains("Henders/EC2=active"))
-            && c.printed(|l| l.starts_with("PEERS") && l.contains("Henders/EC2=active"))
-    });
+    wait_until(
+        "the peers listing the roles",
+        Duration::from_secs(20),
+        &[&a, &b, &c],
+        || {
+            b.printed(|l| l.starts_with("PEERS") && l.contains("Henders/EC2=active"))
+                && c.printed(|l| l.starts_with("PEERS") && l.contains("Henders/EC2=active"))
+        },
+    );
 
     a.sigkill();
     let killed = Instant::now();
@@ -195,30 +214,49 @@ fn sigkill_the_active_instance_and_exactly_one_standby_takes_over() {
         (&c, &b)
     };
     let took = winner.became_active().unwrap() - killed;
-    eprintln!("{} took over {took:?} after the SIGKILL (bound {bound:?})", winner.name);
+    eprintln!(
+        "{} took over {took:?} after the SIGKILL (bound {bound:?})",
+        winner.name
+    );
     assert!(
         took <= bound,
         "{} took over {took:?} after the kill, more than lease + heartbeat + delay ({bound:?})\n{}",
         winner.name,
         describe_all(&[&b, &c])
     );
-    assert_eq!(winner.name, "teward/vps", "the best-ranked standby takes over");
+    assert_eq!(
+        winner.name, "teward/vps",
+        "the best-ranked standby takes over"
+    );
 
     // The killed one, started again, is a standby that learns who is active.
     let restarted = Instance::spawn(&addr, 0);
-    wait_until("the restarted instance learning the active", Duration::from_secs(30), &[&restarted], || {
-        restarted.printed(|l| l.starts_with("PEERS") && l.contains("teward/vps=active"))
-    });
+    wait_until(
+        "the restarted instance learning the active",
+        Duration::from_secs(30),
+        &[&restarted],
+        || restarted.printed(|l| l.starts_with("PEERS") && l.contains("teward/vps=active")),
+    );
     std::thread::sleep(LEASE * 3);
     let fleet = [&restarted, &b, &c];
-    assert_eq!(restarted.role().as_deref(), Some("standby"), "{}", describe_all(&fleet));
+    assert_eq!(
+        restarted.role().as_deref(),
+        Some("standby"),
+        "{}",
+        describe_all(&fleet)
+    );
     assert!(
         restarted.became_active().is_none(),
         "the restarted instance took over\n{}",
         describe_all(&fleet)
     );
     assert!(restarted.printed(|l| l == "ROLE standby"));
-    assert_eq!(winner.role().as_deref(), Some("active"), "{}", describe_all(&fleet));
+    assert_eq!(
+        winner.role().as_deref(),
+        Some("active"),
+        "{}",
+        describe_all(&fleet)
+    );
     assert!(
         other.became_active().is_none(),
         "both standbys went active\n{}",

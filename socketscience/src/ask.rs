@@ -162,7 +162,11 @@ fn reply<Q: Question, O: IntoReply<Q::Reply>>(
         reply.write_messages(w)
     })
     .map_err(|e| e.to_string())?;
-    match node.shared.outbox.try_push(writer, &node.shared.counters.sent) {
+    match node
+        .shared
+        .outbox
+        .try_push(writer, &node.shared.counters.sent)
+    {
         Ok(()) => Ok(()),
         Err(Refused::Full(..)) => Err(format!(
             "the reply to {} could not be queued: the outgoing queue is full",

@@ -240,7 +240,12 @@ impl Election {
     pub(crate) fn entry(&self, codec: Codec) -> Vec<u8> {
         let (term, role, eligible, forced) = {
             let s = self.lock();
-            (s.term, s.role, self.may_claim(&s), s.forced == Some(Role::Active))
+            (
+                s.term,
+                s.role,
+                self.may_claim(&s),
+                s.forced == Some(Role::Active),
+            )
         };
         let value = (
             term,
@@ -272,7 +277,13 @@ impl Election {
 
     /// A peer's `_el` (raw, in `codec`) arrived; returns whether to post a
     /// heartbeat now.
-    pub(crate) fn heard(&self, instance: &Arc<str>, session: u64, codec: Codec, raw: &[u8]) -> bool {
+    pub(crate) fn heard(
+        &self,
+        instance: &Arc<str>,
+        session: u64,
+        codec: Codec,
+        raw: &[u8],
+    ) -> bool {
         let decoded: Result<(u64, u8, i64, u8, u8), String> = match codec {
             Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string()),
             Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string()),
@@ -340,15 +351,25 @@ impl Election {
         let lease = self.lease;
         s.peers
             .retain(|_, p| now.saturating_duration_since(p.heard) <= lease);
-        let max_term = s.peers.values().map(|p| p.term).max().unwrap_or(0).max(s.term);
+        let max_term = s
+            .peers
+            .values()
+            .map(|p| p.term)
+            .max()
+            .unwrap_or(0)
+            .max(s.term);
         let hearing = s.peers.len() + 1;
         let best_active = s
             .peers
             .iter()
             .filter(|(_, p)| p.active)
             .max_by(|a, b| {
-                claim_key(a.1.term, a.1.forced, a.1.priority, a.0)
-                    .cmp(&claim_key(b.1.term, b.1.forced, b.1.priority, b.0))
+                claim_key(a.1.term, a.1.forced, a.1.priority, a.0).cmp(&claim_key(
+                    b.1.term,
+                    b.1.forced,
+                    b.1.priority,
+                    b.0,
+                ))
             })
             .map(|(name, p)| (name.clone(), p.clone()));
         if let Some((_, p)) = &best_active {
@@ -374,7 +395,11 @@ impl Election {
                     {
                         s.term = max_term;
                         s.forced = s.forced.filter(|&r| r != Role::Active);
-                        self.set_role(s, Role::Standby, &format!("{name} holds a stronger claim; standing by"));
+                        self.set_role(
+                            s,
+                            Role::Standby,
+                            &format!("{name} holds a stronger claim; standing by"),
+                        );
                         return Change::Announce;
                     }
                     // A weaker active is heard: tell it now.
@@ -432,13 +457,25 @@ impl Election {
         match role {
             Role::Active => {
                 if s.role != Role::Active {
-                    let max_term = s.peers.values().map(|p| p.term).max().unwrap_or(0).max(s.term);
+                    let max_term = s
+                        .peers
+                        .values()
+                        .map(|p| p.term)
+                        .max()
+                        .unwrap_or(0)
+                        .max(s.term);
                     s.term = max_term + 1;
                     self.set_role(&mut s, Role::Active, "forced active");
                 } else {
                     // Already active: claim again above everyone heard, so
                     // that the fleet follows this node.
-                    let max_term = s.peers.values().map(|p| p.term).max().unwrap_or(0).max(s.term);
+                    let max_term = s
+                        .peers
+                        .values()
+                        .map(|p| p.term)
+                        .max()
+                        .unwrap_or(0)
+                        .max(s.term);
                     s.term = max_term + 1;
                 }
             }
@@ -461,7 +498,13 @@ impl Election {
         s.peers
             .get(instance)
             .filter(|p| p.session == session)
-            .map(|p| if p.active { Role::Active } else { Role::Standby })
+            .map(|p| {
+                if p.active {
+                    Role::Active
+                } else {
+                    Role::Standby
+                }
+            })
     }
 }
 
@@ -477,13 +520,17 @@ impl Peer {
 
 /// Asks the transport for a heartbeat now.
 fn announce(shared: &NodeShared) {
-    shared
-        .presence
-        .push(&shared.outbox, |q| q.heartbeat = true);
+    shared.presence.push(&shared.outbox, |q| q.heartbeat = true);
 }
 
 /// A peer's `_el` arrived (called by the dispatcher).
-pub(crate) fn heard(shared: &NodeShared, instance: &Arc<str>, session: u64, codec: Codec, raw: &[u8]) {
+pub(crate) fn heard(
+    shared: &NodeShared,
+    instance: &Arc<str>,
+    session: u64,
+    codec: Codec,
+    raw: &[u8],
+) {
     if let Some(election) = &shared.election {
         if election.heard(instance, session, codec, raw) {
             announce(shared);

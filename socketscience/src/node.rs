@@ -347,7 +347,11 @@ impl NodeBuilder {
                 })
             }
             Some(config) => {
-                let e = crate::failover::Election::new(name.as_str().into(), config, presence.heartbeat);
+                let e = crate::failover::Election::new(
+                    name.as_str().into(),
+                    config,
+                    presence.heartbeat,
+                );
                 if e.lease() <= presence.heartbeat {
                     return Err(Error::InvalidOption {
                         option: "Failover::lease",

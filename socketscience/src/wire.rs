@@ -663,8 +663,13 @@ impl<'de> JsonBody<'_, 'de> {
                     // Questions: kept in order with the kinds (the next one
                     // is the question or the reply).
                     let raw: &'de RawValue = map.next_value()?;
-                    let kind = if &*key == KEY_ASK { KEY_ASK } else { KEY_REPLY_TO };
-                    self.messages.push((Cow::Borrowed(kind), RawValueRef::Json(raw)));
+                    let kind = if &*key == KEY_ASK {
+                        KEY_ASK
+                    } else {
+                        KEY_REPLY_TO
+                    };
+                    self.messages
+                        .push((Cow::Borrowed(kind), RawValueRef::Json(raw)));
                 }
                 (KEY_BATCH, true) => {
                     let n = map.next_value_seed(BatchSeed(self))?;
@@ -852,7 +857,11 @@ fn parse_msgpack_body<'a>(
                     // Questions: kept in order with the kinds.
                     let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
                     rest = after;
-                    let kind = if key == b"_ask" { KEY_ASK } else { KEY_REPLY_TO };
+                    let kind = if key == b"_ask" {
+                        KEY_ASK
+                    } else {
+                        KEY_REPLY_TO
+                    };
                     messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
                 }
                 _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
