@@ -431,8 +431,15 @@ async fn forced_roles_are_followed_by_the_fleet() {
     assert_eq!(actives(&fleet), ["a"]);
 
     // "!!/failover" on c (or metasmoke naming c): c is active, a follows.
+    let mut b_peers = b.node.watch_peers();
+    b_peers.borrow_and_update();
     c.node.force_role(Role::Active);
     assert_eq!(c.role(), Role::Active);
+    tokio::time::timeout(HEARTBEAT, b_peers.changed())
+        .await
+        .expect("b's peer watchers are told of c's role change")
+        .unwrap();
+    assert_eq!(b.node.peers().len(), 2, "nobody left or joined");
     run_for(HEARTBEAT).await;
     assert_eq!(actives(&fleet), ["c"]);
     run_for(LEASE * 10).await;

@@ -276,14 +276,14 @@ impl Election {
     }
 
     /// A peer's `_el` (raw, in `codec`) arrived; returns whether to post a
-    /// heartbeat now.
+    /// heartbeat now, and whether the peer's role changed (or is new).
     pub(crate) fn heard(
         &self,
         instance: &Arc<str>,
         session: u64,
         codec: Codec,
         raw: &[u8],
-    ) -> bool {
+    ) -> (bool, bool) {
         let decoded: Result<(u64, u8, i64, u8, u8), String> = match codec {
             Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string()),
             Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string()),
@@ -292,13 +292,17 @@ impl Election {
             Ok(v) => v,
             Err(e) => {
                 warn!(node = %self.name, from = %instance, error = %e, "ignored an unreadable election state");
-                return false;
+                return (false, false);
             }
         };
         let now = Instant::now();
+        let role_changed;
         let change = {
             let mut s = self.lock();
             let before = s.peers.get(instance).cloned();
+            role_changed = before
+                .as_ref()
+                .is_none_or(|b| b.active != (active != 0) || b.session != session);
             // An active that steps down (or restarts) says so: the others
             // need not wait out its lease.
             if let Some(before) = &before {
@@ -324,7 +328,7 @@ impl Election {
             );
             self.evaluate(&mut s, now)
         };
-        change == Change::Announce
+        (change == Change::Announce, role_changed)
     }
 
     /// Evaluates the rule at `now` (on a tick); returns whether to post a
@@ -532,7 +536,11 @@ pub(crate) fn heard(
     raw: &[u8],
 ) {
     if let Some(election) = &shared.election {
-        if election.heard(instance, session, codec, raw) {
+        let (now, role_changed) = election.heard(instance, session, codec, raw);
+        if role_changed {
+            shared.presence.role_changed();
+        }
+        if now {
             announce(shared);
         }
     }

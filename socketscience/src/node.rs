@@ -576,8 +576,8 @@ impl Node {
     }
 
     /// The peer list, as a [`tokio::sync::watch::Receiver`] that is told
-    /// when a peer joins, leaves (not heard within the timeout) or restarts
-    /// (a new session replaces its entry): `changed().await` waits for
+    /// when a peer joins, leaves (not heard within the timeout), restarts
+    /// (a new session replaces its entry) or, with failover, changes role: `changed().await` waits for
     /// that. Read the list with [`peers`](Node::peers) (the watched value
     /// also holds peers that are about to leave).
     pub fn watch_peers(&self) -> tokio::sync::watch::Receiver<Vec<Peer>> {

@@ -258,6 +258,12 @@ impl Presence {
             .collect()
     }
 
+    /// Failover: tells the watchers of the peer list that a peer's role
+    /// changed.
+    pub(crate) fn role_changed(&self) {
+        self.peers.send_modify(|_| {});
+    }
+
     /// A receiver of the peer list, changed when a peer joins, leaves or
     /// restarts.
     pub(crate) fn watch(&self) -> watch::Receiver<Vec<Peer>> {
