@@ -659,24 +659,21 @@ impl<'de> JsonBody<'_, 'de> {
                         _ => &mut control.repairs,
                     } = Some(raw);
                 }
-                (KEY_ASK | KEY_REPLY_TO, _) => {
-                    // Questions: kept in order with the kinds (the next one
-                    // is the question or the reply).
-                    let raw: &'de RawValue = map.next_value()?;
-                    let kind = if &*key == KEY_ASK {
-                        KEY_ASK
-                    } else {
-                        KEY_REPLY_TO
-                    };
-                    self.messages
-                        .push((Cow::Borrowed(kind), RawValueRef::Json(raw)));
-                }
                 (KEY_BATCH, true) => {
                     let n = map.next_value_seed(BatchSeed(self))?;
                     self.batch = Some(n);
                 }
                 (k, _) if k.starts_with('_') => {
-                    map.next_value::<IgnoredAny>()?;
+                    if k == KEY_ASK || k == KEY_REPLY_TO {
+                        // Questions: kept in order with the kinds (the next
+                        // one is the question or the reply).
+                        let raw: &'de RawValue = map.next_value()?;
+                        let kind = if k == KEY_ASK { KEY_ASK } else { KEY_REPLY_TO };
+                        self.messages
+                            .push((Cow::Borrowed(kind), RawValueRef::Json(raw)));
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
                 }
                 _ => {
                     let raw: &'de RawValue = map.next_value()?;
