@@ -249,3 +249,29 @@ async fn many_questions(codec: Codec) {
         n.shutdown().await.unwrap();
     }
 }
+
+#[message("your_version", reply = Seen)]
+#[derive(Debug, Clone)]
+pub struct YourVersion;
+
+#[tokio::test(start_paused = true)]
+async fn a_closure_registered_with_answer_replies() {
+    let chat = LocalChat::new();
+    let nodes = fleet(&chat, &["alpha", "beta", "gamma"]).await;
+    // Only gamma answers, at run time (as SocketScience's `register`).
+    nodes[2].answer(|_: YourVersion, cx: Context| {
+        assert_eq!(cx.node().name(), "gamma");
+        Some(Seen(7))
+    });
+    let answers = nodes[0]
+        .ask(YourVersion)
+        .within(Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].sender.instance(), Some("gamma"));
+    assert_eq!(answers[0].reply, Seen(7));
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}

@@ -261,6 +261,46 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Registers, at run time, a handler that answers question `Q`: a
+    /// closure taking the question and the [`Context`] and returning the
+    /// reply, `Option` of it or `Result` of either (as a `#[handler]` of a
+    /// question does). The reply is posted to the asker.
+    ///
+    /// ```
+    /// # use socketscience::{message, Context, LocalChat, Node};
+    /// # use std::time::Duration;
+    /// #[message("version_please", reply = Version)]
+    /// pub struct VersionPlease;
+    ///
+    /// #[message("version")]
+    /// pub struct Version(pub String);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> socketscience::Result<()> {
+    /// let chat = LocalChat::new();
+    /// let node = Node::builder("Henders/EC2").transport(chat.join("smokey")).start().await?;
+    /// node.answer(|_: VersionPlease, _cx: Context| Version("1.2.3".into()));
+    /// let answers = node.ask(VersionPlease).within(Duration::from_millis(200)).await?;
+    /// assert_eq!(answers[0].reply.0, "1.2.3");
+    /// # node.shutdown().await }
+    /// ```
+    pub fn answer<Q, O, F>(&self, answer: F)
+    where
+        Q: Question,
+        O: IntoReply<Q::Reply> + 'static,
+        F: Fn(Q, Context) -> O + Send + Sync + 'static,
+    {
+        let name = std::any::type_name::<F>();
+        let call = Arc::new(move |raw: RawValueRef<'_>, cx: &Context| {
+            let question: Q = raw.decode()?;
+            let out = answer(question, cx.clone());
+            Ok(crate::handler::Call::Ready(reply::<Q, O>(out, cx)))
+        });
+        self.register_erased(Q::KIND, name, call);
+    }
+}
+
 /// A question about to be asked, from [`Node::ask`].
 #[must_use = "a question is asked by `.within(deadline).await`"]
 #[derive(Debug)]

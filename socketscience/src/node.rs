@@ -655,6 +655,17 @@ impl Node {
         let call = Arc::new(move |raw: RawValueRef<'_>, cx: &Context| {
             handler::call::<M, Args, H>(&handler, raw, cx)
         });
+        self.register_erased(M::KIND, name, call);
+    }
+
+    /// Adds an erased handler of `kind` to the registry (`register`, and
+    /// `answer` of questions).
+    pub(crate) fn register_erased(
+        &self,
+        kind: &'static str,
+        name: &'static str,
+        call: Arc<handler::ErasedFn>,
+    ) {
         let mut registry = self
             .shared
             .registry
@@ -662,7 +673,7 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner());
         let mut updated = Registry::clone(&registry);
         updated.add(
-            M::KIND,
+            kind,
             Registered {
                 name: name.into(),
                 call,
