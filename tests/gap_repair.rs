@@ -352,6 +352,14 @@ async fn a_sender_restarted_while_a_receiver_was_cut_off_counts_the_lost_range()
     let stats = receiver.stats();
     assert_eq!(stats.lost, 7, "5..12 of the first session: {stats:#?}");
     assert_eq!(stats.repaired, 4, "100..104 of the second: {stats:#?}");
+    // The restarted instance replaced its entry in the peer list.
+    let senders: Vec<_> = receiver
+        .peers()
+        .into_iter()
+        .filter(|p| p.instance() == "sender")
+        .collect();
+    assert_eq!(senders.len(), 1, "{senders:?}");
+    assert_eq!(senders[0].session(), second.session());
     let all: Vec<u64> = (0..12).chain(100..110).collect();
     assert_eq!(by_sender(&witnessed)["sender"], all);
     assert_eq!(witness.stats().lost, 0);
