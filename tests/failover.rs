@@ -497,3 +497,16 @@ async fn a_node_without_failover_is_active_and_the_options_are_checked() {
         .unwrap_err();
     assert!(err.to_string().contains("lease"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_ineligible_instance_never_becomes_active() {
+    let room = Room::default();
+    let a = start(&room, "a", 0, Failover::new().priority(100).eligible(false)).await;
+    let b = start(&room, "b", 0, Failover::new().priority(1)).await;
+    until_one_active(&[&a, &b], LEASE * 3).await;
+    assert_eq!(actives(&[&a, &b]), ["b"]);
+    b.kill(&room).await;
+    run_for(LEASE * 10).await;
+    assert_eq!(a.role(), Role::Standby);
+    assert!(a.changes().is_empty());
+}

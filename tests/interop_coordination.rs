@@ -109,7 +109,9 @@ async fn python_reads_failover_heartbeats_questions_and_replies() {
     let mut questions = 0;
     let mut replies = 0;
     for (frame, dict) in frames.iter().zip(&dicts) {
-        let object = dict.as_object().unwrap_or_else(|| panic!("{frame:?}: {dict}"));
+        let object = dict
+            .as_object()
+            .unwrap_or_else(|| panic!("{frame:?}: {dict}"));
         if object.contains_key("_el") {
             heartbeats += 1;
             assert!(kinds(dict).is_empty(), "a heartbeat with kinds: {dict}");
@@ -122,20 +124,29 @@ async fn python_reads_failover_heartbeats_questions_and_replies() {
             // (The reply may share the post: a merged map.)
             assert!(kinds(dict).contains(&"where_are_you".to_owned()), "{dict}");
             assert!(
-                kinds(dict).iter().all(|k| k == "where_are_you" || k == "location"),
+                kinds(dict)
+                    .iter()
+                    .all(|k| k == "where_are_you" || k == "location"),
                 "{dict}"
             );
         }
         if let Some(re) = object.get("_re") {
             replies += 1;
             assert_eq!(re[0], "Henders/EC2", "{dict}");
-            assert_eq!(kinds(dict).iter().filter(|k| *k == "location").count(), 1, "{dict}");
+            assert_eq!(
+                kinds(dict).iter().filter(|k| *k == "location").count(),
+                1,
+                "{dict}"
+            );
         }
     }
     assert!(heartbeats >= 1, "no failover heartbeat: {dicts:?}");
     assert_eq!((questions, replies), (1, 1), "{dicts:?}");
     // SmokeDetector's own receive path reads every one of them.
     for outcome in python("receive", &frames) {
-        assert!(outcome["payload"].is_object(), "SmokeDetector did not read it: {outcome}");
+        assert!(
+            outcome["payload"].is_object(),
+            "SmokeDetector did not read it: {outcome}"
+        );
     }
 }

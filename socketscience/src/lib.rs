@@ -62,6 +62,17 @@
 //! [`Node::scope`], `broadcast()` uses that node instead: tests that run in
 //! parallel in one process use it (or `node.send`) to keep apart.
 //!
+//! # Coordination
+//!
+//! - Failover: [`NodeBuilder::failover`] with a [`Failover`] makes the
+//!   node take part in electing one active instance among the live ones
+//!   ([`Node::role`], [`Node::watch_role`], [`Node::force_role`],
+//!   [`Peer::role`]). See the README's "Failover" for the rule, the
+//!   properties and what a chat-only election can promise in a partition.
+//! - Questions with answers: `#[message("kind", reply = Reply)]` declares
+//!   a [`Question`]; a `#[handler]` for it returns the reply;
+//!   [`Node::ask`] gathers the typed [`Answer`]s within a deadline.
+//!
 //! # Wire
 //!
 //! Each envelope is one chat message, `".\n\x02" DDDD BODY "\x03"`, where
