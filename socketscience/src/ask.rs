@@ -55,25 +55,25 @@ pub trait IntoReply<R> {
     fn into_reply(self) -> std::result::Result<Option<R>, String>;
 }
 
-impl<R: Message> IntoReply<R> for R {
+impl<R> IntoReply<R> for R {
     fn into_reply(self) -> std::result::Result<Option<R>, String> {
         Ok(Some(self))
     }
 }
 
-impl<R: Message> IntoReply<R> for Option<R> {
+impl<R> IntoReply<R> for Option<R> {
     fn into_reply(self) -> std::result::Result<Option<R>, String> {
         Ok(self)
     }
 }
 
-impl<R: Message, E: Display> IntoReply<R> for std::result::Result<R, E> {
+impl<R, E: Display> IntoReply<R> for std::result::Result<R, E> {
     fn into_reply(self) -> std::result::Result<Option<R>, String> {
         self.map(Some).map_err(|e| e.to_string())
     }
 }
 
-impl<R: Message, E: Display> IntoReply<R> for std::result::Result<Option<R>, E> {
+impl<R, E: Display> IntoReply<R> for std::result::Result<Option<R>, E> {
     fn into_reply(self) -> std::result::Result<Option<R>, String> {
         self.map_err(|e| e.to_string())
     }
