@@ -275,3 +275,59 @@ async fn a_closure_registered_with_answer_replies() {
         n.shutdown().await.unwrap();
     }
 }
+
+/// `_ask` and `_re` are read in order with the kinds, in JSON batches and
+/// MessagePack maps; `_el` is read as the election state of a presence post.
+#[test]
+fn ask_reply_and_election_entries_are_read_in_both_codecs() {
+    use socketscience::wire::{parse_body, BodyLimits, KEY_ASK, KEY_REPLY_TO};
+    let json = br#"{"_from":"a","_sid":1,"_seq":0,"_batch":[{"_ask":5,"where_are_you":null},{"_re":["b",3],"location":{"name":"a","version":"1"}}]}"#;
+    let body = parse_body(json, BodyLimits::default()).unwrap();
+    let kinds: Vec<&str> = body.messages.iter().map(|(k, _)| &**k).collect();
+    assert_eq!(kinds, [KEY_ASK, "where_are_you", KEY_REPLY_TO, "location"]);
+    assert_eq!(body.messages[0].1.decode::<u64>().unwrap(), 5);
+    assert_eq!(
+        body.messages[2].1.decode::<(String, u64)>().unwrap(),
+        ("b".to_owned(), 3)
+    );
+
+    #[derive(serde::Serialize)]
+    struct Entries<'a> {
+        #[serde(rename = "_ask")]
+        ask: u64,
+        where_are_you: (),
+        #[serde(rename = "_re")]
+        re: (&'a str, u64),
+        seen: u64,
+    }
+    let mp = rmp_serde::to_vec_named(&Entries {
+        ask: 9,
+        where_are_you: (),
+        re: ("b", 4),
+        seen: 1,
+    })
+    .unwrap();
+    let body = parse_body(&mp, BodyLimits::default()).unwrap();
+    let kinds: Vec<&str> = body.messages.iter().map(|(k, _)| &**k).collect();
+    assert_eq!(kinds, [KEY_ASK, "where_are_you", KEY_REPLY_TO, "seen"]);
+    assert_eq!(body.messages[0].1.decode::<u64>().unwrap(), 9);
+
+    let json = br#"{"_from":"a","_sid":1,"_hb":0,"_el":[3,1,-2,1,0]}"#;
+    let meta = parse_body(json, BodyLimits::default()).unwrap().meta;
+    assert_eq!(meta.control.unwrap().election, Some(&b"[3,1,-2,1,0]"[..]));
+    #[derive(serde::Serialize)]
+    struct Heartbeat<'a> {
+        #[serde(rename = "_from")]
+        from: &'a str,
+        #[serde(rename = "_el")]
+        el: (u64, u8, i64, u8, u8),
+    }
+    let mp = rmp_serde::to_vec_named(&Heartbeat {
+        from: "a",
+        el: (3, 1, -2, 1, 0),
+    })
+    .unwrap();
+    let el = rmp_serde::to_vec(&(3u64, 1u8, -2i64, 1u8, 0u8)).unwrap();
+    let meta = parse_body(&mp, BodyLimits::default()).unwrap().meta;
+    assert_eq!(meta.control.unwrap().election, Some(&el[..]));
+}

@@ -330,6 +330,7 @@ pub(crate) struct Signer<'a> {
 
 impl<'a> Signer<'a> {
     /// A signer stamping the time now, if there are keys to sign with.
+    #[inline]
     pub(crate) fn now(keys: &'a Keys) -> Option<Signer<'a>> {
         (!keys.is_empty()).then(|| Signer {
             keys,

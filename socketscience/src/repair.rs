@@ -325,7 +325,13 @@ impl History {
         }
         for envelope in group {
             let len = envelope.bytes.len();
-            let start = if self.head + len <= MAX_HISTORY_BYTES {
+            let start = if self.room_at_start(len) {
+                // Back to the start while the log is small: it stays about
+                // twice the size of what it keeps (in the cache), rather
+                // than running through all of its bound.
+                self.head = 0;
+                0
+            } else if self.head + len <= MAX_HISTORY_BYTES {
                 self.head
             } else if len <= MAX_HISTORY_BYTES {
                 self.wrap();
@@ -333,7 +339,11 @@ impl History {
             } else {
                 continue;
             };
-            if self.entries.len() >= self.capacity || self.overlaps(start, len) {
+            if self.entries.len() >= self.capacity {
+                // The usual case once it is full: the oldest goes.
+                self.entries.pop_front();
+            }
+            if self.overlaps(start, len) {
                 self.evict(start, len);
             }
             let end = start + len;
@@ -352,6 +362,19 @@ impl History {
                 posted_ms: now_ms,
                 reposted_ms: u64::MAX,
             });
+        }
+    }
+
+    /// Whether the log is in one piece and the space before its oldest
+    /// entry holds `len` bytes and at least as much as the entries take.
+    #[inline]
+    fn room_at_start(&self, len: usize) -> bool {
+        match self.entries.front() {
+            Some(oldest) => {
+                let first = oldest.start as usize;
+                first < self.head && first >= len && first >= self.head - first
+            }
+            None => self.head > 0,
         }
     }
 

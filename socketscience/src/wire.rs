@@ -847,9 +847,6 @@ fn parse_msgpack_body<'a>(
                 b"_seq" => seq = Some(meta_uint(&mut rest, KEY_SEQ)?),
                 b"_count" => count = Some(meta_uint(&mut rest, KEY_COUNT)?),
                 b"_ts" => timestamp = Some(meta_uint(&mut rest, KEY_TIMESTAMP)?),
-                b"_hb" | b"_rq" | b"_nak" | b"_rp" | b"_el" => {
-                    control_entry(&mut control, key, &mut rest, limits)?
-                }
                 b"_ask" | b"_re" => {
                     // Questions: kept in order with the kinds.
                     let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
@@ -861,7 +858,7 @@ fn parse_msgpack_body<'a>(
                     };
                     messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
                 }
-                _ => rest = split_msgpack_value(rest, limits.max_depth)?.1,
+                _ => reserved_entry(&mut control, key, &mut rest, limits)?,
             }
             continue;
         }
@@ -895,28 +892,33 @@ fn parse_msgpack_body<'a>(
     Ok(meta)
 }
 
-/// Reads a `_hb`, `_rq`, `_nak` or `_rp` value into `control` (lists raw).
+/// Reads a reserved key's value other than the envelope's metadata: a
+/// `_hb`, `_rq`, `_nak`, `_rp` or `_el` into `control` (the lists raw); any other
+/// (`_sig`, keys of later versions) is skipped. Out of line: the usual body
+/// has none but `_sig`.
 #[cold]
 #[inline(never)]
-fn control_entry<'a>(
+fn reserved_entry<'a>(
     control: &mut Option<Box<Control<'a>>>,
     key: &[u8],
     rest: &mut &'a [u8],
     limits: BodyLimits,
 ) -> Result<(), BodyError> {
-    let control = control.get_or_insert_with(Default::default);
     if key == b"_hb" {
-        control.heartbeat = Some(meta_uint(rest, KEY_HEARTBEAT)?);
+        let heartbeat = meta_uint(rest, KEY_HEARTBEAT)?;
+        control.get_or_insert_with(Default::default).heartbeat = Some(heartbeat);
         return Ok(());
     }
     let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
     *rest = after;
-    *match key {
-        b"_rq" => &mut control.requests,
-        b"_nak" => &mut control.unrepairable,
-        b"_el" => &mut control.election,
-        _ => &mut control.repairs,
-    } = Some(value);
+    let slot = match key {
+        b"_rq" => &mut control.get_or_insert_with(Default::default).requests,
+        b"_nak" => &mut control.get_or_insert_with(Default::default).unrepairable,
+        b"_rp" => &mut control.get_or_insert_with(Default::default).repairs,
+        b"_el" => &mut control.get_or_insert_with(Default::default).election,
+        _ => return Ok(()),
+    };
+    *slot = Some(value);
     Ok(())
 }
 
