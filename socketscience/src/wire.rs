@@ -95,6 +95,16 @@ pub const KEY_REQUEST: &str = "_rq";
 pub const KEY_UNREPAIRABLE: &str = "_nak";
 /// Reserved key: envelopes posted again, a list of `[seq, {kinds}]`.
 pub const KEY_REPAIR: &str = "_rp";
+/// Reserved key (failover): the sender's election state, `[term, active,
+/// priority, eligible]` (see `docs/wire-format.md`, "Failover").
+pub const KEY_ELECTION: &str = "_el";
+/// Reserved key (questions): the envelope's next entry is a question, this
+/// its id (see `docs/wire-format.md`, "Questions and replies"). Kept in
+/// the body's list of messages, in order, in batches too.
+pub const KEY_ASK: &str = "_ask";
+/// Reserved key (questions): the envelope's next entry is a reply to the
+/// question `[asker, id]`.
+pub const KEY_REPLY_TO: &str = "_re";
 
 /// How an envelope's body is serialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -452,6 +462,8 @@ pub struct Control<'a> {
     pub unrepairable: Option<&'a [u8]>,
     /// `_rp`: envelopes posted again.
     pub repairs: Option<&'a [u8]>,
+    /// `_el`: the sender's election state (failover), still in the codec.
+    pub election: Option<&'a [u8]>,
 }
 
 /// A decoded body: its messages in order, and its metadata.
@@ -637,12 +649,13 @@ impl<'de> JsonBody<'_, 'de> {
                     let control = self.meta.control.get_or_insert_with(Default::default);
                     control.heartbeat = Some(map.next_value()?);
                 }
-                (KEY_REQUEST | KEY_UNREPAIRABLE | KEY_REPAIR, true) => {
+                (KEY_REQUEST | KEY_UNREPAIRABLE | KEY_REPAIR | KEY_ELECTION, true) => {
                     let raw = map.next_value::<&'de RawValue>()?.get().as_bytes();
                     let control = self.meta.control.get_or_insert_with(Default::default);
                     *match &*key {
                         KEY_REQUEST => &mut control.requests,
                         KEY_UNREPAIRABLE => &mut control.unrepairable,
+                        KEY_ELECTION => &mut control.election,
                         _ => &mut control.repairs,
                     } = Some(raw);
                 }
@@ -651,7 +664,16 @@ impl<'de> JsonBody<'_, 'de> {
                     self.batch = Some(n);
                 }
                 (k, _) if k.starts_with('_') => {
-                    map.next_value::<IgnoredAny>()?;
+                    if k == KEY_ASK || k == KEY_REPLY_TO {
+                        // Questions: kept in order with the kinds (the next
+                        // one is the question or the reply).
+                        let raw: &'de RawValue = map.next_value()?;
+                        let kind = if k == KEY_ASK { KEY_ASK } else { KEY_REPLY_TO };
+                        self.messages
+                            .push((Cow::Borrowed(kind), RawValueRef::Json(raw)));
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
                 }
                 _ => {
                     let raw: &'de RawValue = map.next_value()?;
@@ -825,6 +847,17 @@ fn parse_msgpack_body<'a>(
                 b"_seq" => seq = Some(meta_uint(&mut rest, KEY_SEQ)?),
                 b"_count" => count = Some(meta_uint(&mut rest, KEY_COUNT)?),
                 b"_ts" => timestamp = Some(meta_uint(&mut rest, KEY_TIMESTAMP)?),
+                b"_ask" | b"_re" => {
+                    // Questions: kept in order with the kinds.
+                    let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
+                    rest = after;
+                    let kind = if key == b"_ask" {
+                        KEY_ASK
+                    } else {
+                        KEY_REPLY_TO
+                    };
+                    messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
+                }
                 _ => reserved_entry(&mut control, key, &mut rest, limits)?,
             }
             continue;
@@ -860,7 +893,7 @@ fn parse_msgpack_body<'a>(
 }
 
 /// Reads a reserved key's value other than the envelope's metadata: a
-/// `_hb`, `_rq`, `_nak` or `_rp` into `control` (the lists raw); any other
+/// `_hb`, `_rq`, `_nak`, `_rp` or `_el` into `control` (the lists raw); any other
 /// (`_sig`, keys of later versions) is skipped. Out of line: the usual body
 /// has none but `_sig`.
 #[cold]
@@ -882,6 +915,7 @@ fn reserved_entry<'a>(
         b"_rq" => &mut control.get_or_insert_with(Default::default).requests,
         b"_nak" => &mut control.get_or_insert_with(Default::default).unrepairable,
         b"_rp" => &mut control.get_or_insert_with(Default::default).repairs,
+        b"_el" => &mut control.get_or_insert_with(Default::default).election,
         _ => return Ok(()),
     };
     *slot = Some(value);
