@@ -75,6 +75,42 @@ fn peel(ty: &Type) -> &Type {
 }
 
 /// Whether `ty` is (a path ending in) `Context`.
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let proc_macro2::TokenTree::Group(g) = &t {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                t = proc_macro2::TokenTree::Group(group);
+            } else {
+                t.set_span(span);
+            }
+            t
+        })
+        .collect()
+}
+
+/// Whether a return type is `()` or `Result<(), E>` (any `Result` whose
+/// first argument is `()`): an ordinary handler, not an answer.
+fn returns_nothing(ty: &Type) -> bool {
+    match peel(ty) {
+        Type::Tuple(t) => t.elems.is_empty(),
+        Type::Path(p) => p.path.segments.last().is_some_and(|s| {
+            s.ident == "Result"
+                && match &s.arguments {
+                    syn::PathArguments::AngleBracketed(a) => matches!(
+                        a.args.first(),
+                        Some(syn::GenericArgument::Type(Type::Tuple(t))) if t.elems.is_empty()
+                    ),
+                    _ => false,
+                }
+        }),
+        _ => false,
+    }
+}
+
 fn is_context(ty: &Type) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none()
         && p.path.segments.last().is_some_and(|s| s.ident == "Context" && s.arguments.is_none()))
@@ -247,8 +283,29 @@ impl Model {
             None => quote! { () },
         };
         let output_span = shape.output.map_or_else(Span::call_site, Spanned::span);
-        let into_result = quote_spanned! {output_span=>
-            <#output as ::socketscience::HandlerResult>::into_result
+        // A handler returning anything but `()` or `Result<(), E>` answers
+        // a question: its reply is posted to the asker.
+        let answers = shape.output.is_some_and(|ty| !returns_nothing(ty));
+        let into_result = if answers {
+            let reply_cx = format_ident!("__socketscience_reply_cx");
+            // The question's type respanned to the return type: a wrong
+            // reply is reported there.
+            let question = respan(message.to_token_stream(), output_span);
+            let call = quote_spanned! {output_span=>
+                #private::answer_with::<#output, #question>
+            };
+            quote! {
+                (|__socketscience_out: #output| #call(__socketscience_out, &#reply_cx))
+            }
+        } else {
+            quote_spanned! {output_span=>
+                <#output as ::socketscience::HandlerResult>::into_result
+            }
+        };
+        let reply_setup = if answers {
+            quote! { let __socketscience_reply_cx = ::core::clone::Clone::clone(#cx); }
+        } else {
+            quote! {}
         };
         let body = if shape.is_async {
             // Call first: the future owns its arguments, not the borrowed
@@ -257,11 +314,15 @@ impl Model {
                 ::std::boxed::Box::pin(async move { #into_result(__socketscience_future.await) })
             };
             quote! {{
+                #reply_setup
                 let __socketscience_future = #ident(#args);
                 #private::Call::Pending(#boxed)
             }}
         } else {
-            quote! { #private::Call::Ready(#into_result(#ident(#args))) }
+            quote! {{
+                #reply_setup
+                #private::Call::Ready(#into_result(#ident(#args)))
+            }}
         };
         let message_spanned = quote_spanned! {message.span()=>
             __socketscience_entry::<#message>

@@ -1,7 +1,8 @@
 //! `#[message("kind")]`: parse, validate, expand.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Expr, ExprLit, Lit, LitStr, MetaNameValue};
 
 use crate::common::{wrong_item, Errors};
@@ -10,6 +11,8 @@ use crate::common::{wrong_item, Errors};
 struct Model {
     /// The kind as written, when it is a string literal.
     kind: Option<LitStr>,
+    /// The reply kind of a question (`reply = Type`).
+    reply: Option<syn::Type>,
     item: DeriveInput,
 }
 
@@ -26,15 +29,20 @@ pub fn expand(attr: TokenStream, input: TokenStream) -> TokenStream {
         }
     };
     let mut errors = Errors::default();
-    let kind = parse_kind(attr, &mut errors);
-    let model = Model { kind, item };
+    let mut reply = None;
+    let kind = parse_kind(attr, &mut errors, &mut reply);
+    let model = Model { kind, reply, item };
     model.validate(&mut errors);
     model.expand(errors)
 }
 
 /// The kind: one string literal. Anything else is an error saying what to
 /// write, with the kind when it can be guessed.
-fn parse_kind(attr: TokenStream, errors: &mut Errors) -> Option<LitStr> {
+fn parse_kind(
+    attr: TokenStream,
+    errors: &mut Errors,
+    reply: &mut Option<syn::Type>,
+) -> Option<LitStr> {
     if attr.is_empty() {
         errors.push(syn::Error::new(
             Span::call_site(),
@@ -54,10 +62,32 @@ fn parse_kind(attr: TokenStream, errors: &mut Errors) -> Option<LitStr> {
             Some(TokenTree::Punct(p)) if p.as_char() == ',' => &rest[1..],
             _ => &rest[..],
         };
+        // A question: `reply = Type`.
+        if let [TokenTree::Ident(name), TokenTree::Punct(eq), ty @ ..] = extra {
+            if name == "reply" && eq.as_char() == '=' {
+                let ty: TokenStream = ty.iter().cloned().collect();
+                let ty: TokenStream = match ty.clone().into_iter().last() {
+                    Some(TokenTree::Punct(p)) if p.as_char() == ',' => {
+                        let n = ty.clone().into_iter().count();
+                        ty.into_iter().take(n - 1).collect()
+                    }
+                    _ => ty,
+                };
+                match syn::parse2::<syn::Type>(ty.clone()) {
+                    Ok(t) => *reply = Some(t),
+                    Err(_) => errors.spanned(
+                        if ty.is_empty() { quote!(#eq) } else { ty },
+                        "the reply must name a message type: write `reply = Location`",
+                    ),
+                }
+                return Some(kind);
+            }
+        }
         if !extra.is_empty() {
             errors.spanned(
                 extra.iter().cloned().collect::<TokenStream>(),
-                "`#[message]` takes only the kind: remove this, and declare one type per kind",
+                "`#[message]` takes the kind and, for a question, its reply kind \
+                 (`#[message(\"where_are_you\", reply = Location)]`): remove this",
             );
         }
         return Some(kind);
@@ -176,11 +206,20 @@ impl Model {
              Fails when no node runs, when the node's queue is full, or when the message \
              can never fit the transport."
         );
+        let question_impl = self.reply.as_ref().map(|reply| {
+            quote_spanned! {reply.span()=>
+                #[automatically_derived]
+                impl ::socketscience::Question for #ident {
+                    type Reply = #reply;
+                }
+            }
+        });
         let message_impl = quote! {
             #[automatically_derived]
             impl ::socketscience::Message for #ident {
                 const KIND: &'static str = #kind;
             }
+            #question_impl
 
             #[allow(dead_code)]
             impl #ident {

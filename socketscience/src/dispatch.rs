@@ -635,9 +635,29 @@ impl Dispatcher {
         let shared = &self.node.shared;
         let counters = &shared.counters;
         Counters::add_owned(&counters.envelopes, count.unwrap_or(1));
+        // Questions: what an `_ask` or `_re` entry says of the next message.
+        let mut tag = None;
+        let mut asked_cx;
         for (kind, raw) in messages {
+            let mut cx = cx;
+            if let Some(t) = tag.take() {
+                match t {
+                    crate::ask::Tag::Ask(id) => {
+                        asked_cx = cx.asking(id);
+                        cx = &asked_cx;
+                    }
+                    crate::ask::Tag::Mine(id) => {
+                        shared.asks.deliver(id, kind, *raw, cx.sender());
+                        continue;
+                    }
+                    crate::ask::Tag::Other => continue,
+                }
+            }
             let Some(handlers) = self.registry.get(kind) else {
-                unknown_kind(shared, kind);
+                match crate::ask::read_tag(kind, *raw, &shared.name) {
+                    Some(t) => tag = Some(t),
+                    None => unknown_kind(shared, kind),
+                }
                 continue;
             };
             for handler in handlers {

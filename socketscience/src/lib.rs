@@ -67,6 +67,17 @@
 //! [`Node::scope`], `broadcast()` uses that node instead: tests that run in
 //! parallel in one process use it (or `node.send`) to keep apart.
 //!
+//! # Coordination
+//!
+//! - Failover: [`NodeBuilder::failover`] with a [`Failover`] makes the
+//!   node take part in electing one active instance among the live ones
+//!   ([`Node::role`], [`Node::watch_role`], [`Node::force_role`],
+//!   [`Peer::role`]). See the README's "Failover" for the rule, the
+//!   properties and what a chat-only election can promise in a partition.
+//! - Questions with answers: `#[message("kind", reply = Reply)]` declares
+//!   a [`Question`]; a `#[handler]` for it returns the reply;
+//!   [`Node::ask`] gathers the typed [`Answer`]s within a deadline.
+//!
 //! # Wire
 //!
 //! Each envelope is one chat message, `".\n\x02" DDDD BODY "\x03"`, where
@@ -77,10 +88,12 @@
 
 extern crate self as socketscience;
 
+mod ask;
 mod default;
 mod dispatch;
 mod envelope;
 mod error;
+mod failover;
 mod handler;
 #[doc(hidden)]
 pub mod harness;
@@ -88,6 +101,8 @@ pub mod harness;
 #[cfg(feature = "irc")]
 mod irc;
 mod local;
+#[cfg(feature = "matrix")]
+pub mod matrix;
 mod message;
 mod msgpack;
 mod node;
@@ -102,12 +117,16 @@ mod stats;
 pub mod transport;
 pub mod wire;
 
+pub use ask::{Answer, Answers, Ask, IntoReply, Question, Within};
 pub use envelope::{Envelope, Payload};
 pub use error::{Error, Result};
+pub use failover::{Failover, Role};
 pub use handler::{Handler, HandlerResult};
 #[cfg(feature = "irc")]
 pub use irc::{IrcChat, IrcStatus};
 pub use local::{LocalChat, LocalTransport};
+#[cfg(feature = "matrix")]
+pub use matrix::MatrixChat;
 pub use message::{message_types, Message, MessageType};
 pub use node::{Context, Node, NodeBuilder, Sender};
 pub use presence::Peer;
@@ -125,6 +144,7 @@ pub use socketscience_macros::{handler, message};
 /// release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::ask::{answer_with, Answering};
     pub use crate::handler::{call, Call, StaticHandler};
     pub use crate::message::MessageType;
     pub use crate::node::Context;

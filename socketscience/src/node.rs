@@ -46,6 +46,8 @@ pub struct NodeBuilder {
     secrets: Vec<Vec<u8>>,
     max_skew: Duration,
     presence: presence::Options,
+    /// Failover (see `failover`).
+    failover: Option<crate::failover::Failover>,
 }
 
 impl fmt::Debug for NodeBuilder {
@@ -245,6 +247,15 @@ impl NodeBuilder {
         self
     }
 
+    /// Takes part in electing one active instance among the live ones
+    /// (see [`Failover`](crate::Failover), [`Node::role`]). Needs heartbeats
+    /// ([`heartbeat`](NodeBuilder::heartbeat) not zero); the node then
+    /// heartbeats every interval even when it posts other things.
+    pub fn failover(mut self, failover: crate::failover::Failover) -> Self {
+        self.failover = Some(failover);
+        self
+    }
+
     /// Starts the node's tasks on the current tokio runtime.
     ///
     /// Fails if there is no transport, if an option is out of range, or if
@@ -268,6 +279,10 @@ impl NodeBuilder {
         });
         let dispatch_task = runtime.spawn(dispatcher.run());
         let presence_task = runtime.spawn(presence::run(node.shared.clone()));
+        if node.shared.election.is_some() {
+            // Failover: ends by itself when the node shuts down.
+            runtime.spawn(crate::failover::run(node.shared.clone()));
+        }
         *lock(&node.shared.tasks) = Some(Tasks {
             transport: transport_task,
             dispatcher: dispatch_task,
@@ -309,6 +324,7 @@ impl NodeBuilder {
             secrets,
             max_skew,
             presence,
+            failover,
         } = self;
         let transport = transport.ok_or_else(|| Error::NoTransport { name: name.clone() })?;
         message::check_kinds()?;
@@ -353,6 +369,37 @@ impl NodeBuilder {
                 ),
             });
         }
+        let election = match failover {
+            None => None,
+            Some(_) if presence.heartbeat.is_zero() => {
+                return Err(Error::InvalidOption {
+                    option: "failover",
+                    reason: "the election travels in heartbeats: set a heartbeat \
+                             interval (NodeBuilder::heartbeat) above zero"
+                        .into(),
+                })
+            }
+            Some(config) => {
+                let e = crate::failover::Election::new(
+                    name.as_str().into(),
+                    config,
+                    presence.heartbeat,
+                );
+                if e.lease() <= presence.heartbeat {
+                    return Err(Error::InvalidOption {
+                        option: "Failover::lease",
+                        reason: format!(
+                            "a lease of {:?} is not longer than the heartbeat interval ({:?}): \
+                             standbys would claim while the active lives; make it at least \
+                             two intervals",
+                            e.lease(),
+                            presence.heartbeat
+                        ),
+                    });
+                }
+                Some(Arc::new(e))
+            }
+        };
         let mut rng = seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
         let session = rng.u64(..);
         let account: Arc<str> = transport.account().into();
@@ -390,6 +437,8 @@ impl NodeBuilder {
             registry_version: AtomicU64::new(0),
             tasks: Mutex::new(None),
             presence: Presence::new(presence),
+            election,
+            asks: Default::default(),
         });
         let node = Node { shared };
         let io = TransportIo {
@@ -472,6 +521,10 @@ pub(crate) struct NodeShared {
     pub(crate) registry_version: AtomicU64,
     tasks: Mutex<Option<Tasks>>,
     pub(crate) presence: Presence,
+    /// Failover: the node's election, when it takes part in one.
+    pub(crate) election: Option<Arc<crate::failover::Election>>,
+    /// Questions: this node's questions in flight.
+    pub(crate) asks: crate::ask::Waiters,
 }
 
 /// What the receive path checks against; fixed at start.
@@ -568,6 +621,7 @@ impl Node {
             secrets: Vec::new(),
             max_skew: Duration::from_secs(300),
             presence: presence::Options::default(),
+            failover: None,
         }
     }
 
@@ -595,12 +649,12 @@ impl Node {
     /// ([`NodeBuilder::peer_timeout`]): a post of any kind, heartbeats
     /// included, counts. Not this node itself.
     pub fn peers(&self) -> Vec<Peer> {
-        self.shared.presence.peers()
+        self.with_roles(self.shared.presence.peers())
     }
 
     /// The peer list, as a [`tokio::sync::watch::Receiver`] that is told
-    /// when a peer joins, leaves (not heard within the timeout) or restarts
-    /// (a new session replaces its entry): `changed().await` waits for
+    /// when a peer joins, leaves (not heard within the timeout), restarts
+    /// (a new session replaces its entry) or, with failover, changes role: `changed().await` waits for
     /// that. Read the list with [`peers`](Node::peers) (the watched value
     /// also holds peers that are about to leave).
     pub fn watch_peers(&self) -> tokio::sync::watch::Receiver<Vec<Peer>> {
@@ -687,6 +741,17 @@ impl Node {
         let call = Arc::new(move |raw: RawValueRef<'_>, cx: &Context| {
             handler::call::<M, Args, H>(&handler, raw, cx)
         });
+        self.register_erased(M::KIND, name, call);
+    }
+
+    /// Adds an erased handler of `kind` to the registry (`register`, and
+    /// `answer` of questions).
+    pub(crate) fn register_erased(
+        &self,
+        kind: &'static str,
+        name: &'static str,
+        call: Arc<handler::ErasedFn>,
+    ) {
         let mut registry = self
             .shared
             .registry
@@ -694,7 +759,7 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner());
         let mut updated = Registry::clone(&registry);
         updated.add(
-            M::KIND,
+            kind,
             Registered {
                 name: name.into(),
                 call,
@@ -754,11 +819,31 @@ impl Node {
 pub struct Context {
     node: Node,
     sender: Sender,
+    /// Questions: the question the handler runs for, if it was asked.
+    asked: Option<crate::ask::Asked>,
 }
 
 impl Context {
     pub(crate) fn new(node: Node, sender: Sender) -> Context {
-        Context { node, sender }
+        Context {
+            node,
+            sender,
+            asked: None,
+        }
+    }
+
+    /// This context, for a question with id `id` from the sender.
+    pub(crate) fn asking(&self, id: u64) -> Context {
+        let asker = self.sender.instance.clone();
+        Context {
+            node: self.node.clone(),
+            sender: self.sender.clone(),
+            asked: asker.map(|asker| crate::ask::Asked { asker, id }),
+        }
+    }
+
+    pub(crate) fn asked(&self) -> Option<&crate::ask::Asked> {
+        self.asked.as_ref()
     }
 
     /// The node running the handler; send through it with `cx.node().send(..)`.

@@ -24,6 +24,8 @@ pub struct Peer {
     account: Arc<str>,
     session: u64,
     last_heard: Instant,
+    /// Failover: filled in by `Node::peers` (see `failover`).
+    pub(crate) role: Option<crate::failover::Role>,
 }
 
 impl Peer {
@@ -215,6 +217,7 @@ impl Presence {
                         account: account.clone(),
                         session,
                         last_heard: at,
+                        role: None,
                     };
                     true
                 }
@@ -224,6 +227,7 @@ impl Presence {
                         account: account.clone(),
                         session,
                         last_heard: at,
+                        role: None,
                     });
                     true
                 }
@@ -252,6 +256,12 @@ impl Presence {
             .filter(|p| now.saturating_duration_since(p.last_heard) <= timeout)
             .cloned()
             .collect()
+    }
+
+    /// Failover: tells the watchers of the peer list that a peer's role
+    /// changed.
+    pub(crate) fn role_changed(&self) {
+        self.peers.send_modify(|_| {});
     }
 
     /// A receiver of the peer list, changed when a peer joins, leaves or

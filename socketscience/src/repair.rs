@@ -590,6 +590,7 @@ pub(crate) fn write_control_body(
     requests: &[WireRange],
     unrepairable: &[WireRange],
     repairs: &[Repost],
+    election: Option<&[u8]>,
     signer: Option<Signer<'_>>,
 ) {
     buf.clear();
@@ -599,6 +600,11 @@ pub(crate) fn write_control_body(
             buf.extend_from_slice(origin.entries(codec));
             buf.push(b',');
             write_uint_entry(codec, buf, KEY_HEARTBEAT, heartbeat);
+            // Failover: the election's `_el` entry, written by the election.
+            if let Some(entry) = election {
+                buf.push(b',');
+                buf.extend_from_slice(entry);
+            }
             for (key, list) in [(KEY_REQUEST, requests), (KEY_UNREPAIRABLE, unrepairable)] {
                 if !list.is_empty() {
                     buf.push(b',');
@@ -635,10 +641,14 @@ pub(crate) fn write_control_body(
                 + usize::from(!requests.is_empty())
                 + usize::from(!unrepairable.is_empty())
                 + usize::from(!repairs.is_empty())
+                + usize::from(election.is_some())
                 + if signer.is_some() { 2 } else { 0 };
             write_map_len(buf, entries);
             buf.extend_from_slice(origin.entries(codec));
             write_uint_entry(codec, buf, KEY_HEARTBEAT, heartbeat);
+            if let Some(entry) = election {
+                buf.extend_from_slice(entry);
+            }
             for (key, list) in [(KEY_REQUEST, requests), (KEY_UNREPAIRABLE, unrepairable)] {
                 if !list.is_empty() {
                     write_entry(codec, buf, key, list);

@@ -101,6 +101,10 @@ counters! {
     /// Repair traffic refused: absurd or unreadable requests, ranges asked
     /// of this node that it never posted.
     repairs_refused,
+    /// Gaps in the room's history a transport could not read back whole
+    /// (Matrix: more was posted while away than its backfill bound), so
+    /// that messages may have been missed.
+    history_gaps,
     /// Compressed bodies refused before they were read: they would inflate
     /// past `max_envelope_bytes` (a compression bomb), their compressed
     /// data is broken, or their method unknown.

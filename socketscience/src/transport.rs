@@ -267,6 +267,7 @@ impl TransportIo {
         let origin = shared.origin();
         let mut body = Vec::new();
         let counters = &shared.counters;
+        let election = shared.election.as_ref().map(|e| e.entry(codec));
         if queue.heartbeat || !queue.requests.is_empty() || !unrepairable.is_empty() {
             crate::repair::write_control_body(
                 &mut body,
@@ -276,6 +277,7 @@ impl TransportIo {
                 &queue.requests,
                 &unrepairable,
                 &[],
+                election.as_deref(),
                 Signer::now(&shared.config.keys),
             );
             self.frame_all(&body);
@@ -310,6 +312,7 @@ impl TransportIo {
                 &[],
                 &[],
                 &group,
+                election.as_deref(),
                 Signer::now(&shared.config.keys),
             );
             let n = group.len() as u64;

@@ -96,6 +96,16 @@ pub const KEY_REQUEST: &str = "_rq";
 pub const KEY_UNREPAIRABLE: &str = "_nak";
 /// Reserved key: envelopes posted again, a list of `[seq, {kinds}]`.
 pub const KEY_REPAIR: &str = "_rp";
+/// Reserved key (failover): the sender's election state, `[term, active,
+/// priority, eligible]` (see `docs/wire-format.md`, "Failover").
+pub const KEY_ELECTION: &str = "_el";
+/// Reserved key (questions): the envelope's next entry is a question, this
+/// its id (see `docs/wire-format.md`, "Questions and replies"). Kept in
+/// the body's list of messages, in order, in batches too.
+pub const KEY_ASK: &str = "_ask";
+/// Reserved key (questions): the envelope's next entry is a reply to the
+/// question `[asker, id]`.
+pub const KEY_REPLY_TO: &str = "_re";
 
 /// The first byte of a compressed body (0xc1: never used in MessagePack, and
 /// not the `{` of JSON). The next byte names the method
@@ -532,6 +542,8 @@ pub struct Control<'a> {
     pub unrepairable: Option<&'a [u8]>,
     /// `_rp`: envelopes posted again.
     pub repairs: Option<&'a [u8]>,
+    /// `_el`: the sender's election state (failover), still in the codec.
+    pub election: Option<&'a [u8]>,
 }
 
 /// A decoded body: its messages in order, and its metadata.
@@ -717,12 +729,13 @@ impl<'de> JsonBody<'_, 'de> {
                     let control = self.meta.control.get_or_insert_with(Default::default);
                     control.heartbeat = Some(map.next_value()?);
                 }
-                (KEY_REQUEST | KEY_UNREPAIRABLE | KEY_REPAIR, true) => {
+                (KEY_REQUEST | KEY_UNREPAIRABLE | KEY_REPAIR | KEY_ELECTION, true) => {
                     let raw = map.next_value::<&'de RawValue>()?.get().as_bytes();
                     let control = self.meta.control.get_or_insert_with(Default::default);
                     *match &*key {
                         KEY_REQUEST => &mut control.requests,
                         KEY_UNREPAIRABLE => &mut control.unrepairable,
+                        KEY_ELECTION => &mut control.election,
                         _ => &mut control.repairs,
                     } = Some(raw);
                 }
@@ -731,7 +744,16 @@ impl<'de> JsonBody<'_, 'de> {
                     self.batch = Some(n);
                 }
                 (k, _) if k.starts_with('_') => {
-                    map.next_value::<IgnoredAny>()?;
+                    if k == KEY_ASK || k == KEY_REPLY_TO {
+                        // Questions: kept in order with the kinds (the next
+                        // one is the question or the reply).
+                        let raw: &'de RawValue = map.next_value()?;
+                        let kind = if k == KEY_ASK { KEY_ASK } else { KEY_REPLY_TO };
+                        self.messages
+                            .push((Cow::Borrowed(kind), RawValueRef::Json(raw)));
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
                 }
                 _ => {
                     let raw: &'de RawValue = map.next_value()?;
@@ -883,8 +905,8 @@ fn parse_msgpack_body<'a>(
     let mut from = None;
     let (mut session, mut seq, mut count, mut timestamp) = (None, None, None, None);
     let mut control = None;
-    // `_batch`: how many envelopes, and how many messages they held.
-    let mut batch = None;
+    // `_batch`: how many envelopes; whether kinds stand beside it.
+    let (mut batch, mut top_kinds) = (None, false);
     // Sized for the usual body (a kind or a few, and the metadata), not
     // for what the sender claims.
     messages.reserve(len.min(8));
@@ -908,9 +930,18 @@ fn parse_msgpack_body<'a>(
                 b"_count" => count = Some(meta_uint(&mut rest, KEY_COUNT)?),
                 b"_ts" => timestamp = Some(meta_uint(&mut rest, KEY_TIMESTAMP)?),
                 b"_batch" if batch.is_none() => {
-                    let before = messages.len();
-                    let n = msgpack_batch(&mut rest, limits, messages, &known)?;
-                    batch = Some((n, messages.len() - before));
+                    batch = Some(msgpack_batch(&mut rest, limits, messages, &known)?);
+                }
+                b"_ask" | b"_re" => {
+                    // Questions: kept in order with the kinds.
+                    let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
+                    rest = after;
+                    let kind = if key == b"_ask" {
+                        KEY_ASK
+                    } else {
+                        KEY_REPLY_TO
+                    };
+                    messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
                 }
                 _ => reserved_entry(&mut control, key, &mut rest, limits)?,
             }
@@ -932,12 +963,13 @@ fn parse_msgpack_body<'a>(
             None => std::str::from_utf8(key).map_err(|_| "a key is not UTF-8")?,
         };
         messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
+        top_kinds = true;
     }
     if !rest.is_empty() {
         return Err(trailing(rest.len()));
     }
-    if let Some((n, held)) = batch {
-        count = Some(batch_count(n, messages.len() > held || count.is_some())?);
+    if let Some(n) = batch {
+        count = Some(batch_count(n, top_kinds || count.is_some())?);
     }
     let meta = Meta {
         from: from.map(Cow::Borrowed),
@@ -966,7 +998,8 @@ fn batch_count(n: u64, beside: bool) -> Result<u64, BodyError> {
 }
 
 /// Reads a MessagePack `_batch`: a list of maps of kinds (reserved keys in
-/// them skipped), their messages pushed onto `messages`; gives its length.
+/// them skipped, but for `_ask` and `_re`, kept like kinds), their messages
+/// pushed onto `messages`; gives its length.
 #[inline(never)]
 fn msgpack_batch<'a>(
     rest: &mut &'a [u8],
@@ -990,6 +1023,14 @@ fn msgpack_batch<'a>(
             let (value, after) = split_msgpack_value(after, limits.max_depth)?;
             *rest = after;
             if let [b'_', ..] = key {
+                // Questions are kept in order with the kinds, as at the top
+                // level; other reserved keys are skipped.
+                let kind = match key {
+                    b"_ask" => KEY_ASK,
+                    b"_re" => KEY_REPLY_TO,
+                    _ => continue,
+                };
+                messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
                 continue;
             }
             kinds += 1;
@@ -1011,7 +1052,7 @@ fn msgpack_batch<'a>(
 }
 
 /// Reads a reserved key's value other than the envelope's metadata: a
-/// `_hb`, `_rq`, `_nak` or `_rp` into `control` (the lists raw); any other
+/// `_hb`, `_rq`, `_nak`, `_rp` or `_el` into `control` (the lists raw); any other
 /// (`_sig`, keys of later versions) is skipped. Out of line: the usual body
 /// has none but `_sig`.
 #[cold]
@@ -1033,6 +1074,7 @@ fn reserved_entry<'a>(
         b"_rq" => &mut control.get_or_insert_with(Default::default).requests,
         b"_nak" => &mut control.get_or_insert_with(Default::default).unrepairable,
         b"_rp" => &mut control.get_or_insert_with(Default::default).repairs,
+        b"_el" => &mut control.get_or_insert_with(Default::default).election,
         _ => return Ok(()),
     };
     *slot = Some(value);

@@ -222,6 +222,10 @@ impl Dispatcher {
                 track.learn_end(posted);
             }
         }
+        // Failover: the sender's election state.
+        if let Some(raw) = control.election {
+            crate::failover::heard(&shared, &instance, session, codec, raw);
+        }
         let mut serve = Vec::new();
         let mut unrepairable = Vec::new();
         let mut refused = 0;

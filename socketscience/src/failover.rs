@@ -1,0 +1,644 @@
+//! Failover: electing one active instance among the live ones, through the
+//! chat alone ([`Failover`], [`Role`], [`Node::role`], [`Node::watch_role`]).
+//!
+//! Every node taking part says, in each heartbeat, its term, its role, its
+//! priority and whether it may become active (the reserved key `_el`, see
+//! `docs/wire-format.md`). Every node evaluates the same rule:
+//!
+//! - a claim carries a term that only grows; between two actives, the
+//!   higher term wins, then the higher priority, then the smaller name;
+//!   the other steps down as soon as it hears the winner;
+//! - a standby that has heard no active for the lease claims the next term
+//!   (the highest it has heard, plus one); the best-ranked standby (priority,
+//!   then name) claims first, the others wait one heartbeat interval more
+//!   per rank, and hear its claim before their turn comes;
+//! - a node that starts is a standby and listens for one lease before it
+//!   claims (unless it hears an active sooner): instances started together
+//!   elect the best-ranked one, and a restarted instance comes back as a
+//!   standby;
+//! - with [`Failover::quorum`], a node is active only while it hears at
+//!   least that many instances, itself included.
+//!
+//! A node taking part heartbeats every interval even when it posts other
+//! things: the election's state travels only in heartbeats.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::node::{Node, NodeShared};
+use crate::presence::Peer;
+use crate::wire::{Codec, KEY_ELECTION};
+
+/// Taking part in the election of one active instance, for
+/// [`NodeBuilder::failover`](crate::NodeBuilder::failover).
+///
+/// ```
+/// use socketscience::Failover;
+/// use std::time::Duration;
+///
+/// let failover = Failover::new().priority(10).lease(Duration::from_secs(90)).quorum(2);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failover {
+    priority: i64,
+    lease: Option<Duration>,
+    quorum: usize,
+    preempt: bool,
+    eligible: bool,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover::new()
+    }
+}
+
+impl Failover {
+    /// Priority 0, the default lease (three heartbeat intervals), no
+    /// quorum, no preemption.
+    pub fn new() -> Failover {
+        Failover {
+            priority: 0,
+            lease: None,
+            quorum: 1,
+            preempt: false,
+            eligible: true,
+        }
+    }
+
+    /// This instance's priority (default 0): among standbys, the highest
+    /// claims first; between two actives of one term, the highest stays.
+    /// Equal priorities are ranked by instance name (the smaller first).
+    pub fn priority(mut self, priority: i64) -> Failover {
+        self.priority = priority;
+        self
+    }
+
+    /// How long the active instance may go unheard before a standby claims
+    /// (default: three heartbeat intervals). Also how long a starting node
+    /// listens before it claims. It must be longer than the heartbeat
+    /// interval plus the chat's delivery delay, or a slow chat makes
+    /// standbys claim while the active lives.
+    pub fn lease(mut self, lease: Duration) -> Failover {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Becomes (and stays) active only while hearing at least `instances`
+    /// instances within the lease, this one included (default 1: no
+    /// quorum). For a fleet of three, `quorum(2)`: the side of a partition
+    /// holding one instance stays without an active rather than having two.
+    pub fn quorum(mut self, instances: usize) -> Failover {
+        self.quorum = instances.max(1);
+        self
+    }
+
+    /// Whether this instance, as a standby that outranks the live active
+    /// one by priority, takes over from it (default `false`: an active
+    /// instance that lives and is heard is never preempted).
+    pub fn preempt(mut self, preempt: bool) -> Failover {
+        self.preempt = preempt;
+        self
+    }
+
+    /// Whether this instance may become active at all (default `true`):
+    /// `false` makes a permanent standby that still takes part (it is
+    /// listed with its role, and counts towards the quorum).
+    pub fn eligible(mut self, eligible: bool) -> Failover {
+        self.eligible = eligible;
+        self
+    }
+}
+
+/// The role of an instance in the election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The one instance that does the job (scans, posts reports).
+    Active,
+    /// Ready to take over when the active instance is gone.
+    Standby,
+}
+
+/// What a node knows of one peer's election state.
+#[derive(Debug, Clone)]
+struct PeerState {
+    session: u64,
+    term: u64,
+    active: bool,
+    priority: i64,
+    eligible: bool,
+    /// Its claim is an override ([`Node::force_role`]).
+    forced: bool,
+    heard: Instant,
+}
+
+/// A claim's strength: term, then an override over an election, then
+/// priority, then the smaller name.
+fn claim_key(
+    term: u64,
+    forced: bool,
+    priority: i64,
+    name: &str,
+) -> (u64, bool, i64, std::cmp::Reverse<&str>) {
+    (term, forced, priority, std::cmp::Reverse(name))
+}
+
+/// A standby's rank: priority, then the smaller name.
+fn rank_key(priority: i64, name: &str) -> (i64, std::cmp::Reverse<&str>) {
+    (priority, std::cmp::Reverse(name))
+}
+
+#[derive(Debug)]
+struct State {
+    term: u64,
+    role: Role,
+    /// A role the application forced ([`Node::force_role`]).
+    forced: Option<Role>,
+    started: Instant,
+    /// Since when the node has heard its quorum (the start, or when it
+    /// heard enough instances again): it listens one lease from then.
+    listening_since: Instant,
+    /// Whether it heard its quorum at the last evaluation.
+    had_quorum: bool,
+    /// When an active instance (another one) was last heard; `None`: never.
+    active_heard: Option<Instant>,
+    peers: HashMap<Arc<str>, PeerState>,
+}
+
+/// A node's election.
+pub(crate) struct Election {
+    name: Arc<str>,
+    priority: i64,
+    lease: Duration,
+    heartbeat: Duration,
+    quorum: usize,
+    preempt: bool,
+    eligible: bool,
+    state: Mutex<State>,
+    role: watch::Sender<Role>,
+}
+
+impl std::fmt::Debug for Election {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Election")
+            .field("name", &self.name)
+            .field("priority", &self.priority)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What evaluating the rule decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    None,
+    /// Tell the room now (a claim, a step-down, or a conflict seen).
+    Announce,
+}
+
+impl Election {
+    pub(crate) fn new(name: Arc<str>, config: Failover, heartbeat: Duration) -> Election {
+        Election {
+            name,
+            priority: config.priority,
+            lease: config.lease.unwrap_or(heartbeat * 3),
+            heartbeat,
+            quorum: config.quorum,
+            preempt: config.preempt,
+            eligible: config.eligible,
+            state: Mutex::new(State {
+                term: 0,
+                role: Role::Standby,
+                forced: None,
+                started: Instant::now(),
+                listening_since: Instant::now(),
+                had_quorum: config.quorum <= 1,
+                active_heard: None,
+                peers: HashMap::new(),
+            }),
+            role: watch::Sender::new(Role::Standby),
+        }
+    }
+
+    /// The lease this election uses (checked against the heartbeat at
+    /// start).
+    pub(crate) fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The `_el` entry of this node's heartbeats, key and value, in `codec`:
+    /// `[term, active (1) or standby (0), priority, may become active (1/0),
+    /// forced (1/0)]`.
+    pub(crate) fn entry(&self, codec: Codec) -> Vec<u8> {
+        let (term, role, eligible, forced) = {
+            let s = self.lock();
+            (
+                s.term,
+                s.role,
+                self.may_claim(&s),
+                s.forced == Some(Role::Active),
+            )
+        };
+        let value = (
+            term,
+            u8::from(role == Role::Active),
+            self.priority,
+            u8::from(eligible),
+            u8::from(forced && role == Role::Active),
+        );
+        let mut buf = Vec::with_capacity(32);
+        match codec {
+            Codec::Json => {
+                buf.push(b'"');
+                buf.extend_from_slice(KEY_ELECTION.as_bytes());
+                buf.extend_from_slice(b"\":");
+                // Integers only: serialising cannot fail.
+                serde_json::to_writer(&mut buf, &value).expect("integers serialise");
+            }
+            Codec::MessagePack => {
+                rmp::encode::write_str(&mut buf, KEY_ELECTION).expect("writing to a Vec");
+                rmp_serde::encode::write(&mut buf, &value).expect("integers serialise");
+            }
+        }
+        buf
+    }
+
+    fn may_claim(&self, s: &State) -> bool {
+        self.eligible && s.forced != Some(Role::Standby)
+    }
+
+    /// A peer's `_el` (raw, in `codec`) arrived; returns whether to post a
+    /// heartbeat now, and whether the peer's role changed (or is new).
+    pub(crate) fn heard(
+        &self,
+        instance: &Arc<str>,
+        session: u64,
+        codec: Codec,
+        raw: &[u8],
+    ) -> (bool, bool) {
+        let decoded: Result<(u64, u8, i64, u8, u8), String> = match codec {
+            Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string()),
+            Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string()),
+        };
+        let (term, active, priority, eligible, forced) = match decoded {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(node = %self.name, from = %instance, error = %e, "ignored an unreadable election state");
+                return (false, false);
+            }
+        };
+        let now = Instant::now();
+        let role_changed;
+        let change = {
+            let mut s = self.lock();
+            let before = s.peers.get(instance).cloned();
+            role_changed = before
+                .as_ref()
+                .is_none_or(|b| b.active != (active != 0) || b.session != session);
+            // An active that steps down (or restarts) says so: the others
+            // need not wait out its lease.
+            if let Some(before) = &before {
+                if before.active && (active == 0 || before.session != session) {
+                    let started = s.started;
+                    s.active_heard = Some(
+                        now.checked_sub(self.lease)
+                            .map_or(started, |t| t.max(started)),
+                    );
+                }
+            }
+            s.peers.insert(
+                instance.clone(),
+                PeerState {
+                    session,
+                    term,
+                    active: active != 0,
+                    priority,
+                    eligible: eligible != 0,
+                    forced: forced != 0,
+                    heard: now,
+                },
+            );
+            self.evaluate(&mut s, now)
+        };
+        (change == Change::Announce, role_changed)
+    }
+
+    /// Evaluates the rule at `now` (on a tick); returns whether to post a
+    /// heartbeat now.
+    pub(crate) fn tick(&self) -> bool {
+        let mut s = self.lock();
+        self.evaluate(&mut s, Instant::now()) == Change::Announce
+    }
+
+    fn set_role(&self, s: &mut State, role: Role, why: &str) {
+        if s.role == role {
+            return;
+        }
+        s.role = role;
+        if role == Role::Standby {
+            // It knows an active instance existed until now.
+            s.active_heard = Some(Instant::now());
+        }
+        info!(node = %self.name, role = ?role, term = s.term, "failover: {why}");
+        self.role.send_replace(role);
+    }
+
+    fn evaluate(&self, s: &mut State, now: Instant) -> Change {
+        let lease = self.lease;
+        s.peers
+            .retain(|_, p| now.saturating_duration_since(p.heard) <= lease);
+        let max_term = s
+            .peers
+            .values()
+            .map(|p| p.term)
+            .max()
+            .unwrap_or(0)
+            .max(s.term);
+        let hearing = s.peers.len() + 1;
+        let best_active = s
+            .peers
+            .iter()
+            .filter(|(_, p)| p.active)
+            .max_by(|a, b| {
+                claim_key(a.1.term, a.1.forced, a.1.priority, a.0).cmp(&claim_key(
+                    b.1.term,
+                    b.1.forced,
+                    b.1.priority,
+                    b.0,
+                ))
+            })
+            .map(|(name, p)| (name.clone(), p.clone()));
+        if let Some((_, p)) = &best_active {
+            s.active_heard = Some(s.active_heard.map_or(p.heard, |t| t.max(p.heard)));
+        }
+        let has_quorum = hearing >= self.quorum;
+        if has_quorum && !s.had_quorum {
+            s.listening_since = now;
+        }
+        s.had_quorum = has_quorum;
+        match s.role {
+            Role::Active => {
+                let forced = s.forced == Some(Role::Active);
+                if let Some((name, p)) = &best_active {
+                    if forced && !p.forced && p.term >= s.term {
+                        // An override wins over an election it did not
+                        // know of when it was made: claim above it.
+                        s.term = max_term + 1;
+                        return Change::Announce;
+                    }
+                    if claim_key(p.term, p.forced, p.priority, name)
+                        > claim_key(s.term, forced, self.priority, &self.name)
+                    {
+                        s.term = max_term;
+                        s.forced = s.forced.filter(|&r| r != Role::Active);
+                        self.set_role(
+                            s,
+                            Role::Standby,
+                            &format!("{name} holds a stronger claim; standing by"),
+                        );
+                        return Change::Announce;
+                    }
+                    // A weaker active is heard: tell it now.
+                    return Change::Announce;
+                }
+                if !has_quorum && !forced {
+                    s.term = max_term;
+                    self.set_role(s, Role::Standby, "lost the quorum; standing by");
+                    return Change::Announce;
+                }
+                Change::None
+            }
+            Role::Standby => {
+                s.term = max_term;
+                if !self.may_claim(s) || !has_quorum {
+                    return Change::None;
+                }
+                let better_standbys = s
+                    .peers
+                    .iter()
+                    .filter(|(name, p)| {
+                        !p.active
+                            && p.eligible
+                            && rank_key(p.priority, name) > rank_key(self.priority, &self.name)
+                    })
+                    .count() as u32;
+                let since = s.active_heard.unwrap_or(s.started).max(s.listening_since);
+                if let Some((_, p)) = &best_active {
+                    let preempts = self.preempt
+                        && better_standbys == 0
+                        && self.priority > p.priority
+                        && now >= s.listening_since + lease;
+                    if !preempts {
+                        return Change::None;
+                    }
+                } else if now < since + lease + self.heartbeat * better_standbys {
+                    return Change::None;
+                }
+                s.term = max_term + 1;
+                let why = match &best_active {
+                    Some((name, _)) => format!("preempting {name}: active"),
+                    None => "no active instance heard for the lease: active".to_owned(),
+                };
+                self.set_role(s, Role::Active, &why);
+                Change::Announce
+            }
+        }
+    }
+
+    /// Forces a role (see [`Node::force_role`]); returns whether to
+    /// announce.
+    fn force(&self, role: Role) -> bool {
+        let mut s = self.lock();
+        s.forced = Some(role);
+        match role {
+            Role::Active => {
+                if s.role != Role::Active {
+                    let max_term = s
+                        .peers
+                        .values()
+                        .map(|p| p.term)
+                        .max()
+                        .unwrap_or(0)
+                        .max(s.term);
+                    s.term = max_term + 1;
+                    self.set_role(&mut s, Role::Active, "forced active");
+                } else {
+                    // Already active: claim again above everyone heard, so
+                    // that the fleet follows this node.
+                    let max_term = s
+                        .peers
+                        .values()
+                        .map(|p| p.term)
+                        .max()
+                        .unwrap_or(0)
+                        .max(s.term);
+                    s.term = max_term + 1;
+                }
+            }
+            Role::Standby => {
+                self.set_role(&mut s, Role::Standby, "forced standby");
+            }
+        }
+        true
+    }
+
+    fn release(&self) -> bool {
+        let mut s = self.lock();
+        s.forced = None;
+        let now = Instant::now();
+        self.evaluate(&mut s, now) == Change::Announce
+    }
+
+    fn role_of(&self, instance: &str, session: u64) -> Option<Role> {
+        let s = self.lock();
+        s.peers
+            .get(instance)
+            .filter(|p| p.session == session)
+            .map(|p| {
+                if p.active {
+                    Role::Active
+                } else {
+                    Role::Standby
+                }
+            })
+    }
+}
+
+impl Peer {
+    /// The peer's role in the election, as its latest heartbeat said; `None`
+    /// when this node takes no part in one ([`NodeBuilder::failover`](crate::NodeBuilder::failover))
+    /// or the peer has not said (it takes no part, or it has not
+    /// heartbeated yet).
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+}
+
+/// Asks the transport for a heartbeat now.
+fn announce(shared: &NodeShared) {
+    shared.presence.push(&shared.outbox, |q| q.heartbeat = true);
+}
+
+/// A peer's `_el` arrived (called by the dispatcher).
+pub(crate) fn heard(
+    shared: &NodeShared,
+    instance: &Arc<str>,
+    session: u64,
+    codec: Codec,
+    raw: &[u8],
+) {
+    if let Some(election) = &shared.election {
+        let (now, role_changed) = election.heard(instance, session, codec, raw);
+        if role_changed {
+            shared.presence.role_changed();
+        }
+        if now {
+            announce(shared);
+        }
+    }
+}
+
+/// The failover task of a node: heartbeats every interval, evaluates the
+/// rule on every tick. Ends when the node shuts down.
+pub(crate) async fn run(shared: Arc<NodeShared>) {
+    let Some(election) = shared.election.clone() else {
+        return;
+    };
+    let tick = (election.heartbeat / 8).clamp(Duration::from_millis(1), Duration::from_millis(250));
+    let mut ticks = tokio::time::interval(tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first heartbeat at once: the others learn of this node (and it
+    // of them, as they answer a newcomer's heartbeat with theirs).
+    let mut next_heartbeat = Instant::now();
+    let mut known = 0usize;
+    loop {
+        ticks.tick().await;
+        if shared.outbox.is_closed() {
+            return;
+        }
+        let mut now_announce = election.tick();
+        // A newcomer is told the roles at once.
+        let peers = election.lock().peers.len();
+        if peers > known {
+            now_announce = true;
+        }
+        known = peers;
+        let now = Instant::now();
+        if now_announce || now >= next_heartbeat {
+            next_heartbeat = now + election.heartbeat;
+            announce(&shared);
+        }
+    }
+}
+
+impl Node {
+    /// This node's role in the election ([`NodeBuilder::failover`](crate::NodeBuilder::failover)).
+    /// A node that takes no part is always [`Role::Active`]: alone, it
+    /// does the job.
+    pub fn role(&self) -> Role {
+        match &self.shared.election {
+            Some(e) => *e.role.borrow(),
+            None => Role::Active,
+        }
+    }
+
+    /// The node's role as a [`tokio::sync::watch::Receiver`]:
+    /// `changed().await` waits for the next change. A node that takes no
+    /// part in an election never changes ([`Role::Active`]).
+    pub fn watch_role(&self) -> watch::Receiver<Role> {
+        match &self.shared.election {
+            Some(e) => e.role.subscribe(),
+            None => watch::Sender::new(Role::Active).subscribe(),
+        }
+    }
+
+    /// Forces this node's role, as SmokeDetector's metasmoke and its
+    /// `!!/failover` and `!!/standby` commands do; the fleet follows.
+    ///
+    /// - [`Role::Active`]: claims a term above every term heard, at once,
+    ///   as an override: the active instance steps down when it hears the
+    ///   claim, whatever its priority, and an elected active heard later
+    ///   (one it did not know of, after a partition) is outbid again. It
+    ///   holds until [`release_role`](Node::release_role), or until an
+    ///   override made later elsewhere wins (higher term); the quorum is not
+    ///   required meanwhile.
+    /// - [`Role::Standby`]: steps down at once and never claims until
+    ///   [`release_role`](Node::release_role) (or `force_role(Role::Active)`);
+    ///   the best-ranked standby takes over without waiting for the lease.
+    ///
+    /// Does nothing on a node that takes no part in an election.
+    pub fn force_role(&self, role: Role) {
+        if let Some(e) = &self.shared.election {
+            if e.force(role) {
+                announce(&self.shared);
+            }
+        }
+    }
+
+    /// Ends a role forced with [`force_role`](Node::force_role): the node
+    /// takes part in the election as usual again.
+    pub fn release_role(&self) {
+        if let Some(e) = &self.shared.election {
+            e.release();
+            announce(&self.shared);
+        }
+    }
+
+    /// The peers with their roles filled in (called by [`Node::peers`]).
+    pub(crate) fn with_roles(&self, mut peers: Vec<Peer>) -> Vec<Peer> {
+        if let Some(e) = &self.shared.election {
+            for p in &mut peers {
+                p.role = e.role_of(p.instance(), p.session());
+            }
+        }
+        peers
+    }
+}

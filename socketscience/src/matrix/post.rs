@@ -1,0 +1,149 @@
+//! Running the transport: posting (one event per post, rate limits
+//! waited out, retries with the same transaction id) beside the sync
+//! reader.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruma::api::client::message::send_message_event;
+use ruma::events::room::message::RoomMessageEventContent;
+use ruma::OwnedTransactionId;
+use tokio::sync::watch;
+use tracing::{debug, error, warn};
+
+use super::api::Failure;
+use super::client::Client;
+use super::{sync, MatrixError};
+use crate::error::{Error, Result};
+use crate::node::NodeShared;
+use crate::transport::{BoxFuture, TransportIo};
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Posts what the node gives and follows the room until the node shuts
+/// down (or the room cannot be used).
+pub(crate) async fn run(client: Arc<Client>, mut io: TransportIo) -> Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let mut follower = tokio::spawn(sync::follow(
+        client.clone(),
+        io.inbound.clone(),
+        io.shared.clone(),
+        stopped,
+    ));
+    let _abort = AbortOnDrop(follower.abort_handle());
+    let mut sequence = 0u64;
+    let mut in_flight: Option<BoxFuture<std::result::Result<(), MatrixError>>> = None;
+    let mut open = true;
+    let mut follower_done = false;
+    let result = loop {
+        if !open && in_flight.is_none() {
+            break Ok(());
+        }
+        tokio::select! {
+            // Ask for the next text only when free to post: while a post
+            // waits out a rate limit, envelopes gather in the node's queue.
+            post = io.next_post(), if open && in_flight.is_none() => match post {
+                Some(text) => {
+                    sequence += 1;
+                    let txn = OwnedTransactionId::from(format!("{}{sequence}", client.txn_prefix));
+                    in_flight = Some(Box::pin(post_text(client.clone(), io.shared.clone(), text, txn)));
+                }
+                None => open = false,
+            },
+            done = async {
+                match in_flight.as_mut() {
+                    Some(post) => post.await,
+                    None => std::future::pending().await,
+                }
+            }, if in_flight.is_some() => {
+                in_flight = None;
+                if let Err(e) = done {
+                    error!(node = io.node_name(), error = %e, "cannot post to the Matrix room");
+                    break Err(e.into());
+                }
+            },
+            ended = &mut follower => {
+                follower_done = true;
+                break match ended {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => {
+                        error!(node = io.node_name(), error = %e, "cannot follow the Matrix room");
+                        Err(e.into())
+                    }
+                    Err(e) => Err(Error::transport(e)),
+                };
+            },
+        }
+    };
+    // Let the reader finish handing over what it has and save its position.
+    let _ = stop.send(true);
+    if !follower_done {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut follower).await;
+    }
+    client.save();
+    result
+}
+
+/// Posts one text, waiting out rate limits and retrying failures with the
+/// same transaction id (a retry is never doubled). Gives up (logged) only
+/// once the node is shutting down and a few tries failed; an error when
+/// the homeserver refuses this account's posts.
+async fn post_text(
+    client: Arc<Client>,
+    shared: Arc<NodeShared>,
+    text: String,
+    txn: OwnedTransactionId,
+) -> std::result::Result<(), MatrixError> {
+    let settings = &client.settings;
+    let content = RoomMessageEventContent::notice_plain(text);
+    let request =
+        send_message_event::v3::Request::new(client.room_id.clone(), txn.clone(), &content)
+            .map_err(|e| MatrixError::Config(format!("cannot serialise a post: {e}")))?;
+    let bytes = request.body.json().get().len();
+    let mut backoff = settings.reconnect_delay;
+    let mut failures = 0;
+    loop {
+        let failure = match client.request(request.clone()).await {
+            Ok(answer) => {
+                debug!(event_id = %answer.event_id, %txn, bytes, "posted to Matrix");
+                return Ok(());
+            }
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(e) => e,
+        };
+        if let Some(wait) = failure.rate_limited() {
+            debug!(?wait, %txn, "rate-limited by the homeserver");
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        if let Failure::Matrix(e) = &failure {
+            if e.status_code.as_u16() == 413 {
+                error!(%txn, bytes, error = %e, "the homeserver refused a post as too large; its envelopes are lost (lower max_message_len)");
+                return Ok(());
+            }
+            if e.status_code.is_client_error() {
+                return Err(MatrixError::Room {
+                    room: client.room_id.to_string(),
+                    reason: format!("the homeserver refuses posts from {}: {e}", client.user_id),
+                });
+            }
+        }
+        failures += 1;
+        if shared.outbox.is_closed() && failures >= settings.shutdown_tries {
+            error!(%txn, failures, error = %failure, "gave up on a post while shutting down; its envelopes are lost");
+            return Ok(());
+        }
+        if failures == 1 {
+            warn!(%txn, error = %failure, "a post failed; retrying it with the same transaction id");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(settings.max_reconnect_delay);
+    }
+}

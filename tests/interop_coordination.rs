@@ -1,0 +1,189 @@
+//! Failover and questions next to Python SocketScience instances: what a
+//! MessagePack node posts for them is read by the real Python `msgpack`
+//! (through `tests/python/wire.py`), and SmokeDetector's receive path
+//! (`tests/python/smokedetector.py`) reads without raising:
+//!
+//! - a failover heartbeat is a dict of reserved keys only (`_el` among
+//!   them): no callback runs;
+//! - a question and a reply are dicts whose only non-reserved keys are the
+//!   question's and the reply's kinds: Python's callbacks for those kinds
+//!   run as for any kind, and `_ask` / `_re` have none.
+
+mod support;
+
+use std::future::IntoFuture as _;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use socketscience::{handler, message, Codec, Context, Failover, LocalChat, Node};
+use support::within;
+
+#[message("where_are_you", reply = Location)]
+pub struct WhereAreYou;
+
+#[message("location")]
+#[derive(Debug)]
+pub struct Location(pub String);
+
+#[handler]
+fn answer(_: WhereAreYou, cx: Context) -> Location {
+    Location(cx.node().name().into())
+}
+
+/// Runs `tests/python/wire.py <command>` on the chat texts.
+fn python(command: &str, texts: &[String]) -> Vec<serde_json::Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/wire.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(command)
+        .env("PYTHONIOENCODING", "utf-8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run python3 ({e}): the interop tests need python3 and its msgpack \
+                 library (scripts/test installs them)"
+            )
+        });
+    let input = serde_json::to_string(texts).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "wire.py {command} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("wire.py prints JSON"))
+        .collect();
+    assert_eq!(lines.len(), texts.len(), "one result per text");
+    lines
+}
+
+fn kinds(dict: &serde_json::Value) -> Vec<String> {
+    dict.as_object()
+        .unwrap_or_else(|| panic!("not a dict: {dict}"))
+        .keys()
+        .filter(|k| !k.starts_with('_'))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn python_reads_failover_heartbeats_questions_and_replies() {
+    let chat = LocalChat::new();
+    let mut room = chat.watch();
+    let node = Node::builder("Henders/EC2")
+        .transport(chat.join("rust-bot"))
+        .codec(Codec::MessagePack)
+        .trust("*")
+        .heartbeat(Duration::from_millis(100))
+        .failover(Failover::new().priority(7))
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts");
+    let answers = within(
+        "the question",
+        node.ask(WhereAreYou)
+            .within(Duration::from_millis(500))
+            .into_future(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].reply.0, "Henders/EC2");
+    within("shutdown", node.shutdown()).await.unwrap();
+    let mut frames = Vec::new();
+    while let Ok(message) = room.try_recv() {
+        frames.push(message.text.to_string());
+    }
+    let dicts = python("decode", &frames);
+    let mut heartbeats = 0;
+    let mut questions = 0;
+    let mut replies = 0;
+    for (frame, dict) in frames.iter().zip(&dicts) {
+        let object = dict
+            .as_object()
+            .unwrap_or_else(|| panic!("{frame:?}: {dict}"));
+        if object.contains_key("_el") {
+            heartbeats += 1;
+            assert!(kinds(dict).is_empty(), "a heartbeat with kinds: {dict}");
+            let el = object["_el"].as_array().expect("_el is a list");
+            assert_eq!(el.len(), 5, "{dict}");
+            assert_eq!(el[2], 7, "the priority: {dict}");
+        }
+        if object.contains_key("_ask") {
+            questions += 1;
+            // (The reply may share the post: a merged map.)
+            assert!(kinds(dict).contains(&"where_are_you".to_owned()), "{dict}");
+            assert!(
+                kinds(dict)
+                    .iter()
+                    .all(|k| k == "where_are_you" || k == "location"),
+                "{dict}"
+            );
+        }
+        if let Some(re) = object.get("_re") {
+            replies += 1;
+            assert_eq!(re[0], "Henders/EC2", "{dict}");
+            assert_eq!(
+                kinds(dict).iter().filter(|k| *k == "location").count(),
+                1,
+                "{dict}"
+            );
+        }
+    }
+    assert!(heartbeats >= 1, "no failover heartbeat: {dicts:?}");
+    assert_eq!((questions, replies), (1, 1), "{dicts:?}");
+    // SmokeDetector's own receive path (tests/python/smokedetector.py)
+    // reads every one of them, with callbacks for both kinds, and raises on
+    // none.
+    for outcome in smokedetector_on_msg(&frames, &["where_are_you", "location"]) {
+        assert!(
+            outcome["raised"].is_null() && outcome["payload"].is_string(),
+            "SmokeDetector did not read it: {outcome}"
+        );
+    }
+}
+
+/// What the transcription of SmokeDetector's receive path
+/// (`tests/python/smokedetector.py`) does with each chat text posted by its
+/// own account, with recording callbacks for `callbacks`.
+fn smokedetector_on_msg(texts: &[String], callbacks: &[&str]) -> Vec<serde_json::Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/smokedetector.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg("serve")
+        .env("PYTHONIOENCODING", "utf-8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test installs it"));
+    let request = serde_json::json!({"on_msg": texts, "callbacks": callbacks, "own_account": true});
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{request}").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "smokedetector.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).expect("JSON");
+    let outcomes = answer["ok"]
+        .as_array()
+        .unwrap_or_else(|| panic!("smokedetector.py: {answer}"))
+        .clone();
+    assert_eq!(outcomes.len(), texts.len(), "one outcome per text");
+    outcomes
+}

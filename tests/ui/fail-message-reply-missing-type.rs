@@ -1,0 +1,6 @@
+use socketscience::message;
+
+#[message("where_are_you", reply =)]
+pub struct WhereAreYou;
+
+fn main() {}
