@@ -1732,6 +1732,17 @@ mod tests {
         assert_eq!(parsed.meta.count, Some(3));
         let kinds: Vec<&str> = parsed.messages.iter().map(|(k, _)| &**k).collect();
         assert_eq!(kinds, ["a", "a", "b"]);
+        // Questions and replies stay in order with the kinds, as at the top.
+        let asks = body(&[
+            (KEY_SEQ, json!(0)),
+            (
+                KEY_BATCH,
+                json!([{"_ask": 7, "q": 1}, {"_re": ["x", 7], "r": 2}]),
+            ),
+        ]);
+        let parsed = parse_body(&asks, BodyLimits::default()).unwrap();
+        let kinds: Vec<&str> = parsed.messages.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(kinds, [KEY_ASK, "q", KEY_REPLY_TO, "r"]);
         for bad in [
             body(&[(KEY_SEQ, json!(4)), (KEY_BATCH, json!([]))]),
             body(&[
