@@ -16,8 +16,10 @@
 //! DISPATCH Henders/EC2 0
 //! DISPATCH teward/vps 0
 //! ...
-//! DONE dispatched=15 connections=1 posted=4 resent=0 duplicates=0 own_echoes=0
+//! DONE dispatched=15 connections=1 posted=4 resent=0 duplicates=0 own_echoes=0 ...
 //! ```
+//!
+//! (`all_ms` in `DONE`: from the first send to the last dispatch.)
 //!
 //! Options (times in milliseconds):
 //!
@@ -41,6 +43,11 @@
 //! --heartbeat MS         heartbeat interval (default: the library's, 30000)
 //! --repair-window MS     repair window (default: the library's, 5000)
 //! --first-index N        the first note's index (default 0)
+//! --pings                send SmokeDetector's `ping` ({location, timestamp},
+//!                        the time as a float) instead of notes; each sender's
+//!                        pings are numbered in the order they arrive, and a
+//!                        timestamp not after the last one is printed as
+//!                        `DISORDER`
 //! --wait-stdin           once every note is dispatched (`ALL` is printed),
 //!                        stay in the room (to answer repair requests) until
 //!                        stdin closes, then shut down
@@ -60,6 +67,14 @@ use socketscience::{message, Context, IrcChat, Node};
 pub struct FleetNote {
     pub index: u64,
     pub text: String,
+}
+
+/// SmokeDetector's ping (`--pings`).
+#[message("ping")]
+#[derive(Debug, Clone)]
+pub struct Ping {
+    pub location: String,
+    pub timestamp: f64,
 }
 
 struct Args {
@@ -83,15 +98,20 @@ struct Args {
     repair_window: Option<Duration>,
     first_index: u64,
     wait_stdin: bool,
+    pings: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut values: HashMap<String, Vec<String>> = HashMap::new();
     let mut args = std::env::args().skip(1);
-    let mut wait_stdin = false;
+    let (mut wait_stdin, mut pings) = (false, false);
     while let Some(flag) = args.next() {
         if flag == "--wait-stdin" {
             wait_stdin = true;
+            continue;
+        }
+        if flag == "--pings" {
+            pings = true;
             continue;
         }
         let Some(key) = flag.strip_prefix("--") else {
@@ -146,6 +166,7 @@ fn parse_args() -> Result<Args, String> {
             .transpose()?,
         first_index: num("first-index", take("first-index"), 0)?,
         wait_stdin,
+        pings,
         trust,
         server,
         nick,
@@ -219,6 +240,22 @@ async fn run(args: &Args) -> Result<(), String> {
         }
     });
 
+    node.register({
+        let dispatched = dispatched.clone();
+        let last = std::sync::Mutex::new(HashMap::<String, (u64, f64)>::new());
+        move |ping: Ping, cx: Context| {
+            let from = cx.sender().instance().unwrap_or(cx.sender().account());
+            let mut last = last.lock().unwrap();
+            let (n, ts) = last.entry(from.to_owned()).or_insert((0, f64::MIN));
+            if ping.timestamp <= *ts {
+                println!("DISORDER {from} {} after {}", ping.timestamp, *ts);
+            }
+            println!("DISPATCH {from} {n}");
+            (*n, *ts) = (*n + 1, ping.timestamp);
+            dispatched.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+
     // Posts reach only those in the channel: wait for the fleet.
     while !status
         .wait_for_members(&args.peers, Duration::from_secs(5))
@@ -238,12 +275,28 @@ async fn run(args: &Args) -> Result<(), String> {
     );
 
     let text = "x".repeat(args.payload);
+    let started = std::time::Instant::now();
+    let mut last = 0.0;
     for index in args.first_index..args.first_index + args.count {
-        node.send(FleetNote {
-            index,
-            text: text.clone(),
-        })
-        .await
+        if args.pings {
+            // `time.time()`, strictly increasing.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            last = if now > last { now } else { last + 1e-6 };
+            node.send(Ping {
+                location: args.name.clone(),
+                timestamp: last,
+            })
+            .await
+        } else {
+            node.send(FleetNote {
+                index,
+                text: text.clone(),
+            })
+            .await
+        }
         .map_err(|e| e.to_string())?;
         if !args.interval.is_zero() {
             tokio::time::sleep(args.interval).await;
@@ -256,6 +309,7 @@ async fn run(args: &Args) -> Result<(), String> {
     while dispatched.load(Ordering::SeqCst) < expect {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let all_ms = started.elapsed().as_millis();
     if args.wait_stdin {
         println!("ALL dispatched={}", dispatched.load(Ordering::SeqCst));
         // Stays in the room, answering repair requests, until told to go.
@@ -270,7 +324,7 @@ async fn run(args: &Args) -> Result<(), String> {
     let stats = node.stats();
     println!(
         "DONE dispatched={} connections={} posted={} resent={} duplicates={} own_echoes={} \
-         lost={} repaired={} repair_posts={} heartbeats={}",
+         lost={} repaired={} repair_posts={} heartbeats={} all_ms={all_ms}",
         dispatched.load(Ordering::SeqCst),
         status.connections(),
         status.lines_posted(),

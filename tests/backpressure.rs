@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use socketscience::wire::{self, BodyLimits, ChatText};
-use socketscience::{message, Codec, Error, Lines, Node};
+use socketscience::{message, Error, Lines, Node};
 use support::{within, Log, RecordingChat};
 use tokio::sync::Semaphore;
 
@@ -37,7 +37,9 @@ fn envelopes(posts: &[String]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// A node on a chat that posts only when the test adds permits.
+/// A node on a chat that posts only when the test adds permits; each post
+/// carries one envelope (`python_peers`: otherwise a post takes every
+/// envelope waiting), so one post makes room for exactly one.
 async fn gated_node(capacity: usize) -> (Node, Arc<Semaphore>, Log<String>) {
     let permits = Arc::new(Semaphore::new(0));
     let posts = Log::default();
@@ -48,7 +50,7 @@ async fn gated_node(capacity: usize) -> (Node, Arc<Semaphore>, Log<String>) {
             gate: Some(permits.clone()),
             posts: posts.clone(),
         })
-        .codec(Codec::MessagePack)
+        .python_peers()
         .outgoing_capacity(capacity)
         .default_node(false)
         .start()

@@ -142,6 +142,12 @@ const PING_SINGLE_LINE: &str =
     "\u{2}1194hKRwaW5ngqhsb2NhdGlvbqtIZW5kZXJzL0VDMql0aW1lc3RhbXDLQdmEFJOQAAClX2Zyb22rSGVuZGVycy9FQzKkX3NpZM+ddYA2RxzfTaRfc2VxAA==\u{3}";
 /// [`long_ping`] in JSON (session 16437497232995612917) in a 120-byte room:
 /// 232 base64 characters in three pieces of 78, 78 and 76.
+/// `{"_from":"Henders/EC2","_sid":16686411752907911779,"_seq":0,"_batch":[{"ping":{..1712345678.25}},{"ping":{..1712345679.25}},{"ping":{..1712345680.25}}]}`
+const BATCH_MSGPACK: &str = ".\n\u{2}4759hKVfZnJvbatIZW5kZXJzL0VDMqRfc2lkz+eSCxSz+rJjpF9zZXEApl9iYXRjaJOBpHBpbmeCqGxvY2F0aW9uq0hlbmRlcnMvRUMyqXRpbWVzdGFtcMtB2YQUk5AAAIGkcGluZ4KobG9jYXRpb26rSGVuZGVycy9FQzKpdGltZXN0YW1wy0HZhBST0AAAgaRwaW5ngqhsb2NhdGlvbqtIZW5kZXJzL0VDMql0aW1lc3RhbXDLQdmEFJQQAAA=\u{3}";
+
+/// 0xc1 0x01 and the raw DEFLATE of `{"_from":"Henders/EC2","_sid":7583431182658920364,"_seq":0,"_batch":[..20 pings..]}`
+const COMPRESSED_JSON: &str = ".\n\u{2}6856wQGl0rsKwkAQheF3mTpo9r6zrQi+g0iIyaoL5mKyXci7q1ja5XQDw3+qb6HqNg0dBTrFvo3TvD8eJBVUzaml4IxXWgnhpTWeZams/r7ii0L5Oa51bh4UzguNqb9TWOg5NHVOQ/+3l1MX51x3IwXhhFTaWOd30qxrsbFmpPYlVAuollCtoFpDtYFqC9UOqiFrHrLGkDWGrDFkjSFrDFljyBpD1vhn7bK+AQ==\u{3}";
+
 const LONG_PING_CHUNKS: &[&str] = &[
     ".\n\u{1}c5a348ae 1/3 eyJwaW5nIjp7ImxvY2F0aW9uIjoiSGVuZGVycy9FQzIsIG9uIGEgaG9zdCB3aG9zZSBuYW1lIGlzIG",
     ".\n\u{1}c5a348ae 2/3 xvbmcgZW5vdWdoIHRvIG5lZWQgY2h1bmtzIiwidGltZXN0YW1wIjoxNzEyMzQ1Njc4LjI1fSwiX2Zy",
@@ -208,6 +214,53 @@ async fn single_line_frame() {
     assert_golden(&posted.items(), &[PING_SINGLE_LINE]);
 }
 
+/// What node "Henders/EC2", seeded with `seed`, posts into a chat of
+/// `max_len`-byte messages for `pings` pings queued while the chat took
+/// nothing: one post of them all.
+async fn grouped_posts(codec: Codec, seed: u64, max_len: usize, pings: usize) -> Vec<String> {
+    assert_unsigned();
+    let posted = Log::default();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let node = Node::builder(NAME)
+        .transport(RecordingChat {
+            lines: Lines::Multi,
+            max_len,
+            gate: Some(gate.clone()),
+            posts: posted.clone(),
+        })
+        .codec(codec)
+        .seed(seed)
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts");
+    for i in 0..pings {
+        let ping = Ping {
+            location: NAME.into(),
+            timestamp: 1712345678.25 + i as f64,
+        };
+        node.try_send(ping).expect("queued");
+    }
+    gate.add_permits(16);
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    posted.items()
+}
+
+/// Three pings in one MessagePack post: a batch (the kind repeats).
+#[tokio::test]
+async fn a_messagepack_batch() {
+    let posted = grouped_posts(Codec::MessagePack, 11, 2_000, 3).await;
+    assert_golden(&posted, &[BATCH_MSGPACK]);
+}
+
+/// Twenty pings in one post of a 400-byte chat: a deflated batch.
+#[tokio::test]
+async fn a_compressed_batch() {
+    let posted = grouped_posts(Codec::Json, 12, 400, 20).await;
+    assert_golden(&posted, &[COMPRESSED_JSON]);
+    assert!(COMPRESSED_JSON.len() <= 400);
+}
+
 #[tokio::test]
 async fn chunks() {
     let chat = LocalChat::with_max_message_len(120);
@@ -259,6 +312,16 @@ async fn golden_texts_are_readable() {
         vec![ping(); 5]
     );
     assert_eq!(read_back::<Ping>(LONG_PING_CHUNKS).await, [long_ping()]);
+    let pings = |n: usize| -> Vec<Ping> {
+        (0..n)
+            .map(|i| Ping {
+                location: NAME.into(),
+                timestamp: 1712345678.25 + i as f64,
+            })
+            .collect()
+    };
+    assert_eq!(read_back::<Ping>(&[BATCH_MSGPACK]).await, pings(3));
+    assert_eq!(read_back::<Ping>(&[COMPRESSED_JSON]).await, pings(20));
     assert_eq!(
         read_back::<Heartbeat>(&[HEARTBEAT_JSON, HEARTBEAT_MSGPACK]).await,
         [Heartbeat(12.5); 2]
@@ -289,6 +352,8 @@ fn the_docs_show_the_golden_vectors() {
         TWO_KINDS_JSON,
         TWO_KINDS_MSGPACK,
         PING_SINGLE_LINE,
+        BATCH_MSGPACK,
+        COMPRESSED_JSON,
     ];
     for text in vectors.iter().chain(LONG_PING_CHUNKS) {
         let literal = format!("{text:?}");

@@ -289,3 +289,41 @@ fn every_message_is_delivered_once_across_a_daemon_restart() {
         "the daemon died after the fleet was done: {before:?}"
     );
 }
+
+/// Issue 18's goal on a real daemon with its stock flood control (lines of
+/// about 400 bytes, about one a second per client after a burst): three
+/// instances each send 300 of SmokeDetector's pings at once; every one is
+/// dispatched everywhere, in each sender's order. The time it took is
+/// printed (BENCHMARKS.md); the only limit is the hang guard.
+#[test]
+fn three_processes_sending_three_hundred_pings_each_dispatch_them_all() {
+    let server = IrcServer::start();
+    let count = 300;
+    let mut fleet: Vec<Instance> = (0..3)
+        .map(|i| Instance::spawn(&server, "#pings", i, count, &["--pings"]))
+        .collect();
+    wait_for_exit(&mut fleet, Duration::from_secs(150));
+    let done = check_deliveries(&fleet, count);
+    for (instance, done) in fleet.iter().zip(&done) {
+        assert_eq!(done["dispatched"], 3 * count, "{}", instance.describe());
+        assert_eq!(done["duplicates"], 0, "{}", instance.describe());
+        assert_eq!(done["lost"], 0, "{}", instance.describe());
+        let out = instance.stdout.lock().unwrap();
+        assert!(
+            !out.iter().any(|l| l.starts_with("DISORDER")),
+            "{}",
+            instance.describe()
+        );
+    }
+    let slowest = done.iter().map(|d| d["all_ms"]).max().unwrap_or(0);
+    let lines: Vec<u64> = done.iter().map(|d| d["posted"]).collect();
+    eprintln!(
+        "3 processes x {count} pings: every one dispatched everywhere {slowest} ms after the \
+         first send; lines posted {lines:?}"
+    );
+    let log = server.log();
+    assert!(
+        !log.contains("exhausted") && !log.contains("Flood"),
+        "the daemon complained:\n{log}"
+    );
+}

@@ -3,7 +3,9 @@
 //! Each input drives two persistent nodes (one unsigned, one with a secret),
 //! so reassembly buffers and duplicate windows carry state across inputs.
 //! The first byte picks how the rest is presented: as raw chat text, as the
-//! body of a frame (so that the codecs see arbitrary bytes), or as a chunk.
+//! body of a frame (so that the codecs see arbitrary bytes; with bit 0x40,
+//! deflated first, so that the readers behind the inflater see them too),
+//! a compressed body of arbitrary DEFLATE data, or as a chunk.
 #![no_main]
 
 use std::cell::RefCell;
@@ -62,6 +64,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
     let text = match mode % 4 {
         0 => String::from_utf8_lossy(rest).into_owned(),
+        1 if mode & 0x40 != 0 => {
+            let mut packed = Vec::new();
+            socketscience::wire::deflate_body(rest, &mut packed);
+            format!(".\n\u{2}0000{}\u{3}", BASE64.encode(packed))
+        }
+        1 if mode & 0x20 != 0 => {
+            let body = [&[socketscience::wire::COMPRESSED, (mode >> 3) & 1][..], rest].concat();
+            format!(".\n\u{2}0000{}\u{3}", BASE64.encode(body))
+        }
         1 => format!(".\n\u{2}0000{}\u{3}", BASE64.encode(rest)),
         2 => {
             let b64 = BASE64.encode(rest);

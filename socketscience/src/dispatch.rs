@@ -128,6 +128,10 @@ impl DropLog {
                 "partials_dropped",
                 stats.partials_dropped - before.partials_dropped,
             ),
+            (
+                "compressed_refused",
+                stats.compressed_refused - before.compressed_refused,
+            ),
         ];
         let summary: Vec<String> = deltas
             .iter()
@@ -156,6 +160,7 @@ enum Drop {
     BadSignature,
     Stale,
     Duplicate,
+    Compressed,
 }
 
 /// Makes `cx` the context of envelopes from `account` and `instance`,
@@ -330,6 +335,7 @@ impl Dispatcher {
             Drop::Stale => &c.stale,
             Drop::Duplicate if self.node.shared.config.keys.is_empty() => &c.duplicates,
             Drop::Duplicate => &c.replayed,
+            Drop::Compressed => &c.compressed_refused,
         };
         Counters::add_owned(counter, 1);
         trace!(node = %self.node.name(), account, reason = ?why, %detail, "dropped a message from the room");
@@ -436,27 +442,37 @@ impl Dispatcher {
             self.buf = buf;
             return self.drop(Drop::Malformed, account, &e);
         }
+        // A compressed body is inflated, within the same bound.
+        let mut inflated = Vec::new();
+        let body = match wire::inflate_body(&buf, max, &mut inflated) {
+            Ok(false) => &buf[..],
+            Ok(true) => &inflated[..],
+            Err(e) => {
+                self.buf = buf;
+                return self.drop(Drop::Compressed, account, &e);
+            }
+        };
         let keys = &self.node.shared.config.keys;
         let signed = !keys.is_empty();
         let verdict = if signed {
-            keys.verify(&buf)
+            keys.verify(body)
         } else {
             Verdict::Valid
         };
         match verdict {
             Verdict::Valid => {
                 let mut messages = self.take_messages();
-                match self.read(&buf, self.node.shared.config.body_limits, &mut messages) {
+                match self.read(body, self.node.shared.config.body_limits, &mut messages) {
                     Ok(meta) => {
                         if meta.from.is_none() && !self.warned_python {
-                            self.python_frame(&buf, account);
+                            self.python_frame(body, account);
                         }
                         match self.accept(&meta, account, signed, !messages.is_empty()) {
                             Accept::Now { release: false } if meta.control.is_none() => {
                                 self.dispatch(&messages, meta.count, &self.room_cx).await
                             }
                             accepted => {
-                                Box::pin(self.frame_slow(accepted, &meta, &messages, account, &buf))
+                                Box::pin(self.frame_slow(accepted, &meta, &messages, account, body))
                                     .await
                             }
                         }

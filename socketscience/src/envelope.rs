@@ -145,10 +145,6 @@ impl Kinds {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.first.into_iter().chain(self.rest.iter().copied())
     }
-
-    pub(crate) fn contains(&self, kind: &str) -> bool {
-        self.iter().any(|k| k == kind)
-    }
 }
 
 thread_local! {
@@ -448,6 +444,50 @@ pub(crate) fn assemble_into(
             }
         }
     }
+}
+
+/// The MessagePack body of several `envelopes` (consecutive numbers) as a
+/// batch, where a kind may repeat: `{"_from", "_sid", "_seq"[, "_ts"],
+/// "_batch": [{kinds}, ...][, "_sig"]}`, into `buf` (cleared first).
+pub(crate) fn assemble_msgpack_batch_into(
+    buf: &mut Vec<u8>,
+    origin: &Origin,
+    envelopes: &[Encoded],
+    signer: Option<Signer<'_>>,
+) {
+    let codec = Codec::MessagePack;
+    let first = envelopes.first().map_or(0, |e| e.seq);
+    let payload: usize = envelopes.iter().map(|e| e.bytes.len() + 3).sum();
+    buf.clear();
+    buf.reserve(payload + origin.entries(codec).len() + 96);
+    write_map_len(buf, 4 + if signer.is_some() { 2 } else { 0 });
+    buf.extend_from_slice(origin.entries(codec));
+    write_uint_entry(codec, buf, KEY_SEQ, first);
+    if let Some(signer) = signer {
+        write_uint_entry(codec, buf, KEY_TIMESTAMP, signer.timestamp);
+    }
+    write_msgpack_str(buf, KEY_BATCH);
+    let _ = rmp::encode::write_array_len(buf, envelopes.len() as u32);
+    for e in envelopes {
+        write_map_len(buf, e.kinds.len());
+        buf.extend_from_slice(&e.bytes);
+    }
+    if let Some(signer) = signer {
+        signer.keys.sign(codec, buf);
+    }
+}
+
+/// Whether MessagePack `envelopes` can share one merged map (which Python
+/// reads): no kind repeats, and at most `max_kinds` kinds in all.
+pub(crate) fn mergeable(envelopes: &[Encoded], max_kinds: usize) -> bool {
+    let mut seen: Vec<&str> = Vec::new();
+    for kind in envelopes.iter().flat_map(|e| e.kinds.iter()) {
+        if seen.len() == max_kinds || seen.contains(&kind) {
+            return false;
+        }
+        seen.push(kind);
+    }
+    true
 }
 
 /// How a JSON body of several envelopes from `origin` starts (what

@@ -450,6 +450,8 @@ impl NodeBuilder {
             pending: VecDeque::new(),
             body: Vec::new(),
             group: Vec::new(),
+            carry: VecDeque::new(),
+            packed: Vec::new(),
             history: crate::repair::History::new(
                 presence.history,
                 presence.history_age.as_millis() as u64,

@@ -150,14 +150,17 @@ impl Outbox {
     }
 
     /// Takes the next envelope to post into `group`, with those behind it
-    /// that `fits` accepts, in order; the envelopes `group` held (posted)
-    /// are given back first. `fits` sees each envelope with the group so
-    /// far, the first too (which is taken whatever it says). `Ready(false)`
-    /// once the outbox is closed and empty.
+    /// that `fits` accepts, in order: first those in `carry` (taken
+    /// earlier and not posted yet, which come before the queue's), then
+    /// the queue's. The envelopes `group` held (posted) are given back
+    /// first. `fits` sees each envelope with the group so far, the first
+    /// too (which is taken whatever it says). `Ready(false)` once the
+    /// outbox is closed and empty.
     pub(crate) fn poll_posts(
         &self,
         cx: &Context<'_>,
         group: &mut Vec<Encoded>,
+        carry: &mut VecDeque<Encoded>,
         mut fits: impl FnMut(&[Encoded], &Encoded) -> bool,
     ) -> Poll<bool> {
         let mut state = self.lock();
@@ -165,7 +168,7 @@ impl Outbox {
             state.give_back(posted.bytes);
         }
         let was_full = state.posts.len() >= self.capacity;
-        let Some(first) = state.posts.pop_front() else {
+        let Some(first) = carry.pop_front().or_else(|| state.posts.pop_front()) else {
             if !state.open {
                 return Poll::Ready(false);
             }
@@ -174,11 +177,18 @@ impl Outbox {
         };
         fits(group, &first);
         group.push(first);
-        while let Some(next) = state.posts.front() {
+        loop {
+            let next = match carry.front() {
+                Some(next) => next,
+                None => match state.posts.front() {
+                    Some(next) => next,
+                    None => break,
+                },
+            };
             if !fits(group, next) {
                 break;
             }
-            group.extend(state.posts.pop_front());
+            group.extend(carry.pop_front().or_else(|| state.posts.pop_front()));
         }
         drop(state);
         if was_full {

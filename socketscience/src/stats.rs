@@ -105,6 +105,10 @@ counters! {
     /// (Matrix: more was posted while away than its backfill bound), so
     /// that messages may have been missed.
     history_gaps,
+    /// Compressed bodies refused before they were read: they would inflate
+    /// past `max_envelope_bytes` (a compression bomb), their compressed
+    /// data is broken, or their method unknown.
+    compressed_refused,
 }
 
 impl Stats {
@@ -118,6 +122,7 @@ impl Stats {
             + self.bad_signature
             + self.stale
             + self.replayed
+            + self.compressed_refused
     }
 
     /// All handler failures: errors and panics.

@@ -13,7 +13,9 @@ use std::task::Poll;
 
 use tokio::sync::mpsc;
 
-use crate::envelope::{assemble_into, grown_size, overhead, Encoded, Signer};
+use crate::envelope::{
+    assemble_into, assemble_msgpack_batch_into, grown_size, mergeable, overhead, Encoded, Signer,
+};
 use crate::error::{Error, Result};
 use crate::node::NodeShared;
 use crate::stats::Counters;
@@ -107,6 +109,11 @@ pub struct TransportIo {
     pub(crate) body: Vec<u8>,
     /// The envelopes of the post being made (kept for its allocation).
     pub(crate) group: Vec<Encoded>,
+    /// Envelopes taken from the outbox that did not fit the last post:
+    /// they go first in the next.
+    pub(crate) carry: VecDeque<Encoded>,
+    /// The compressed body being tried (kept for its allocation).
+    pub(crate) packed: Vec<u8>,
     /// The envelopes posted, kept to post again when asked.
     pub(crate) history: crate::repair::History,
 }
@@ -126,6 +133,10 @@ const MAX_GROUP: usize = 1_024;
 /// Most kinds one merged MessagePack map carries (receivers refuse more
 /// than their `max_kinds`, 64 by default).
 const MAX_MERGED_KINDS: usize = 32;
+/// How many times a post's room the envelopes gathered for it may take
+/// before compression: a group of small, similar envelopes deflates to a
+/// fifth to a tenth of its size (BENCHMARKS.md, "Messages per post").
+const GATHER_FACTOR: usize = 12;
 
 impl TransportIo {
     /// Waits for the next text to post, framed (or one chunk of a frame)
@@ -163,10 +174,8 @@ impl TransportIo {
                         return None;
                     }
                 }
+                let body = self.assemble(&mut group);
                 let shared = &self.shared;
-                let signer = Signer::now(&shared.config.keys);
-                let mut body = std::mem::take(&mut self.body);
-                assemble_into(&mut body, shared.codec, shared.origin(), &group, signer);
                 if let Some(last) = group.last() {
                     let presence = &shared.presence;
                     presence
@@ -185,6 +194,48 @@ impl TransportIo {
         };
         Counters::add_owned(&self.shared.counters.posts, 1);
         Some(post)
+    }
+
+    /// The body bytes most one post carries (a frame is 8 characters
+    /// around the base64 of its body).
+    fn room(&self) -> usize {
+        self.max_len.saturating_sub(8) / 4 * 3
+    }
+
+    /// The body of a post of `group`'s envelopes: a single envelope as it
+    /// is; several as a batch (or, in MessagePack where no kind repeats, a
+    /// merged map), deflated if that is too long for one post. If even
+    /// deflated it is too long, the last envelopes go back to wait for the
+    /// next post (in `carry`) until it fits, or one envelope is left. (With
+    /// `python_peers`, groups are of one envelope: posted as it is.)
+    fn assemble(&mut self, group: &mut Vec<Encoded>) -> Vec<u8> {
+        let shared = &self.shared;
+        let (codec, origin) = (shared.codec, shared.origin());
+        let signer = Signer::now(&shared.config.keys);
+        let room = self.room();
+        let mut body = std::mem::take(&mut self.body);
+        loop {
+            if codec == Codec::MessagePack && group.len() > 1 && !mergeable(group, MAX_MERGED_KINDS)
+            {
+                assemble_msgpack_batch_into(&mut body, origin, group, signer);
+            } else {
+                assemble_into(&mut body, codec, origin, group, signer);
+            }
+            if group.len() == 1 || body.len() <= room {
+                return body;
+            }
+            wire::deflate_body(&body, &mut self.packed);
+            if self.packed.len() <= room {
+                std::mem::swap(&mut body, &mut self.packed);
+                return body;
+            }
+            // Fewer envelopes, by the ratio seen (with a margin).
+            let n = group.len();
+            let keep = (n * room * 15 / 16 / self.packed.len()).clamp(1, n - 1);
+            for e in group.drain(keep..).rev() {
+                self.carry.push_front(e);
+            }
+        }
     }
 
     /// Frames the presence and repair traffic waiting into posts (queued
@@ -289,9 +340,12 @@ impl TransportIo {
     /// Takes the next envelope waiting into `group` (after giving back the
     /// last post's), with those behind it that fit one post with it; or
     /// says that presence or repair traffic waits.
-    fn gather(&self, cx: &mut std::task::Context<'_>, group: &mut Vec<Encoded>) -> Poll<Gathered> {
-        let presence = &self.shared.presence;
-        if presence.is_pending() {
+    fn gather(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        group: &mut Vec<Encoded>,
+    ) -> Poll<Gathered> {
+        if self.shared.presence.is_pending() {
             return Poll::Ready(Gathered::Control);
         }
         match self.gather_envelopes(cx, group) {
@@ -299,7 +353,7 @@ impl TransportIo {
             Poll::Ready(false) => Poll::Ready(Gathered::Closed),
             // Looked at again after the outbox registered the waker (see
             // `Outbox::wake_transport`).
-            Poll::Pending if presence.is_pending() => Poll::Ready(Gathered::Control),
+            Poll::Pending if self.shared.presence.is_pending() => Poll::Ready(Gathered::Control),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -308,44 +362,39 @@ impl TransportIo {
     /// last post's), with those behind it that fit one post with it.
     /// `Ready(false)` once the node has shut down and nothing waits.
     fn gather_envelopes(
-        &self,
+        &mut self,
         cx: &mut std::task::Context<'_>,
         group: &mut Vec<Encoded>,
     ) -> Poll<bool> {
-        let codec = self.shared.codec;
-        // A frame is 8 characters around the base64 of the body.
-        let room = self.max_len.saturating_sub(8) / 4 * 3;
-        let limit = room.saturating_sub(overhead(self.shared.origin()));
-        let (mut size, mut kinds) = (0, 0);
-        // With Python peers, each envelope goes alone, as it was sent.
-        let alone = self.shared.config.python_peers.is_some();
-        self.shared.outbox.poll_posts(cx, group, |group, next| {
-            if group.is_empty() {
-                // The first goes whatever its size (in chunks if need be).
-                (size, kinds) = (grown_size(0, next), next.kinds.len());
-                return true;
-            }
-            if alone {
-                return false;
-            }
-            let grown = grown_size(size, next);
-            let fits = group.len() < MAX_GROUP
-                && grown <= limit
-                && match codec {
-                    Codec::Json => true,
-                    Codec::MessagePack => {
-                        kinds + next.kinds.len() <= MAX_MERGED_KINDS
-                            && !next
-                                .kinds
-                                .iter()
-                                .any(|k| group.iter().any(|e| e.kinds.contains(k)))
-                    }
-                };
-            if fits {
-                (size, kinds) = (grown, kinds + next.kinds.len());
-            }
-            fits
-        })
+        let room = self.room();
+        let shared = &self.shared;
+        // Enough to fill a post once deflated (see `assemble`, which checks
+        // what fits exactly), within what receivers inflate.
+        let limit = (room * GATHER_FACTOR)
+            .saturating_sub(overhead(shared.origin()))
+            .min(shared.config.max_envelope_bytes / 2);
+        let mut size = 0;
+        // With Python peers, each envelope goes alone, as it was sent (so
+        // never in a batch, never deflated).
+        let alone = shared.config.python_peers.is_some();
+        shared
+            .outbox
+            .poll_posts(cx, group, &mut self.carry, |group, next| {
+                if group.is_empty() {
+                    // The first goes whatever its size (in chunks if need be).
+                    size = grown_size(0, next);
+                    return true;
+                }
+                if alone {
+                    return false;
+                }
+                let grown = grown_size(size, next);
+                let fits = group.len() < MAX_GROUP && grown <= limit;
+                if fits {
+                    size = grown;
+                }
+                fits
+            })
     }
 
     /// Frames a body; queues its chunks and returns the first if it is too long.

@@ -77,8 +77,9 @@ pub const KEY_SEQ: &str = "_seq";
 pub const KEY_TIMESTAMP: &str = "_ts";
 /// Reserved key: the body's HMAC-SHA256 signature, its last entry.
 pub const KEY_SIGNATURE: &str = "_sig";
-/// Reserved key (JSON only): several envelopes in one body, a list of maps
-/// of kinds, numbered from `_seq` on.
+/// Reserved key: several envelopes in one body, a list of maps of kinds,
+/// numbered from `_seq` on (JSON, and MessagePack where a kind repeats or
+/// the body is compressed).
 pub const KEY_BATCH: &str = "_batch";
 /// Reserved key: how many consecutive envelopes were merged into this map
 /// (MessagePack, where no kind repeats).
@@ -105,6 +106,81 @@ pub const KEY_ASK: &str = "_ask";
 /// Reserved key (questions): the envelope's next entry is a reply to the
 /// question `[asker, id]`.
 pub const KEY_REPLY_TO: &str = "_re";
+
+/// The first byte of a compressed body (0xc1: never used in MessagePack, and
+/// not the `{` of JSON). The next byte names the method
+/// ([`COMPRESSION_DEFLATE`]); the rest is the compressed ordinary body.
+pub const COMPRESSED: u8 = 0xc1;
+/// The compression method of a compressed body: raw DEFLATE (RFC 1951).
+pub const COMPRESSION_DEFLATE: u8 = 0x01;
+
+/// Inflates a compressed body (one that starts with [`COMPRESSED`]) into
+/// `out` (cleared first), refusing to write more than `max` bytes: the
+/// inflated body is bounded before it is made. Gives `Ok(false)`, leaving
+/// `out` alone, for a body that is not compressed.
+///
+/// ```
+/// use socketscience::wire::{inflate_body, WireError};
+///
+/// let mut out = Vec::new();
+/// // Not compressed: read as it is.
+/// assert_eq!(inflate_body(b"{}", 1024, &mut out), Ok(false));
+/// // 0xc1 0x01, then raw DEFLATE of `{"a":1}` (stored block).
+/// let body = [0xc1, 0x01, 0x01, 0x07, 0x00, 0xf8, 0xff, b'{', b'"', b'a', b'"', b':', b'1', b'}'];
+/// assert_eq!(inflate_body(&body, 1024, &mut out), Ok(true));
+/// assert_eq!(out, br#"{"a":1}"#);
+/// assert!(matches!(inflate_body(&body, 6, &mut out), Err(WireError::TooLarge { .. })));
+/// ```
+#[inline]
+pub fn inflate_body(body: &[u8], max: usize, out: &mut Vec<u8>) -> Result<bool, WireError> {
+    let [COMPRESSED, method, data @ ..] = body else {
+        return match body {
+            [COMPRESSED] => Err(WireError::Compressed("no compression method")),
+            _ => Ok(false),
+        };
+    };
+    if *method != COMPRESSION_DEFLATE {
+        return Err(WireError::Compressed("an unknown compression method"));
+    }
+    inflate_deflate(data, max, out)?;
+    if out.first() == Some(&COMPRESSED) {
+        return Err(WireError::Compressed(
+            "a compressed body inside a compressed body",
+        ));
+    }
+    Ok(true)
+}
+
+#[cold]
+#[inline(never)]
+fn inflate_deflate(data: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
+    use miniz_oxide::inflate::{decompress_to_vec_with_limit, TINFLStatus};
+    match decompress_to_vec_with_limit(data, max) {
+        Ok(inflated) => {
+            *out = inflated;
+            Ok(())
+        }
+        Err(e) if e.status == TINFLStatus::HasMoreOutput => Err(WireError::TooLarge {
+            what: "the inflated body",
+            size: max.saturating_add(1),
+            max,
+        }),
+        Err(_) => Err(WireError::Compressed("the DEFLATE data is broken")),
+    }
+}
+
+/// Compresses `body` into `out` (cleared first) as a compressed body:
+/// [`COMPRESSED`], [`COMPRESSION_DEFLATE`], then raw DEFLATE.
+pub fn deflate_body(body: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(COMPRESSED);
+    out.push(COMPRESSION_DEFLATE);
+    out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(body, DEFLATE_LEVEL));
+}
+
+/// miniz's level: 9 gains about 1 % over 6 on a post of pings, at twice the
+/// time; posts are compressed only when the chat throttles them.
+const DEFLATE_LEVEL: u8 = 6;
 
 /// How an envelope's body is serialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -162,6 +238,10 @@ pub enum WireError {
         /// What the parser said.
         reason: String,
     },
+    /// A compressed body that cannot be inflated (unknown method, broken
+    /// data, or compressed twice).
+    #[error("the compressed body cannot be inflated: {0}")]
+    Compressed(&'static str),
     /// Over a configured limit.
     #[error("{what} is {size}, over the limit of {max}")]
     TooLarge {
@@ -825,6 +905,8 @@ fn parse_msgpack_body<'a>(
     let mut from = None;
     let (mut session, mut seq, mut count, mut timestamp) = (None, None, None, None);
     let mut control = None;
+    // `_batch`: how many envelopes; whether kinds stand beside it.
+    let (mut batch, mut top_kinds) = (None, false);
     // Sized for the usual body (a kind or a few, and the metadata), not
     // for what the sender claims.
     messages.reserve(len.min(8));
@@ -847,6 +929,9 @@ fn parse_msgpack_body<'a>(
                 b"_seq" => seq = Some(meta_uint(&mut rest, KEY_SEQ)?),
                 b"_count" => count = Some(meta_uint(&mut rest, KEY_COUNT)?),
                 b"_ts" => timestamp = Some(meta_uint(&mut rest, KEY_TIMESTAMP)?),
+                b"_batch" if batch.is_none() => {
+                    batch = Some(msgpack_batch(&mut rest, limits, messages, &known)?);
+                }
                 b"_ask" | b"_re" => {
                     // Questions: kept in order with the kinds.
                     let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
@@ -864,6 +949,8 @@ fn parse_msgpack_body<'a>(
         }
         let (value, after) = split_msgpack_value(rest, limits.max_depth)?;
         rest = after;
+        // (A batch's messages count here too: a body with both is refused
+        // below anyway.)
         if messages.len() == limits.max_kinds {
             return Err(BodyError::Limit(WireError::TooLarge {
                 what: "the number of kinds",
@@ -876,9 +963,13 @@ fn parse_msgpack_body<'a>(
             None => std::str::from_utf8(key).map_err(|_| "a key is not UTF-8")?,
         };
         messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
+        top_kinds = true;
     }
     if !rest.is_empty() {
         return Err(trailing(rest.len()));
+    }
+    if let Some(n) = batch {
+        count = Some(batch_count(n, top_kinds || count.is_some())?);
     }
     let meta = Meta {
         from: from.map(Cow::Borrowed),
@@ -890,6 +981,74 @@ fn parse_msgpack_body<'a>(
     };
     check_count(&meta)?;
     Ok(meta)
+}
+
+/// A batch's envelope count, checked: not empty, not beside kinds or a
+/// `_count`.
+#[cold]
+#[inline(never)]
+fn batch_count(n: u64, beside: bool) -> Result<u64, BodyError> {
+    if beside {
+        return Err("a batch carries its kinds in `_batch` only".into());
+    }
+    if n == 0 {
+        return Err("an empty `_batch`".into());
+    }
+    Ok(n)
+}
+
+/// Reads a MessagePack `_batch`: a list of maps of kinds (reserved keys in
+/// them skipped, but for `_ask` and `_re`, kept like kinds), their messages
+/// pushed onto `messages`; gives its length.
+#[inline(never)]
+fn msgpack_batch<'a>(
+    rest: &mut &'a [u8],
+    limits: BodyLimits,
+    messages: &mut Messages<'a>,
+    known: &impl Fn(&[u8]) -> Option<&'static str>,
+) -> Result<u64, BodyError> {
+    let n = rmp::decode::read_array_len(rest).map_err(|_| "`_batch` is not a list")? as usize;
+    if n > MAX_BATCH {
+        return Err(BodyError::Limit(WireError::TooLarge {
+            what: "the number of envelopes in a batch",
+            size: n,
+            max: MAX_BATCH,
+        }));
+    }
+    for _ in 0..n {
+        let len = rmp::decode::read_map_len(rest).map_err(|_| "a batch item is not a map")?;
+        let mut kinds = 0usize;
+        for _ in 0..len {
+            let (key, after) = msgpack_str(rest).ok_or("expected a string key")?;
+            let (value, after) = split_msgpack_value(after, limits.max_depth)?;
+            *rest = after;
+            if let [b'_', ..] = key {
+                // Questions are kept in order with the kinds, as at the top
+                // level; other reserved keys are skipped.
+                let kind = match key {
+                    b"_ask" => KEY_ASK,
+                    b"_re" => KEY_REPLY_TO,
+                    _ => continue,
+                };
+                messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
+                continue;
+            }
+            kinds += 1;
+            if kinds > limits.max_kinds {
+                return Err(BodyError::Limit(WireError::TooLarge {
+                    what: "the number of kinds",
+                    size: kinds,
+                    max: limits.max_kinds,
+                }));
+            }
+            let kind = match known(key) {
+                Some(kind) => kind,
+                None => std::str::from_utf8(key).map_err(|_| "a key is not UTF-8")?,
+            };
+            messages.push((Cow::Borrowed(kind), RawValueRef::MessagePack(value)));
+        }
+    }
+    Ok(n as u64)
 }
 
 /// Reads a reserved key's value other than the envelope's metadata: a
@@ -1550,6 +1709,114 @@ mod tests {
         assert!(split_into_chunks(Lines::Multi, 1, &body, 10).is_none());
     }
 
+    /// MessagePack batches: read in order, kinds may repeat; refused when
+    /// empty, beside kinds or a `_count`, or over a limit.
+    #[test]
+    fn msgpack_batches_are_read_and_checked() {
+        let body = |entries: &[(&str, serde_json::Value)]| {
+            let mut buf = Vec::new();
+            rmp::encode::write_map_len(&mut buf, entries.len() as u32).unwrap();
+            for (key, value) in entries {
+                rmp::encode::write_str(&mut buf, key).unwrap();
+                rmp_serde::encode::write_named(&mut buf, value).unwrap();
+            }
+            buf
+        };
+        use serde_json::json;
+        let good = body(&[
+            (KEY_SEQ, json!(4)),
+            (KEY_BATCH, json!([{"a": 1}, {"a": 2, "_x": 0}, {"b": 3}])),
+        ]);
+        let parsed = parse_body(&good, BodyLimits::default()).unwrap();
+        assert_eq!(parsed.meta.seq, Some(4));
+        assert_eq!(parsed.meta.count, Some(3));
+        let kinds: Vec<&str> = parsed.messages.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(kinds, ["a", "a", "b"]);
+        // Questions and replies stay in order with the kinds, as at the top.
+        let asks = body(&[
+            (KEY_SEQ, json!(0)),
+            (
+                KEY_BATCH,
+                json!([{"_ask": 7, "q": 1}, {"_re": ["x", 7], "r": 2}]),
+            ),
+        ]);
+        let parsed = parse_body(&asks, BodyLimits::default()).unwrap();
+        let kinds: Vec<&str> = parsed.messages.iter().map(|(k, _)| &**k).collect();
+        assert_eq!(kinds, [KEY_ASK, "q", KEY_REPLY_TO, "r"]);
+        for bad in [
+            body(&[(KEY_SEQ, json!(4)), (KEY_BATCH, json!([]))]),
+            body(&[
+                (KEY_SEQ, json!(4)),
+                ("a", json!(1)),
+                (KEY_BATCH, json!([{"a": 2}])),
+            ]),
+            body(&[
+                (KEY_SEQ, json!(4)),
+                (KEY_BATCH, json!([{"a": 2}])),
+                ("a", json!(1)),
+            ]),
+            body(&[
+                (KEY_SEQ, json!(4)),
+                (KEY_COUNT, json!(1)),
+                (KEY_BATCH, json!([{"a": 2}])),
+            ]),
+            body(&[(KEY_BATCH, json!([{"a": 2}]))]),
+            body(&[(KEY_SEQ, json!(4)), (KEY_BATCH, json!([1]))]),
+            body(&[(KEY_SEQ, json!(4)), (KEY_BATCH, json!({"a": 1}))]),
+        ] {
+            assert!(
+                matches!(
+                    parse_body(&bad, BodyLimits::default()),
+                    Err(WireError::Body { .. })
+                ),
+                "{bad:02x?}"
+            );
+        }
+        let wide = body(&[
+            (KEY_SEQ, json!(0)),
+            (KEY_BATCH, json!([{"a": 1, "b": 2, "c": 3}])),
+        ]);
+        let limits = BodyLimits {
+            max_kinds: 2,
+            max_depth: 32,
+        };
+        assert!(matches!(
+            parse_body(&wide, limits),
+            Err(WireError::TooLarge { .. })
+        ));
+    }
+
+    /// A compressed body inflates within its limit, and only once.
+    #[test]
+    fn compressed_bodies_are_bounded() {
+        let body = br#"{"a":1,"_seq":0}"#;
+        let mut packed = Vec::new();
+        deflate_body(body, &mut packed);
+        let mut out = Vec::new();
+        assert_eq!(inflate_body(&packed, body.len(), &mut out), Ok(true));
+        assert_eq!(out, body);
+        assert!(matches!(
+            inflate_body(&packed, body.len() - 1, &mut out),
+            Err(WireError::TooLarge { .. })
+        ));
+        let mut twice = Vec::new();
+        deflate_body(&packed, &mut twice);
+        assert!(matches!(
+            inflate_body(&twice, 1 << 20, &mut out),
+            Err(WireError::Compressed(_))
+        ));
+        for bad in [
+            &[COMPRESSED][..],
+            &[COMPRESSED, 2, 0],
+            &[COMPRESSED, COMPRESSION_DEFLATE, 0xff],
+        ] {
+            assert!(matches!(
+                inflate_body(bad, 1 << 20, &mut out),
+                Err(WireError::Compressed(_))
+            ));
+        }
+    }
+
     #[test]
     fn limits_are_enforced() {
         let deep = format!("{{\"k\":{}{}}}", "[".repeat(40), "]".repeat(40));
@@ -1585,7 +1852,8 @@ mod owned {
     use serde::ser::{Error as _, Serialize, SerializeMap, SerializeSeq, Serializer};
 
     use super::{
-        encode_base64, parse_body, write_frame, BodyLimits, Codec, Lines, WireError, KEY_BATCH,
+        encode_base64, inflate_body, parse_body, write_frame, BodyLimits, Codec, Lines, WireError,
+        KEY_BATCH,
     };
 
     /// The messages of a decoded body: kind and value, in the body's order.
@@ -1925,16 +2193,20 @@ mod owned {
         /// (the first one's when the body holds several).
         pub seq: Option<u64>,
         /// How many consecutive envelopes the body holds, when more than one
-        /// (`_count` of a merged MessagePack map, or the length of a JSON
+        /// (`_count` of a merged MessagePack map, or the length of a
         /// `_batch`).
         pub count: Option<u64>,
         /// The messages, kind and value, in the body's order. Other keys
-        /// starting with `_` are reserved and left out. For a JSON batch,
-        /// the messages of all its envelopes, in order (see `batch`).
+        /// starting with `_` are reserved and left out. For a batch, the
+        /// messages of all its envelopes, in order (see `batch`).
         pub messages: Vec<(String, Value)>,
-        /// For a JSON batch (`_batch`), each envelope's messages, in order.
+        /// For a batch (`_batch`), each envelope's messages, in order.
         pub batch: Option<Vec<Vec<(String, Value)>>>,
     }
+
+    /// The largest body [`decode_body`] inflates a compressed body to (the
+    /// default `max_envelope_bytes`).
+    const MAX_INFLATED: usize = 256 << 10;
 
     /// Decodes a body (base64 already removed, see [`decode_base64`]) into
     /// owned values, within [`BodyLimits::default`]. Every value is shown,
@@ -1952,7 +2224,14 @@ mod owned {
     /// ```
     ///
     /// [`decode_base64`]: super::decode_base64
+    ///
+    /// A compressed body is inflated first (at most 256 KiB).
     pub fn decode_body(body: &[u8]) -> Result<Decoded, WireError> {
+        let mut inflated = Vec::new();
+        let body = match inflate_body(body, MAX_INFLATED, &mut inflated)? {
+            true => &inflated[..],
+            false => body,
+        };
         let parsed = parse_body(body, BodyLimits::default())?;
         let codec = parsed.codec;
         let messages = parsed
@@ -1967,7 +2246,7 @@ mod owned {
             })
             .collect::<Result<_, WireError>>()?;
         let batch = match (codec, parsed.meta.count) {
-            (Codec::Json, Some(_)) => json_batch(body)?,
+            (codec, Some(_)) => batch(codec, body)?,
             _ => None,
         };
         Ok(Decoded {
@@ -1981,14 +2260,15 @@ mod owned {
         })
     }
 
-    /// The envelopes of a JSON body's `_batch`, already checked by
-    /// [`parse_body`], without their reserved keys.
-    fn json_batch(body: &[u8]) -> Result<Option<Vec<Messages>>, WireError> {
-        let bad = |reason: String| WireError::Body {
-            codec: Codec::Json,
-            reason,
+    /// The envelopes of a body's `_batch` (JSON, or MessagePack), already
+    /// checked by [`parse_body`], without their reserved keys.
+    fn batch(codec: Codec, body: &[u8]) -> Result<Option<Vec<Messages>>, WireError> {
+        let bad = |reason: String| WireError::Body { codec, reason };
+        let map = match codec {
+            Codec::Json => serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?,
+            Codec::MessagePack => rmp_serde::from_slice(body).map_err(|e| bad(e.to_string()))?,
         };
-        let Value::Map(map) = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))? else {
+        let Value::Map(map) = map else {
             return Err(bad("not a map".into()));
         };
         let Some((_, Value::Array(envelopes))) = map

@@ -221,6 +221,75 @@ proptest! {
         let _ = receive(&text);
     }
 
+    /// (c) A batch of envelopes, deflated, reads back as the same
+    /// envelopes in order, in both codecs.
+    #[test]
+    fn compressed_batches_round_trip(
+        codec in codec(),
+        envelopes in prop::collection::vec(messages(json_f64().boxed()), 1..12),
+        seq in 0u64..1_000_000,
+    ) {
+        let envelopes: Vec<Map<String, Value>> =
+            envelopes.into_iter().filter(|m| !m.is_empty()).collect();
+        prop_assume!(!envelopes.is_empty());
+        let mut payload = Map::new();
+        payload.insert(wire::KEY_FROM.into(), Value::from("Henders/EC2"));
+        payload.insert(wire::KEY_SEQ.into(), Value::from(seq));
+        payload.insert(
+            wire::KEY_BATCH.into(),
+            Value::Array(envelopes.iter().cloned().map(Value::Object).collect()),
+        );
+        let text = frame(codec, Lines::Multi, 1, &payload);
+        let ChatText::Frame { body } = wire::parse_chat_text(&text).unwrap() else {
+            unreachable!("a frame")
+        };
+        let mut plain = Vec::new();
+        wire::decode_base64(body, &mut plain).unwrap();
+        let mut packed = Vec::new();
+        wire::deflate_body(&plain, &mut packed);
+        let decoded = wire::decode_body(&packed)
+            .map_err(|e| TestCaseError::fail(format!("{e}: {payload:?}")))?;
+        prop_assert_eq!(decoded.codec, codec);
+        prop_assert_eq!(decoded.seq, Some(seq));
+        prop_assert_eq!(decoded.count, Some(envelopes.len() as u64));
+        let batch = decoded.batch.expect("a batch");
+        prop_assert_eq!(batch.len(), envelopes.len());
+        for (sent, got) in envelopes.into_iter().zip(batch) {
+            // (wire::Value compares floats bit for bit.)
+            let sent = wire::Value::from(Value::Object(sent));
+            let got = wire::Value::Map(
+                got.into_iter()
+                    .map(|(kind, value)| (wire::Value::String(kind), value))
+                    .collect(),
+            );
+            prop_assert!(sent == got, "sent {sent}\n got {got}");
+        }
+    }
+
+    /// (b) Any bytes after the compressed body's marker, and any body
+    /// deflated, give a value or an error, within the inflate limit.
+    #[test]
+    fn any_compressed_body_decodes_or_errs(
+        method in prop_oneof![Just(wire::COMPRESSION_DEFLATE), any::<u8>()],
+        rest in prop::collection::vec(any::<u8>(), 0..300),
+        deflate in any::<bool>(),
+    ) {
+        let body: Vec<u8> = if deflate {
+            let mut packed = Vec::new();
+            wire::deflate_body(&rest, &mut packed);
+            packed
+        } else {
+            [wire::COMPRESSED, method].into_iter().chain(rest).collect()
+        };
+        let _ = wire::decode_body(&body);
+        let mut out = Vec::new();
+        match wire::inflate_body(&body, 64, &mut out) {
+            Ok(true) => prop_assert!(out.len() <= 64),
+            Ok(false) => prop_assert!(false, "a compressed body read as plain"),
+            Err(_) => {}
+        }
+    }
+
     /// (b) Frames that are almost right give a value or an error; cut
     /// short, they are an error.
     #[test]

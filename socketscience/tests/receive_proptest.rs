@@ -56,6 +56,19 @@ fn texts() -> impl Strategy<Value = String> {
         any::<String>(),
         prop::collection::vec(any::<u8>(), 0..300)
             .prop_map(|b| format!(".\n\u{2}0000{}\u{3}", BASE64.encode(b))),
+        // Compressed bodies: arbitrary DEFLATE data, and deflated
+        // arbitrary bytes, bombs among them.
+        prop::collection::vec(any::<u8>(), 0..300).prop_map(|b| format!(
+            ".\n\u{2}0000{}\u{3}",
+            BASE64.encode([&[0xc1, 0x01][..], &b].concat())
+        )),
+        (prop::collection::vec(any::<u8>(), 0..64), 0usize..2_000_000).prop_map(|(b, pad)| {
+            let mut body = b;
+            body.resize(body.len() + pad, b' ');
+            let mut packed = Vec::new();
+            socketscience::wire::deflate_body(&body, &mut packed);
+            format!(".\n\u{2}0000{}\u{3}", BASE64.encode(packed))
+        }),
         (any::<u32>(), 0u32..5, 0u32..5, "[A-Za-z0-9+/=]{0,40}")
             .prop_map(|(id, i, n, piece)| format!(".\n\u{1}{id:08x} {i}/{n} {piece}")),
         (0usize..200, any::<u8>(), any::<char>()).prop_map(move |(at, byte, c)| {
