@@ -291,8 +291,9 @@ impl NodeBuilder {
 
     /// Starts the node's tasks on the current tokio runtime.
     ///
-    /// Fails if there is no transport, if an option is out of range, or if
-    /// two message types in the program claim one kind.
+    /// Fails if there is no transport, if an option or a transport setting
+    /// ([`Transport::check`]) is out of range, or if two message types in
+    /// the program claim one kind.
     pub async fn start(self) -> Result<Node> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::InvalidOption {
             option: "start",
@@ -361,6 +362,7 @@ impl NodeBuilder {
             failover,
         } = self;
         let transport = transport.ok_or_else(|| Error::NoTransport { name: name.clone() })?;
+        transport.check()?;
         message::check_kinds()?;
         let max_len = transport.max_message_len();
         let lines = transport.lines();
