@@ -379,9 +379,8 @@ impl Transport for IrcChat {
     /// Every setting, before the node starts: `start` fails with
     /// [`Error::InvalidOption`] naming the `IrcChat` method to change.
     fn check(&self) -> Result<()> {
-        let invalid = |option: &'static str, reason: String| {
-            Err(Error::InvalidOption { option, reason })
-        };
+        let invalid =
+            |option: &'static str, reason: String| Err(Error::InvalidOption { option, reason });
         let bad_char = |s: &str| s.contains(['\r', '\n', '\0']);
         if self.server.is_empty() || bad_char(&self.server) {
             return invalid(
@@ -434,7 +433,11 @@ impl Transport for IrcChat {
                 "channel key",
                 self.channel_key.as_deref(),
             ),
-            ("IrcChat::realname", "real name", Some(self.realname.as_str())),
+            (
+                "IrcChat::realname",
+                "real name",
+                Some(self.realname.as_str()),
+            ),
         ] {
             if value.is_some_and(|v| bad_char(v) || (what != "real name" && v.contains(' '))) {
                 let allowed = if what == "real name" {
