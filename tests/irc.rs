@@ -2,7 +2,8 @@
 //! process, several nodes each on its own connection: delivery exactly
 //! once, trust by nick pattern, a 20 KiB envelope in chunks at the default
 //! send rate without the server throttling the bot off, a server password,
-//! a daemon restart, and a shutdown that says what it could not post.
+//! a daemon restart, a shutdown that says what it could not post, and
+//! settings that cannot work refused at start.
 
 #[path = "common/irc_server.rs"]
 mod irc_server;
@@ -415,4 +416,51 @@ async fn with_echo_message_each_handler_still_runs_once() {
         (stats.posts, 0),
         "{stats:?}"
     );
+}
+
+#[tokio::test]
+async fn a_setting_that_cannot_work_fails_at_start_naming_what_to_change() {
+    // No server needed: nothing connects before the settings are checked.
+    let cases = [
+        (
+            IrcChat::new("127.0.0.1:6667", "1smokey", "#smokey"),
+            "IrcChat::new",
+            "nick",
+        ),
+        (
+            IrcChat::new("127.0.0.1:6667", "smokey", "smokey"),
+            "IrcChat::new",
+            "channel",
+        ),
+        (
+            IrcChat::new("127.0.0.1:6667", "smokey", "#smokey").send_rate(0.0, 5),
+            "IrcChat::send_rate",
+            "rate must be above 0",
+        ),
+        (
+            IrcChat::new("127.0.0.1:6667", "smokey", "#smokey").password("two words"),
+            "IrcChat::password",
+            "space",
+        ),
+    ];
+    for (chat, method, says) in cases {
+        let status = chat.status();
+        let started = Node::builder("bad-settings")
+            .transport(chat)
+            .default_node(false)
+            .start()
+            .await;
+        match started {
+            Err(Error::InvalidOption { option, reason }) => {
+                assert_eq!(option, method, "{reason}");
+                assert!(reason.contains(says), "{method}: {reason}");
+            }
+            Err(e) => panic!("{method}: expected InvalidOption, got {e}"),
+            Ok(node) => {
+                node.shutdown().await.ok();
+                panic!("{method}: the node started with a setting that cannot work");
+            }
+        }
+        assert_eq!(status.connections(), 0);
+    }
 }

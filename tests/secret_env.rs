@@ -1,13 +1,13 @@
-//! The secret can come from the environment (alone in its binary: the
-//! environment is process-wide).
+//! The secret can come from the environment, and a node can refuse it on
+//! purpose (alone in their binary: the environment is process-wide).
 
-use socketscience::{message, LocalChat, Node, SECRET_ENV};
+use socketscience::{message, Error, LocalChat, Node, Stats, SECRET_ENV};
 
 #[message("env_order")]
 pub struct Order(pub u32);
 
 #[tokio::test]
-async fn a_node_reads_its_secret_from_the_environment() {
+async fn the_environment_s_secret_signs_unless_a_node_opts_out() {
     let chat = LocalChat::new();
     let mut watch = chat.watch();
     // SAFETY: this test binary has one test and sets the variable before
@@ -33,30 +33,61 @@ async fn a_node_reads_its_secret_from_the_environment() {
         .start()
         .await
         .unwrap();
+    // Opted out of the environment's secret: posts unsigned.
+    let opted_out = Node::builder("opted-out")
+        .transport(chat.join("smokey"))
+        .unsigned()
+        .default_node(false)
+        .start()
+        .await
+        .unwrap();
     explicit.register(|_: Order| {});
     other.register(|_: Order| {});
     from_env.send(Order(1)).await.unwrap();
     from_env.shutdown().await.unwrap();
     let posted = watch.recv().await.unwrap();
     assert!(!posted.text.contains("from the environment"));
-    wait_for_received(&explicit).await;
-    wait_for_received(&other).await;
+    wait_for(&explicit, "dispatched 1", |s| s.dispatched >= 1).await;
+    wait_for(&other, "refused 1 forged", |s| s.bad_signature >= 1).await;
+    opted_out.send(Order(2)).await.unwrap();
+    opted_out.shutdown().await.unwrap();
+    wait_for(&explicit, "refused 1 unsigned", |s| s.unsigned >= 1).await;
+    wait_for(&other, "refused 1 unsigned", |s| s.unsigned >= 1).await;
     explicit.shutdown().await.unwrap();
     other.shutdown().await.unwrap();
+    let (explicit, other) = (explicit.stats(), other.stats());
     assert_eq!(
-        explicit.stats().dispatched,
-        1,
-        "the environment's secret signed it"
+        explicit.dispatched, 1,
+        "the environment's secret signed the first, not the opted-out node's"
     );
-    assert_eq!(other.stats().bad_signature, 1);
+    assert_eq!(explicit.bad_signature, 0);
+    assert_eq!(explicit.unsigned, 1, "the opted-out node signed nothing");
+    assert_eq!(other.bad_signature, 1);
+    assert_eq!(other.unsigned, 1);
+
+    // Asking for both is a mistake the builder names.
+    let both = Node::builder("both")
+        .transport(chat.join("smokey"))
+        .secret("s")
+        .unsigned()
+        .default_node(false)
+        .start()
+        .await;
+    match both {
+        Err(Error::InvalidOption {
+            option: "unsigned",
+            reason,
+        }) => assert!(reason.contains("not both"), "{reason}"),
+        other => panic!("expected InvalidOption(unsigned), got {other:?}"),
+    }
 }
 
-async fn wait_for_received(node: &Node) {
+async fn wait_for(node: &Node, what: &str, done: impl Fn(&Stats) -> bool) {
     for _ in 0..4_000 {
-        if node.stats().received >= 1 {
+        if done(&node.stats()) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    panic!("{} received nothing", node.name());
+    panic!("{} never {what}: {:?}", node.name(), node.stats());
 }

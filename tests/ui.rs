@@ -1,4 +1,4 @@
-//! Compile-time checks of `#[message]` and `#[handler]`: each misuse in
+//! Compile-time checks of `#[message]`, `#[data]` and `#[handler]`: each misuse in
 //! `tests/ui/fail-*.rs` fails with the error committed beside it in
 //! `.stderr`; each `tests/ui/pass-*.rs` compiles and runs.
 //!

@@ -1,12 +1,14 @@
 //! The attributes of [socketscience](https://docs.rs/socketscience):
-//! `#[message("kind")]` and `#[handler]`. Use them through that crate
-//! (`use socketscience::{message, handler};`); their expansions name it.
+//! `#[message("kind")]`, `#[data]` and `#[handler]`. Use them through that
+//! crate (`use socketscience::{data, message, handler};`); their expansions
+//! name it.
 //!
 //! Each misuse is a compile error pointing at the tokens to change and
 //! saying what to write instead; `tests/ui/` in the workspace holds one
 //! case per misuse with the exact error.
 
 mod common;
+mod data;
 mod handler;
 mod message;
 
@@ -31,7 +33,8 @@ use proc_macro::TokenStream;
 /// Structs (named, newtype, tuple, unit) and enums, without generic
 /// parameters or lifetimes (a kind decodes into one owned type).
 /// `#[serde(...)]` attributes on the type and its fields keep working; no
-/// serde dependency is needed. Unions, generic types and anything that is
+/// serde dependency is needed. A struct or enum inside a message's fields
+/// takes `#[data]`, which derives serde the same way. Unions, generic types and anything that is
 /// not a struct or an enum are compile errors.
 ///
 /// # Expansion
@@ -67,6 +70,50 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn message(attr: TokenStream, item: TokenStream) -> TokenStream {
     message::expand(attr.into(), item.into()).into()
+}
+
+/// Derives serde, through socketscience, for a type carried inside a
+/// message: a struct or enum that a `#[message]` type holds in a field.
+///
+/// ```text
+/// #[data]
+/// #[derive(Debug, Clone, PartialEq)]
+/// pub struct Location { pub host: String, pub region: Region }
+///
+/// #[data]
+/// #[serde(rename_all = "lowercase")]
+/// #[derive(Debug, Clone, Copy, PartialEq)]
+/// pub enum Region { Eu, Us }
+///
+/// #[message("where")]
+/// pub struct Where { pub location: Location, pub seen: Vec<Location> }
+/// ```
+///
+/// # Arguments
+///
+/// None: a nested type has no kind; it travels inside its message's value.
+///
+/// # Accepted items
+///
+/// Structs and enums, generic ones included (serde bounds the parameters).
+/// `#[serde(...)]` attributes on the type and its fields keep working; no
+/// serde dependency is needed. Unions and anything that is not a struct or
+/// an enum are compile errors.
+///
+/// # Expansion
+///
+/// The derive `#[message]` adds, and nothing else (no kind, no
+/// registration, no `broadcast()`):
+///
+/// ```text
+/// #[derive(::socketscience::__private::serde::Serialize, ::socketscience::__private::serde::Deserialize)]
+/// #[serde(crate = "::socketscience::__private::serde")]
+/// #[derive(Debug, Clone, PartialEq)]
+/// pub struct Location { pub host: String, pub region: Region }
+/// ```
+#[proc_macro_attribute]
+pub fn data(attr: TokenStream, item: TokenStream) -> TokenStream {
+    data::expand(attr.into(), item.into()).into()
 }
 
 /// Registers a free function as the handler of its first parameter's

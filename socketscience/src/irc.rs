@@ -187,9 +187,10 @@ impl IrcChat {
     /// Joins `channel` (`"#smokey"`) on the server at `server`
     /// (`"irc.example.net:6667"`, or an IP address and port) as `nick`.
     ///
-    /// Nothing connects until the node starts; the settings are checked
-    /// then, and a node whose settings cannot work stops its transport with
-    /// [`Error::InvalidOption`].
+    /// Nothing connects until the node starts. The settings are checked
+    /// when it starts: [`NodeBuilder::start`](crate::NodeBuilder::start)
+    /// fails with [`Error::InvalidOption`], naming the method whose value
+    /// cannot work, before anything connects.
     pub fn new(
         server: impl Into<String>,
         nick: impl Into<String>,
@@ -347,71 +348,6 @@ impl IrcChat {
             + " :".len()
             + "\r\n".len()
     }
-
-    fn check(&self) -> Result<()> {
-        let invalid = |reason: String| {
-            Err(Error::InvalidOption {
-                option: "IrcChat",
-                reason,
-            })
-        };
-        let bad_char = |s: &str| s.contains(['\r', '\n', '\0']);
-        if self.server.is_empty() || bad_char(&self.server) {
-            return invalid(format!(
-                "the server address {:?} is not a host and port",
-                self.server
-            ));
-        }
-        if !valid_nick(&self.nick) {
-            return invalid(format!(
-                "the nick {:?} is not a valid IRC nick (a letter or one of `[]\\`_^{{|}}`, \
-                 then letters, digits, `-` or those)",
-                self.nick
-            ));
-        }
-        if !valid_channel(&self.channel) {
-            return invalid(format!(
-                "the channel {:?} is not a channel name (it starts with `#` or `&`, \
-                 and has no space, comma or control character)",
-                self.channel
-            ));
-        }
-        if self.username.is_empty()
-            || !self
-                .username
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'@')
-        {
-            return invalid(format!(
-                "the user name {:?} must be printable ASCII without `@`",
-                self.username
-            ));
-        }
-        for (what, value) in [
-            ("password", self.password.as_deref()),
-            ("channel key", self.channel_key.as_deref()),
-            ("real name", Some(self.realname.as_str())),
-        ] {
-            if value.is_some_and(|v| bad_char(v) || (what != "real name" && v.contains(' '))) {
-                return invalid(format!("the {what} has a space or a line break"));
-            }
-        }
-        if !(self.rate.is_finite() && self.rate > 0.0) || self.burst == 0 {
-            return invalid(format!(
-                "send_rate({}, {}): the rate must be above 0 and the burst at least 1",
-                self.rate, self.burst
-            ));
-        }
-        if self.resend_window == 0 {
-            return invalid("resend_window must be at least 1".into());
-        }
-        if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
-            return invalid(
-                "reconnect_backoff: initial must be above 0 and max at least initial".into(),
-            );
-        }
-        Ok(())
-    }
 }
 
 fn valid_nick(nick: &str) -> bool {
@@ -440,11 +376,105 @@ impl Transport for IrcChat {
         Lines::Single
     }
 
+    /// Every setting, before the node starts: `start` fails with
+    /// [`Error::InvalidOption`] naming the `IrcChat` method to change.
+    fn check(&self) -> Result<()> {
+        let invalid =
+            |option: &'static str, reason: String| Err(Error::InvalidOption { option, reason });
+        let bad_char = |s: &str| s.contains(['\r', '\n', '\0']);
+        if self.server.is_empty() || bad_char(&self.server) {
+            return invalid(
+                "IrcChat::new",
+                format!(
+                    "the server address {:?} is not a host and port: give one such as \
+                     \"irc.example.net:6667\"",
+                    self.server
+                ),
+            );
+        }
+        if !valid_nick(&self.nick) {
+            return invalid(
+                "IrcChat::new",
+                format!(
+                    "the nick {:?} is not a valid IRC nick: give one that starts with a \
+                     letter or one of `[]\\`_^{{|}}`, then letters, digits, `-` or those",
+                    self.nick
+                ),
+            );
+        }
+        if !valid_channel(&self.channel) {
+            return invalid(
+                "IrcChat::new",
+                format!(
+                    "the channel {:?} is not a channel name: give one that starts with \
+                     `#` or `&` and has no space, comma or control character",
+                    self.channel
+                ),
+            );
+        }
+        if self.username.is_empty()
+            || !self
+                .username
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'@')
+        {
+            return invalid(
+                "IrcChat::username",
+                format!(
+                    "the user name {:?} must be printable ASCII without a space or `@`",
+                    self.username
+                ),
+            );
+        }
+        for (option, what, value) in [
+            ("IrcChat::password", "password", self.password.as_deref()),
+            (
+                "IrcChat::channel_key",
+                "channel key",
+                self.channel_key.as_deref(),
+            ),
+            (
+                "IrcChat::realname",
+                "real name",
+                Some(self.realname.as_str()),
+            ),
+        ] {
+            if value.is_some_and(|v| bad_char(v) || (what != "real name" && v.contains(' '))) {
+                let allowed = if what == "real name" {
+                    "a line break"
+                } else {
+                    "a space or a line break"
+                };
+                return invalid(option, format!("the {what} must not hold {allowed}"));
+            }
+        }
+        if !(self.rate.is_finite() && self.rate > 0.0) || self.burst == 0 {
+            return invalid(
+                "IrcChat::send_rate",
+                format!(
+                    "send_rate({}, {}): the rate must be above 0 and the burst at least 1",
+                    self.rate, self.burst
+                ),
+            );
+        }
+        if self.resend_window == 0 {
+            return invalid("IrcChat::resend_window", "it must be at least 1".into());
+        }
+        if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
+            return invalid(
+                "IrcChat::reconnect_backoff",
+                format!(
+                    "reconnect_backoff({:?}, {:?}): initial must be above 0 and max at \
+                     least initial",
+                    self.backoff_initial, self.backoff_max
+                ),
+            );
+        }
+        Ok(())
+    }
+
     fn run(self: Box<Self>, io: TransportIo) -> BoxFuture<Result<()>> {
-        Box::pin(async move {
-            self.check()?;
-            Driver::new(*self, io).run().await
-        })
+        Box::pin(async move { Driver::new(*self, io).run().await })
     }
 }
 
@@ -1842,10 +1872,7 @@ mod tests {
             assert!(
                 matches!(
                     err,
-                    Error::InvalidOption {
-                        option: "IrcChat",
-                        ..
-                    }
+                    Error::InvalidOption { option, .. } if option.starts_with("IrcChat::")
                 ),
                 "{err}"
             );

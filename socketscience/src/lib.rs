@@ -37,6 +37,40 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Types inside a message
+//!
+//! A struct or enum that a message holds in a field needs serde too: mark
+//! it `#[data]`, which derives serde through socketscience as `#[message]`
+//! does (no serde dependency, `#[serde(...)]` attributes keep working).
+//!
+//! ```
+//! use socketscience::{data, message, LocalChat, Node};
+//!
+//! #[data]
+//! #[derive(Debug, Clone, PartialEq)]
+//! pub struct Location { pub host: String, pub region: Region }
+//!
+//! #[data]
+//! #[serde(rename_all = "lowercase")]
+//! #[derive(Debug, Clone, Copy, PartialEq)]
+//! pub enum Region { Eu, Us }
+//!
+//! #[message("where")]
+//! #[derive(Debug, Clone, PartialEq)]
+//! pub struct Where { pub location: Location, pub previous: Vec<Location> }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> socketscience::Result<()> {
+//! let chat = LocalChat::new();
+//! let node = Node::builder("Henders/EC2").transport(chat.join("smokey")).start().await?;
+//! let here = Location { host: "Henders/EC2".into(), region: Region::Eu };
+//! node.register(move |w: Where| assert_eq!(w.location.region, Region::Eu));
+//! node.send(Where { location: here, previous: Vec::new() }).await?;
+//! node.shutdown().await?;
+//! assert_eq!(node.stats().dispatched, 1);
+//! # Ok(()) }
+//! ```
+//!
 //! # Semantics, on every transport
 //!
 //! - Every node in the room, the sender included, runs every handler for
@@ -138,7 +172,7 @@ pub use stats::Stats;
 pub use transport::{ChatMessage, Transport, TransportIo};
 pub use wire::{Codec, Lines};
 
-pub use socketscience_macros::{handler, message};
+pub use socketscience_macros::{data, handler, message};
 
 /// Not public API: what the macros' expansions name. It may change in any
 /// release.

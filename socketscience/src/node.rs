@@ -44,6 +44,8 @@ pub struct NodeBuilder {
     reassembly: ReassemblyLimits,
     make_default: bool,
     secrets: Vec<Vec<u8>>,
+    /// Set by [`NodeBuilder::unsigned`]: no secret, whatever the environment.
+    unsigned: bool,
     max_skew: Duration,
     presence: presence::Options,
     /// Failover (see `failover`).
@@ -58,6 +60,7 @@ impl fmt::Debug for NodeBuilder {
             .field("trust", &self.trust)
             .field("codec", &self.codec)
             .field("secrets", &self.secrets.len())
+            .field("unsigned", &self.unsigned)
             .finish_non_exhaustive()
     }
 }
@@ -182,13 +185,43 @@ impl NodeBuilder {
     /// one given verifies. Without any call the node reads the secret from
     /// the environment variable `SOCKETSCIENCE_SECRET` (and a second one
     /// from `SOCKETSCIENCE_SECRET_PREVIOUS`), and runs unsigned if neither
-    /// is set. Secrets are never logged.
+    /// is set (or if [`unsigned`](NodeBuilder::unsigned) says so). Secrets
+    /// are never logged.
     ///
     /// Every node of a fleet needs the secret; Python SocketScience
     /// receivers still read signed envelopes (the signature rides in the
     /// reserved `_sig` key), but cannot send to signing nodes.
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.secrets.push(secret.as_ref().to_vec());
+        self
+    }
+
+    /// Runs this node unsigned on purpose, whatever the environment holds:
+    /// it ignores `SOCKETSCIENCE_SECRET` and `SOCKETSCIENCE_SECRET_PREVIOUS`,
+    /// signs nothing it posts and accepts envelopes without a signature
+    /// (signed ones too, unchecked), as a node does when no secret is set
+    /// anywhere. For a tool or a test that shares a process, or a machine,
+    /// with a signing fleet but must not sign. Together with
+    /// [`secret`](NodeBuilder::secret), `start` fails with
+    /// [`Error::InvalidOption`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> socketscience::Result<()> {
+    /// use socketscience::{LocalChat, Node};
+    ///
+    /// let chat = LocalChat::new();
+    /// let node = Node::builder("scratch")
+    ///     .transport(chat.join("smokey"))
+    ///     .unsigned()
+    ///     .start()
+    ///     .await?;
+    /// node.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn unsigned(mut self) -> Self {
+        self.unsigned = true;
         self
     }
 
@@ -258,8 +291,9 @@ impl NodeBuilder {
 
     /// Starts the node's tasks on the current tokio runtime.
     ///
-    /// Fails if there is no transport, if an option is out of range, or if
-    /// two message types in the program claim one kind.
+    /// Fails if there is no transport, if an option or a transport setting
+    /// ([`Transport::check`]) is out of range, or if two message types in
+    /// the program claim one kind.
     pub async fn start(self) -> Result<Node> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::InvalidOption {
             option: "start",
@@ -322,11 +356,13 @@ impl NodeBuilder {
             reassembly,
             make_default: _,
             secrets,
+            unsigned,
             max_skew,
             presence,
             failover,
         } = self;
         let transport = transport.ok_or_else(|| Error::NoTransport { name: name.clone() })?;
+        transport.check()?;
         message::check_kinds()?;
         let max_len = transport.max_message_len();
         let lines = transport.lines();
@@ -408,7 +444,17 @@ impl NodeBuilder {
         } else {
             trust
         });
-        let keys = if secrets.is_empty() {
+        let keys = if unsigned {
+            if !secrets.is_empty() {
+                return Err(Error::InvalidOption {
+                    option: "unsigned",
+                    reason: "the builder was also given a secret: call either \
+                             `secret` (to sign) or `unsigned` (not to), not both"
+                        .into(),
+                });
+            }
+            Keys::default()
+        } else if secrets.is_empty() {
             Keys::from_env()
         } else {
             Keys::new(secrets)
@@ -619,6 +665,7 @@ impl Node {
             reassembly: ReassemblyLimits::default(),
             make_default: true,
             secrets: Vec::new(),
+            unsigned: false,
             max_skew: Duration::from_secs(300),
             presence: presence::Options::default(),
             failover: None,

@@ -93,6 +93,16 @@ pub trait Transport: Send + 'static {
         Lines::Multi
     }
 
+    /// Checks the transport's settings before the node starts anything:
+    /// [`NodeBuilder::start`](crate::NodeBuilder::start) fails with the error
+    /// returned. Default: nothing to check. Return
+    /// [`Error::InvalidOption`] naming the setting and what to change, so a
+    /// setting that cannot work fails at start, not at the first post or at
+    /// shutdown.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Runs the connection until [`TransportIo::next_post`] returns `None`.
     fn run(self: Box<Self>, io: TransportIo) -> BoxFuture<Result<()>>;
 }

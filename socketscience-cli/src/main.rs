@@ -3,7 +3,8 @@
 //! `socketscience decode` turns chat messages (frames and chunks, as
 //! socketscience and Python SocketScience post them) into JSON;
 //! `socketscience encode` turns a JSON object of kinds to values into a frame.
-//! Built with the default feature `cli`.
+//! Install it with `cargo install socketscience-cli`; from a checkout,
+//! `cargo run -p socketscience-cli -- decode ...`.
 
 use std::collections::HashMap;
 use std::ffi::OsString;

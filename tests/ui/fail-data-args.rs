@@ -1,0 +1,8 @@
+use socketscience::data;
+
+#[data("location")]
+pub struct Location {
+    pub host: String,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use socketscience::data;
+
+#[data]
+fn location() {}
+
+fn main() {}
