@@ -132,7 +132,9 @@ impl Stats {
 }
 
 impl Counter {
-    /// Adds to a counter that several tasks may update at once.
+    /// Adds to a counter that several tasks may update at once (the Stack
+    /// Exchange transport's posting and receiving sides).
+    #[cfg(feature = "stackexchange")]
     pub(crate) fn add_shared(&self, n: u64) {
         self.0.fetch_add(n, Relaxed);
     }
