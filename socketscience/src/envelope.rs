@@ -273,7 +273,7 @@ fn write_entry<T: serde::Serialize + ?Sized>(
 
 /// Writes `key: n` in `codec`, with no separator: the metadata numbers
 /// (in MessagePack straight with rmp, not through serde).
-fn write_uint_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, n: u64) {
+pub(crate) fn write_uint_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, n: u64) {
     match codec {
         Codec::Json => {
             let _ = write_entry(codec, buf, key, &n);
@@ -289,12 +289,20 @@ fn write_uint_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, n: u64) {
 // function: rmp's generic code is compiled once, not inlined at every use
 // (callgrind: about 150 instructions per roundtrip fewer).
 
-fn write_msgpack_str(buf: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_msgpack_str(buf: &mut Vec<u8>, s: &str) {
     let _ = rmp::encode::write_str(buf, s);
 }
 
-fn write_map_len(buf: &mut Vec<u8>, len: usize) {
+pub(crate) fn write_map_len(buf: &mut Vec<u8>, len: usize) {
     let _ = rmp::encode::write_map_len(buf, len as u32);
+}
+
+pub(crate) fn write_array_len(buf: &mut Vec<u8>, len: usize) {
+    let _ = rmp::encode::write_array_len(buf, len as u32);
+}
+
+pub(crate) fn write_msgpack_uint(buf: &mut Vec<u8>, n: u64) {
+    let _ = rmp::encode::write_uint(buf, n);
 }
 
 /// One envelope's messages, encoded and numbered, waiting to be posted.

@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::envelope::{Encoded, Origin, Signer};
+use crate::envelope::{
+    write_array_len, write_map_len, write_msgpack_str, write_msgpack_uint, write_uint_entry,
+    Encoded, Origin, Signer,
+};
 use crate::wire::{
     Codec, WireRange, KEY_HEARTBEAT, KEY_REPAIR, KEY_REQUEST, KEY_TIMESTAMP, KEY_UNREPAIRABLE,
 };
@@ -463,59 +466,9 @@ impl History {
     }
 }
 
-// The writers of presence and repair bodies, by hand: the generic writers
-// of rmp and serde that the send path uses are not instantiated again here,
-// so that the compiler inlines them there as before (an extra caller would
-// change its choices on the hot path).
-
-fn mp_len(buf: &mut Vec<u8>, n: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) {
-    if n <= fix_max {
-        buf.push(fix | n as u8);
-    } else if let Ok(n) = u16::try_from(n) {
-        buf.push(m16);
-        buf.extend_from_slice(&n.to_be_bytes());
-    } else {
-        buf.push(m32);
-        buf.extend_from_slice(&(n as u32).to_be_bytes());
-    }
-}
-
-fn mp_str(buf: &mut Vec<u8>, s: &str) {
-    let n = s.len();
-    if n < 32 {
-        buf.push(0xa0 | n as u8);
-    } else if let Ok(n) = u8::try_from(n) {
-        buf.extend_from_slice(&[0xd9, n]);
-    } else {
-        mp_len(buf, n, 0, 0, 0xda, 0xdb);
-    }
-    buf.extend_from_slice(s.as_bytes());
-}
-
-fn mp_uint(buf: &mut Vec<u8>, n: u64) {
-    if n < 128 {
-        buf.push(n as u8);
-    } else if let Ok(n) = u8::try_from(n) {
-        buf.extend_from_slice(&[0xcc, n]);
-    } else if let Ok(n) = u16::try_from(n) {
-        buf.push(0xcd);
-        buf.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = u32::try_from(n) {
-        buf.push(0xce);
-        buf.extend_from_slice(&n.to_be_bytes());
-    } else {
-        buf.push(0xcf);
-        buf.extend_from_slice(&n.to_be_bytes());
-    }
-}
-
-fn write_map_len(buf: &mut Vec<u8>, n: usize) {
-    mp_len(buf, n, 0x80, 15, 0xde, 0xdf);
-}
-
-fn write_array_len(buf: &mut Vec<u8>, n: usize) {
-    mp_len(buf, n, 0x90, 15, 0xdc, 0xdd);
-}
+// The writers of presence and repair bodies: the send path's MessagePack
+// writers (rmp, in envelope.rs), with the JSON forms of the few shapes
+// these bodies have.
 
 fn write_key(codec: Codec, buf: &mut Vec<u8>, key: &str) {
     match codec {
@@ -524,20 +477,15 @@ fn write_key(codec: Codec, buf: &mut Vec<u8>, key: &str) {
             buf.extend_from_slice(key.as_bytes());
             buf.extend_from_slice(b"\":");
         }
-        Codec::MessagePack => mp_str(buf, key),
+        Codec::MessagePack => write_msgpack_str(buf, key),
     }
 }
 
 fn write_uint(codec: Codec, buf: &mut Vec<u8>, n: u64) {
     match codec {
         Codec::Json => buf.extend_from_slice(n.to_string().as_bytes()),
-        Codec::MessagePack => mp_uint(buf, n),
+        Codec::MessagePack => write_msgpack_uint(buf, n),
     }
-}
-
-fn write_uint_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, n: u64) {
-    write_key(codec, buf, key);
-    write_uint(codec, buf, n);
 }
 
 /// `key: [[instance, session, first, end], ...]`.
@@ -565,9 +513,9 @@ fn write_entry(codec: Codec, buf: &mut Vec<u8>, key: &str, list: &[WireRange]) {
             }
             Codec::MessagePack => {
                 write_array_len(buf, 4);
-                mp_str(buf, instance);
+                write_msgpack_str(buf, instance);
                 for n in [session, first, end] {
-                    mp_uint(buf, *n);
+                    write_msgpack_uint(buf, *n);
                 }
             }
         }
@@ -659,7 +607,7 @@ pub(crate) fn write_control_body(
                 write_array_len(buf, repairs.len());
                 for e in repairs {
                     write_array_len(buf, 2);
-                    mp_uint(buf, e.seq);
+                    write_msgpack_uint(buf, e.seq);
                     write_map_len(buf, e.kinds);
                     buf.extend_from_slice(&e.bytes);
                 }
@@ -675,59 +623,6 @@ pub(crate) fn write_control_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_hand_written_msgpack_matches_rmp() {
-        for n in [
-            0u64,
-            1,
-            127,
-            128,
-            255,
-            256,
-            65_535,
-            65_536,
-            u32::MAX.into(),
-            u64::MAX,
-        ] {
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            mp_uint(&mut ours, n);
-            rmp::encode::write_uint(&mut theirs, n).unwrap();
-            assert_eq!(ours, theirs, "{n}");
-        }
-        for n in [0usize, 15, 16, 31, 32, 255, 256, 65_535, 65_536] {
-            let s = "x".repeat(n);
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            mp_str(&mut ours, &s);
-            rmp::encode::write_str(&mut theirs, &s).unwrap();
-            assert_eq!(ours, theirs, "str {n}");
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            write_map_len(&mut ours, n);
-            rmp::encode::write_map_len(&mut theirs, n as u32).unwrap();
-            assert_eq!(ours, theirs, "map {n}");
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            write_array_len(&mut ours, n);
-            rmp::encode::write_array_len(&mut theirs, n as u32).unwrap();
-            assert_eq!(ours, theirs, "array {n}");
-        }
-        let list: Vec<WireRange> = vec![("Henders/\"EC2\"".into(), u64::MAX, 3, 9)];
-        for codec in [Codec::Json, Codec::MessagePack] {
-            let mut ours = Vec::new();
-            write_entry(codec, &mut ours, "_rq", &list);
-            let theirs = match codec {
-                Codec::Json => {
-                    format!("\"_rq\":{}", serde_json::to_string(&list).unwrap()).into_bytes()
-                }
-                Codec::MessagePack => {
-                    let mut v = Vec::new();
-                    rmp::encode::write_str(&mut v, "_rq").unwrap();
-                    v.extend(rmp_serde::to_vec(&list).unwrap());
-                    v
-                }
-            };
-            assert_eq!(ours, theirs, "{codec}");
-        }
-    }
 
     fn body() -> HeldBody {
         HeldBody {
