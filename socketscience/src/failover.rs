@@ -460,27 +460,12 @@ impl Election {
         s.forced = Some(role);
         match role {
             Role::Active => {
+                // Claim above everyone heard (again, when already active),
+                // so that the fleet follows this node.
+                let max_term = s.peers.values().map(|p| p.term).max().unwrap_or(0);
+                s.term = max_term.max(s.term) + 1;
                 if s.role != Role::Active {
-                    let max_term = s
-                        .peers
-                        .values()
-                        .map(|p| p.term)
-                        .max()
-                        .unwrap_or(0)
-                        .max(s.term);
-                    s.term = max_term + 1;
                     self.set_role(&mut s, Role::Active, "forced active");
-                } else {
-                    // Already active: claim again above everyone heard, so
-                    // that the fleet follows this node.
-                    let max_term = s
-                        .peers
-                        .values()
-                        .map(|p| p.term)
-                        .max()
-                        .unwrap_or(0)
-                        .max(s.term);
-                    s.term = max_term + 1;
                 }
             }
             Role::Standby => {

@@ -50,36 +50,39 @@ fn posted_in_earlier_run<T>(raw: &Raw<T>, this_run: &str) -> bool {
 
 /// A sync event as the node sees it.
 fn from_sync(raw: &Raw<AnySyncTimelineEvent>, this_run: &str) -> Seen {
-    let id = raw.get_field::<String>("event_id").ok().flatten();
-    if posted_in_earlier_run(raw, this_run) {
-        debug!(event_id = ?id, "skipped a post of this device's earlier run");
-        return Seen { id, message: None };
-    }
-    let message = match raw.deserialize() {
-        Ok(AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(event))) => event
+    seen(raw, this_run, |event| match event {
+        AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(event)) => event
             .as_original()
             .map(|e| ChatMessage::new(e.sender.as_str(), e.content.body())),
-        Ok(_) => None,
-        Err(e) => {
-            debug!(event_id = ?id, error = %e, "skipped an event that does not parse");
-            None
-        }
-    };
-    Seen { id, message }
+        _ => None,
+    })
 }
 
 /// A `/messages` event as the node sees it.
 fn from_history(raw: &Raw<AnyTimelineEvent>, this_run: &str) -> Seen {
+    seen(raw, this_run, |event| match event {
+        AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(event)) => event
+            .as_original()
+            .map(|e| ChatMessage::new(e.sender.as_str(), e.content.body())),
+        _ => None,
+    })
+}
+
+/// An event as the node sees it: its id, and the chat message `message`
+/// finds in it, unless this device posted it in an earlier run or it does
+/// not parse.
+fn seen<T: serde::de::DeserializeOwned>(
+    raw: &Raw<T>,
+    this_run: &str,
+    message: impl FnOnce(T) -> Option<ChatMessage>,
+) -> Seen {
     let id = raw.get_field::<String>("event_id").ok().flatten();
     if posted_in_earlier_run(raw, this_run) {
         debug!(event_id = ?id, "skipped a post of this device's earlier run");
         return Seen { id, message: None };
     }
     let message = match raw.deserialize() {
-        Ok(AnyTimelineEvent::MessageLike(AnyMessageLikeEvent::RoomMessage(event))) => event
-            .as_original()
-            .map(|e| ChatMessage::new(e.sender.as_str(), e.content.body())),
-        Ok(_) => None,
+        Ok(event) => message(event),
         Err(e) => {
             debug!(event_id = ?id, error = %e, "skipped an event that does not parse");
             None
