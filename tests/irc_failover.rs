@@ -7,14 +7,16 @@
 
 #[path = "common/irc_server.rs"]
 mod irc_server;
+#[path = "common/processes.rs"]
+mod processes;
 
 use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use irc_server::IrcServer;
+use processes::example_binary;
 
 const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
 const NICKS: [&str; 3] = ["smokey-henders", "smokey-teward", "smokey-undo"];
@@ -24,23 +26,6 @@ const LEASE: Duration = Duration::from_millis(4_000);
 /// The chat's delivery delay allowed for: the daemon's flood control and
 /// the client's send rate hold a line for up to a second or two.
 const CHAT_DELAY: Duration = Duration::from_millis(3_000);
-
-/// The `failover` example built beside this test binary.
-fn failover_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = profile_dir.join("examples").join("failover");
-    assert!(
-        binary.is_file(),
-        "{} is missing: `cargo test` builds the examples before running tests; \
-         with a target filter, add `--example failover`",
-        binary.display()
-    );
-    binary
-}
 
 /// One `failover` process; its output collected line by line, with when
 /// each line arrived.
@@ -53,7 +38,7 @@ struct Instance {
 
 impl Instance {
     fn spawn(server: &str, i: usize) -> Instance {
-        let mut child = Command::new(failover_binary())
+        let mut child = Command::new(example_binary("failover"))
             .args(["--server", server, "--channel", "#failover"])
             .args([
                 "--nick",

@@ -8,36 +8,19 @@
 
 #[path = "common/irc_server.rs"]
 mod irc_server;
+#[path = "common/processes.rs"]
+mod processes;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use irc_server::IrcServer;
+use processes::{collect_output, example_binary, Output};
 
 const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
 const NICKS: [&str; 3] = ["smokey-henders", "smokey-teward", "smokey-undo"];
-
-/// The `irc_node` example built beside this test binary.
-fn irc_node_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/irc_fleet-HASH -> target/<profile>/examples/irc_node
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = profile_dir.join("examples").join("irc_node");
-    assert!(
-        binary.is_file(),
-        "{} is missing: `cargo test` builds the examples before running tests; \
-         with a target filter, add `--example irc_node` (or `cargo build --example irc_node`)",
-        binary.display()
-    );
-    binary
-}
 
 /// One `irc_node` process, its stdout collected line by line.
 struct Instance {
@@ -56,7 +39,7 @@ impl Instance {
             .filter(|(j, _)| *j != i)
             .map(|(_, n)| *n)
             .collect();
-        let mut child = Command::new(irc_node_binary())
+        let mut child = Command::new(example_binary("irc_node"))
             .args(["--server", &server.addr()])
             .args(["--nick", NICKS[i], "--name", NAMES[i], "--channel", channel])
             .args(["--peers", &peers.join(","), "--trust", "smokey-*"])
@@ -69,19 +52,11 @@ impl Instance {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the irc_node example");
-        let mut readers = Vec::new();
-        let mut collect = |stream: Box<dyn std::io::Read + Send>| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let sink = lines.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    sink.lock().unwrap().push(line);
-                }
-            }));
-            lines
-        };
-        let stdout = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let Output {
+            stdout,
+            stderr,
+            readers,
+        } = collect_output(&mut child);
         Instance {
             name: NAMES[i],
             child,

@@ -13,40 +13,24 @@
 
 #[path = "common/irc_server.rs"]
 mod irc_server;
+#[path = "common/processes.rs"]
+mod processes;
 #[path = "common/tcp_proxy.rs"]
 mod tcp_proxy;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use irc_server::IrcServer;
+use processes::{collect_output, example_binary, Output};
 use tcp_proxy::TcpProxy;
 
 const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
 const NICKS: [&str; 3] = ["smokey-henders", "smokey-teward", "smokey-undo"];
 /// The instance behind the proxy.
 const CUT: usize = 2;
-
-/// The `irc_node` example built beside this test binary.
-fn irc_node_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = profile_dir.join("examples").join("irc_node");
-    assert!(
-        binary.is_file(),
-        "{} is missing: `cargo test` builds the examples before running tests; \
-         with a target filter, add `--example irc_node`",
-        binary.display()
-    );
-    binary
-}
 
 /// One `irc_node` process; its output collected line by line.
 struct Instance {
@@ -60,7 +44,7 @@ struct Instance {
 impl Instance {
     fn spawn(server: &str, i: usize, peers: &[usize], extra: &[&str]) -> Instance {
         let peers: Vec<&str> = peers.iter().map(|&j| NICKS[j]).collect();
-        let mut child = Command::new(irc_node_binary())
+        let mut child = Command::new(example_binary("irc_node"))
             .args(["--server", server, "--channel", "#repair"])
             .args(["--nick", NICKS[i], "--name", NAMES[i]])
             .args(["--peers", &peers.join(","), "--trust", "smokey-*"])
@@ -74,19 +58,11 @@ impl Instance {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the irc_node example");
-        let mut readers = Vec::new();
-        let mut collect = |stream: Box<dyn std::io::Read + Send>| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let sink = lines.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    sink.lock().unwrap().push(line);
-                }
-            }));
-            lines
-        };
-        let stdout = collect(Box::new(child.stdout.take().unwrap()));
-        let stderr = collect(Box::new(child.stderr.take().unwrap()));
+        let Output {
+            stdout,
+            stderr,
+            readers,
+        } = collect_output(&mut child);
         Instance {
             name: NAMES[i],
             child,
