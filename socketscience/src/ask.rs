@@ -105,7 +105,7 @@ pub(crate) struct Waiters {
 
 impl Waiters {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Deliver>> {
-        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.by_id)
     }
 
     /// A reply of `kind` to question `id` of this node arrived.

@@ -23,16 +23,14 @@ pub(crate) fn current() -> Result<Node> {
     if let Ok(node) = SCOPED.try_with(Node::clone) {
         return Ok(node);
     }
-    DEFAULT
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
+    crate::sync::read(&DEFAULT)
         .clone()
         .ok_or(Error::NoDefaultNode)
 }
 
 /// Makes `node` the default if there is none.
 pub(crate) fn offer(node: &Node) {
-    let mut default = DEFAULT.write().unwrap_or_else(|e| e.into_inner());
+    let mut default = crate::sync::write(&DEFAULT);
     if default.is_none() {
         *default = Some(node.clone());
     }
@@ -40,12 +38,12 @@ pub(crate) fn offer(node: &Node) {
 
 /// Makes `node` the default.
 pub(crate) fn replace(node: &Node) {
-    *DEFAULT.write().unwrap_or_else(|e| e.into_inner()) = Some(node.clone());
+    *crate::sync::write(&DEFAULT) = Some(node.clone());
 }
 
 /// Clears the default if it is `node`.
 pub(crate) fn withdraw(node: &Node) {
-    let mut default = DEFAULT.write().unwrap_or_else(|e| e.into_inner());
+    let mut default = crate::sync::write(&DEFAULT);
     if default.as_ref() == Some(node) {
         *default = None;
     }

@@ -231,7 +231,7 @@ impl Election {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// The `_el` entry of this node's heartbeats, key and value, in `codec`:

@@ -506,7 +506,7 @@ impl fmt::Debug for IrcStatus {
 
 impl IrcStatus {
     fn lock(&self) -> std::sync::MutexGuard<'_, StatusInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.inner)
     }
 
     /// Whether the transport is in the channel and may post.

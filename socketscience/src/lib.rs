@@ -148,6 +148,7 @@ mod security;
 #[cfg(feature = "stackexchange")]
 pub mod stackexchange;
 mod stats;
+mod sync;
 pub mod transport;
 pub mod wire;
 

@@ -103,8 +103,7 @@ impl LocalChat {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Room> {
-        // A panic elsewhere while holding the lock leaves the room usable.
-        self.room.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.room)
     }
 }
 

@@ -22,6 +22,7 @@ use crate::presence::{self, Peer, Presence};
 use crate::reassembly::ReassemblyLimits;
 use crate::security::{Keys, Trust};
 use crate::stats::{Counters, Stats};
+use crate::sync::lock;
 use crate::transport::{Transport, TransportIo};
 use crate::wire::{self, BodyLimits, Codec, RawValueRef};
 
@@ -630,10 +631,7 @@ impl NodeShared {
     }
 
     pub(crate) fn read_registry(&self) -> Arc<Registry> {
-        self.registry
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        crate::sync::read(&self.registry).clone()
     }
 }
 
@@ -641,10 +639,6 @@ struct Tasks {
     transport: JoinHandle<Result<()>>,
     dispatcher: JoinHandle<()>,
     presence: JoinHandle<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Node {
@@ -799,11 +793,7 @@ impl Node {
         name: &'static str,
         call: Arc<handler::ErasedFn>,
     ) {
-        let mut registry = self
-            .shared
-            .registry
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut registry = crate::sync::write(&self.shared.registry);
         let mut updated = Registry::clone(&registry);
         updated.add(
             kind,

@@ -175,7 +175,7 @@ impl Presence {
     /// Adds to the queue and wakes the transport.
     pub(crate) fn push(&self, outbox: &Outbox, add: impl FnOnce(&mut Queue)) {
         {
-            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queue = crate::sync::lock(&self.queue);
             add(&mut queue);
             if queue.is_empty() {
                 return;
@@ -193,7 +193,7 @@ impl Presence {
 
     /// Takes what the queue holds.
     pub(crate) fn take(&self) -> Queue {
-        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queue = crate::sync::lock(&self.queue);
         self.pending.store(false, Ordering::SeqCst);
         std::mem::take(&mut *queue)
     }

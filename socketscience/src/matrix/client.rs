@@ -16,6 +16,8 @@ use ruma::api::{MatrixVersion, SupportedVersions};
 use ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId, RoomOrAliasId};
 use tracing::{debug, info, warn};
 
+use crate::sync::lock;
+
 use super::api::{send, Endpoint, Failure};
 use super::state::{self, Saved};
 use super::{MatrixError, Settings};
@@ -62,10 +64,6 @@ pub(crate) struct Client {
     session: Mutex<Session>,
     /// Held while logging in again, so that one login serves everyone.
     relogin: tokio::sync::Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What connect is given.

@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
@@ -12,6 +12,8 @@ use reqwest::{StatusCode, Url};
 use reqwest_cookie_store::{CookieStore, CookieStoreMutex};
 use serde_json::Value;
 use tracing::{debug, info, warn};
+
+use crate::sync::lock;
 
 use super::html;
 use super::{Settings, StackExchangeError};
@@ -271,7 +273,7 @@ impl Client {
     }
 
     fn has_acct_cookie(&self) -> bool {
-        let store = self.cookies.lock().unwrap_or_else(|e| e.into_inner());
+        let store = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
         [&self.endpoints.login, &self.endpoints.chat]
             .iter()
             .filter_map(|base| Url::parse(&format!("{base}/")).ok())
@@ -285,7 +287,7 @@ impl Client {
         };
         let mut json = Vec::new();
         {
-            let store = self.cookies.lock().unwrap_or_else(|e| e.into_inner());
+            let store = self.cookies.lock().unwrap_or_else(PoisonError::into_inner);
             if let Err(e) =
                 cookie_store::serde::json::save_incl_expired_and_nonpersistent(&store, &mut json)
             {
@@ -450,10 +452,6 @@ impl Client {
 
 fn http_error(e: reqwest::Error) -> StackExchangeError {
     StackExchangeError::Http(Box::new(e))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn load_cookies(path: &Path) -> Result<CookieStore> {
