@@ -585,8 +585,10 @@ impl Dispatcher {
         state.last_heard = heard;
         let admitted = state.sessions[i].admit(seq, count);
         let release = !state.sessions[i].held.is_empty();
-        // Most recently used first.
-        state.sessions[..=i].rotate_right(1);
+        // Most recently used first (usually it is already).
+        if i > 0 {
+            state.sessions[..=i].rotate_right(1);
+        }
         let presence = &self.node.shared.presence;
         let ms = presence.coarse_ms();
         if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {

@@ -744,6 +744,7 @@ impl Node {
 
     /// Encodes the messages (the metadata follows when the outbox numbers
     /// the envelope).
+    #[inline]
     fn encode(&self, payload: &impl Payload) -> Result<BodyWriter> {
         let shared = &self.shared;
         let mut writer = BodyWriter::new(shared.codec);

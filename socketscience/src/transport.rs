@@ -218,6 +218,7 @@ impl TransportIo {
     /// deflated it is too long, the last envelopes go back to wait for the
     /// next post (in `carry`) until it fits, or one envelope is left. (With
     /// `python_peers`, groups are of one envelope: posted as it is.)
+    #[inline]
     fn assemble(&mut self, group: &mut Vec<Encoded>) -> Vec<u8> {
         let shared = &self.shared;
         let (codec, origin) = (shared.codec, shared.origin());
@@ -350,6 +351,7 @@ impl TransportIo {
     /// Takes the next envelope waiting into `group` (after giving back the
     /// last post's), with those behind it that fit one post with it; or
     /// says that presence or repair traffic waits.
+    #[inline]
     fn gather(
         &mut self,
         cx: &mut std::task::Context<'_>,
@@ -408,6 +410,7 @@ impl TransportIo {
     }
 
     /// Frames a body; queues its chunks and returns the first if it is too long.
+    #[inline]
     fn frame(&mut self, body: &[u8]) -> String {
         // Sized at once (`write_frame_of` reserves what it writes).
         let mut frame = String::with_capacity(wire::frame_len(self.lines, body.len()));
