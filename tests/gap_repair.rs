@@ -592,3 +592,68 @@ async fn deflated_posts_lost_on_the_way_are_repaired_envelope_by_envelope() {
         receiver.shutdown().await.expect("shutdown");
     }
 }
+
+/// Posts of a stopped instance posted again by someone else (a replay, or
+/// a chat that delivers old posts twice) within the clock skew that
+/// signatures allow: its heartbeats and envelopes are counted as replayed,
+/// and it leaves the peer list when its timeout passes, as if nobody had
+/// posted them.
+#[tokio::test(start_paused = true)]
+async fn replayed_posts_of_a_stopped_instance_do_not_keep_it_listed() {
+    let chat = LocalChat::new();
+    let mut seen = chat.watch();
+    let secret = "fleet secret";
+    let henders = repairing(
+        Node::builder("Henders/EC2")
+            .transport(chat.join("henders"))
+            .trust("henders")
+            .trust("teward")
+            .secret(secret),
+    )
+    .start()
+    .await
+    .expect("start");
+    let teward = repairing(
+        Node::builder("teward/vps")
+            .transport(chat.join("teward"))
+            .trust("henders")
+            .trust("teward")
+            .secret(secret)
+            .peer_timeout(Duration::from_secs(3)),
+    )
+    .start()
+    .await
+    .expect("start");
+    let record = record(&teward);
+    henders.send(Note { index: 0 }).await.expect("send");
+    until_peers(&[henders.clone(), teward.clone()], 1).await;
+    // Two heartbeats more, after the envelope.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    henders.shutdown().await.expect("shutdown");
+    let mut captured = Vec::new();
+    while let Ok(message) = seen.try_recv() {
+        if &*message.account == "henders" {
+            captured.push(message.text.to_string());
+        }
+    }
+    assert!(captured.len() >= 3, "{captured:?}");
+    let before = teward.stats();
+    // Everything Henders posted, again, every half second, for longer than
+    // the peer timeout.
+    for _ in 0..16 {
+        for text in &captured {
+            chat.say("henders", text);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stats = teward.stats();
+    assert!(
+        teward.peers().iter().all(|p| p.instance() != "Henders/EC2"),
+        "a stopped instance is still listed: {:?}",
+        teward.peers()
+    );
+    assert!(stats.replayed - before.replayed >= 16, "{stats:#?}");
+    assert_eq!(record.items(), vec![("Henders/EC2".to_owned(), 0)]);
+    assert_eq!(stats.dispatched, 1);
+    teward.shutdown().await.expect("shutdown");
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use tokio::sync::mpsc;
-use tracing::{error, trace, warn};
+use tracing::{debug, error, trace, warn};
 
 use crate::handler::{Call, Registered, Registry};
 use crate::node::{Context, Node, NodeShared, Sender};
@@ -589,11 +589,15 @@ impl Dispatcher {
         if i > 0 {
             state.sessions[..=i].rotate_right(1);
         }
-        let presence = &self.node.shared.presence;
-        let ms = presence.coarse_ms();
-        if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {
-            state.published = ms;
-            presence.heard(&state.instance, account, session, ms);
+        // A sign of life, unless it was seen before (a replay says nothing
+        // of whether the sender still lives).
+        if matches!(admitted, Admit::InOrder | Admit::Ahead) {
+            let presence = &self.node.shared.presence;
+            let ms = presence.coarse_ms();
+            if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {
+                state.published = ms;
+                presence.heard(&state.instance, account, session, ms);
+            }
         }
         match admitted {
             Admit::InOrder => {

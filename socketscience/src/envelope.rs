@@ -384,12 +384,35 @@ pub(crate) struct Signer<'a> {
 
 impl<'a> Signer<'a> {
     /// A signer stamping the time now, if there are keys to sign with.
+    /// Stamps only grow within a process (two posts in one millisecond
+    /// get consecutive ones), so that receivers can tell a presence post
+    /// from a replay of an earlier one by its stamp alone.
     #[inline]
     pub(crate) fn now(keys: &'a Keys) -> Option<Signer<'a>> {
         (!keys.is_empty()).then(|| Signer {
             keys,
-            timestamp: crate::transport::now_millis(),
+            timestamp: rising_millis(),
         })
+    }
+}
+
+/// Milliseconds since the Unix epoch, above every value given before in
+/// this process.
+fn rising_millis() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = crate::transport::now_millis();
+    let mut last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange_weak(
+            last,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        ) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
     }
 }
 

@@ -62,6 +62,10 @@ pub(crate) struct Track {
     pub(crate) held_bytes: usize,
     /// Repair bookkeeping while envelopes are missing.
     pub(crate) gap: Option<Gap>,
+    /// The timestamp of the latest signed presence post taken from this
+    /// session (0: none): an older or equal one is a replay, and says
+    /// nothing of whether the sender still lives.
+    pub(crate) presence_ts: u64,
 }
 
 /// Envelopes `first..end` of a session, held until those before them are
@@ -112,7 +116,18 @@ impl Track {
             held_count: 0,
             held_bytes: 0,
             gap: None,
+            presence_ts: 0,
         }
+    }
+
+    /// Whether a signed presence post stamped `ts` is newer than every
+    /// one taken from this session before (then it is noted).
+    pub(crate) fn fresh_presence(&mut self, ts: u64) -> bool {
+        let fresh = ts > self.presence_ts;
+        if fresh {
+            self.presence_ts = ts;
+        }
+        fresh
     }
 
     #[inline]

@@ -59,7 +59,9 @@ counters! {
     bad_signature,
     /// Signed envelopes whose timestamp is outside the allowed clock skew.
     stale,
-    /// Signed envelopes seen before (same sender, session and sequence number).
+    /// Signed envelopes seen before (same sender, session and sequence
+    /// number), and signed presence posts no newer than the last taken from
+    /// their sender's session: neither counts as a sign of life.
     replayed,
     /// This node's own posts echoed back by the chat, dropped (their handlers ran at send time).
     own_echoes,

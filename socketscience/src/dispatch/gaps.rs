@@ -213,18 +213,37 @@ impl Dispatcher {
             self.new_session(from, session, control.heartbeat.unwrap_or(0));
         }
         let state = sender_state(&mut self.senders, from, heard);
-        state.last_heard = heard;
-        state.published = ms;
-        presence.heard(&state.instance, account, session, ms);
         let instance = state.instance.clone();
-        if let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) {
-            if let Some(posted) = control.heartbeat {
-                track.learn_end(posted);
+        let signed = !shared.config.keys.is_empty();
+        // A signed post older than the last taken from this session is a
+        // replay (`accept` lets through what is within the clock skew):
+        // it says nothing of whether the sender lives, nor how far it got.
+        let live = match state.sessions.iter_mut().find(|t| t.session == session) {
+            Some(track) => {
+                let fresh = match meta.timestamp {
+                    Some(ts) if signed => track.fresh_presence(ts),
+                    _ => true,
+                };
+                if fresh {
+                    if let Some(posted) = control.heartbeat {
+                        track.learn_end(posted);
+                    }
+                }
+                fresh
             }
-        }
-        // Failover: the sender's election state.
-        if let Some(raw) = control.election {
-            crate::failover::heard(&shared, &instance, session, codec, raw);
+            None => true,
+        };
+        if live {
+            state.last_heard = heard;
+            state.published = ms;
+            presence.heard(&instance, account, session, ms);
+            // Failover: the sender's election state.
+            if let Some(raw) = control.election {
+                crate::failover::heard(&shared, &instance, session, codec, raw);
+            }
+        } else {
+            Counters::add_owned(&shared.counters.replayed, 1);
+            debug!(node = %shared.name, from, session, "a replayed presence post: not taken as a sign of life");
         }
         let mut serve = Vec::new();
         let mut unrepairable = Vec::new();
