@@ -8,19 +8,19 @@
 //! Tokio's clock is paused: the heartbeats, repair windows and timeouts
 //! run in virtual time, so the tests are quick and do not depend on load.
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Log;
 use socketscience::transport::BoxFuture;
 use socketscience::{
     message, ChatMessage, Codec, Context, LocalChat, Node, NodeBuilder, Stats, Transport,
     TransportIo,
 };
-use support::Log;
 use tokio::sync::broadcast;
 
 #[message("note")]
@@ -395,7 +395,7 @@ async fn a_sender_restarted_while_a_receiver_was_cut_off_counts_the_lost_range()
 
 /// A frame of `body` (JSON) as a node posts it.
 fn frame(body: &str) -> String {
-    support::json_frame(body)
+    common::json_frame(body)
 }
 
 #[tokio::test(start_paused = true)]

@@ -5,18 +5,15 @@
 //! never does; the killed instance, started again, comes back as a standby,
 //! learns who is active, and stays a standby.
 
-#[path = "common/irc_server.rs"]
-mod irc_server;
-#[path = "common/processes.rs"]
-mod processes;
+mod common;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use irc_server::IrcServer;
-use processes::example_binary;
+use common::irc_server::IrcServer;
+use common::processes::example_binary;
 
 const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
 const NICKS: [&str; 3] = ["smokey-henders", "smokey-teward", "smokey-undo"];

@@ -6,18 +6,15 @@
 //! The example binary is the one `cargo test` builds next to this test
 //! (`target/<profile>/examples/irc_node`).
 
-#[path = "common/irc_server.rs"]
-mod irc_server;
-#[path = "common/processes.rs"]
-mod processes;
+mod common;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use irc_server::IrcServer;
-use processes::{collect_output, example_binary, Output};
+use common::irc_server::IrcServer;
+use common::processes::{collect_output, example_binary, Output};
 
 const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
 const NICKS: [&str; 3] = ["smokey-henders", "smokey-teward", "smokey-undo"];

@@ -11,21 +11,16 @@
 //!   lost (it logs it), and runs everything of the new session, from its
 //!   first note.
 
-#[path = "common/irc_server.rs"]
-mod irc_server;
-#[path = "common/processes.rs"]
-mod processes;
-#[path = "common/tcp_proxy.rs"]
-mod tcp_proxy;
+mod common;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use irc_server::IrcServer;
-use processes::{collect_output, example_binary, Output};
-use tcp_proxy::TcpProxy;
+use common::irc_server::IrcServer;
+use common::processes::{collect_output, example_binary, Output};
+use common::tcp_proxy::TcpProxy;
 
 const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
 const NICKS: [&str; 3] = ["smokey-henders", "smokey-teward", "smokey-undo"];

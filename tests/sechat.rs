@@ -1,19 +1,18 @@
 //! `StackExchangeChat` against a stand-in Stack Exchange chat server on
-//! loopback (`tests/sechat_standin`, built from the public clients'
+//! loopback (`tests/common/sechat_standin.rs`, built from the public clients'
 //! descriptions): login (and logged-out pages that link to other users),
 //! posting with its per-account throttle, repeat rule, failures and room
 //! timeouts, the websocket, cut messages whose sources fail for a while,
 //! reconnects. Not the live site.
 
-mod sechat_standin;
-mod support;
+mod common;
 
 use std::time::Duration;
 
-use sechat_standin::{StandIn, ACTIVE_USER};
+use common::sechat_standin::{StandIn, ACTIVE_USER};
+use common::{wait_for, Log};
 use socketscience::stackexchange::{StackExchangeChatBuilder, StackExchangeError};
 use socketscience::{message, wire, Context, Node, StackExchangeChat};
-use support::{wait_for, Log};
 
 const ROOM: u64 = 11540;
 const SMOKEY: u64 = 120914;

@@ -1,6 +1,5 @@
 //! Example programs run as OS processes by the multi-process tests
 //! (irc_fleet, irc_repair, irc_failover).
-#![allow(dead_code)]
 
 use std::io::{BufRead as _, BufReader, Read};
 use std::path::PathBuf;
