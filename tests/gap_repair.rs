@@ -133,6 +133,16 @@ fn repairing(builder: NodeBuilder) -> NodeBuilder {
         .default_node(false)
 }
 
+/// A [`repairing`] node named `name` on `member`, in `codec`, signing with
+/// `secret` if there is one.
+fn repairing_node(name: &str, member: Member, codec: Codec, secret: Option<&str>) -> NodeBuilder {
+    let builder = repairing(Node::builder(name).transport(member)).codec(codec);
+    match secret {
+        Some(secret) => builder.secret(secret),
+        None => builder,
+    }
+}
+
 /// Waits (in virtual time) until every node lists `peers` peers.
 async fn until_peers(nodes: &[Node], peers: usize) {
     for _ in 0..600 {
@@ -267,21 +277,24 @@ async fn a_receiver_cut_off_catches_up_with_signed_json() {
 async fn cut_off_receiver_catches_up(codec: Codec, secret: Option<&str>) {
     let room = LossyRoom::new();
     let cut = Arc::new(AtomicBool::new(false));
-    let build = |name: &str, member: Member| {
-        let builder = repairing(Node::builder(name).transport(member)).codec(codec);
-        match secret {
-            Some(secret) => builder.secret(secret),
-            None => builder,
-        }
-    };
-    let sender = build("sender", room.join("smokey", 0, 1, Arc::default()))
-        .start()
-        .await
-        .expect("start");
-    let receiver = build("receiver", room.join("smokey", 0, 2, cut.clone()))
-        .start()
-        .await
-        .expect("start");
+    let sender = repairing_node(
+        "sender",
+        room.join("smokey", 0, 1, Arc::default()),
+        codec,
+        secret,
+    )
+    .start()
+    .await
+    .expect("start");
+    let receiver = repairing_node(
+        "receiver",
+        room.join("smokey", 0, 2, cut.clone()),
+        codec,
+        secret,
+    )
+    .start()
+    .await
+    .expect("start");
     let log = record(&receiver);
     let mut peers = receiver.watch_peers();
     until_peers(std::slice::from_ref(&receiver), 1).await;
@@ -532,21 +545,24 @@ async fn deflated_posts_lost_on_the_way_are_repaired_envelope_by_envelope() {
     ] {
         const NOTES: u64 = 900;
         let room = LossyRoom::new();
-        let build = |name: &str, member: Member| {
-            let builder = repairing(Node::builder(name).transport(member)).codec(codec);
-            match secret {
-                Some(secret) => builder.secret(secret),
-                None => builder,
-            }
-        };
-        let sender = build("sender", room.join("smokey", 0, 1, Arc::default()))
-            .start()
-            .await
-            .expect("start");
-        let receiver = build("receiver", room.join("smokey", 30, 7, Arc::default()))
-            .start()
-            .await
-            .expect("start");
+        let sender = repairing_node(
+            "sender",
+            room.join("smokey", 0, 1, Arc::default()),
+            codec,
+            secret,
+        )
+        .start()
+        .await
+        .expect("start");
+        let receiver = repairing_node(
+            "receiver",
+            room.join("smokey", 30, 7, Arc::default()),
+            codec,
+            secret,
+        )
+        .start()
+        .await
+        .expect("start");
         let log = record(&receiver);
         until_peers(std::slice::from_ref(&receiver), 1).await;
         // Bursts: the transport finds them queued and groups them. 300
