@@ -14,8 +14,8 @@ mod common;
 
 use common::messages::{Heartbeat, MetasmokeState, Ping};
 use common::{within, Log, RecordingChat};
-use socketscience::{message, Codec, Envelope, LocalChat, Message, Node, Payload};
 use socketscience::{wire, Lines};
+use socketscience::{Codec, Envelope, LocalChat, Message, Node, Payload};
 
 const NAME: &str = "Henders/EC2";
 

@@ -22,7 +22,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use common::messages::{Heartbeat, Location, MetasmokeState, Ping};

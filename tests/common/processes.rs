@@ -35,7 +35,8 @@ pub struct Process {
     pub name: &'static str,
     pub child: Child,
     stdout: Arc<Mutex<Vec<(Instant, String)>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
+    /// The lines it wrote to standard error so far (its logs).
+    pub stderr: Arc<Mutex<Vec<String>>>,
     readers: Vec<JoinHandle<()>>,
 }
 
