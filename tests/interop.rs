@@ -159,7 +159,7 @@ fn pings_seen_by(node: &str) -> Vec<SeenPing> {
 }
 
 // ---------------------------------------------------------------------------
-// Python
+// Python (the processes: tests/common/python.rs)
 
 /// `s` as a JSON string literal, ASCII only.
 fn json_string(s: &str) -> String {

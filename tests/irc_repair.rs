@@ -63,6 +63,22 @@ impl Process {
     }
 }
 
+/// The three instances, each sending `notes`; instance [`CUT`] reaches the
+/// daemon through `proxy`.
+fn start_fleet(server: &IrcServer, proxy: &TcpProxy, notes: &[&str]) -> Vec<Process> {
+    (0..3)
+        .map(|i| {
+            let addr = if i == CUT {
+                proxy.addr()
+            } else {
+                server.addr()
+            };
+            let peers: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+            spawn(&addr, i, &peers, notes)
+        })
+        .collect()
+}
+
 /// The cut: severs the proxy for `length`, then restores it.
 fn cut_for(proxy: &TcpProxy, length: Duration) {
     proxy.sever();
@@ -76,17 +92,7 @@ fn an_instance_cut_off_for_20_s_gets_everything_through_repair() {
     let proxy = TcpProxy::start(&server.addr());
     let count = 40u64;
     let notes = ["--count", "40", "--interval", "700", "--expect", "120"];
-    let mut fleet: Vec<Process> = (0..3)
-        .map(|i| {
-            let addr = if i == CUT {
-                proxy.addr()
-            } else {
-                server.addr()
-            };
-            let peers: Vec<usize> = (0..3).filter(|&j| j != i).collect();
-            spawn(&addr, i, &peers, &notes)
-        })
-        .collect();
+    let mut fleet = start_fleet(&server, &proxy, &notes);
     {
         let refs: Vec<&Process> = fleet.iter().collect();
         wait_until(
@@ -150,17 +156,7 @@ fn a_sender_restarted_during_the_cut_leaves_a_counted_lost_range() {
     let server = IrcServer::start();
     let proxy = TcpProxy::start(&server.addr());
     let notes = ["--count", "40", "--interval", "700", "--expect", "0"];
-    let mut fleet: Vec<Process> = (0..3)
-        .map(|i| {
-            let addr = if i == CUT {
-                proxy.addr()
-            } else {
-                server.addr()
-            };
-            let peers: Vec<usize> = (0..3).filter(|&j| j != i).collect();
-            spawn(&addr, i, &peers, &notes)
-        })
-        .collect();
+    let mut fleet = start_fleet(&server, &proxy, &notes);
     {
         let refs: Vec<&Process> = fleet.iter().collect();
         wait_until(
