@@ -133,14 +133,15 @@ fn repairing(builder: NodeBuilder) -> NodeBuilder {
         .default_node(false)
 }
 
-/// A [`repairing`] node named `name` on `member`, in `codec`, signing with
-/// `secret` if there is one.
-fn repairing_node(name: &str, member: Member, codec: Codec, secret: Option<&str>) -> NodeBuilder {
+/// Starts a [`repairing`] node named `name` on `member`, in `codec`,
+/// signing with `secret` if there is one.
+async fn start_repairing(name: &str, member: Member, codec: Codec, secret: Option<&str>) -> Node {
     let builder = repairing(Node::builder(name).transport(member)).codec(codec);
-    match secret {
+    let builder = match secret {
         Some(secret) => builder.secret(secret),
         None => builder,
-    }
+    };
+    builder.start().await.expect("start")
 }
 
 /// Waits (in virtual time) until every node lists `peers` peers.
@@ -277,24 +278,20 @@ async fn a_receiver_cut_off_catches_up_with_signed_json() {
 async fn cut_off_receiver_catches_up(codec: Codec, secret: Option<&str>) {
     let room = LossyRoom::new();
     let cut = Arc::new(AtomicBool::new(false));
-    let sender = repairing_node(
+    let sender = start_repairing(
         "sender",
         room.join("smokey", 0, 1, Arc::default()),
         codec,
         secret,
     )
-    .start()
-    .await
-    .expect("start");
-    let receiver = repairing_node(
+    .await;
+    let receiver = start_repairing(
         "receiver",
         room.join("smokey", 0, 2, cut.clone()),
         codec,
         secret,
     )
-    .start()
-    .await
-    .expect("start");
+    .await;
     let log = record(&receiver);
     let mut peers = receiver.watch_peers();
     until_peers(std::slice::from_ref(&receiver), 1).await;
@@ -545,24 +542,20 @@ async fn deflated_posts_lost_on_the_way_are_repaired_envelope_by_envelope() {
     ] {
         const NOTES: u64 = 900;
         let room = LossyRoom::new();
-        let sender = repairing_node(
+        let sender = start_repairing(
             "sender",
             room.join("smokey", 0, 1, Arc::default()),
             codec,
             secret,
         )
-        .start()
-        .await
-        .expect("start");
-        let receiver = repairing_node(
+        .await;
+        let receiver = start_repairing(
             "receiver",
             room.join("smokey", 30, 7, Arc::default()),
             codec,
             secret,
         )
-        .start()
-        .await
-        .expect("start");
+        .await;
         let log = record(&receiver);
         until_peers(std::slice::from_ref(&receiver), 1).await;
         // Bursts: the transport finds them queued and groups them. 300
