@@ -6,40 +6,43 @@
 //! error is counted; many questions in flight share posts. The clock is
 //! paused: deadlines pass in virtual time.
 
-mod support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use socketscience::{handler, message, Codec, Context, LocalChat, Node};
 
-#[message("where_are_you", reply = Location)]
+/// Every node answers with its name and version. (Not `where_are_you`:
+/// that kind and `location` are tests/common/messages.rs's, answered with a
+/// bare string.)
+#[message("who_are_you", reply = Identity)]
 #[derive(Debug, Clone)]
-pub struct WhereAreYou;
+pub struct WhoAreYou;
 
-#[message("location")]
+#[message("identity")]
 #[derive(Debug, Clone, PartialEq)]
-pub struct Location {
+pub struct Identity {
     pub name: String,
     pub version: String,
 }
 
 #[handler]
-fn answer(_: WhereAreYou, cx: Context) -> Location {
-    Location {
+fn answer(_: WhoAreYou, cx: Context) -> Identity {
+    Identity {
         name: cx.node().name().into(),
         version: env!("CARGO_PKG_VERSION").into(),
     }
 }
 
-/// Counts location messages that reach a handler (replies must not).
+/// Counts identity messages that reach a handler (replies must not).
 #[handler]
-fn location_seen(_: Location, cx: Context) {
+fn identity_seen(_: Identity, cx: Context) {
     cx.node().name();
 }
 
 /// Nobody handles this question.
-#[message("anyone_there", reply = Location)]
+#[message("anyone_there", reply = Identity)]
 #[derive(Debug, Clone)]
 pub struct AnyoneThere;
 
@@ -74,7 +77,7 @@ fn numbered(q: Numbered) -> Seen {
 async fn fleet(chat: &LocalChat, names: &[&str]) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in names {
-        nodes.push(support::join(chat, *name).await);
+        nodes.push(common::join(chat, *name).await);
     }
     nodes
 }
@@ -84,7 +87,7 @@ async fn three_nodes_answer_with_their_names_and_a_kind_nobody_answers_is_empty(
     let chat = LocalChat::new();
     let nodes = fleet(&chat, &["alpha", "beta", "gamma"]).await;
     let answers = nodes[1]
-        .ask(WhereAreYou)
+        .ask(WhoAreYou)
         .within(Duration::from_secs(2))
         .await
         .unwrap();
@@ -103,7 +106,7 @@ async fn three_nodes_answer_with_their_names_and_a_kind_nobody_answers_is_empty(
         assert_eq!(a.reply.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(a.sender.is_self(), a.reply.name == "beta");
     }
-    // The replies were addressed to beta: no node ran its `location`
+    // The replies were addressed to beta: no node ran its `identity`
     // handler for them (a handler counts as dispatched).
     let before: Vec<u64> = nodes.iter().map(|n| n.stats().dispatched).collect();
     let empty = nodes[0]
@@ -118,7 +121,7 @@ async fn three_nodes_answer_with_their_names_and_a_kind_nobody_answers_is_empty(
         "nobody handled anything for a question nobody answers"
     );
     for n in &nodes {
-        // Each ran `answer` once; nobody ran `location_seen`.
+        // Each ran `answer` once; nobody ran `identity_seen`.
         assert_eq!(n.stats().dispatched, 1, "{}", n.name());
     }
     for n in nodes {
@@ -151,7 +154,7 @@ async fn none_is_no_answer_errors_are_counted_and_first_n_stops_early() {
 
     let started = tokio::time::Instant::now();
     let first = nodes[0]
-        .ask(WhereAreYou)
+        .ask(WhoAreYou)
         .within(Duration::from_secs(60))
         .first(2)
         .await

@@ -3,13 +3,13 @@
 //! `send().await` waits for room and then goes out in order, and a
 //! shutdown refuses a sender still waiting.
 
-mod support;
+mod common;
 
 use std::sync::Arc;
 
+use common::{within, Log, RecordingChat};
 use socketscience::wire::{self, BodyLimits, ChatText};
 use socketscience::{message, Error, Lines, Node};
-use support::{within, Log, RecordingChat};
 use tokio::sync::Semaphore;
 
 #[message("bp_numbered")]

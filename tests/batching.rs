@@ -3,19 +3,13 @@
 //! every node reads it, in order; a compressed body that would inflate past
 //! `max_envelope_bytes` is refused and counted.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::messages::{Location, Ping};
+use common::{wait_for, Log, CODECS};
 use socketscience::{message, wire, Codec, Context, LocalChat, Node};
-use support::{wait_for, Log, CODECS};
-
-#[message("ping")]
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ping {
-    pub location: String,
-    pub timestamp: f64,
-}
 
 #[message("batch_state")]
 #[derive(Debug, Clone, PartialEq)]
@@ -214,10 +208,6 @@ async fn a_compression_bomb_is_refused_and_counted() {
     assert_eq!(got.items(), [8]);
     node.shutdown().await.unwrap();
 }
-
-#[message("location")]
-#[derive(Debug, Clone, PartialEq)]
-pub struct Location(pub String);
 
 /// With `python_peers()`, nothing of this applies: on the same throttled
 /// chat, 50 queued pings go out one plain MessagePack envelope per post,

@@ -2,10 +2,10 @@
 //! node keeps serving. (Alone in its binary, so that resident memory is
 //! this test's.)
 
-mod support;
+mod common;
 
+use common::{json_frame, rss_bytes, wait_for, Log};
 use socketscience::{message, LocalChat, ReassemblyLimits};
-use support::{json_frame, rss_bytes, wait_for, Log};
 
 #[message("flood_ping")]
 pub struct FloodPing {
@@ -15,7 +15,7 @@ pub struct FloodPing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_never_finished_chunks_keeps_memory_flat() {
     let chat = LocalChat::with_max_message_len(400);
-    let node = support::join(&chat, "flood/0").await;
+    let node = common::join(&chat, "flood/0").await;
     let got = Log::default();
     let log = got.clone();
     node.register(move |p: FloodPing| log.push(p.n));

@@ -1,10 +1,10 @@
 //! Envelopes larger than one chat message travel in chunks and arrive whole,
 //! once, whatever the order the chunks come in.
 
-mod support;
+mod common;
 
+use common::{wait_for, Log, CODECS};
 use socketscience::{message, wire, ChatMessage, Codec, Context, LocalChat, Node};
-use support::{wait_for, Log, CODECS};
 
 #[message("blob")]
 #[derive(Debug, Clone, PartialEq)]

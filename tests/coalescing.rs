@@ -1,20 +1,14 @@
 //! A throttled chat: envelopes that wait share posts, in order, and every
 //! post stays readable by its receivers.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::messages::Ping;
+use common::{wait_for, Log};
 use socketscience::{message, Codec, Context, Envelope, LocalChat, Node};
-use support::{wait_for, Log};
 use tokio::time::Instant;
-
-#[message("ping")]
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ping {
-    pub location: String,
-    pub timestamp: f64,
-}
 
 #[message("coalesce_state")]
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,7 @@
 //! both ways at once (nothing more is posted or heard: as SIGKILL) and then
 //! shuts it down; a "partition" stops deliveries between two groups.
 
-mod support;
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

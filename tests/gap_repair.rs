@@ -8,19 +8,19 @@
 //! Tokio's clock is paused: the heartbeats, repair windows and timeouts
 //! run in virtual time, so the tests are quick and do not depend on load.
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Log;
 use socketscience::transport::BoxFuture;
 use socketscience::{
     message, ChatMessage, Codec, Context, LocalChat, Node, NodeBuilder, Stats, Transport,
     TransportIo,
 };
-use support::Log;
 use tokio::sync::broadcast;
 
 #[message("note")]
@@ -131,6 +131,17 @@ fn repairing(builder: NodeBuilder) -> NodeBuilder {
         .repair_window(Duration::from_secs(1))
         .repair_timeout(Duration::from_secs(120))
         .default_node(false)
+}
+
+/// Starts a [`repairing`] node named `name` on `member`, in `codec`,
+/// signing with `secret` if there is one.
+async fn start_repairing(name: &str, member: Member, codec: Codec, secret: Option<&str>) -> Node {
+    let builder = repairing(Node::builder(name).transport(member)).codec(codec);
+    let builder = match secret {
+        Some(secret) => builder.secret(secret),
+        None => builder,
+    };
+    builder.start().await.expect("start")
 }
 
 /// Waits (in virtual time) until every node lists `peers` peers.
@@ -267,21 +278,20 @@ async fn a_receiver_cut_off_catches_up_with_signed_json() {
 async fn cut_off_receiver_catches_up(codec: Codec, secret: Option<&str>) {
     let room = LossyRoom::new();
     let cut = Arc::new(AtomicBool::new(false));
-    let build = |name: &str, member: Member| {
-        let builder = repairing(Node::builder(name).transport(member)).codec(codec);
-        match secret {
-            Some(secret) => builder.secret(secret),
-            None => builder,
-        }
-    };
-    let sender = build("sender", room.join("smokey", 0, 1, Arc::default()))
-        .start()
-        .await
-        .expect("start");
-    let receiver = build("receiver", room.join("smokey", 0, 2, cut.clone()))
-        .start()
-        .await
-        .expect("start");
+    let sender = start_repairing(
+        "sender",
+        room.join("smokey", 0, 1, Arc::default()),
+        codec,
+        secret,
+    )
+    .await;
+    let receiver = start_repairing(
+        "receiver",
+        room.join("smokey", 0, 2, cut.clone()),
+        codec,
+        secret,
+    )
+    .await;
     let log = record(&receiver);
     let mut peers = receiver.watch_peers();
     until_peers(std::slice::from_ref(&receiver), 1).await;
@@ -395,7 +405,7 @@ async fn a_sender_restarted_while_a_receiver_was_cut_off_counts_the_lost_range()
 
 /// A frame of `body` (JSON) as a node posts it.
 fn frame(body: &str) -> String {
-    support::json_frame(body)
+    common::json_frame(body)
 }
 
 #[tokio::test(start_paused = true)]
@@ -532,21 +542,20 @@ async fn deflated_posts_lost_on_the_way_are_repaired_envelope_by_envelope() {
     ] {
         const NOTES: u64 = 900;
         let room = LossyRoom::new();
-        let build = |name: &str, member: Member| {
-            let builder = repairing(Node::builder(name).transport(member)).codec(codec);
-            match secret {
-                Some(secret) => builder.secret(secret),
-                None => builder,
-            }
-        };
-        let sender = build("sender", room.join("smokey", 0, 1, Arc::default()))
-            .start()
-            .await
-            .expect("start");
-        let receiver = build("receiver", room.join("smokey", 30, 7, Arc::default()))
-            .start()
-            .await
-            .expect("start");
+        let sender = start_repairing(
+            "sender",
+            room.join("smokey", 0, 1, Arc::default()),
+            codec,
+            secret,
+        )
+        .await;
+        let receiver = start_repairing(
+            "receiver",
+            room.join("smokey", 30, 7, Arc::default()),
+            codec,
+            secret,
+        )
+        .await;
         let log = record(&receiver);
         until_peers(std::slice::from_ref(&receiver), 1).await;
         // Bursts: the transport finds them queued and groups them. 300

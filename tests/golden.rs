@@ -10,30 +10,12 @@
 //! If the wire format changes on purpose, a failing test prints the new
 //! texts as Rust literals; update them here and in the docs together.
 
-mod support;
+mod common;
 
-use socketscience::{message, Codec, Envelope, LocalChat, Message, Node, Payload};
+use common::messages::{Heartbeat, MetasmokeState, Ping};
+use common::{within, Log, RecordingChat};
 use socketscience::{wire, Lines};
-use support::{within, Log, RecordingChat};
-
-#[message("ping")]
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ping {
-    pub location: String,
-    pub timestamp: f64,
-}
-
-#[message("heartbeat")]
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Heartbeat(pub f64);
-
-#[message("metasmoke_state")]
-#[serde(rename_all = "lowercase")]
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MetasmokeState {
-    Up,
-    Down,
-}
+use socketscience::{Codec, Envelope, LocalChat, Message, Node, Payload};
 
 const NAME: &str = "Henders/EC2";
 

@@ -2,12 +2,12 @@
 //! node keeps serving good envelopes and its memory stays flat. (Alone in
 //! its binary, so that resident memory is this test's.)
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::{json_frame, rss_bytes, wait_for, Log};
 use socketscience::{message, LocalChat, Node};
-use support::{json_frame, rss_bytes, wait_for, Log};
 
 #[message("order")]
 #[derive(Debug, Clone, PartialEq)]

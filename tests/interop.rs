@@ -17,52 +17,28 @@
 //! These tests fail, never skip, when `python3` or its `msgpack` library is
 //! missing: `scripts/test` installs them.
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use common::messages::{Heartbeat, Location, MetasmokeState, Ping};
+use common::{python, within};
 use socketscience::wire::{self, BodyLimits, ChatText};
 use socketscience::{
     handler, message, Codec, Context, Envelope, Error, LocalChat, Message, Node, Payload,
 };
-use support::within;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 // ---------------------------------------------------------------------------
 // Message types
 
-#[message("ping")]
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ping {
-    pub location: String,
-    pub timestamp: f64,
-}
-
-/// A newtype: its value on the wire is the bare float.
-#[message("heartbeat")]
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Heartbeat(pub f64);
-
-/// A unit enum: its value on the wire is the lowercase variant name.
-#[message("metasmoke_state")]
-#[serde(rename_all = "lowercase")]
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MetasmokeState {
-    Up,
-    Down,
-}
-
-/// SmokeDetector's status ping (metasmoke.py) sends
-/// `{"location": ..., "timestamp": ...}`: two kinds, each a bare value.
-#[message("location")]
-#[derive(Debug, Clone, PartialEq)]
-pub struct Location(pub String);
-
+/// With [`Location`] (tests/common/messages.rs), SmokeDetector's status
+/// ping (metasmoke.py): `{"location": ..., "timestamp": ...}`, two kinds,
+/// each a bare value.
 #[message("timestamp")]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timestamp(pub f64);
@@ -183,42 +159,7 @@ fn pings_seen_by(node: &str) -> Vec<SeenPing> {
 }
 
 // ---------------------------------------------------------------------------
-// Python
-
-/// Runs `tests/python/wire.py <command>` with `input` on stdin; its output
-/// lines. Panics (the test fails) when python3 or msgpack is missing.
-fn python(command: &str, input: &str) -> Vec<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/wire.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(command)
-        .env("PYTHONIOENCODING", "utf-8")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run python3 ({e}): the interop tests need python3 and its msgpack \
-                 library (scripts/test installs them)"
-            )
-        });
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(input.as_bytes()).expect("write to wire.py");
-    drop(stdin);
-    let out = child.wait_with_output().expect("wait for wire.py");
-    assert!(
-        out.status.success(),
-        "wire.py {command} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("wire.py prints UTF-8")
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
+// Python (the processes: tests/common/python.rs)
 
 /// `s` as a JSON string literal, ASCII only.
 fn json_string(s: &str) -> String {
@@ -298,7 +239,7 @@ fn python_encode_signed(payloads: &[(&str, u16, Option<&str>)]) -> Vec<String> {
             None => format!("{{\"payload\":{payload},\"digits\":{digits}}}"),
         })
         .collect();
-    let lines = python("encode", &format!("[{}]", items.join(",")));
+    let lines = python::wire("encode", &format!("[{}]", items.join(",")));
     assert_eq!(lines.len(), payloads.len(), "one frame per payload");
     lines.iter().map(|l| parse_json_string(l)).collect()
 }
@@ -306,65 +247,13 @@ fn python_encode_signed(payloads: &[(&str, u16, Option<&str>)]) -> Vec<String> {
 /// What Python reads from each chat text, as compact JSON with the keys in
 /// the order they were written.
 fn python_decode(texts: &[String]) -> Vec<String> {
-    let lines = python("decode", &json_strings(texts));
+    let lines = python::wire("decode", &json_strings(texts));
     assert_eq!(lines.len(), texts.len(), "one dict per frame");
     lines
 }
 
 // ---------------------------------------------------------------------------
 // SmokeDetector, transcribed (tests/python/smokedetector.py)
-
-/// One `smokedetector.py serve` process for the whole test run, fed one
-/// JSON request per line (tests share it, one request at a time).
-struct SmokeDetector {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-static SMOKEDETECTOR: Mutex<Option<SmokeDetector>> = Mutex::new(None);
-
-/// Sends `request` to the transcription of SmokeDetector; its answer.
-fn smokedetector(request: &serde_json::Value) -> serde_json::Value {
-    let mut server = SMOKEDETECTOR.lock().unwrap_or_else(|e| e.into_inner());
-    let server = server.get_or_insert_with(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/smokedetector.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg("serve")
-            .env("PYTHONIOENCODING", "utf-8")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run python3 ({e}): the interop tests need python3 and its msgpack \
-                     library (scripts/test installs them)"
-                )
-            });
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        SmokeDetector {
-            _child: child,
-            stdin,
-            stdout,
-        }
-    });
-    writeln!(server.stdin, "{request}").expect("write to smokedetector.py");
-    server.stdin.flush().expect("flush to smokedetector.py");
-    let mut line = String::new();
-    server
-        .stdout
-        .read_line(&mut line)
-        .expect("read from smokedetector.py");
-    let answer: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-        panic!("smokedetector.py answered {line:?}: {e} (is msgpack installed?)")
-    });
-    match answer.get("ok") {
-        Some(ok) => ok.clone(),
-        None => panic!("smokedetector.py failed: {answer}"),
-    }
-}
 
 /// What SmokeDetector did with one chat message: the payload `msgpack.loads`
 /// gave (compact JSON), the callbacks called (kind and Python `repr` of the
@@ -430,7 +319,7 @@ impl Outcome {
 /// (by its own account, or by another one), with recording callbacks for
 /// `callbacks`.
 fn smokedetector_on_msg(texts: &[String], callbacks: &[&str], own_account: bool) -> Vec<Outcome> {
-    let answer = smokedetector(&serde_json::json!({
+    let answer = python::smokedetector(&serde_json::json!({
         "on_msg": texts, "callbacks": callbacks, "own_account": own_account,
     }));
     let outcomes: Vec<Outcome> = answer
@@ -446,7 +335,7 @@ fn smokedetector_on_msg(texts: &[String], callbacks: &[&str], own_account: bool)
 /// What SmokeDetector does with each of its own `send`s of these payloads
 /// (JSON text, read by Python's `json.loads`) when it reads them back.
 fn smokedetector_send_receive(payloads: &[String], callbacks: &[&str]) -> Vec<Outcome> {
-    let answer = smokedetector(&serde_json::json!({
+    let answer = python::smokedetector(&serde_json::json!({
         "send_receive": payloads, "callbacks": callbacks,
     }));
     let outcomes: Vec<Outcome> = answer
@@ -955,7 +844,7 @@ async fn signed_envelopes_interoperate() {
             json_string(&frames[0]),
             json_string(secret)
         );
-        python("verify", &input)
+        python::wire("verify", &input)
     };
     assert_eq!(verify(SECRET), ["true"]);
     assert_eq!(verify("another secret"), ["false"]);
@@ -1202,7 +1091,8 @@ async fn wide_integers_reach_python_as_numbers_or_are_refused() {
         other => panic!("expected an encoding error, got {other:?}"),
     }
     assert_eq!(receiver.stats().sent, 0);
-    let python = smokedetector(&serde_json::json!({"send": ["{\"huge\": 18446744073709551616}"]}));
+    let python =
+        python::smokedetector(&serde_json::json!({"send": ["{\"huge\": 18446744073709551616}"]}));
     assert_eq!(python[0]["raised"], "OverflowError", "{python}");
 }
 
@@ -1352,11 +1242,11 @@ async fn python_peers_refuses_json_and_single_line_chats_at_start() {
         ),
         "{json:?}"
     );
-    let irc_like = support::RecordingChat {
+    let irc_like = common::RecordingChat {
         lines: socketscience::Lines::Single,
         max_len: 400,
         gate: None,
-        posts: support::Log::default(),
+        posts: common::Log::default(),
     };
     let single = Node::builder("interop/peers-single-line")
         .transport(irc_like)
@@ -1892,7 +1782,7 @@ async fn python_ignores_heartbeats_and_repair_posts() {
     // Another instance missed it and asks for it again.
     chat.say(
         "other-bot",
-        &support::json_frame(&format!(
+        &common::json_frame(&format!(
             r#"{{"_from":"Undo/laptop","_sid":7,"_hb":0,"_rq":[["Henders/EC2",{},0,1]]}}"#,
             node.session()
         )),

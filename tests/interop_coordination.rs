@@ -9,58 +9,26 @@
 //!   question's and the reply's kinds: Python's callbacks for those kinds
 //!   run as for any kind, and `_ask` / `_re` have none.
 
-mod support;
+mod common;
 
 use std::future::IntoFuture as _;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use socketscience::{handler, message, Codec, Context, Failover, LocalChat, Node};
-use support::within;
-
-#[message("where_are_you", reply = Location)]
-pub struct WhereAreYou;
-
-#[message("location")]
-#[derive(Debug)]
-pub struct Location(pub String);
+use common::messages::{Location, WhereAreYou};
+use common::within;
+use socketscience::{handler, Codec, Context, Failover, LocalChat, Node};
 
 #[handler]
 fn answer(_: WhereAreYou, cx: Context) -> Location {
     Location(cx.node().name().into())
 }
 
-/// Runs `tests/python/wire.py <command>` on the chat texts.
+/// Runs `tests/python/wire.py <command>` on the chat texts; one JSON value
+/// per text.
 fn python(command: &str, texts: &[String]) -> Vec<serde_json::Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/wire.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(command)
-        .env("PYTHONIOENCODING", "utf-8")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run python3 ({e}): the interop tests need python3 and its msgpack \
-                 library (scripts/test installs them)"
-            )
-        });
     let input = serde_json::to_string(texts).unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "wire.py {command} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
+    let lines: Vec<serde_json::Value> = common::python::wire(command, &input)
+        .iter()
         .map(|l| serde_json::from_str(l).expect("wire.py prints JSON"))
         .collect();
     assert_eq!(lines.len(), texts.len(), "one result per text");
@@ -158,29 +126,9 @@ async fn python_reads_failover_heartbeats_questions_and_replies() {
 /// (`tests/python/smokedetector.py`) does with each chat text posted by its
 /// own account, with recording callbacks for `callbacks`.
 fn smokedetector_on_msg(texts: &[String], callbacks: &[&str]) -> Vec<serde_json::Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/smokedetector.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg("serve")
-        .env("PYTHONIOENCODING", "utf-8")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): scripts/test installs it"));
     let request = serde_json::json!({"on_msg": texts, "callbacks": callbacks, "own_account": true});
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{request}").unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "smokedetector.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: serde_json::Value =
-        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).expect("JSON");
-    let outcomes = answer["ok"]
+    let answer = common::python::smokedetector(&request);
+    let outcomes = answer
         .as_array()
         .unwrap_or_else(|| panic!("smokedetector.py: {answer}"))
         .clone();

@@ -5,13 +5,12 @@
 //! a daemon restart, a shutdown that says what it could not post, and
 //! settings that cannot work refused at start.
 
-#[path = "common/irc_server.rs"]
-mod irc_server;
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use irc_server::{IrcServer, Options};
+use common::irc_server::{IrcServer, Options};
 use socketscience::{message, Context, Error, IrcChat, IrcStatus, Node};
 
 #[message("irc_test_note")]

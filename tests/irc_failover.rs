@@ -5,18 +5,13 @@
 //! never does; the killed instance, started again, comes back as a standby,
 //! learns who is active, and stays a standby.
 
-#[path = "common/irc_server.rs"]
-mod irc_server;
-#[path = "common/processes.rs"]
-mod processes;
+mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use irc_server::IrcServer;
-use processes::example_binary;
+use common::irc_server::IrcServer;
+use common::processes::{describe_all, example_binary, wait_until, Process};
 
 const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
 const NICKS: [&str; 3] = ["smokey-henders", "smokey-teward", "smokey-undo"];
@@ -27,18 +22,11 @@ const LEASE: Duration = Duration::from_millis(4_000);
 /// the client's send rate hold a line for up to a second or two.
 const CHAT_DELAY: Duration = Duration::from_millis(3_000);
 
-/// One `failover` process; its output collected line by line, with when
-/// each line arrived.
-struct Instance {
-    name: &'static str,
-    child: Child,
-    stdout: Arc<Mutex<Vec<(Instant, String)>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Instance {
-    fn spawn(server: &str, i: usize) -> Instance {
-        let mut child = Command::new(example_binary("failover"))
+/// Starts the `failover` example as instance `i`.
+fn spawn(server: &str, i: usize) -> Process {
+    Process::spawn(
+        NAMES[i],
+        Command::new(example_binary("failover"))
             .args(["--server", server, "--channel", "#failover"])
             .args([
                 "--nick",
@@ -51,106 +39,26 @@ impl Instance {
             .args(["--heartbeat", &HEARTBEAT.as_millis().to_string()])
             .args(["--lease", &LEASE.as_millis().to_string()])
             .env("RUST_LOG", "socketscience=info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the failover example");
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let sink = out.clone();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push((Instant::now(), line));
-            }
-        });
-        let err = Arc::new(Mutex::new(Vec::new()));
-        let sink = err.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Instance {
-            name: NAMES[i],
-            child,
-            stdout: out,
-            stderr: err,
-        }
-    }
+            .stdin(Stdio::piped()),
+    )
+}
 
+/// What a `failover` process reports.
+impl Process {
     /// Its latest role line (`active` or `standby`).
     fn role(&self) -> Option<String> {
-        self.stdout
-            .lock()
-            .unwrap()
+        self.stdout()
             .iter()
             .rev()
-            .find_map(|(_, l)| l.strip_prefix("ROLE ").map(str::to_owned))
+            .find_map(|l| l.strip_prefix("ROLE ").map(str::to_owned))
     }
 
     /// When it first reported itself active, if it did.
     fn became_active(&self) -> Option<Instant> {
-        self.stdout
-            .lock()
-            .unwrap()
+        self.stdout_timed()
             .iter()
             .find(|(_, l)| l == "ROLE active")
             .map(|(t, _)| *t)
-    }
-
-    fn printed(&self, line: impl Fn(&str) -> bool) -> bool {
-        self.stdout.lock().unwrap().iter().any(|(_, l)| line(l))
-    }
-
-    fn describe(&self) -> String {
-        let out: Vec<String> = self
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, l)| l.clone())
-            .collect();
-        format!(
-            "--- {} stdout ---\n{}\n--- stderr ---\n{}",
-            self.name,
-            out.join("\n"),
-            self.stderr.lock().unwrap().join("\n")
-        )
-    }
-
-    fn sigkill(&mut self) {
-        // `Child::kill` sends SIGKILL on Unix: no goodbye, no flush.
-        self.child.kill().expect("SIGKILL the instance");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn describe_all(fleet: &[&Instance]) -> String {
-    fleet
-        .iter()
-        .map(|i| i.describe())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn wait_until(what: &str, limit: Duration, fleet: &[&Instance], done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "{what}: not within {limit:?}\n{}",
-            describe_all(fleet)
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -158,9 +66,9 @@ fn wait_until(what: &str, limit: Duration, fleet: &[&Instance], done: impl Fn() 
 fn sigkill_the_active_instance_and_exactly_one_standby_takes_over() {
     let server = IrcServer::start();
     let addr = server.addr();
-    let mut a = Instance::spawn(&addr, 0);
-    let b = Instance::spawn(&addr, 1);
-    let c = Instance::spawn(&addr, 2);
+    let mut a = spawn(&addr, 0);
+    let b = spawn(&addr, 1);
+    let c = spawn(&addr, 2);
 
     // The highest priority is elected once everyone has listened a lease.
     wait_until(
@@ -215,7 +123,7 @@ fn sigkill_the_active_instance_and_exactly_one_standby_takes_over() {
     );
 
     // The killed one, started again, is a standby that learns who is active.
-    let restarted = Instance::spawn(&addr, 0);
+    let restarted = spawn(&addr, 0);
     wait_until(
         "the restarted instance learning the active",
         Duration::from_secs(30),

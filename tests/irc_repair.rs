@@ -11,40 +11,27 @@
 //!   lost (it logs it), and runs everything of the new session, from its
 //!   first note.
 
-#[path = "common/irc_server.rs"]
-mod irc_server;
-#[path = "common/processes.rs"]
-mod processes;
-#[path = "common/tcp_proxy.rs"]
-mod tcp_proxy;
+mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use irc_server::IrcServer;
-use processes::{collect_output, example_binary, Output};
-use tcp_proxy::TcpProxy;
+use common::irc_server::IrcServer;
+use common::processes::{example_binary, wait_until, Process};
+use common::tcp_proxy::TcpProxy;
 
 const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
 const NICKS: [&str; 3] = ["smokey-henders", "smokey-teward", "smokey-undo"];
 /// The instance behind the proxy.
 const CUT: usize = 2;
 
-/// One `irc_node` process; its output collected line by line.
-struct Instance {
-    name: &'static str,
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Instance {
-    fn spawn(server: &str, i: usize, peers: &[usize], extra: &[&str]) -> Instance {
-        let peers: Vec<&str> = peers.iter().map(|&j| NICKS[j]).collect();
-        let mut child = Command::new(example_binary("irc_node"))
+/// Starts the `irc_node` example as instance `i`, listening to `peers`.
+fn spawn(server: &str, i: usize, peers: &[usize], extra: &[&str]) -> Process {
+    let peers: Vec<&str> = peers.iter().map(|&j| NICKS[j]).collect();
+    Process::spawn(
+        NAMES[i],
+        Command::new(example_binary("irc_node"))
             .args(["--server", server, "--channel", "#repair"])
             .args(["--nick", NICKS[i], "--name", NAMES[i]])
             .args(["--peers", &peers.join(","), "--trust", "smokey-*"])
@@ -53,50 +40,14 @@ impl Instance {
             .args(["--timeout", "200000", "--wait-stdin"])
             .args(extra)
             .env("RUST_LOG", "socketscience=info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the irc_node example");
-        let Output {
-            stdout,
-            stderr,
-            readers,
-        } = collect_output(&mut child);
-        Instance {
-            name: NAMES[i],
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
+            .stdin(Stdio::piped()),
+    )
+}
 
-    /// The notes it ran, by sender, in order.
-    fn runs(&self) -> BTreeMap<String, Vec<u64>> {
-        let mut by_sender: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        for line in self.stdout.lock().unwrap().iter() {
-            if let Some(rest) = line.strip_prefix("DISPATCH ") {
-                let (from, index) = rest.rsplit_once(' ').expect("DISPATCH <from> <index>");
-                by_sender
-                    .entry(from.to_owned())
-                    .or_default()
-                    .push(index.parse().expect("an index"));
-            }
-        }
-        by_sender
-    }
-
+impl Process {
+    /// The notes it ran from `from`, in order.
     fn ran(&self, from: &str) -> Vec<u64> {
         self.runs().remove(from).unwrap_or_default()
-    }
-
-    fn printed(&self, prefix: &str) -> bool {
-        self.stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.starts_with(prefix))
     }
 
     /// Closes its stdin: it shuts down.
@@ -107,69 +58,25 @@ impl Instance {
     /// Waits for it to exit successfully; gives its `DONE` line's numbers.
     fn finish(&mut self, within: Duration) -> BTreeMap<String, u64> {
         self.release();
-        let deadline = Instant::now() + within;
-        loop {
-            match self.child.try_wait().expect("poll the instance") {
-                Some(status) if status.success() => break,
-                Some(status) => panic!("{} exited with {status}\n{}", self.name, self.describe()),
-                None if Instant::now() >= deadline => {
-                    panic!("{} did not finish\n{}", self.name, self.describe())
-                }
-                None => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        let lines = self.stdout.lock().unwrap().clone();
-        let done = lines
-            .iter()
-            .find_map(|l| l.strip_prefix("DONE "))
-            .unwrap_or_else(|| panic!("{} printed no DONE line\n{}", self.name, self.describe()));
-        done.split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.parse().expect("a number")))
-            .collect()
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "--- {} stdout ---\n{}\n--- {} stderr ---\n{}",
-            self.name,
-            self.stdout.lock().unwrap().join("\n"),
-            self.name,
-            self.stderr.lock().unwrap().join("\n")
-        )
+        self.wait_success(Instant::now() + within, within);
+        self.done()
     }
 }
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn describe_all(fleet: &[&Instance]) -> String {
-    fleet
-        .iter()
-        .map(|i| i.describe())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Waits until `done` holds, polling; panics with the fleet's output after
-/// `limit`.
-fn wait_until(what: &str, limit: Duration, fleet: &[&Instance], done: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {limit:?}\n{}",
-            describe_all(fleet)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// The three instances, each sending `notes`; instance [`CUT`] reaches the
+/// daemon through `proxy`.
+fn start_fleet(server: &IrcServer, proxy: &TcpProxy, notes: &[&str]) -> Vec<Process> {
+    (0..3)
+        .map(|i| {
+            let addr = if i == CUT {
+                proxy.addr()
+            } else {
+                server.addr()
+            };
+            let peers: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+            spawn(&addr, i, &peers, notes)
+        })
+        .collect()
 }
 
 /// The cut: severs the proxy for `length`, then restores it.
@@ -185,19 +92,9 @@ fn an_instance_cut_off_for_20_s_gets_everything_through_repair() {
     let proxy = TcpProxy::start(&server.addr());
     let count = 40u64;
     let notes = ["--count", "40", "--interval", "700", "--expect", "120"];
-    let mut fleet: Vec<Instance> = (0..3)
-        .map(|i| {
-            let addr = if i == CUT {
-                proxy.addr()
-            } else {
-                server.addr()
-            };
-            let peers: Vec<usize> = (0..3).filter(|&j| j != i).collect();
-            Instance::spawn(&addr, i, &peers, &notes)
-        })
-        .collect();
+    let mut fleet = start_fleet(&server, &proxy, &notes);
     {
-        let refs: Vec<&Instance> = fleet.iter().collect();
+        let refs: Vec<&Process> = fleet.iter().collect();
         wait_until(
             "the cut-off instance got going",
             Duration::from_secs(60),
@@ -208,12 +105,12 @@ fn an_instance_cut_off_for_20_s_gets_everything_through_repair() {
     let before = fleet[CUT].runs();
     cut_for(&proxy, Duration::from_secs(21));
     {
-        let refs: Vec<&Instance> = fleet.iter().collect();
+        let refs: Vec<&Process> = fleet.iter().collect();
         wait_until(
             "every instance ran every note",
             Duration::from_secs(150),
             &refs,
-            || fleet.iter().all(|i| i.printed("ALL ")),
+            || fleet.iter().all(|i| i.printed(|l| l.starts_with("ALL "))),
         );
     }
     let done: Vec<BTreeMap<String, u64>> = fleet
@@ -259,19 +156,9 @@ fn a_sender_restarted_during_the_cut_leaves_a_counted_lost_range() {
     let server = IrcServer::start();
     let proxy = TcpProxy::start(&server.addr());
     let notes = ["--count", "40", "--interval", "700", "--expect", "0"];
-    let mut fleet: Vec<Instance> = (0..3)
-        .map(|i| {
-            let addr = if i == CUT {
-                proxy.addr()
-            } else {
-                server.addr()
-            };
-            let peers: Vec<usize> = (0..3).filter(|&j| j != i).collect();
-            Instance::spawn(&addr, i, &peers, &notes)
-        })
-        .collect();
+    let mut fleet = start_fleet(&server, &proxy, &notes);
     {
-        let refs: Vec<&Instance> = fleet.iter().collect();
+        let refs: Vec<&Process> = fleet.iter().collect();
         wait_until(
             "the cut-off instance got going",
             Duration::from_secs(60),
@@ -287,7 +174,7 @@ fn a_sender_restarted_during_the_cut_leaves_a_counted_lost_range() {
     let _ = fleet[0].child.kill();
     let _ = fleet[0].child.wait();
     let old_session_heard_by_witness = fleet[1].ran(NAMES[0]);
-    let restarted = Instance::spawn(
+    let restarted = spawn(
         &server.addr(),
         0,
         &[1],

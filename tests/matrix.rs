@@ -6,16 +6,15 @@
 //! restarted from its state file, a gap past the backfill bound, a 100 KB
 //! envelope, a token that stops working, and connect's errors.
 
-#[path = "common/synapse.rs"]
-mod synapse;
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::synapse::{Options, Synapse};
 use socketscience::matrix::MatrixError;
 use socketscience::{message, Context, Error, MatrixChat, Node};
-use synapse::{Options, Synapse};
 
 #[message("matrix_test_beverage")]
 #[derive(Debug, Clone, PartialEq)]

@@ -3,10 +3,10 @@
 //! nested types' `#[serde(...)]` attributes shape the wire: no serde
 //! derive or dependency of the test's own.
 
-mod support;
+mod common;
 
+use common::{json_frame, wait_for, Log, CODECS};
 use socketscience::{data, message, Codec, LocalChat, Node};
-use support::{json_frame, wait_for, Log, CODECS};
 
 #[data]
 #[derive(Debug, Clone, PartialEq)]

@@ -1,19 +1,18 @@
 //! `StackExchangeChat` against a stand-in Stack Exchange chat server on
-//! loopback (`tests/sechat_standin`, built from the public clients'
+//! loopback (`tests/common/sechat_standin.rs`, built from the public clients'
 //! descriptions): login (and logged-out pages that link to other users),
 //! posting with its per-account throttle, repeat rule, failures and room
 //! timeouts, the websocket, cut messages whose sources fail for a while,
 //! reconnects. Not the live site.
 
-mod sechat_standin;
-mod support;
+mod common;
 
 use std::time::Duration;
 
-use sechat_standin::{StandIn, ACTIVE_USER};
+use common::sechat_standin::{StandIn, ACTIVE_USER};
+use common::{wait_for, Log};
 use socketscience::stackexchange::{StackExchangeChatBuilder, StackExchangeError};
 use socketscience::{message, wire, Context, Node, StackExchangeChat};
-use support::{wait_for, Log};
 
 const ROOM: u64 = 11540;
 const SMOKEY: u64 = 120914;
@@ -69,6 +68,15 @@ fn serve_beverages(node: &Node) -> Log<(String, u64, String)> {
         ));
     });
     log
+}
+
+/// The pair most tests use: a receiver ("teward/vps") serving beverages,
+/// and a sender ("Henders/EC2"), each logged in with its own session.
+async fn receiver_and_sender(standin: &StandIn) -> (Node, Log<(String, u64, String)>, Node) {
+    let receiver = node("teward/vps", builder(standin).connect().await.unwrap()).await;
+    let served = serve_beverages(&receiver);
+    let sender = node("Henders/EC2", builder(standin).connect().await.unwrap()).await;
+    (receiver, served, sender)
 }
 
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -211,9 +219,7 @@ async fn three_nodes_exchange_through_login_post_websocket_and_dispatch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttle_waits_are_honoured_and_coalescing_cuts_the_post_count() {
     let standin = standin().await;
-    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
-    let served = serve_beverages(&receiver);
-    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+    let (receiver, served, sender) = receiver_and_sender(&standin).await;
 
     // One post a second at most: the post after the first is answered 409,
     // and what the program sends meanwhile waits in the node's queue.
@@ -381,9 +387,7 @@ async fn dropped_and_silent_sockets_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_humans_and_other_rooms_are_not_dispatched() {
     let standin = standin().await;
-    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
-    let served = serve_beverages(&receiver);
-    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+    let (receiver, served, sender) = receiver_and_sender(&standin).await;
 
     sender.send(beverage(1, "coffee")).await.unwrap();
     wait_len(&served, 1, "the first serving").await;
@@ -411,9 +415,7 @@ async fn edits_humans_and_other_rooms_are_not_dispatched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_logs_in_again() {
     let standin = standin().await;
-    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
-    let served = serve_beverages(&receiver);
-    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+    let (receiver, served, sender) = receiver_and_sender(&standin).await;
     sender.send(beverage(1, "coffee")).await.unwrap();
     wait_len(&served, 1, "the first serving").await;
     let logins = standin.counts().logins;
@@ -558,9 +560,7 @@ async fn logged_out_pages_with_user_links_elsewhere_are_not_a_login() {
     let _ = std::fs::remove_file(&cookie_file);
 
     // A session that expires while running is renewed as the same user.
-    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
-    let served = serve_beverages(&receiver);
-    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+    let (receiver, served, sender) = receiver_and_sender(&standin).await;
     sender.send(beverage(1, "coffee")).await.unwrap();
     wait_len(&served, 1, "the first serving").await;
     let logins = standin.counts().logins;
@@ -732,9 +732,7 @@ async fn a_source_that_stays_unreadable_is_counted_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_in_timeout_is_waited_out() {
     let standin = standin().await;
-    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
-    let served = serve_beverages(&receiver);
-    let sender = node("Henders/EC2", builder(&standin).connect().await.unwrap()).await;
+    let (receiver, served, sender) = receiver_and_sender(&standin).await;
     // 404 "The room is in timeout, ending in N seconds" for 3 s.
     standin.timeout_room(ROOM, Duration::from_secs(3));
     sender.send(beverage(1, "coffee")).await.unwrap();

@@ -2,12 +2,12 @@
 //! replayed envelopes are each dropped and counted under their own reason,
 //! while trusted, signed, fresh ones run; secrets rotate both ways.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::{json_frame, wait_for, Log, CODECS};
 use socketscience::{message, Codec, LocalChat, Node, NodeBuilder};
-use support::{json_frame, wait_for, Log, CODECS};
 
 #[message("order")]
 #[derive(Debug, Clone, PartialEq)]

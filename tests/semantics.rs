@@ -3,31 +3,13 @@
 //! unknown kinds and bad values, handler failures, per-sender order, and a
 //! shutdown that loses nothing.
 
-mod support;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::messages::{Heartbeat, MetasmokeState, Ping};
+use common::{json_frame, wait_for, Log, CODECS};
 use socketscience::{handler, message, Codec, Context, Envelope, LocalChat, Node};
-use support::{json_frame, wait_for, Log, CODECS};
-
-#[message("ping")]
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ping {
-    pub location: String,
-    pub timestamp: f64,
-}
-
-#[message("heartbeat")]
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Heartbeat(pub f64);
-
-#[message("metasmoke_state")]
-#[serde(rename_all = "lowercase")]
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MetasmokeState {
-    Up,
-    Down,
-}
 
 #[message("sem_counted")]
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +48,7 @@ async fn count_async(m: Counted, cx: Context) -> Result<(), String> {
 async fn fleet(chat: &LocalChat, prefix: &str, n: usize) -> Vec<Node> {
     let mut nodes = Vec::new();
     for i in 0..n {
-        let node = support::join(chat, format!("{prefix}/{i}")).await;
+        let node = common::join(chat, format!("{prefix}/{i}")).await;
         nodes.push(node);
     }
     nodes
@@ -192,7 +174,7 @@ async fn an_envelope_carries_several_kinds_in_one_chat_message() {
 #[tokio::test]
 async fn untrusted_accounts_are_ignored_and_counted() {
     let chat = LocalChat::new();
-    let own = support::join(&chat, "trust/own").await;
+    let own = common::join(&chat, "trust/own").await;
     let patterned = Node::builder("trust/patterned")
         .transport(chat.join("smokey-b"))
         .trust("smokey-*")
@@ -244,7 +226,7 @@ async fn untrusted_accounts_are_ignored_and_counted() {
 #[tokio::test]
 async fn unknown_kinds_and_bad_values_are_counted_and_the_other_kinds_still_run() {
     let chat = LocalChat::new();
-    let node = support::join(&chat, "unknown/0").await;
+    let node = common::join(&chat, "unknown/0").await;
     let got = Log::default();
     let log = got.clone();
     node.register(move |p: Ping| log.push(p.location));
@@ -266,7 +248,7 @@ async fn unknown_kinds_and_bad_values_are_counted_and_the_other_kinds_still_run(
 #[tokio::test]
 async fn a_failing_or_panicking_handler_is_counted_and_the_node_goes_on() {
     let chat = LocalChat::new();
-    let node = support::join(&chat, "failing/0").await;
+    let node = common::join(&chat, "failing/0").await;
     let after = Log::default();
     node.register(|h: Heartbeat| -> Result<(), String> {
         if h.0 < 0.0 {
@@ -404,7 +386,7 @@ async fn shutdown_posts_and_runs_everything_queued() {
 #[tokio::test]
 async fn bad_input_from_the_room_never_panics_and_is_counted() {
     let chat = LocalChat::new();
-    let node = support::join(&chat, "bad/0").await;
+    let node = common::join(&chat, "bad/0").await;
     let got = Log::default();
     let log = got.clone();
     node.register(move |p: Ping| log.push(p.location));

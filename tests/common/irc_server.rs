@@ -15,8 +15,6 @@
 //! off DNS, ident and PAM lookups. It is killed when dropped. Starting it
 //! fails the test loudly; it never skips.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -11,8 +11,6 @@
 //! watchdog shell also kills it when the test process dies. Starting it
 //! fails the test loudly when Synapse is missing; it never skips.
 
-#![allow(dead_code)]
-
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

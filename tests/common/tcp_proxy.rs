@@ -4,8 +4,6 @@
 //! stands for an instance's own network failing while the chat server and
 //! the other instances stay up.
 
-#![allow(dead_code)]
-
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

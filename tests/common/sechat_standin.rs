@@ -1,4 +1,5 @@
-//! A stand-in for Stack Exchange chat, on loopback, for `tests/sechat.rs`.
+//! A stand-in for Stack Exchange chat, on loopback, for `tests/sechat.rs`
+//! (feature `stackexchange`: it is built on axum).
 //!
 //! It speaks the protocol the open-source clients agree on, as the
 //! transport must see it:
@@ -41,7 +42,6 @@
 //!
 //! It is a stand-in built from the public clients' descriptions of the
 //! protocol, not the live site.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -2,17 +2,14 @@
 //! whatever a room posts, the receive path of a node returns (never panics)
 //! and only counts; and it still serves a good envelope afterwards.
 
+mod common;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use common::messages::Ping;
 use proptest::prelude::*;
 use socketscience::harness::Harness;
 use socketscience::{message, ChatMessage, LocalChat, Node};
-
-#[message("ping")]
-pub struct Ping {
-    pub location: String,
-    pub timestamp: f64,
-}
 
 #[message("state")]
 #[serde(rename_all = "lowercase")]

@@ -1,5 +1,30 @@
-//! Helpers shared by the integration tests.
+//! Everything the integration tests share, as one module: each test binary
+//! (`tests/NAME.rs`) says `mod common;` and uses what it needs (the Rust
+//! book's convention; files below `tests/` are not test binaries).
+//!
+//! - here: in-process nodes on a [`LocalChat`] and what tests do with them
+//!   (wait on stats, logs, frames made by hand, a recording chat);
+//! - [`messages`]: the message types several tests share, declared once;
+//! - [`python`]: Python SocketScience and SmokeDetector, run by `python3`;
+//! - [`irc_server`]: a real ngIRCd; [`tcp_proxy`]: a proxy a test can cut;
+//! - [`processes`]: the examples run as OS processes;
+//! - `sechat_standin` (feature `stackexchange`): the stand-in Stack
+//!   Exchange chat server;
+//! - `synapse` (feature `matrix`): a real Synapse.
+//!
+//! Each test binary uses only part of this module, so unused code is
+//! allowed here, once for the whole module, rather than in each file.
 #![allow(dead_code)]
+
+pub mod irc_server;
+pub mod messages;
+pub mod processes;
+pub mod python;
+#[cfg(feature = "stackexchange")]
+pub mod sechat_standin;
+#[cfg(feature = "matrix")]
+pub mod synapse;
+pub mod tcp_proxy;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
