@@ -4,7 +4,7 @@
 use crate::dispatch::Dispatcher;
 use crate::envelope::Payload;
 use crate::error::{Error, Result};
-use crate::local::LocalChat;
+use crate::LocalChat;
 use crate::node::{Node, NodeBuilder};
 use crate::transport::{ChatMessage, TransportIo};
 
