@@ -5,6 +5,8 @@
 //! message may be. Framing, chunking, trust, decoding, deduplication,
 //! dispatch and counting are the node's, written once for every transport.
 
+#[cfg(any(feature = "irc", feature = "stackexchange", feature = "matrix"))]
+mod backoff;
 #[cfg(feature = "irc")]
 pub(crate) mod irc;
 pub(crate) mod local;
