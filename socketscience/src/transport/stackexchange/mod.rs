@@ -87,6 +87,7 @@ use tracing::{debug, error, warn};
 
 use crate::error::{Error, Result};
 use crate::node::NodeShared;
+use crate::transport::backoff::Backoff;
 use crate::transport::{BoxFuture, Transport, TransportIo};
 use crate::wire;
 use client::{Client, Credentials, Endpoints, PostAnswer};
@@ -633,7 +634,7 @@ async fn post_text(
 ) -> PostDone {
     let settings = &client.settings;
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let tries = settings.max_post_tries.max(1);
     let mut failures = 0;
     let mut repeats = 0;
@@ -718,8 +719,7 @@ async fn post_text(
                 failures += 1;
                 warn!(room = client.room, %reason, failures, "a post failed");
                 if failures < tries {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
