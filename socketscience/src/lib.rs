@@ -149,6 +149,12 @@ pub use envelope::{Envelope, Payload};
 pub use error::{Error, Result};
 pub use failover::{Failover, Role};
 pub use handler::{Handler, HandlerResult};
+pub use message::{message_types, Message, MessageType};
+pub use node::{Context, Node, NodeBuilder, Sender};
+pub use presence::Peer;
+pub use reassembly::ReassemblyLimits;
+pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV};
+pub use stats::Stats;
 #[cfg(feature = "irc")]
 pub use transport::irc::{IrcChat, IrcStatus};
 pub use transport::local::{LocalChat, LocalTransport};
@@ -157,17 +163,11 @@ pub use transport::local::{LocalChat, LocalTransport};
 pub use transport::matrix;
 #[cfg(feature = "matrix")]
 pub use transport::matrix::MatrixChat;
-pub use message::{message_types, Message, MessageType};
-pub use node::{Context, Node, NodeBuilder, Sender};
-pub use presence::Peer;
-pub use reassembly::ReassemblyLimits;
-pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV};
 #[cfg(feature = "stackexchange")]
 #[doc(inline)]
 pub use transport::stackexchange;
 #[cfg(feature = "stackexchange")]
 pub use transport::stackexchange::StackExchangeChat;
-pub use stats::Stats;
 pub use transport::{ChatMessage, Transport, TransportIo};
 pub use wire::{Codec, Lines};
 
