@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::proto::irc_lower;
 
-/// What an [`IrcChat`] is doing, for health checks, logs and tests. Cheap
+/// What an [`IrcChat`](super::IrcChat) is doing, for health checks, logs and tests. Cheap
 /// to clone; every clone sees the same connection.
 #[derive(Clone, Default)]
 pub struct IrcStatus {
