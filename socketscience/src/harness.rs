@@ -4,9 +4,9 @@
 use crate::dispatch::Dispatcher;
 use crate::envelope::Payload;
 use crate::error::{Error, Result};
-use crate::local::LocalChat;
 use crate::node::{Node, NodeBuilder};
 use crate::transport::{ChatMessage, TransportIo};
+use crate::LocalChat;
 
 /// A node whose paths run on the caller's thread.
 pub struct Harness {

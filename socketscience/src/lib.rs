@@ -131,12 +131,6 @@ mod failover;
 mod handler;
 #[doc(hidden)]
 pub mod harness;
-/// The IRC transport (feature `irc`, on by default).
-#[cfg(feature = "irc")]
-mod irc;
-mod local;
-#[cfg(feature = "matrix")]
-pub mod matrix;
 mod message;
 mod msgpack;
 mod node;
@@ -145,8 +139,6 @@ mod presence;
 mod reassembly;
 mod repair;
 mod security;
-#[cfg(feature = "stackexchange")]
-pub mod stackexchange;
 mod stats;
 mod sync;
 pub mod transport;
@@ -157,19 +149,25 @@ pub use envelope::{Envelope, Payload};
 pub use error::{Error, Result};
 pub use failover::{Failover, Role};
 pub use handler::{Handler, HandlerResult};
-#[cfg(feature = "irc")]
-pub use irc::{IrcChat, IrcStatus};
-pub use local::{LocalChat, LocalTransport};
-#[cfg(feature = "matrix")]
-pub use matrix::MatrixChat;
 pub use message::{message_types, Message, MessageType};
 pub use node::{Context, Node, NodeBuilder, Sender};
 pub use presence::Peer;
 pub use reassembly::ReassemblyLimits;
 pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV};
-#[cfg(feature = "stackexchange")]
-pub use stackexchange::StackExchangeChat;
 pub use stats::Stats;
+#[cfg(feature = "irc")]
+pub use transport::irc::{IrcChat, IrcStatus};
+pub use transport::local::{LocalChat, LocalTransport};
+#[cfg(feature = "matrix")]
+#[doc(inline)]
+pub use transport::matrix;
+#[cfg(feature = "matrix")]
+pub use transport::matrix::MatrixChat;
+#[cfg(feature = "stackexchange")]
+#[doc(inline)]
+pub use transport::stackexchange;
+#[cfg(feature = "stackexchange")]
+pub use transport::stackexchange::StackExchangeChat;
 pub use transport::{ChatMessage, Transport, TransportIo};
 pub use wire::{Codec, Lines};
 

@@ -5,6 +5,18 @@
 //! message may be. Framing, chunking, trust, decoding, deduplication,
 //! dispatch and counting are the node's, written once for every transport.
 
+#[cfg(any(feature = "irc", feature = "stackexchange", feature = "matrix"))]
+mod backoff;
+#[cfg(feature = "irc")]
+pub(crate) mod irc;
+pub(crate) mod local;
+#[cfg(feature = "matrix")]
+#[doc(hidden)] // documented as `socketscience::matrix`
+pub mod matrix;
+#[cfg(feature = "stackexchange")]
+#[doc(hidden)] // documented as `socketscience::stackexchange`
+pub mod stackexchange;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;

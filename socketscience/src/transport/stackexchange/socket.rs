@@ -19,6 +19,7 @@ use super::client::{Client, Event, History};
 use super::html::{self, Content};
 use super::StackExchangeError;
 use crate::node::NodeShared;
+use crate::transport::backoff::Backoff;
 use crate::transport::ChatMessage;
 
 /// `event_type` of a new message. Edits (2), deletions (10), mentions (8),
@@ -90,13 +91,19 @@ impl Receiver {
     /// login is gone for good).
     pub(crate) async fn run(mut self) -> Result<()> {
         let settings = self.client.settings.clone();
-        let mut failures: u32 = 0;
+        // Doubling at most five times, and to at most 30 s (or the delay
+        // itself, when it is longer).
+        let max = settings
+            .reconnect_delay
+            .saturating_mul(32)
+            .min(Duration::from_secs(30).max(settings.reconnect_delay));
+        let mut backoff = Backoff::new(settings.reconnect_delay, max);
         loop {
             match self.session().await {
                 Ok(Ended::Stopped) => return Ok(()),
                 Ok(Ended::Socket { frames }) => {
                     if frames > 0 {
-                        failures = 0;
+                        backoff.reset();
                     }
                     info!(
                         room = self.client.room,
@@ -132,12 +139,7 @@ impl Receiver {
             if self.tx.is_closed() {
                 return Ok(());
             }
-            failures = failures.saturating_add(1);
-            let delay = settings
-                .reconnect_delay
-                .saturating_mul(1 << failures.saturating_sub(1).min(5))
-                .min(Duration::from_secs(30).max(settings.reconnect_delay));
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
@@ -296,7 +298,7 @@ impl Receiver {
     async fn fetch_source(&self, message_id: u64) -> Option<String> {
         let limit = self.client.settings.source_retry_limit;
         let start = tokio::time::Instant::now();
-        let mut wait = Duration::from_millis(250);
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -318,9 +320,9 @@ impl Receiver {
                 );
                 return None;
             }
+            let wait = backoff.next_delay();
             debug!(message_id, error = %e, ?wait, "cannot fetch a message source; retrying");
             tokio::time::sleep(wait.min(left)).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
         }
     }
 }

@@ -22,6 +22,7 @@ use super::client::Client;
 use super::MatrixError;
 use crate::node::NodeShared;
 use crate::stats::Counters;
+use crate::transport::backoff::Backoff;
 use crate::transport::ChatMessage;
 
 /// One message event of the room: its id and, if it has a body, the chat
@@ -160,7 +161,7 @@ pub(crate) async fn follow(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), MatrixError> {
     let settings = client.settings.clone();
-    let mut backoff = settings.reconnect_delay;
+    let mut backoff = Backoff::new(settings.reconnect_delay, settings.max_reconnect_delay);
     let mut failing = false;
     loop {
         if *stop.borrow() {
@@ -178,7 +179,7 @@ pub(crate) async fn follow(
                     info!(homeserver = %client.base, "reading the Matrix room again");
                     failing = false;
                 }
-                backoff = settings.reconnect_delay;
+                backoff.reset();
                 if !hand_over(&client, &inbound, &shared, answer).await? {
                     // The node stopped.
                     return Ok(());
@@ -195,9 +196,7 @@ pub(crate) async fn follow(
                     } else {
                         debug!(homeserver = %client.base, error = %e, "still cannot read the Matrix room");
                     }
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(settings.max_reconnect_delay);
-                    wait
+                    backoff.next_delay()
                 }
             },
         };

@@ -16,6 +16,7 @@ use super::client::Client;
 use super::{sync, MatrixError};
 use crate::error::{Error, Result};
 use crate::node::NodeShared;
+use crate::transport::backoff::Backoff;
 use crate::transport::{BoxFuture, TransportIo};
 
 /// Stops a task when dropped.
@@ -107,7 +108,7 @@ async fn post_text(
         send_message_event::v3::Request::new(client.room_id.clone(), txn.clone(), &content)
             .map_err(|e| MatrixError::Config(format!("cannot serialise a post: {e}")))?;
     let bytes = request.body.json().get().len();
-    let mut backoff = settings.reconnect_delay;
+    let mut backoff = Backoff::new(settings.reconnect_delay, settings.max_reconnect_delay);
     let mut failures = 0;
     loop {
         let failure = match client.request(request.clone()).await {
@@ -143,7 +144,6 @@ async fn post_text(
         if failures == 1 {
             warn!(%txn, error = %failure, "a post failed; retrying it with the same transaction id");
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(settings.max_reconnect_delay);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }

@@ -15,8 +15,9 @@ use tracing::{debug, info, warn};
 
 use crate::sync::lock;
 
+use super::builder::Settings;
 use super::html;
-use super::{Settings, StackExchangeError};
+use super::StackExchangeError;
 
 /// What a login needs.
 #[derive(Clone)]
