@@ -21,7 +21,8 @@ pub fn example_binary(name: &str) -> PathBuf {
     assert!(
         binary.is_file(),
         "{} is missing: `cargo test` builds the examples before running tests; \
-         with a target filter, add `--example {name}`",
+         with a target filter, build it first (`cargo build -p socketscience-fleet \
+         --example {name}`, with the same features)",
         binary.display()
     );
     binary
