@@ -138,7 +138,6 @@ mod local;
 #[cfg(feature = "matrix")]
 pub mod matrix;
 mod message;
-mod msgpack;
 mod node;
 mod outbox;
 mod presence;
