@@ -14,7 +14,13 @@
 //! `docs/wire-format.md`). The functions here are pure: the node calls them
 //! on every chat message, the `socketscience` command and the fuzz target
 //! call them too.
-
+//!
+//! What is public is what the `socketscience` command uses, for tools that
+//! do what it does: read chat text ([`clean`], [`parse_chat_text`],
+//! [`decode_base64`], [`decode_body`]) and write frames ([`encode_frame`],
+//! [`split_into_chunks`]). Items hidden from the documentation are for the
+//! workspace's own tests and fuzz targets, not API: they may change in any
+//! release.
 //!
 //! The format lives here, read and written side by side:
 //!
