@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use rmp::Marker;
 use serde::ser::{self, Serialize, Serializer};
 
 use super::body::{check_count, BodyError, Messages, MAX_BATCH};
@@ -220,7 +221,9 @@ fn trailing(bytes: usize) -> BodyError {
 }
 
 /// A MessagePack string's bytes (not checked for UTF-8), and what follows.
-/// (Read here rather than with rmp: this runs for every key of every body.)
+/// (Read here rather than with rmp's `read_str_len`: this runs for every key
+/// of every body, and rmp's reader costs 2.2 % more instructions per
+/// MessagePack roundtrip; see BENCHMARKS.md, "The MessagePack readers".)
 pub(super) fn msgpack_str(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let (&marker, rest) = bytes.split_first()?;
     let (len, rest) = match marker {
@@ -242,8 +245,7 @@ pub(super) fn msgpack_str(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     (len <= rest.len()).then(|| rest.split_at(len))
 }
 
-/// Takes the metadata integer `key` off the front of `rest`. (Inlined, so
-/// that neither the number nor the slice goes through memory.)
+/// Takes the metadata integer `key` off the front of `rest`.
 #[inline(always)]
 fn meta_uint(rest: &mut &[u8], key: &'static str) -> Result<u64, BodyError> {
     let (n, after) = msgpack_uint(rest).ok_or_else(|| not_uint(key))?;
@@ -258,34 +260,12 @@ fn not_uint(key: &str) -> BodyError {
 }
 
 /// A MessagePack integer that is not negative, in any integer form, at the
-/// front of `bytes`, and what follows.
+/// front of `bytes`, and what follows (rmp's reader).
 #[inline(always)]
 pub(super) fn msgpack_uint(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    fn take<const N: usize>(bytes: &[u8]) -> Option<([u8; N], &[u8])> {
-        bytes.split_first_chunk().map(|(n, rest)| (*n, rest))
-    }
-    let (&marker, rest) = bytes.split_first()?;
-    match marker {
-        0x00..=0x7f => Some((u64::from(marker), rest)), // positive fixint
-        0xcc => take(rest).map(|(b, rest)| (u8::from_be_bytes(b).into(), rest)),
-        0xcd => take(rest).map(|(b, rest)| (u16::from_be_bytes(b).into(), rest)),
-        0xce => take(rest).map(|(b, rest)| (u32::from_be_bytes(b).into(), rest)),
-        0xcf => take(rest).map(|(b, rest)| (u64::from_be_bytes(b), rest)),
-        // Signed forms, if the value is not negative.
-        0xd0 => {
-            take(rest).and_then(|(b, rest)| Some((i8::from_be_bytes(b).try_into().ok()?, rest)))
-        }
-        0xd1 => {
-            take(rest).and_then(|(b, rest)| Some((i16::from_be_bytes(b).try_into().ok()?, rest)))
-        }
-        0xd2 => {
-            take(rest).and_then(|(b, rest)| Some((i32::from_be_bytes(b).try_into().ok()?, rest)))
-        }
-        0xd3 => {
-            take(rest).and_then(|(b, rest)| Some((i64::from_be_bytes(b).try_into().ok()?, rest)))
-        }
-        _ => None,
-    }
+    let mut rest = bytes;
+    let n = rmp::decode::read_int::<u64, _>(&mut rest).ok()?;
+    Some((n, rest))
 }
 
 /// Splits one MessagePack value off the front of `bytes`, checking depth:
@@ -330,11 +310,12 @@ pub(super) struct Head {
     pub(super) nested: bool,
 }
 
-/// Reads the head of the MessagePack value at `pos` (markers as in the
-/// MessagePack specification), checking that its own bytes are whole.
+/// Reads the head of the MessagePack value at `pos` (by rmp's markers),
+/// checking that its own bytes are whole. (rmp's own `MessageLen` would
+/// panic on an ext value, and does not refuse the reserved marker.)
 #[inline(always)]
 pub(super) fn msgpack_head(bytes: &[u8], pos: usize) -> Result<Head, Skip> {
-    let marker = *bytes.get(pos).ok_or(Skip::CutShort)?;
+    let marker = Marker::from_u8(*bytes.get(pos).ok_or(Skip::CutShort)?);
     let mut pos = pos + 1;
     // A big-endian length of `n` bytes at the cursor.
     let mut length = |n: usize| -> Result<usize, Skip> {
@@ -346,31 +327,33 @@ pub(super) fn msgpack_head(bytes: &[u8], pos: usize) -> Result<Head, Skip> {
     };
     // (bytes to skip, items that follow)
     let (skip, items) = match marker {
-        // positive and negative fixint, nil, false, true
-        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
-        0x80..=0x8f => (0, 2 * usize::from(marker & 0x0f)), // fixmap
-        0x90..=0x9f => (0, usize::from(marker & 0x0f)),     // fixarray
-        0xa0..=0xbf => (usize::from(marker & 0x1f), 0),     // fixstr
-        0xc1 => return Err(Skip::Reserved),
-        0xc4 | 0xd9 => (length(1)?, 0), // bin 8, str 8
-        0xc5 | 0xda => (length(2)?, 0), // bin 16, str 16
-        0xc6 | 0xdb => (length(4)?, 0), // bin 32, str 32
-        0xc7 => (length(1)? + 1, 0),    // ext 8
-        0xc8 => (length(2)? + 1, 0),    // ext 16
-        0xc9 => (length(4)? + 1, 0),    // ext 32
-        0xcc | 0xd0 => (1, 0),          // uint 8, int 8
-        0xcd | 0xd1 => (2, 0),          // uint 16, int 16
-        0xca | 0xce | 0xd2 => (4, 0),   // float 32, uint 32, int 32
-        0xcb | 0xcf | 0xd3 => (8, 0),   // float 64, uint 64, int 64
-        0xd4 => (2, 0),                 // fixext 1
-        0xd5 => (3, 0),                 // fixext 2
-        0xd6 => (5, 0),                 // fixext 4
-        0xd7 => (9, 0),                 // fixext 8
-        0xd8 => (17, 0),                // fixext 16
-        0xdc => (0, length(2)?),        // array 16
-        0xdd => (0, length(4)?),        // array 32
-        0xde => (0, 2 * length(2)?),    // map 16
-        0xdf => (0, 2 * length(4)?),    // map 32
+        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::False | Marker::True => {
+            (0, 0)
+        }
+        Marker::FixMap(n) => (0, 2 * usize::from(n)),
+        Marker::FixArray(n) => (0, usize::from(n)),
+        Marker::FixStr(n) => (usize::from(n), 0),
+        Marker::Reserved => return Err(Skip::Reserved),
+        Marker::Bin8 | Marker::Str8 => (length(1)?, 0),
+        Marker::Bin16 | Marker::Str16 => (length(2)?, 0),
+        Marker::Bin32 | Marker::Str32 => (length(4)?, 0),
+        // An ext's type byte follows its length.
+        Marker::Ext8 => (length(1)? + 1, 0),
+        Marker::Ext16 => (length(2)? + 1, 0),
+        Marker::Ext32 => (length(4)? + 1, 0),
+        Marker::U8 | Marker::I8 => (1, 0),
+        Marker::U16 | Marker::I16 => (2, 0),
+        Marker::F32 | Marker::U32 | Marker::I32 => (4, 0),
+        Marker::F64 | Marker::U64 | Marker::I64 => (8, 0),
+        Marker::FixExt1 => (2, 0),
+        Marker::FixExt2 => (3, 0),
+        Marker::FixExt4 => (5, 0),
+        Marker::FixExt8 => (9, 0),
+        Marker::FixExt16 => (17, 0),
+        Marker::Array16 => (0, length(2)?),
+        Marker::Array32 => (0, length(4)?),
+        Marker::Map16 => (0, 2 * length(2)?),
+        Marker::Map32 => (0, 2 * length(4)?),
     };
     let end = pos
         .checked_add(skip)
@@ -379,8 +362,27 @@ pub(super) fn msgpack_head(bytes: &[u8], pos: usize) -> Result<Head, Skip> {
     Ok(Head {
         end,
         items,
-        nested: matches!(marker, 0x80..=0x9f | 0xdc..=0xdf),
+        nested: is_nested(marker),
     })
+}
+
+/// Whether a value with this marker is a map or an array.
+#[inline(always)]
+pub(super) fn is_nested(marker: Marker) -> bool {
+    matches!(
+        marker,
+        Marker::FixMap(_)
+            | Marker::FixArray(_)
+            | Marker::Array16
+            | Marker::Array32
+            | Marker::Map16
+            | Marker::Map32
+    )
+}
+
+/// Whether a value with this marker is a map.
+pub(super) fn is_map(marker: Marker) -> bool {
+    matches!(marker, Marker::FixMap(_) | Marker::Map16 | Marker::Map32)
 }
 
 /// Where the MessagePack value at the front of `bytes` ends, checking that

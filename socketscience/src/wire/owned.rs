@@ -474,7 +474,7 @@ pub fn encode_frame<T: FramePayload + ?Sized>(
         .encode(codec)
         .map_err(|reason| WireError::Body { codec, reason })?;
     if Codec::sniff(&body) != codec
-        || (codec == Codec::MessagePack && !matches!(body[0], 0x80..=0x8f | 0xde | 0xdf))
+        || (codec == Codec::MessagePack && !super::msgpack::is_map(rmp::Marker::from_u8(body[0])))
     {
         return Err(WireError::Body {
             codec,

@@ -1,7 +1,9 @@
 //! What SmokeDetector's Python SocketScience would raise on: checked
 //! before a node posts a MessagePack envelope that Python instances read.
 
-use super::msgpack::{msgpack_head, msgpack_str};
+use rmp::Marker;
+
+use super::msgpack::{is_map, msgpack_head, msgpack_str};
 
 /// Why SmokeDetector's Python SocketScience would raise on a payload whose
 /// kinds are the MessagePack map entries `entries` (as a node writes them),
@@ -61,15 +63,23 @@ fn python_keys(bytes: &[u8], pos: usize, depth: usize) -> Result<usize, &'static
              the envelope's included): it raises `StackError`",
         );
     }
-    let map = matches!(marker, Some(0x80..=0x8f | 0xde | 0xdf));
+    let map = marker.is_some_and(|m| is_map(Marker::from_u8(m)));
     let mut pos = head.end;
     for item in 0..head.items {
         if map
             && item % 2 == 0
-            && !matches!(
-                bytes.get(pos),
-                Some(0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6)
-            )
+            && !bytes.get(pos).is_some_and(|&m| {
+                matches!(
+                    Marker::from_u8(m),
+                    Marker::FixStr(_)
+                        | Marker::Str8
+                        | Marker::Str16
+                        | Marker::Str32
+                        | Marker::Bin8
+                        | Marker::Bin16
+                        | Marker::Bin32
+                )
+            })
         {
             return Err(
                 "holds a map whose key is not a string: Python's `msgpack.loads` refuses \
