@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::envelope::Signer;
+use crate::envelope::{
+    write_array_len, write_map_len, write_msgpack_str, write_msgpack_uint, write_uint_entry,
+    Encoded, Origin, Signer,
+};
 use crate::wire::{
-    write_array_len, write_map_len, write_msgpack_str, write_msgpack_uint, write_uint_entry, Codec,
-    Encoded, Origin, WireRange, KEY_HEARTBEAT, KEY_REPAIR, KEY_REQUEST, KEY_TIMESTAMP,
-    KEY_UNREPAIRABLE,
+    Codec, WireRange, KEY_HEARTBEAT, KEY_REPAIR, KEY_REQUEST, KEY_TIMESTAMP, KEY_UNREPAIRABLE,
 };
 
 /// Most envelopes one request may ask for; a longer range is absurd and
@@ -466,7 +467,7 @@ impl History {
 }
 
 // The writers of presence and repair bodies: the send path's MessagePack
-// writers (rmp, in wire/msgpack.rs), with the JSON forms of the few shapes
+// writers (rmp, in envelope.rs), with the JSON forms of the few shapes
 // these bodies have.
 
 fn write_key(codec: Codec, buf: &mut Vec<u8>, key: &str) {
