@@ -241,7 +241,7 @@ impl Dispatcher {
             own_cx: own_cx.clone(),
             room_cx: own_cx,
             own_prefix_b64: {
-                let prefix = crate::envelope::batch_prefix(shared.origin());
+                let prefix = wire::batch_prefix(shared.origin());
                 let mut b64 = String::new();
                 wire::encode_base64(&prefix[..prefix.len() / 3 * 3], &mut b64);
                 b64

@@ -132,7 +132,6 @@ mod handler;
 #[doc(hidden)]
 pub mod harness;
 mod message;
-mod msgpack;
 mod node;
 mod outbox;
 mod presence;

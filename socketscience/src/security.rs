@@ -5,7 +5,9 @@
 //! unsigned, forged, stale or replayed. The scheme (see
 //! `docs/wire-format.md`): the signature is the body's last entry, `_sig`,
 //! and covers every byte of the body before that entry, which include the
-//! messages and the `_from`, `_sid`, `_seq` and `_ts` metadata.
+//! messages and the `_from`, `_sid`, `_seq` and `_ts` metadata. Where the
+//! entry sits and how it is spelled is the format's (`wire/signature.rs`);
+//! the keys and the HMAC are here.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use wildmatch::WildMatch;
 
-use crate::wire::Codec;
+use crate::wire::{self, Codec, SIG_LEN};
 
 /// The environment variable a node reads its secret from when the builder
 /// is given none.
@@ -24,17 +26,6 @@ pub const SECRET_ENV: &str = "SOCKETSCIENCE_SECRET";
 pub const PREVIOUS_SECRET_ENV: &str = "SOCKETSCIENCE_SECRET_PREVIOUS";
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// Length of a signature in bytes.
-pub(crate) const SIG_LEN: usize = 32;
-/// Base64 length of a signature.
-const SIG_B64_LEN: usize = 44;
-/// JSON: `,"_sig":"` + base64 + `"}`.
-const JSON_SIG_HEAD: &[u8] = b",\"_sig\":\"";
-const JSON_SUFFIX_LEN: usize = JSON_SIG_HEAD.len() + SIG_B64_LEN + 2;
-/// MessagePack: fixstr `_sig`, bin8 of 32 bytes.
-const MSGPACK_SIG_HEAD: &[u8] = &[0xa4, b'_', b's', b'i', b'g', 0xc4, SIG_LEN as u8];
-const MSGPACK_SUFFIX_LEN: usize = MSGPACK_SIG_HEAD.len() + SIG_LEN;
 
 /// The fleet's shared secrets: the first signs, any verifies (two during a
 /// rotation). Never printed.
@@ -78,23 +69,13 @@ impl Keys {
     /// closing brace, or a MessagePack map whose header counts `_sig`).
     pub(crate) fn sign(&self, codec: Codec, body: &mut Vec<u8>) {
         let Some(key) = self.0.first() else { return };
-        let sig = Self::mac(key, body).finalize().into_bytes();
-        match codec {
-            Codec::Json => {
-                body.extend_from_slice(JSON_SIG_HEAD);
-                crate::wire::encode_base64(&sig, body);
-                body.extend_from_slice(b"\"}");
-            }
-            Codec::MessagePack => {
-                body.extend_from_slice(MSGPACK_SIG_HEAD);
-                body.extend_from_slice(&sig);
-            }
-        }
+        let sig: [u8; SIG_LEN] = Self::mac(key, body).finalize().into_bytes().into();
+        wire::append_signature(codec, body, &sig);
     }
 
     /// Checks a body's signature against every key, in constant time each.
     pub(crate) fn verify(&self, body: &[u8]) -> Verdict {
-        let Some((covered, sig)) = split_signed(body) else {
+        let Some((covered, sig)) = wire::split_signed(body) else {
             return Verdict::Unsigned;
         };
         if self
@@ -115,24 +96,6 @@ pub(crate) enum Verdict {
     Valid,
     Unsigned,
     Forged,
-}
-
-/// The covered bytes and the signature of a signed body.
-fn split_signed(body: &[u8]) -> Option<(&[u8], [u8; SIG_LEN])> {
-    match Codec::sniff(body) {
-        Codec::Json => {
-            let at = body.len().checked_sub(JSON_SUFFIX_LEN)?;
-            let (covered, suffix) = body.split_at(at);
-            let b64 = suffix.strip_prefix(JSON_SIG_HEAD)?.strip_suffix(b"\"}")?;
-            Some((covered, crate::wire::decode_base64_exact(b64)?))
-        }
-        Codec::MessagePack => {
-            let at = body.len().checked_sub(MSGPACK_SUFFIX_LEN)?;
-            let (covered, suffix) = body.split_at(at);
-            let sig = suffix.strip_prefix(MSGPACK_SIG_HEAD)?.try_into().ok()?;
-            Some((covered, sig))
-        }
-    }
 }
 
 /// Which chat accounts a node trusts: exact names and `*`/`?` patterns.

@@ -369,14 +369,7 @@ fn unlike(text: String, previous: Option<&str>, rng: &mut fastrand::Rng) -> Stri
 
 /// The frame with other random digits, or `None` if `text` is no frame.
 fn redigit(text: &str, rng: &mut fastrand::Rng) -> Option<String> {
-    let start = [wire::FRAME_START, wire::FRAME_START_SINGLE_LINE]
-        .into_iter()
-        .find(|start| text.starts_with(start))?;
-    let digits = text.get(start.len()..start.len() + 4)?;
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let old: u16 = digits.parse().ok()?;
+    let (start, old) = wire::frame_head(text)?;
     let new = (old + 1 + rng.u16(0..9_999)) % 10_000;
     Some(format!("{start}{new:04}{}", &text[start.len() + 4..]))
 }

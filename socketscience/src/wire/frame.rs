@@ -1,0 +1,313 @@
+//! Frames and chunks: the chat text around a body, written and read.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64_simd::STANDARD as BASE64;
+
+use super::{
+    Lines, WireError, CHUNK_START, CHUNK_START_SINGLE_LINE, FRAME_END, FRAME_START,
+    FRAME_START_SINGLE_LINE,
+};
+
+/// Removes the zero-width characters Stack Exchange chat inserts (U+200B,
+/// U+200C) and trims surrounding whitespace. Borrows when there is nothing
+/// to remove.
+pub fn clean(text: &str) -> Cow<'_, str> {
+    // A frame starts and ends with ASCII that is not whitespace: no need
+    // to decode characters at either end to know there is nothing to trim.
+    // (`char::is_whitespace` also counts the vertical tab, `u8`'s does not.)
+    let solid =
+        |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !b.is_ascii_whitespace() && b != 0x0b);
+    let bytes = text.as_bytes();
+    let trimmed = if solid(bytes.first()) && solid(bytes.last()) {
+        text
+    } else {
+        text.trim()
+    };
+    // Both characters start with the byte 0xE2 in UTF-8: scan bytes first.
+    if memchr::memchr(0xE2, trimmed.as_bytes()).is_some()
+        && trimmed.contains(['\u{200B}', '\u{200C}'])
+    {
+        let stripped: String = trimmed
+            .chars()
+            .filter(|c| !matches!(c, '\u{200B}' | '\u{200C}'))
+            .collect();
+        Cow::Owned(stripped.trim().to_owned())
+    } else {
+        Cow::Borrowed(trimmed)
+    }
+}
+
+/// One chat message, read as the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatText<'a> {
+    /// A whole envelope: its base64 body.
+    Frame {
+        /// The base64 text between the digits and `\x03`.
+        body: &'a str,
+    },
+    /// One piece of an envelope that did not fit one chat message.
+    Chunk(Chunk<'a>),
+}
+
+/// A piece of a frame's base64 body (see `docs/wire-format.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// Random id shared by all chunks of one frame (8 hex digits).
+    pub id: u32,
+    /// 1-based position of this piece.
+    pub index: u32,
+    /// How many pieces make the frame.
+    pub total: u32,
+    /// This piece of the base64 body.
+    pub piece: &'a str,
+}
+
+/// Reads cleaned chat text (see [`clean`]) as a frame or a chunk.
+pub fn parse_chat_text(text: &str) -> Result<ChatText<'_>, WireError> {
+    if let Some(start) = frame_start_of(text) {
+        let rest = text[start.len()..]
+            .strip_suffix(FRAME_END)
+            .ok_or(WireError::Malformed("it does not end with \\x03"))?;
+        four_digits(rest)?;
+        Ok(ChatText::Frame { body: &rest[4..] })
+    } else if let Some(rest) = text
+        .strip_prefix(CHUNK_START)
+        .or_else(|| text.strip_prefix(CHUNK_START_SINGLE_LINE))
+    {
+        parse_chunk(rest).map(ChatText::Chunk)
+    } else {
+        Err(WireError::NotAFrame)
+    }
+}
+
+/// The head of a frame at the front of `text`: its start (either form) and
+/// its four digits; the rest is not looked at. What a chat transport reads
+/// to post a frame again with other digits.
+#[cfg(feature = "stackexchange")]
+pub(crate) fn frame_head(text: &str) -> Option<(&'static str, u16)> {
+    let start = frame_start_of(text)?;
+    let digits = four_digits(&text[start.len()..]).ok()?;
+    Some((start, digits.parse().ok()?))
+}
+
+/// The frame start `text` begins with, if any.
+#[inline]
+fn frame_start_of(text: &str) -> Option<&'static str> {
+    [FRAME_START, FRAME_START_SINGLE_LINE]
+        .into_iter()
+        .find(|start| text.starts_with(start))
+}
+
+/// The four digits at the front of `rest` (a frame after its start).
+#[inline]
+fn four_digits(rest: &str) -> Result<&str, WireError> {
+    let digits = rest
+        .get(..4)
+        .ok_or(WireError::Malformed("it is too short"))?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(WireError::Malformed(
+            "the four digits after \\x02 are missing",
+        ));
+    }
+    Ok(digits)
+}
+
+/// `IIIIIIII NNNN/TTTT PIECE`, after [`CHUNK_START`].
+fn parse_chunk(rest: &str) -> Result<Chunk<'_>, WireError> {
+    let bad = WireError::MalformedChunk;
+    let (id, rest) = rest.split_once(' ').ok_or(bad("no id"))?;
+    let (position, piece) = rest.split_once(' ').ok_or(bad("no position"))?;
+    let (index, total) = position.split_once('/').ok_or(bad("no `/` in position"))?;
+    let hex = |s: &str| {
+        if s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            u32::from_str_radix(s, 16).ok()
+        } else {
+            None
+        }
+    };
+    let dec = |s: &str| {
+        if !s.is_empty() && s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse::<u32>().ok()
+        } else {
+            None
+        }
+    };
+    let id = hex(id).ok_or(bad("the id is not 8 hex digits"))?;
+    let index = dec(index).ok_or(bad("the index is not a number"))?;
+    let total = dec(total).ok_or(bad("the total is not a number"))?;
+    if index == 0 || index > total || total < 2 {
+        return Err(bad("the position is out of range"));
+    }
+    if piece.is_empty() {
+        return Err(bad("the piece is empty"));
+    }
+    Ok(Chunk {
+        id,
+        index,
+        total,
+        piece,
+    })
+}
+
+/// Writes a frame around a base64 body.
+pub fn write_frame(out: &mut String, lines: Lines, digits: u16, body_b64: &str) {
+    out.reserve(FRAME_START.len() + 4 + body_b64.len() + 1);
+    out.push_str(lines.frame_start());
+    push_digits(out, digits);
+    out.push_str(body_b64);
+    out.push(FRAME_END);
+}
+
+/// Writes `digits % 10 000` as four ASCII digits.
+fn push_digits(out: &mut String, digits: u16) {
+    let d = digits % 10_000;
+    for div in [1_000, 100, 10, 1] {
+        out.push(char::from(b'0' + (d / div % 10) as u8));
+    }
+}
+
+/// The length of the frame [`write_frame_of`] writes around `body_len`
+/// bytes.
+pub(crate) fn frame_len(lines: Lines, body_len: usize) -> usize {
+    lines.frame_start().len() + 4 + body_len.div_ceil(3) * 4 + 1
+}
+
+/// Writes a frame around `body`, base64-encoding it in place.
+pub(crate) fn write_frame_of(out: &mut String, lines: Lines, digits: u16, body: &[u8]) {
+    out.reserve(frame_len(lines, body.len()));
+    out.push_str(lines.frame_start());
+    push_digits(out, digits);
+    BASE64.encode_append(body, out);
+    out.push(FRAME_END);
+}
+
+/// Writes one chunk.
+fn write_chunk(out: &mut String, lines: Lines, id: u32, index: u32, total: u32, piece: &str) {
+    use fmt::Write as _;
+    out.push_str(lines.chunk_start());
+    let _ = write!(out, "{id:08x} {index}/{total} ");
+    out.push_str(piece);
+}
+
+/// The longest chunk header for `total` pieces, to size the pieces.
+pub(crate) fn chunk_overhead(lines: Lines, total: u32) -> usize {
+    let digits = total.to_string().len();
+    lines.chunk_start().len() + 8 + 1 + digits + 1 + digits + 1
+}
+
+/// Splits a base64 body into chunk texts of at most `max_len` bytes each.
+/// Returns `None` when `max_len` is too small to carry any piece.
+pub fn split_into_chunks(
+    lines: Lines,
+    id: u32,
+    body_b64: &str,
+    max_len: usize,
+) -> Option<Vec<String>> {
+    // The header grows with the number of pieces; find the smallest count
+    // whose pieces fit.
+    let mut total: u32 = 2;
+    loop {
+        let room = max_len.checked_sub(chunk_overhead(lines, total))?;
+        if room == 0 {
+            return None;
+        }
+        let needed = body_b64.len().div_ceil(room);
+        if needed as u64 <= u64::from(total) {
+            let total = needed.max(2) as u32;
+            let room = body_b64.len().div_ceil(total as usize);
+            // base64 is ASCII, so any byte offset is a char boundary.
+            let chunks = body_b64
+                .as_bytes()
+                .chunks(room.max(1))
+                .enumerate()
+                .map(|(i, piece)| {
+                    let mut out = String::with_capacity(max_len);
+                    let piece = std::str::from_utf8(piece).unwrap_or_default();
+                    write_chunk(&mut out, lines, id, i as u32 + 1, total, piece);
+                    out
+                })
+                .collect::<Vec<_>>();
+            return Some(chunks);
+        }
+        total = u32::try_from(needed).ok()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{encode_base64, Codec};
+
+    #[test]
+    fn clean_trims_as_str_trim_does() {
+        for b in 0..=0x7fu8 {
+            let c = char::from(b);
+            for text in [
+                format!("{c}x{c}"),
+                format!("{c}"),
+                format!("x{c}"),
+                format!("{c}x"),
+            ] {
+                assert_eq!(clean(&text), text.trim(), "{text:?}");
+            }
+        }
+        assert_eq!(
+            clean("\u{a0}.\n\u{2}0000AA\u{3}\u{3000}"),
+            ".\n\u{2}0000AA\u{3}"
+        );
+    }
+
+    #[test]
+    fn frame_round_trips_and_zero_width_is_stripped() {
+        let mut b64 = String::new();
+        encode_base64(&body(Codec::Json), &mut b64);
+        let mut text = String::new();
+        write_frame(&mut text, Lines::Multi, 42, &b64);
+        assert!(text.starts_with(".\n\u{2}0042"));
+        let noisy: String = text
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                if i % 7 == 3 {
+                    vec![c, '\u{200B}']
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
+        let cleaned = clean(&noisy);
+        assert_eq!(
+            parse_chat_text(&cleaned).unwrap(),
+            ChatText::Frame { body: &b64 }
+        );
+    }
+
+    #[test]
+    fn chunks_fit_and_reassemble() {
+        let body: String = "QUJD".repeat(500);
+        let chunks = split_into_chunks(Lines::Multi, 0xdeadbeef, &body, 100).unwrap();
+        assert!(chunks.len() > 2);
+        let mut joined = String::new();
+        for (i, c) in chunks.iter().enumerate() {
+            assert!(c.len() <= 100, "{} > 100", c.len());
+            assert!(!c.starts_with(FRAME_START));
+            match parse_chat_text(c).unwrap() {
+                ChatText::Chunk(chunk) => {
+                    assert_eq!(chunk.id, 0xdeadbeef);
+                    assert_eq!(chunk.index as usize, i + 1);
+                    assert_eq!(chunk.total as usize, chunks.len());
+                    joined.push_str(chunk.piece);
+                }
+                other => panic!("not a chunk: {other:?}"),
+            }
+        }
+        assert_eq!(joined, body);
+        assert!(split_into_chunks(Lines::Multi, 1, &body, 10).is_none());
+    }
+
+    fn body(codec: Codec) -> Vec<u8> {
+        crate::wire::write::tests::body(codec)
+    }
+}
