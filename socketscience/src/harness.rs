@@ -1,11 +1,11 @@
 //! Not public API: a node's send and receive paths driven synchronously,
 //! without tasks, for benchmarks and fuzzing. It may change in any release.
 
-use crate::dispatch::Dispatcher;
-use crate::envelope::Payload;
 use crate::error::{Error, Result};
 use crate::local::LocalChat;
 use crate::node::{Node, NodeBuilder};
+use crate::receive::Dispatcher;
+use crate::send::envelope::Payload;
 use crate::transport::{ChatMessage, TransportIo};
 
 /// A node whose paths run on the caller's thread.

@@ -123,9 +123,8 @@
 extern crate self as socketscience;
 
 mod ask;
+mod clock;
 mod default;
-mod dispatch;
-mod envelope;
 mod error;
 mod failover;
 mod handler;
@@ -140,11 +139,14 @@ pub mod matrix;
 mod message;
 mod msgpack;
 mod node;
-mod outbox;
 mod presence;
-mod reassembly;
+mod receive;
 mod repair;
 mod security;
+mod send;
+// wire.rs's tests name `crate::envelope`.
+#[cfg(test)]
+use send::envelope;
 #[cfg(feature = "stackexchange")]
 pub mod stackexchange;
 mod stats;
@@ -153,7 +155,6 @@ pub mod transport;
 pub mod wire;
 
 pub use ask::{Answer, Answers, Ask, IntoReply, Question, Within};
-pub use envelope::{Envelope, Payload};
 pub use error::{Error, Result};
 pub use failover::{Failover, Role};
 pub use handler::{Handler, HandlerResult};
@@ -165,8 +166,9 @@ pub use matrix::MatrixChat;
 pub use message::{message_types, Message, MessageType};
 pub use node::{Context, Node, NodeBuilder, Sender};
 pub use presence::Peer;
-pub use reassembly::ReassemblyLimits;
+pub use receive::ReassemblyLimits;
 pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV};
+pub use send::envelope::{Envelope, Payload};
 #[cfg(feature = "stackexchange")]
 pub use stackexchange::StackExchangeChat;
 pub use stats::Stats;

@@ -1,7 +1,6 @@
 //! [`Node`]: one instance in the room. It frames, trusts, decodes,
 //! deduplicates, dispatches and counts, once, for every transport.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,15 +11,16 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 use crate::default;
-use crate::dispatch::Dispatcher;
-use crate::envelope::{BodyWriter, Origin, Payload};
 use crate::error::{Error, Result};
 use crate::handler::{self, Handler, Registered, Registry};
 use crate::message::{self, Message};
-use crate::outbox::{Outbox, Refused};
 use crate::presence::{self, Peer, Presence};
-use crate::reassembly::ReassemblyLimits;
+use crate::receive::Dispatcher;
+use crate::receive::ReassemblyLimits;
 use crate::security::{Keys, Trust};
+use crate::send::envelope::{BodyWriter, Origin, Payload};
+use crate::send::outbox::{Outbox, Refused};
+use crate::send::Poster;
 use crate::stats::{Counters, Stats};
 use crate::sync::lock;
 use crate::transport::{Transport, TransportIo};
@@ -491,17 +491,14 @@ impl NodeBuilder {
         let io = TransportIo {
             inbound: in_tx,
             shared: node.shared.clone(),
-            max_len,
-            lines,
-            rng: rng.fork(),
-            pending: VecDeque::new(),
-            body: Vec::new(),
-            group: Vec::new(),
-            carry: VecDeque::new(),
-            packed: Vec::new(),
-            history: crate::repair::History::new(
-                presence.history,
-                presence.history_age.as_millis() as u64,
+            poster: Poster::new(
+                max_len,
+                lines,
+                rng.fork(),
+                crate::repair::History::new(
+                    presence.history,
+                    presence.history_age.as_millis() as u64,
+                ),
             ),
         };
         let dispatcher = Dispatcher::new(node.clone(), in_rx);
@@ -748,7 +745,7 @@ impl Node {
         let shared = &self.shared;
         let mut writer = BodyWriter::new(shared.codec);
         payload.write_messages(&mut writer)?;
-        let size = writer.len() + crate::envelope::overhead(shared.origin());
+        let size = writer.len() + crate::send::envelope::overhead(shared.origin());
         if size > shared.config.max_envelope_bytes {
             return Err(Error::TooLarge {
                 size,

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::node::NodeShared;
-use crate::outbox::Outbox;
+use crate::send::outbox::Outbox;
 use crate::wire::WireRange;
 
 /// Another instance heard in the room, from [`Node::peers`](crate::Node::peers).

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::envelope::{
+use crate::send::envelope::{
     write_array_len, write_map_len, write_msgpack_str, write_msgpack_uint, write_uint_entry,
     Encoded, Origin, Signer,
 };

@@ -2,6 +2,11 @@
 //! room's messages in order, checking them cheapest test first (trust,
 //! framing, size, signature, body, age, duplicates), and running handlers
 //! one at a time.
+//!
+//! This file holds the pipeline (the dispatcher); beside it `senders.rs`
+//! (the sender table and the check that admits an envelope), `gaps.rs`
+//! (holding, releasing and repair traffic), `reassembly.rs` (chunks made
+//! whole again) and `drops.rs` (what is refused, counted and logged).
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -15,64 +20,25 @@ use tracing::{error, trace, warn};
 
 use crate::handler::{Call, Registered, Registry};
 use crate::node::{Context, Node, NodeShared, Sender};
-use crate::reassembly::{Added, Reassembly};
 use crate::repair::{self, Admit, Gap, HeldBody, Track};
 use crate::security::Verdict;
-use crate::stats::{Counter, Counters, Stats};
+use crate::stats::{Counter, Counters};
 use crate::transport::ChatMessage;
 use crate::wire::{self, BodyLimits, ChatText, Codec, Control, Messages, Meta, WireError};
 
+mod drops;
 mod gaps;
+mod reassembly;
+mod senders;
 
-/// Most senders remembered for deduplication; past it the least recently
-/// heard is forgotten.
-const MAX_SENDERS: usize = 4_096;
-/// Sessions remembered per sender (a restart starts a new one; replays of
-/// an older one are still recognised).
-const SESSIONS_PER_SENDER: usize = 4;
+pub use reassembly::ReassemblyLimits;
+
+use drops::{not_a_frame, DropLog, Refusal};
+use reassembly::{Added, Reassembly};
+use senders::SenderState;
+
 /// Most messages taken from one queue before the other gets a turn.
 const BURST: usize = 64;
-/// How often drops are summarised in the log, at most.
-const LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-struct SenderState {
-    instance: Arc<str>,
-    /// Its sessions, most recently heard first.
-    sessions: Vec<Track>,
-    last_heard: u64,
-    /// When its presence was last noted (coarse clock; `u64::MAX`: never).
-    published: u64,
-}
-
-/// The state of sender `from`, made if it is new (forgetting the least
-/// recently heard sender when there are too many).
-fn sender_state<'s>(
-    senders: &'s mut foldhash::HashMap<Box<str>, SenderState>,
-    from: &str,
-    heard: u64,
-) -> &'s mut SenderState {
-    if !senders.contains_key(from) {
-        if senders.len() >= MAX_SENDERS {
-            let oldest = senders
-                .iter()
-                .min_by_key(|(_, s)| s.last_heard)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                senders.remove(&oldest);
-            }
-        }
-        senders.insert(
-            from.into(),
-            SenderState {
-                instance: from.into(),
-                sessions: Vec::new(),
-                last_heard: heard,
-                published: u64::MAX,
-            },
-        );
-    }
-    senders.get_mut(from).expect("inserted above")
-}
 
 /// What the receive path does with a body from the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,90 +60,6 @@ struct Probe {
     session: u64,
     first: u64,
     ask_at: tokio::time::Instant,
-}
-
-/// Counts drops and summarises them in the log at most once per interval,
-/// so that a flood does not flood the log.
-struct DropLog {
-    last: Instant,
-    at_last: Stats,
-}
-
-impl DropLog {
-    fn note(&mut self, node: &Node) {
-        let now = Instant::now();
-        if now.duration_since(self.last) < LOG_INTERVAL {
-            return;
-        }
-        let stats = node.stats();
-        let before = self.at_last;
-        let deltas = [
-            ("untrusted", stats.untrusted - before.untrusted),
-            ("malformed", stats.malformed - before.malformed),
-            ("too_large", stats.too_large - before.too_large),
-            ("unsigned", stats.unsigned - before.unsigned),
-            ("bad_signature", stats.bad_signature - before.bad_signature),
-            ("stale", stats.stale - before.stale),
-            ("replayed", stats.replayed - before.replayed),
-            ("duplicates", stats.duplicates - before.duplicates),
-            (
-                "repairs_refused",
-                stats.repairs_refused - before.repairs_refused,
-            ),
-            (
-                "partials_dropped",
-                stats.partials_dropped - before.partials_dropped,
-            ),
-            (
-                "compressed_refused",
-                stats.compressed_refused - before.compressed_refused,
-            ),
-        ];
-        let summary: Vec<String> = deltas
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(what, n)| format!("{what}={n}"))
-            .collect();
-        if !summary.is_empty() {
-            warn!(
-                node = %node.name(),
-                since_secs = now.duration_since(self.last).as_secs(),
-                "dropped from the room: {}",
-                summary.join(" ")
-            );
-        }
-        self.last = now;
-        self.at_last = stats;
-    }
-}
-
-/// Why a message from the room was dropped.
-#[derive(Debug, Clone, Copy)]
-enum Drop {
-    Malformed,
-    TooLarge,
-    Unsigned,
-    BadSignature,
-    Stale,
-    Duplicate,
-    Compressed,
-}
-
-/// Makes `cx` the context of envelopes from `account` and `instance`,
-/// keeping it when it already is (`intern` gives the instance's shared name).
-fn set_sender(
-    cx: &mut Context,
-    node: &Node,
-    account: &Arc<str>,
-    instance: Option<&str>,
-    intern: impl FnOnce(&str) -> Arc<str>,
-) {
-    if !cx.sender().is(account, instance) {
-        *cx = Context::new(
-            node.clone(),
-            Sender::new(account.clone(), instance.map(intern)),
-        );
-    }
 }
 
 /// The node's receive path.
@@ -241,15 +123,12 @@ impl Dispatcher {
             own_cx: own_cx.clone(),
             room_cx: own_cx,
             own_prefix_b64: {
-                let prefix = crate::envelope::batch_prefix(shared.origin());
+                let prefix = crate::send::envelope::batch_prefix(shared.origin());
                 let mut b64 = String::new();
                 wire::encode_base64(&prefix[..prefix.len() / 3 * 3], &mut b64);
                 b64
             },
-            drops: DropLog {
-                last: Instant::now(),
-                at_last: Stats::default(),
-            },
+            drops: DropLog::new(),
             warned_python: false,
             own_batch: VecDeque::new(),
             own_done: Vec::new(),
@@ -301,45 +180,13 @@ impl Dispatcher {
                 }
             }
         }
-        self.drops.last = Instant::now() - LOG_INTERVAL;
-        self.drops.note(&self.node);
+        self.drops.flush(&self.node);
     }
 
     fn count(&self, counter: &Counter, n: u64) {
         if n > 0 {
             Counters::add_owned(counter, n);
         }
-    }
-
-    /// Counts a message from an account not trusted.
-    #[cold]
-    #[inline(never)]
-    fn untrusted(&mut self, account: &str) {
-        Counters::add_owned(&self.node.shared.counters.untrusted, 1);
-        trace!(node = %self.node.name(), account, "ignored a message from an untrusted account");
-        self.drops.note(&self.node);
-    }
-
-    /// Counts a drop, traces it, and now and then summarises drops in the log.
-    /// (Out of line, as the other failure paths: the receive path's own code
-    /// stays small enough to sit in the instruction cache.)
-    #[cold]
-    #[inline(never)]
-    fn drop(&mut self, why: Drop, account: &str, detail: &dyn std::fmt::Display) {
-        let c = &self.node.shared.counters;
-        let counter = match why {
-            Drop::Malformed => &c.malformed,
-            Drop::TooLarge => &c.too_large,
-            Drop::Unsigned => &c.unsigned,
-            Drop::BadSignature => &c.bad_signature,
-            Drop::Stale => &c.stale,
-            Drop::Duplicate if self.node.shared.config.keys.is_empty() => &c.duplicates,
-            Drop::Duplicate => &c.replayed,
-            Drop::Compressed => &c.compressed_refused,
-        };
-        Counters::add_owned(counter, 1);
-        trace!(node = %self.node.name(), account, reason = ?why, %detail, "dropped a message from the room");
-        self.drops.note(&self.node);
     }
 
     pub(crate) async fn own(&mut self, body: &[u8]) {
@@ -400,15 +247,15 @@ impl Dispatcher {
                 match added {
                     Added::Complete(body) => self.frame(&body, &message.account).await,
                     Added::Pending | Added::Duplicate => {}
-                    Added::Rejected => self.drop(
-                        Drop::Malformed,
+                    Added::Rejected => self.refuse(
+                        Refusal::Malformed,
                         &message.account,
                         &"a chunk that does not fit",
                     ),
                 }
             }
             Err(WireError::NotAFrame) => not_a_frame(&self.node.shared, &message.account),
-            Err(e) => self.drop(Drop::Malformed, &message.account, &e),
+            Err(e) => self.refuse(Refusal::Malformed, &message.account, &e),
         }
     }
 
@@ -423,7 +270,7 @@ impl Dispatcher {
                 size,
                 max,
             };
-            return self.drop(Drop::TooLarge, account, &e);
+            return self.refuse(Refusal::TooLarge, account, &e);
         }
         // (Its first character tells a JSON body, which this prefix is of,
         // from a MessagePack one without comparing the rest.)
@@ -440,7 +287,7 @@ impl Dispatcher {
         let mut buf = std::mem::take(&mut self.buf);
         if let Err(e) = wire::decode_base64(body_b64, &mut buf) {
             self.buf = buf;
-            return self.drop(Drop::Malformed, account, &e);
+            return self.refuse(Refusal::Malformed, account, &e);
         }
         // A compressed body is inflated, within the same bound.
         let mut inflated = Vec::new();
@@ -449,7 +296,7 @@ impl Dispatcher {
             Ok(true) => &inflated[..],
             Err(e) => {
                 self.buf = buf;
-                return self.drop(Drop::Compressed, account, &e);
+                return self.refuse(Refusal::Compressed, account, &e);
             }
         };
         let keys = &self.node.shared.config.keys;
@@ -477,15 +324,19 @@ impl Dispatcher {
                             }
                         }
                     }
-                    Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
-                    Err(e) => self.drop(Drop::Malformed, account, &e),
+                    Err(e @ WireError::TooLarge { .. }) => {
+                        self.refuse(Refusal::TooLarge, account, &e)
+                    }
+                    Err(e) => self.refuse(Refusal::Malformed, account, &e),
                 }
                 self.keep(messages);
             }
-            Verdict::Unsigned => self.drop(Drop::Unsigned, account, &"no signature"),
-            Verdict::Forged => {
-                self.drop(Drop::BadSignature, account, &"the signature does not match")
-            }
+            Verdict::Unsigned => self.refuse(Refusal::Unsigned, account, &"no signature"),
+            Verdict::Forged => self.refuse(
+                Refusal::BadSignature,
+                account,
+                &"the signature does not match",
+            ),
         }
         if buf.capacity() <= 64 << 10 {
             self.buf = buf;
@@ -510,113 +361,6 @@ impl Dispatcher {
              make Python instances raise and stop reading the room; build every Rust node of a \
              fleet with Python instances with `.python_peers()`"
         );
-    }
-
-    /// Drops own echoes, stale and repeated envelopes; holds those that
-    /// come before their turn; for the rest, makes `room_cx` their
-    /// sender's context and says so.
-    fn accept(
-        &mut self,
-        meta: &Meta<'_>,
-        account: &Arc<str>,
-        signed: bool,
-        has_messages: bool,
-    ) -> Accept {
-        let count = meta.count.unwrap_or(1);
-        if signed {
-            let max_skew = self.node.shared.config.max_skew;
-            let now = crate::transport::now_millis();
-            let fresh = meta
-                .timestamp
-                .is_some_and(|ts| now.abs_diff(ts) <= max_skew.as_millis() as u64);
-            if !fresh {
-                self.drop(
-                    Drop::Stale,
-                    account,
-                    &format_args!("timestamp {:?}, now {now}", meta.timestamp),
-                );
-                return Accept::Reject;
-            }
-        }
-        let Some(from) = meta.from.as_deref() else {
-            // Python SocketScience sends no metadata.
-            set_sender(&mut self.room_cx, &self.node, account, None, |name| {
-                name.into()
-            });
-            return Accept::Now { release: false };
-        };
-        let shared = &self.node.shared;
-        if meta.session == Some(shared.session) && from == &*shared.name {
-            Counters::add_owned(&shared.counters.own_echoes, 1);
-            return Accept::Reject;
-        }
-        let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
-            if !has_messages {
-                // Presence or repair traffic only.
-                return Accept::Skip;
-            }
-            set_sender(&mut self.room_cx, &self.node, account, Some(from), |name| {
-                name.into()
-            });
-            return Accept::Now { release: false };
-        };
-        self.heard += 1;
-        let heard = self.heard;
-        // One lookup while the sender and its session are known.
-        let (state, i) = match self.senders.get_mut(from) {
-            Some(state) => match state.sessions.iter().position(|t| t.session == session) {
-                Some(i) => (state, i),
-                None => {
-                    self.new_session(from, session, seq);
-                    match self.senders.get_mut(from) {
-                        Some(state) => (state, 0),
-                        None => return Accept::Reject,
-                    }
-                }
-            },
-            None => {
-                self.new_session(from, session, seq);
-                match self.senders.get_mut(from) {
-                    Some(state) => (state, 0),
-                    None => return Accept::Reject,
-                }
-            }
-        };
-        state.last_heard = heard;
-        let admitted = state.sessions[i].admit(seq, count);
-        let release = !state.sessions[i].held.is_empty();
-        // Most recently used first.
-        state.sessions[..=i].rotate_right(1);
-        let presence = &self.node.shared.presence;
-        let ms = presence.coarse_ms();
-        if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {
-            state.published = ms;
-            presence.heard(&state.instance, account, session, ms);
-        }
-        match admitted {
-            Admit::InOrder => {
-                // The state's own name: recognised by address when it goes on.
-                let instance = &state.instance;
-                set_sender(
-                    &mut self.room_cx,
-                    &self.node,
-                    account,
-                    Some(instance),
-                    |_| instance.clone(),
-                );
-                Accept::Now { release }
-            }
-            Admit::Ahead => Accept::Hold,
-            Admit::Duplicate => {
-                let instance = state.instance.clone();
-                self.drop(Drop::Duplicate, account, &format_args!("{instance} #{seq}"));
-                Accept::Reject
-            }
-            Admit::Partial => {
-                trace!(node = %self.node.name(), from, seq, count, "dropped a body that repeats part of what arrived");
-                Accept::Reject
-            }
-        }
     }
 
     /// Takes the registry anew if handlers were registered since.
@@ -680,14 +424,6 @@ impl Dispatcher {
             }
         }
     }
-}
-
-/// Counts a chat message that is not a frame (people talking).
-#[cold]
-#[inline(never)]
-fn not_a_frame(shared: &NodeShared, account: &str) {
-    Counters::add_owned(&shared.counters.not_frames, 1);
-    trace!(node = %shared.name, account, "not a frame");
 }
 
 /// Counts a kind that no handler takes.

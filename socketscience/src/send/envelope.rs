@@ -364,7 +364,7 @@ impl<'a> Signer<'a> {
     pub(crate) fn now(keys: &'a Keys) -> Option<Signer<'a>> {
         (!keys.is_empty()).then(|| Signer {
             keys,
-            timestamp: crate::transport::now_millis(),
+            timestamp: crate::clock::now_millis(),
         })
     }
 }

@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
-use crate::envelope::{self, BodyWriter, Encoded};
+use super::envelope::{self, BodyWriter, Encoded};
 use crate::stats::{Counter, Counters};
 
 /// Why an envelope was not queued.

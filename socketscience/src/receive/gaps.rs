@@ -2,8 +2,9 @@
 //! releasing them in order, presence and repair traffic (heartbeats,
 //! requests, unrepairable ranges, envelopes posted again), the repair
 //! timers, and what is given up. The dispatcher's rare paths: the usual
-//! one stays in `dispatch.rs`.
+//! one stays in `mod.rs`.
 
+use super::senders::{sender_state, set_sender, SESSIONS_PER_SENDER};
 use super::*;
 
 impl Dispatcher {
@@ -182,7 +183,7 @@ impl Dispatcher {
                     self.dispatch(&messages, (n > 1).then_some(n), &self.room_cx)
                         .await;
                 }
-                Err(e) => self.drop(Drop::Malformed, &body.account, &e),
+                Err(e) => self.refuse(Refusal::Malformed, &body.account, &e),
             }
             self.keep(messages);
         }
@@ -363,7 +364,7 @@ impl Dispatcher {
         let window = shared.presence.options.repair_window;
         let items = match wire::read_repairs(codec, raw, repair::MAX_REPAIRS, limits.max_depth) {
             Ok(items) => items,
-            Err(e) => return self.drop(Drop::Malformed, account, &e),
+            Err(e) => return self.refuse(Refusal::Malformed, account, &e),
         };
         let now = tokio::time::Instant::now();
         for (seq, item) in items {
@@ -392,7 +393,7 @@ impl Dispatcher {
                             Counters::add_owned(&shared.counters.repaired, 1);
                             self.dispatch(&messages, None, &self.room_cx).await;
                         }
-                        Err(e) => self.drop(Drop::Malformed, account, &e),
+                        Err(e) => self.refuse(Refusal::Malformed, account, &e),
                     }
                     self.keep(messages);
                     self.release(instance, session).await;
