@@ -124,7 +124,6 @@ extern crate self as socketscience;
 
 mod ask;
 mod clock;
-mod default;
 mod error;
 mod failover;
 mod handler;
@@ -191,7 +190,7 @@ pub mod __private {
 
     /// What `broadcast()` calls.
     pub fn broadcast<M: crate::Message>(message: M) -> crate::Result<()> {
-        crate::default::broadcast(message)
+        crate::node::default::broadcast(message)
     }
 }
 

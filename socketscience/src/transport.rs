@@ -130,6 +130,12 @@ impl TransportIo {
         self.poster.next_post(&self.shared).await
     }
 
+    /// How many envelopes the last post (the frame of the last chunk) held.
+    #[cfg(feature = "stackexchange")]
+    pub(crate) fn last_post_envelopes(&self) -> usize {
+        self.poster.last_post_envelopes()
+    }
+
     /// Hands the node a chat message seen in the room. Waits while the
     /// node's inbound queue is full; fails once the node has stopped.
     pub async fn receive(&self, message: ChatMessage) -> Result<()> {

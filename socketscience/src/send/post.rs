@@ -77,6 +77,12 @@ impl Poster {
         }
     }
 
+    /// How many envelopes the last post (the frame of the last chunk) held.
+    #[cfg(feature = "stackexchange")]
+    pub(crate) fn last_post_envelopes(&self) -> usize {
+        self.group.len()
+    }
+
     /// The next text to post: see [`TransportIo::next_post`](crate::TransportIo::next_post).
     pub(crate) async fn next_post(&mut self, shared: &NodeShared) -> Option<String> {
         let post = match self.pending.pop_front() {
