@@ -2,10 +2,10 @@
 //! node's parts built and started.
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
@@ -480,8 +480,7 @@ impl NodeBuilder {
             },
             counters: Counters::default(),
             outbox: Outbox::new(outgoing_capacity),
-            registry: RwLock::new(Arc::new(registry)),
-            registry_version: AtomicU64::new(0),
+            registry: Arc::new(ArcSwap::from_pointee(registry)),
             tasks: Mutex::new(None),
             presence: Presence::new(presence),
             election,

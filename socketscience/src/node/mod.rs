@@ -13,10 +13,10 @@ pub use builder::NodeBuilder;
 pub use context::{Context, Sender};
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
@@ -87,8 +87,9 @@ pub(crate) struct NodeShared {
     pub(crate) config: Config,
     pub(crate) counters: Counters,
     pub(crate) outbox: Outbox,
-    registry: RwLock<Arc<Registry>>,
-    pub(crate) registry_version: AtomicU64,
+    /// The handlers, replaced whole when one is registered (copy on
+    /// write); shared with the dispatcher's cache of it.
+    pub(crate) registry: Arc<ArcSwap<Registry>>,
     tasks: Mutex<Option<Tasks>>,
     pub(crate) presence: Presence,
     /// Failover: the node's election, when it takes part in one.
@@ -117,7 +118,7 @@ impl NodeShared {
     }
 
     pub(crate) fn read_registry(&self) -> Arc<Registry> {
-        crate::sync::read(&self.registry).clone()
+        self.registry.load_full()
     }
 }
 
@@ -255,17 +256,17 @@ impl Node {
         name: &'static str,
         call: Arc<handler::ErasedFn>,
     ) {
-        let mut registry = crate::sync::write(&self.shared.registry);
-        let mut updated = Registry::clone(&registry);
-        updated.add(
-            kind,
-            Registered {
-                name: name.into(),
-                call,
-            },
-        );
-        *registry = Arc::new(updated);
-        self.shared.registry_version.fetch_add(1, Ordering::Release);
+        self.shared.registry.rcu(|registry| {
+            let mut updated = Registry::clone(registry);
+            updated.add(
+                kind,
+                Registered {
+                    name: name.into(),
+                    call: call.clone(),
+                },
+            );
+            updated
+        });
     }
 
     /// Runs `future` with this node as the default node of `broadcast()`

@@ -10,7 +10,6 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,7 +70,8 @@ pub(crate) struct Dispatcher {
     own_done: Vec<Vec<u8>>,
     in_rx: mpsc::Receiver<ChatMessage>,
     registry: Arc<Registry>,
-    registry_version: u64,
+    /// The node's registry, looked at (one atomic load) before each body.
+    registry_cache: arc_swap::Cache<Arc<arc_swap::ArcSwap<Registry>>, Arc<Registry>>,
     senders: foldhash::HashMap<Box<str>, SenderState>,
     heard: u64,
     reassembly: Reassembly,
@@ -111,7 +111,7 @@ impl Dispatcher {
         );
         Dispatcher {
             registry: shared.read_registry(),
-            registry_version: shared.registry_version.load(Ordering::Acquire),
+            registry_cache: arc_swap::Cache::new(shared.registry.clone()),
             senders: foldhash::HashMap::default(),
             heard: 0,
             reassembly: Reassembly::new(
@@ -365,11 +365,9 @@ impl Dispatcher {
 
     /// Takes the registry anew if handlers were registered since.
     fn refresh_registry(&mut self) {
-        let shared = &self.node.shared;
-        let version = shared.registry_version.load(Ordering::Acquire);
-        if version != self.registry_version {
-            self.registry = shared.read_registry();
-            self.registry_version = version;
+        let latest = self.registry_cache.load();
+        if !Arc::ptr_eq(latest, &self.registry) {
+            self.registry = Arc::clone(latest);
         }
     }
 
