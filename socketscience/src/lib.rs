@@ -127,7 +127,7 @@ mod clock;
 mod error;
 mod failover;
 mod handler;
-#[doc(hidden)]
+#[cfg(feature = "test-util")]
 pub mod harness;
 /// The IRC transport (feature `irc`, on by default).
 #[cfg(feature = "irc")]
@@ -181,7 +181,7 @@ pub use socketscience_macros::{data, handler, message};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::ask::{answer_with, Answering};
-    pub use crate::handler::{call, Call, StaticHandler};
+    pub use crate::handler::{Call, StaticHandler};
     pub use crate::message::MessageType;
     pub use crate::node::Context;
     pub use crate::wire::RawValueRef;

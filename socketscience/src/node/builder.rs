@@ -29,6 +29,15 @@ use crate::wire::{self, BodyLimits, Codec};
 /// The highest [`NodeBuilder::max_depth`]: serde_json's own limit.
 const MAX_DEPTH: usize = 128;
 
+/// A node's parts, built and not started ([`NodeBuilder::build`]): what
+/// `start` spawns, or what the test harness drives by hand.
+pub(crate) struct Parts {
+    pub(crate) node: Node,
+    pub(crate) transport: Box<dyn Transport>,
+    pub(crate) io: TransportIo,
+    pub(crate) dispatcher: Dispatcher,
+}
+
 /// Builds a [`Node`]: its transport and options. From [`Node::builder`].
 #[must_use = "a builder does nothing until `.start().await`"]
 pub struct NodeBuilder {
@@ -301,7 +310,12 @@ impl NodeBuilder {
             reason: "call it inside a tokio runtime".into(),
         })?;
         let make_default = self.make_default;
-        let (node, transport, io, dispatcher) = self.build()?;
+        let Parts {
+            node,
+            transport,
+            io,
+            dispatcher,
+        } = self.build()?;
         let transport_task = runtime.spawn({
             let name = node.shared.name.clone();
             async move {
@@ -342,7 +356,7 @@ impl NodeBuilder {
 
     /// Checks the options and builds the node's parts, without starting
     /// anything.
-    pub(crate) fn build(self) -> Result<(Node, Box<dyn Transport>, TransportIo, Dispatcher)> {
+    pub(crate) fn build(self) -> Result<Parts> {
         let NodeBuilder {
             name,
             transport,
@@ -501,7 +515,12 @@ impl NodeBuilder {
             ),
         };
         let dispatcher = Dispatcher::new(node.clone(), in_rx);
-        Ok((node, transport, io, dispatcher))
+        Ok(Parts {
+            node,
+            transport,
+            io,
+            dispatcher,
+        })
     }
 }
 

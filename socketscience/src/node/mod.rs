@@ -10,6 +10,8 @@ mod context;
 pub(crate) mod default;
 
 pub use builder::NodeBuilder;
+#[cfg(feature = "test-util")]
+pub(crate) use builder::Parts;
 pub use context::{Context, Sender};
 
 use std::fmt;
