@@ -55,7 +55,7 @@ impl Harness {
     /// signature, decoding, deduplication and the sync handlers. (An async
     /// handler that does not finish at its first poll is dropped.)
     pub fn receive(&mut self, message: ChatMessage) {
-        once(self.dispatcher.chat(message));
+        once(self.dispatcher.receive(message));
     }
 }
 

@@ -49,13 +49,13 @@ impl Dispatcher {
         }
     }
 
-    /// The rest of [`frame`](Self::frame) when there is more to do than
+    /// The rest of [`read_frame`](Self::read_frame) when there is more to do than
     /// dispatching: releasing held envelopes, holding this one, presence
     /// and repair traffic. Out of line (and boxed): the usual path's future
     /// stays small.
     #[cold]
     #[inline(never)]
-    pub(super) async fn frame_slow(
+    pub(super) async fn read_frame_slow(
         &mut self,
         accepted: Accept,
         meta: &Meta<'_>,

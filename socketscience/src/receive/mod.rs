@@ -155,7 +155,7 @@ impl Dispatcher {
                 more = std::future::poll_fn(|cx| shared.outbox.poll_own(cx, &mut self.own_batch, BURST, &mut self.own_done)), if own_open => {
                     if more {
                         while let Some(body) = self.own_batch.pop_front() {
-                            self.own(&body).await;
+                            self.run_own(&body).await;
                             self.own_done.push(body);
                         }
                     } else {
@@ -164,10 +164,10 @@ impl Dispatcher {
                 },
                 message = self.in_rx.recv(), if in_open => match message {
                     Some(message) => {
-                        self.chat(message).await;
+                        self.receive(message).await;
                         for _ in 0..BURST {
                             let Ok(message) = self.in_rx.try_recv() else { break };
-                            self.chat(message).await;
+                            self.receive(message).await;
                         }
                     }
                     None => in_open = false,
@@ -189,7 +189,7 @@ impl Dispatcher {
         }
     }
 
-    pub(crate) async fn own(&mut self, body: &[u8]) {
+    pub(crate) async fn run_own(&mut self, body: &[u8]) {
         let limits = BodyLimits {
             max_kinds: usize::MAX,
             max_depth: usize::MAX,
@@ -228,7 +228,7 @@ impl Dispatcher {
 
     // The node's shared state is borrowed afresh where it is used (the
     // borrow checker allows no longer), rather than cloned per message.
-    pub(crate) async fn chat(&mut self, message: ChatMessage) {
+    pub(crate) async fn receive(&mut self, message: ChatMessage) {
         let shared = &self.node.shared;
         Counters::add_owned(&shared.counters.received, 1);
         if !shared.config.trust.allows(&message.account) {
@@ -236,7 +236,7 @@ impl Dispatcher {
         }
         let text = wire::clean(&message.text);
         match wire::parse_chat_text(&text) {
-            Ok(ChatText::Frame { body }) => self.frame(body, &message.account).await,
+            Ok(ChatText::Frame { body }) => self.read_frame(body, &message.account).await,
             Ok(ChatText::Chunk(chunk)) => {
                 Counters::add_owned(&self.node.shared.counters.chunks, 1);
                 let mut dropped = 0;
@@ -245,7 +245,7 @@ impl Dispatcher {
                         .add(&message.account, chunk, Instant::now(), &mut dropped);
                 self.count(&self.node.shared.counters.partials_dropped, dropped);
                 match added {
-                    Added::Complete(body) => self.frame(&body, &message.account).await,
+                    Added::Complete(body) => self.read_frame(&body, &message.account).await,
                     Added::Pending | Added::Duplicate => {}
                     Added::Rejected => self.refuse(
                         Refusal::Malformed,
@@ -260,7 +260,7 @@ impl Dispatcher {
     }
 
     /// A whole base64 body from the room.
-    async fn frame(&mut self, body_b64: &str, account: &Arc<str>) {
+    async fn read_frame(&mut self, body_b64: &str, account: &Arc<str>) {
         let shared = &self.node.shared;
         let max = shared.config.max_envelope_bytes;
         let size = body_b64.len() / 4 * 3;
@@ -319,8 +319,10 @@ impl Dispatcher {
                                 self.dispatch(&messages, meta.count, &self.room_cx).await
                             }
                             accepted => {
-                                Box::pin(self.frame_slow(accepted, &meta, &messages, account, body))
-                                    .await
+                                Box::pin(
+                                    self.read_frame_slow(accepted, &meta, &messages, account, body),
+                                )
+                                .await
                             }
                         }
                     }
