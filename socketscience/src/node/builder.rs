@@ -508,7 +508,7 @@ impl NodeBuilder {
                 max_len,
                 lines,
                 rng.fork(),
-                crate::repair::History::new(
+                crate::send::History::new(
                     presence.history,
                     presence.history_age.as_millis() as u64,
                 ),

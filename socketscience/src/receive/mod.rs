@@ -4,7 +4,8 @@
 //! one at a time.
 //!
 //! This file holds the pipeline (the dispatcher); beside it `senders.rs`
-//! (the sender table and the check that admits an envelope), `gaps.rs`
+//! (the sender table and the check that admits an envelope), `window.rs`
+//! (each sender session's replay window), `gaps.rs`
 //! (holding, releasing and repair traffic), `reassembly.rs` (chunks made
 //! whole again) and `drops.rs` (what is refused, counted and logged).
 
@@ -19,16 +20,18 @@ use tracing::{error, trace, warn};
 
 use crate::handler::{Call, Registered, Registry};
 use crate::node::{Context, Node, NodeShared, Sender};
-use crate::repair::{self, Admit, Gap, HeldBody, Track};
+use crate::repair;
 use crate::security::Verdict;
 use crate::stats::{Counter, Counters};
 use crate::transport::ChatMessage;
 use crate::wire::{self, BodyLimits, ChatText, Codec, Control, Messages, Meta, WireError};
+use window::{Admit, Gap, HeldBody, Track};
 
 mod drops;
 mod gaps;
 mod reassembly;
 mod senders;
+mod window;
 
 pub use reassembly::ReassemblyLimits;
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use tracing::trace;
 
+use super::window::{Admit, Track};
 use super::{Accept, Dispatcher, Refusal};
 use crate::node::{Context, Node, Sender};
-use crate::repair::{Admit, Track};
 use crate::stats::Counters;
 use crate::wire::Meta;
 

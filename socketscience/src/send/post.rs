@@ -9,8 +9,8 @@ use std::task::Poll;
 use super::envelope::{
     assemble_into, assemble_msgpack_batch_into, grown_size, mergeable, overhead, Encoded, Signer,
 };
+use super::history::History;
 use crate::node::NodeShared;
-use crate::repair::History;
 use crate::stats::Counters;
 use crate::wire::{self, Codec, Lines};
 
