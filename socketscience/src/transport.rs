@@ -125,9 +125,10 @@ impl TransportIo {
     ///
     /// Cancel-safe: dropping the future before it completes loses nothing,
     /// so it can sit in a `tokio::select!` beside the chat's reader.
+    // (The send path's future itself, not wrapped in another.)
     #[inline]
-    pub async fn next_post(&mut self) -> Option<String> {
-        self.poster.next_post(&self.shared).await
+    pub fn next_post(&mut self) -> impl Future<Output = Option<String>> + Send + '_ {
+        self.poster.next_post(&self.shared)
     }
 
     /// How many envelopes the last post (the frame of the last chunk) held.

@@ -72,6 +72,7 @@ pub(crate) struct Dispatcher {
     /// Those run, to give back to the outbox for reuse.
     own_done: Vec<Vec<u8>>,
     in_rx: mpsc::Receiver<ChatMessage>,
+    /// The node's registry as last taken (see `refresh_registry`).
     registry: Arc<Registry>,
     /// The node's registry, looked at (one atomic load) before each body.
     registry_cache: arc_swap::Cache<Arc<arc_swap::ArcSwap<Registry>>, Arc<Registry>>,

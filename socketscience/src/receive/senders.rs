@@ -59,6 +59,7 @@ pub(super) fn sender_state<'s>(
 
 /// Makes `cx` the context of envelopes from `account` and `instance`,
 /// keeping it when it already is (`intern` gives the instance's shared name).
+#[inline]
 pub(super) fn set_sender(
     cx: &mut Context,
     node: &Node,

@@ -114,13 +114,12 @@ impl Poster {
                     // A copy kept for repair.
                     self.history.keep(&group, presence.coarse_ms());
                 }
-                self.frame_into_pending(&body);
+                let post = self.frame(&body);
                 if body.capacity() <= 64 << 10 {
                     self.body = body;
                 }
                 self.group = group;
-                // (Not empty: the body was just framed into it.)
-                match self.pending.pop_front() {
+                match post.or_else(|| self.pending.pop_front()) {
                     Some(post) => break post,
                     None => continue,
                 }
@@ -212,7 +211,9 @@ impl Poster {
                 election.as_deref(),
                 Signer::now(&shared.config.keys),
             );
-            self.frame_into_pending(&body);
+            if let Some(frame) = self.frame(&body) {
+                self.pending.push_back(frame);
+            }
             if queue.requests.is_empty() && unrepairable.is_empty() {
                 Counters::add_owned(&counters.heartbeats, 1);
             } else {
@@ -248,7 +249,9 @@ impl Poster {
                 Signer::now(&shared.config.keys),
             );
             let n = group.len() as u64;
-            self.frame_into_pending(&body);
+            if let Some(frame) = self.frame(&body) {
+                self.pending.push_back(frame);
+            }
             Counters::add_owned(&counters.repair_posts, 1);
             Counters::add_owned(&counters.resent, n);
         }
@@ -315,15 +318,15 @@ impl Poster {
             })
     }
 
-    /// Frames a body into `pending`: one frame, or its chunks if the frame
-    /// is longer than a post. (Framing and chunking in one place.)
-    fn frame_into_pending(&mut self, body: &[u8]) {
+    /// Frames a body: the frame if it fits one post; else its chunks,
+    /// queued at the back of `pending` (`None`). (Framing and chunking in
+    /// one place.)
+    fn frame(&mut self, body: &[u8]) -> Option<String> {
         // Sized at once (`write_frame_of` reserves what it writes).
         let mut frame = String::with_capacity(wire::frame_len(self.lines, body.len()));
         wire::write_frame_of(&mut frame, self.lines, self.rng.u16(0..10_000), body);
         if frame.len() <= self.max_len {
-            self.pending.push_back(frame);
-            return;
+            return Some(frame);
         }
         // The base64 body sits between the start and the `\x03`.
         let start = self.lines.frame_start().len() + 4;
@@ -331,8 +334,11 @@ impl Poster {
         // The node checked at start that chunks fit this transport (were it
         // not so, the whole frame would go).
         match wire::split_into_chunks(self.lines, self.rng.u32(..), b64, self.max_len) {
-            Some(chunks) => self.pending.extend(chunks),
-            None => self.pending.push_back(frame),
+            Some(chunks) => {
+                self.pending.extend(chunks);
+                None
+            }
+            None => Some(frame),
         }
     }
 }
