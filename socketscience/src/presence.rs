@@ -115,10 +115,6 @@ pub(crate) struct Queue {
     pub(crate) serve: Vec<(u64, u64)>,
 }
 
-/// Most entries of each list of the queue; past it, new ones wait for the
-/// next round (their askers ask again).
-pub(crate) const MAX_QUEUED: usize = 64;
-
 impl Queue {
     fn is_empty(&self) -> bool {
         !self.heartbeat

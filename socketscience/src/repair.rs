@@ -35,6 +35,10 @@ pub(crate) const RANGES_PER_ASK: usize = 8;
 pub(crate) const MAX_HELD_BYTES: usize = 16 << 20;
 /// Most envelopes a `_nak` may give up at once; more is absurd.
 pub(crate) const MAX_GIVE_UP: u64 = 1 << 20;
+/// Most entries of each list of the presence queue (requests, ranges to
+/// serve, ranges that cannot be repaired); past it, new ones wait for the
+/// next round (their askers ask again).
+pub(crate) const MAX_QUEUED: usize = 64;
 
 /// An envelope to post again, as [`write_control_body`] writes it.
 #[derive(Debug, Clone)]

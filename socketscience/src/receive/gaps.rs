@@ -333,15 +333,14 @@ impl Dispatcher {
             self.drops.note(&self.node);
         }
         for range in serve {
-            if self.to_serve.len() < crate::presence::MAX_QUEUED && !self.to_serve.contains(&range)
-            {
+            if self.to_serve.len() < crate::repair::MAX_QUEUED && !self.to_serve.contains(&range) {
                 self.to_serve.push(range);
             }
         }
         if !unrepairable.is_empty() {
             presence.push(&shared.outbox, |q| {
                 for range in unrepairable {
-                    if q.unrepairable.len() < crate::presence::MAX_QUEUED {
+                    if q.unrepairable.len() < crate::repair::MAX_QUEUED {
                         q.unrepairable.push(range);
                     }
                 }
@@ -470,7 +469,7 @@ impl Dispatcher {
         if !serve.is_empty() {
             presence.push(&shared.outbox, |q| {
                 for range in serve {
-                    if q.serve.len() < crate::presence::MAX_QUEUED && !q.serve.contains(&range) {
+                    if q.serve.len() < crate::repair::MAX_QUEUED && !q.serve.contains(&range) {
                         q.serve.push(range);
                     }
                 }
@@ -481,7 +480,7 @@ impl Dispatcher {
             trace!(node = %shared.name, ?requests, "asking for repair");
             presence.push(&shared.outbox, |q| {
                 for request in requests {
-                    if q.requests.len() < crate::presence::MAX_QUEUED {
+                    if q.requests.len() < crate::repair::MAX_QUEUED {
                         q.requests.push(request);
                     }
                 }

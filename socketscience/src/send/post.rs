@@ -190,7 +190,7 @@ impl Poster {
         );
         let mut unrepairable = queue.unrepairable;
         for (first, end) in gone {
-            if unrepairable.len() < crate::presence::MAX_QUEUED {
+            if unrepairable.len() < crate::repair::MAX_QUEUED {
                 unrepairable.push((shared.name.to_string(), shared.session, first, end));
             }
         }
