@@ -22,11 +22,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::trace;
 
-use crate::envelope::{BodyWriter, Payload};
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::node::{Context, Node, NodeShared, Sender};
-use crate::outbox::Refused;
+use crate::send::envelope::{BodyWriter, Payload};
+use crate::send::outbox::Refused;
 use crate::wire::{RawValueRef, KEY_ASK, KEY_REPLY_TO};
 
 /// A message kind that expects replies of kind [`Reply`](Question::Reply):
@@ -210,7 +210,7 @@ fn encode(
 ) -> Result<BodyWriter> {
     let mut writer = BodyWriter::new(shared.codec);
     write(&mut writer)?;
-    let size = writer.len() + crate::envelope::overhead(shared.origin());
+    let size = writer.len() + crate::send::envelope::overhead(shared.origin());
     if size > shared.config.max_envelope_bytes {
         return Err(Error::TooLarge {
             size,

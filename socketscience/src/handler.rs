@@ -119,8 +119,7 @@ where
 
 /// Decodes the value and calls the handler: the erased form every handler
 /// is stored as. `Err` is a value that does not fit `M`.
-#[doc(hidden)]
-pub fn call<M: Message, Args, H: Handler<M, Args>>(
+pub(crate) fn call<M: Message, Args, H: Handler<M, Args>>(
     handler: &H,
     raw: RawValueRef<'_>,
     cx: &Context,

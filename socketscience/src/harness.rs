@@ -1,10 +1,11 @@
-//! Not public API: a node's send and receive paths driven synchronously,
-//! without tasks, for benchmarks and fuzzing. It may change in any release.
+//! For benchmarks and fuzzing (feature `test-util`, off by default): a
+//! node's send and receive paths driven synchronously, without tasks. Not
+//! for production; it may change in any release.
 
-use crate::dispatch::Dispatcher;
-use crate::envelope::Payload;
 use crate::error::{Error, Result};
-use crate::node::{Node, NodeBuilder};
+use crate::node::{Node, NodeBuilder, Parts};
+use crate::receive::Dispatcher;
+use crate::send::envelope::Payload;
 use crate::transport::{ChatMessage, TransportIo};
 use crate::LocalChat;
 
@@ -19,7 +20,12 @@ impl Harness {
     /// Builds the node (its transport gives the account and the message
     /// length; it is not run).
     pub fn new(builder: NodeBuilder) -> Result<Harness> {
-        let (node, _transport, io, dispatcher) = builder.build()?;
+        let Parts {
+            node,
+            io,
+            dispatcher,
+            ..
+        } = builder.build()?;
         Ok(Harness {
             node,
             io,
@@ -49,7 +55,7 @@ impl Harness {
     /// signature, decoding, deduplication and the sync handlers. (An async
     /// handler that does not finish at its first poll is dropped.)
     pub fn receive(&mut self, message: ChatMessage) {
-        once(self.dispatcher.chat(message));
+        once(self.dispatcher.receive(message));
     }
 }
 

@@ -123,36 +123,34 @@
 extern crate self as socketscience;
 
 mod ask;
-mod default;
-mod dispatch;
-mod envelope;
+mod clock;
 mod error;
 mod failover;
 mod handler;
-#[doc(hidden)]
+#[cfg(feature = "test-util")]
 pub mod harness;
 mod message;
 mod node;
-mod outbox;
 mod presence;
-mod reassembly;
+mod receive;
 mod repair;
 mod security;
+mod send;
 mod stats;
 mod sync;
 pub mod transport;
 pub mod wire;
 
 pub use ask::{Answer, Answers, Ask, IntoReply, Question, Within};
-pub use envelope::{Envelope, Payload};
 pub use error::{Error, Result};
 pub use failover::{Failover, Role};
 pub use handler::{Handler, HandlerResult};
 pub use message::{message_types, Message, MessageType};
 pub use node::{Context, Node, NodeBuilder, Sender};
 pub use presence::Peer;
-pub use reassembly::ReassemblyLimits;
+pub use receive::ReassemblyLimits;
 pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV};
+pub use send::envelope::{Envelope, Payload};
 pub use stats::Stats;
 #[cfg(feature = "irc")]
 pub use transport::irc::{IrcChat, IrcStatus};
@@ -177,7 +175,7 @@ pub use socketscience_macros::{data, handler, message};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::ask::{answer_with, Answering};
-    pub use crate::handler::{call, Call, StaticHandler};
+    pub use crate::handler::{Call, StaticHandler};
     pub use crate::message::MessageType;
     pub use crate::node::Context;
     pub use crate::wire::RawValueRef;
@@ -186,7 +184,7 @@ pub mod __private {
 
     /// What `broadcast()` calls.
     pub fn broadcast<M: crate::Message>(message: M) -> crate::Result<()> {
-        crate::default::broadcast(message)
+        crate::node::default::broadcast(message)
     }
 }
 

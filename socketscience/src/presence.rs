@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::node::NodeShared;
-use crate::outbox::Outbox;
+use crate::send::outbox::Outbox;
 use crate::wire::WireRange;
 
 /// Another instance heard in the room, from [`Node::peers`](crate::Node::peers).
@@ -114,10 +114,6 @@ pub(crate) struct Queue {
     /// Ranges of this node's own envelopes to post again.
     pub(crate) serve: Vec<(u64, u64)>,
 }
-
-/// Most entries of each list of the queue; past it, new ones wait for the
-/// next round (their askers ask again).
-pub(crate) const MAX_QUEUED: usize = 64;
 
 impl Queue {
     fn is_empty(&self) -> bool {

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 macro_rules! counters {
-    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident $(: $drop:ident)?,)*) => {
         /// A snapshot of a node's counters, from [`Node::stats`](crate::Node::stats).
         ///
         /// Every counter only grows. Drops and rejections each have their own
@@ -24,9 +24,31 @@ macro_rules! counters {
                 Stats { $($name: self.$name.0.load(Relaxed),)* }
             }
         }
+
+        impl Stats {
+            /// The counters of what is dropped from the room, by name, in
+            /// the order declared: what [`Stats::rejected`] sums and what
+            /// the receive path's drop log summarises.
+            pub(crate) const DROPS: &'static [(&'static str, DropKind, fn(&Stats) -> u64)] = &[
+                $($((stringify!($name), DropKind::$drop, |s: &Stats| s.$name),)?)*
+            ];
+        }
     };
 }
 
+/// How a counter of drops counts (marked after its name in `counters!`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropKind {
+    /// A chat message or envelope refused: part of [`Stats::rejected`].
+    Rejected,
+    /// Dropped but not a refusal of a message (a partial envelope given up,
+    /// repair traffic refused): logged, not part of [`Stats::rejected`].
+    Dropped,
+}
+
+// A counter of drops from the room is marked after its name: `Rejected`
+// (summed by `Stats::rejected`) or `Dropped` (not a refusal); both are
+// summarised by the receive path's drop log.
 counters! {
     /// Envelopes accepted by `send`/`broadcast` (one per envelope, whatever it holds).
     sent,
@@ -45,30 +67,30 @@ counters! {
     /// Chat messages that are not frames (human talk): not an error.
     not_frames,
     /// Chat messages from accounts this node does not trust, dropped unread.
-    untrusted,
+    untrusted: Rejected,
     /// Frames or chunks that could not be read (bad framing, base64 or body).
-    malformed,
+    malformed: Rejected,
     /// Envelopes over a size, kinds or depth limit, dropped.
-    too_large,
+    too_large: Rejected,
     /// Envelopes seen before (same sender, session and sequence number),
     /// dropped; on a node without a secret (see `replayed` for one with).
-    duplicates,
+    duplicates: Rejected,
     /// Envelopes with no signature, dropped by a node with a secret.
-    unsigned,
+    unsigned: Rejected,
     /// Envelopes whose signature does not match any of the node's secrets.
-    bad_signature,
+    bad_signature: Rejected,
     /// Signed envelopes whose timestamp is outside the allowed clock skew.
-    stale,
+    stale: Rejected,
     /// Signed envelopes seen before (same sender, session and sequence
     /// number), and signed presence posts no newer than the last taken from
     /// their sender's session: neither counts as a sign of life.
-    replayed,
+    replayed: Rejected,
     /// This node's own posts echoed back by the chat, dropped (their handlers ran at send time).
     own_echoes,
     /// Chunks received.
     chunks,
     /// Partial envelopes dropped before completion (too old, too many, too large).
-    partials_dropped,
+    partials_dropped: Dropped,
     /// Handler runs that returned an error.
     handler_errors,
     /// Handler runs that panicked.
@@ -102,7 +124,7 @@ counters! {
     resent,
     /// Repair traffic refused: absurd or unreadable requests, ranges asked
     /// of this node that it never posted.
-    repairs_refused,
+    repairs_refused: Dropped,
     /// Gaps in the room's history a transport could not read back whole
     /// (Matrix: more was posted while away than its backfill bound), so
     /// that messages may have been missed.
@@ -110,21 +132,17 @@ counters! {
     /// Compressed bodies refused before they were read: they would inflate
     /// past `max_envelope_bytes` (a compression bomb), their compressed
     /// data is broken, or their method unknown.
-    compressed_refused,
+    compressed_refused: Rejected,
 }
 
 impl Stats {
     /// All envelopes and chat messages rejected, whatever the reason.
     pub fn rejected(&self) -> u64 {
-        self.untrusted
-            + self.malformed
-            + self.too_large
-            + self.duplicates
-            + self.unsigned
-            + self.bad_signature
-            + self.stale
-            + self.replayed
-            + self.compressed_refused
+        Stats::DROPS
+            .iter()
+            .filter(|(_, kind, _)| *kind == DropKind::Rejected)
+            .map(|(_, _, count)| count(self))
+            .sum()
     }
 
     /// All handler failures: errors and panics.

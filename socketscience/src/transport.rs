@@ -17,21 +17,16 @@ pub mod matrix;
 #[doc(hidden)] // documented as `socketscience::stackexchange`
 pub mod stackexchange;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 
 use tokio::sync::mpsc;
 
-use crate::envelope::{
-    assemble_into, assemble_msgpack_batch_into, grown_size, mergeable, overhead, Encoded, Signer,
-};
 use crate::error::{Error, Result};
 use crate::node::NodeShared;
-use crate::stats::Counters;
-use crate::wire::{self, Codec, Lines};
+use crate::send::Poster;
+use crate::wire::Lines;
 
 /// A boxed, sendable future, as [`Transport::run`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -123,42 +118,9 @@ pub trait Transport: Send + 'static {
 pub struct TransportIo {
     pub(crate) inbound: mpsc::Sender<ChatMessage>,
     pub(crate) shared: Arc<NodeShared>,
-    pub(crate) max_len: usize,
-    pub(crate) lines: Lines,
-    pub(crate) rng: fastrand::Rng,
-    pub(crate) pending: VecDeque<String>,
-    /// The body being framed, kept for the next post.
-    pub(crate) body: Vec<u8>,
-    /// The envelopes of the post being made (kept for its allocation).
-    pub(crate) group: Vec<Encoded>,
-    /// Envelopes taken from the outbox that did not fit the last post:
-    /// they go first in the next.
-    pub(crate) carry: VecDeque<Encoded>,
-    /// The compressed body being tried (kept for its allocation).
-    pub(crate) packed: Vec<u8>,
-    /// The envelopes posted, kept to post again when asked.
-    pub(crate) history: crate::repair::History,
+    /// What waits to be posted, grouped, framed and chunked (`send/`).
+    pub(crate) poster: Poster,
 }
-
-/// What [`TransportIo::gather`] found.
-enum Gathered {
-    /// Envelopes to post.
-    Envelopes,
-    /// Presence or repair traffic to post.
-    Control,
-    /// The node shut down and nothing waits.
-    Closed,
-}
-
-/// Most envelopes one post carries.
-const MAX_GROUP: usize = 1_024;
-/// Most kinds one merged MessagePack map carries (receivers refuse more
-/// than their `max_kinds`, 64 by default).
-const MAX_MERGED_KINDS: usize = 32;
-/// How many times a post's room the envelopes gathered for it may take
-/// before compression: a group of small, similar envelopes deflates to a
-/// fifth to a tenth of its size (BENCHMARKS.md, "Messages per post").
-const GATHER_FACTOR: usize = 12;
 
 impl TransportIo {
     /// Waits for the next text to post, framed (or one chunk of a frame)
@@ -175,269 +137,16 @@ impl TransportIo {
     ///
     /// Cancel-safe: dropping the future before it completes loses nothing,
     /// so it can sit in a `tokio::select!` beside the chat's reader.
-    pub async fn next_post(&mut self) -> Option<String> {
-        let post = match self.pending.pop_front() {
-            Some(chunk) => chunk,
-            None => loop {
-                let mut group = std::mem::take(&mut self.group);
-                let gathered = std::future::poll_fn(|cx| self.gather(cx, &mut group)).await;
-                match gathered {
-                    Gathered::Envelopes => {}
-                    Gathered::Control => {
-                        self.group = group;
-                        self.control();
-                        match self.pending.pop_front() {
-                            Some(post) => break post,
-                            None => continue,
-                        }
-                    }
-                    Gathered::Closed => {
-                        self.group = group;
-                        return None;
-                    }
-                }
-                let body = self.assemble(&mut group);
-                let shared = &self.shared;
-                if let Some(last) = group.last() {
-                    let presence = &shared.presence;
-                    presence
-                        .posted_end
-                        .store(last.seq + 1, std::sync::atomic::Ordering::Relaxed);
-                    // A copy kept for repair.
-                    self.history.keep(&group, presence.coarse_ms());
-                }
-                let post = self.frame(&body);
-                if body.capacity() <= 64 << 10 {
-                    self.body = body;
-                }
-                self.group = group;
-                break post;
-            },
-        };
-        Counters::add_owned(&self.shared.counters.posts, 1);
-        Some(post)
-    }
-
-    /// The body bytes most one post carries (a frame is 8 characters
-    /// around the base64 of its body).
-    fn room(&self) -> usize {
-        self.max_len.saturating_sub(8) / 4 * 3
-    }
-
-    /// The body of a post of `group`'s envelopes: a single envelope as it
-    /// is; several as a batch (or, in MessagePack where no kind repeats, a
-    /// merged map), deflated if that is too long for one post. If even
-    /// deflated it is too long, the last envelopes go back to wait for the
-    /// next post (in `carry`) until it fits, or one envelope is left. (With
-    /// `python_peers`, groups are of one envelope: posted as it is.)
+    // (The send path's future itself, not wrapped in another.)
     #[inline]
-    fn assemble(&mut self, group: &mut Vec<Encoded>) -> Vec<u8> {
-        let shared = &self.shared;
-        let (codec, origin) = (shared.codec, shared.origin());
-        let signer = Signer::now(&shared.config.keys);
-        let room = self.room();
-        let mut body = std::mem::take(&mut self.body);
-        loop {
-            if codec == Codec::MessagePack && group.len() > 1 && !mergeable(group, MAX_MERGED_KINDS)
-            {
-                assemble_msgpack_batch_into(&mut body, origin, group, signer);
-            } else {
-                assemble_into(&mut body, codec, origin, group, signer);
-            }
-            if group.len() == 1 || body.len() <= room {
-                return body;
-            }
-            wire::deflate_body(&body, &mut self.packed);
-            if self.packed.len() <= room {
-                std::mem::swap(&mut body, &mut self.packed);
-                return body;
-            }
-            // Fewer envelopes, by the ratio seen (with a margin).
-            let n = group.len();
-            let keep = (n * room * 15 / 16 / self.packed.len()).clamp(1, n - 1);
-            for e in group.drain(keep..).rev() {
-                self.carry.push_front(e);
-            }
-        }
+    pub fn next_post(&mut self) -> impl Future<Output = Option<String>> + Send + '_ {
+        self.poster.next_post(&self.shared)
     }
 
-    /// Frames the presence and repair traffic waiting into posts (queued
-    /// in `pending`): one post of heartbeat, requests and ranges that
-    /// cannot be repaired, and the envelopes asked for, posted again (at
-    /// most once per repair window each), in as few posts as fit.
-    #[cold]
-    #[inline(never)]
-    fn control(&mut self) {
-        let shared = self.shared.clone();
-        let presence = &shared.presence;
-        let queue = presence.take();
-        presence.tick();
-        let posted = presence
-            .posted_end
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let (picked, gone) = self.history.select(
-            &queue.serve,
-            presence.coarse_ms(),
-            presence.options.repair_window.as_millis() as u64,
-        );
-        let mut unrepairable = queue.unrepairable;
-        for (first, end) in gone {
-            if unrepairable.len() < crate::presence::MAX_QUEUED {
-                unrepairable.push((shared.name.to_string(), shared.session, first, end));
-            }
-        }
-        let codec = shared.codec;
-        let origin = shared.origin();
-        let mut body = Vec::new();
-        let counters = &shared.counters;
-        let election = shared.election.as_ref().map(|e| e.entry(codec));
-        if queue.heartbeat || !queue.requests.is_empty() || !unrepairable.is_empty() {
-            crate::repair::write_control_body(
-                &mut body,
-                codec,
-                origin,
-                posted,
-                &queue.requests,
-                &unrepairable,
-                &[],
-                election.as_deref(),
-                Signer::now(&shared.config.keys),
-            );
-            self.frame_all(&body);
-            if queue.requests.is_empty() && unrepairable.is_empty() {
-                Counters::add_owned(&counters.heartbeats, 1);
-            } else {
-                Counters::add_owned(&counters.repair_posts, 1);
-            }
-        }
-        // The envelopes asked for, as many per post as fit.
-        let room = self.max_len.saturating_sub(8) / 4 * 3;
-        let limit = room.saturating_sub(overhead(origin) + 32);
-        let mut at = 0;
-        while at < picked.len() {
-            let mut group = Vec::new();
-            let mut size = 0;
-            while let Some(e) = picked.get(at) {
-                let grown = size + e.bytes.len() + 24;
-                if !group.is_empty() && (grown > limit || group.len() >= crate::repair::MAX_REPAIRS)
-                {
-                    break;
-                }
-                size = grown;
-                group.push(e.clone());
-                at += 1;
-            }
-            crate::repair::write_control_body(
-                &mut body,
-                codec,
-                origin,
-                posted,
-                &[],
-                &[],
-                &group,
-                election.as_deref(),
-                Signer::now(&shared.config.keys),
-            );
-            let n = group.len() as u64;
-            self.frame_all(&body);
-            Counters::add_owned(&counters.repair_posts, 1);
-            Counters::add_owned(&counters.resent, n);
-        }
-    }
-
-    /// Frames a body into `pending`: one frame, or its chunks.
-    fn frame_all(&mut self, body: &[u8]) {
-        let mut frame = String::with_capacity(wire::frame_len(self.lines, body.len()));
-        wire::write_frame_of(&mut frame, self.lines, self.rng.u16(0..10_000), body);
-        if frame.len() <= self.max_len {
-            self.pending.push_back(frame);
-            return;
-        }
-        let start = self.lines.frame_start().len() + 4;
-        let b64 = &frame[start..frame.len() - 1];
-        let chunks = wire::split_into_chunks(self.lines, self.rng.u32(..), b64, self.max_len)
-            .unwrap_or_default();
-        self.pending.extend(chunks);
-    }
-
-    /// Takes the next envelope waiting into `group` (after giving back the
-    /// last post's), with those behind it that fit one post with it; or
-    /// says that presence or repair traffic waits.
-    #[inline]
-    fn gather(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        group: &mut Vec<Encoded>,
-    ) -> Poll<Gathered> {
-        if self.shared.presence.is_pending() {
-            return Poll::Ready(Gathered::Control);
-        }
-        match self.gather_envelopes(cx, group) {
-            Poll::Ready(true) => Poll::Ready(Gathered::Envelopes),
-            Poll::Ready(false) => Poll::Ready(Gathered::Closed),
-            // Looked at again after the outbox registered the waker (see
-            // `Outbox::wake_transport`).
-            Poll::Pending if self.shared.presence.is_pending() => Poll::Ready(Gathered::Control),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    /// Takes the next envelope waiting into `group` (after giving back the
-    /// last post's), with those behind it that fit one post with it.
-    /// `Ready(false)` once the node has shut down and nothing waits.
-    fn gather_envelopes(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        group: &mut Vec<Encoded>,
-    ) -> Poll<bool> {
-        let room = self.room();
-        let shared = &self.shared;
-        // Enough to fill a post once deflated (see `assemble`, which checks
-        // what fits exactly), within what receivers inflate.
-        let limit = (room * GATHER_FACTOR)
-            .saturating_sub(overhead(shared.origin()))
-            .min(shared.config.max_envelope_bytes / 2);
-        let mut size = 0;
-        // With Python peers, each envelope goes alone, as it was sent (so
-        // never in a batch, never deflated).
-        let alone = shared.config.python_peers.is_some();
-        shared
-            .outbox
-            .poll_posts(cx, group, &mut self.carry, |group, next| {
-                if group.is_empty() {
-                    // The first goes whatever its size (in chunks if need be).
-                    size = grown_size(0, next);
-                    return true;
-                }
-                if alone {
-                    return false;
-                }
-                let grown = grown_size(size, next);
-                let fits = group.len() < MAX_GROUP && grown <= limit;
-                if fits {
-                    size = grown;
-                }
-                fits
-            })
-    }
-
-    /// Frames a body; queues its chunks and returns the first if it is too long.
-    #[inline]
-    fn frame(&mut self, body: &[u8]) -> String {
-        // Sized at once (`write_frame_of` reserves what it writes).
-        let mut frame = String::with_capacity(wire::frame_len(self.lines, body.len()));
-        wire::write_frame_of(&mut frame, self.lines, self.rng.u16(0..10_000), body);
-        if frame.len() <= self.max_len {
-            return frame;
-        }
-        // The base64 body sits between the start and the `\x03`.
-        let start = self.lines.frame_start().len() + 4;
-        let b64 = &frame[start..frame.len() - 1];
-        // The node checked at start that chunks fit this transport.
-        let chunks = wire::split_into_chunks(self.lines, self.rng.u32(..), b64, self.max_len)
-            .unwrap_or_default();
-        self.pending.extend(chunks);
-        self.pending.pop_front().unwrap_or(frame)
+    /// How many envelopes the last post (the frame of the last chunk) held.
+    #[cfg(feature = "stackexchange")]
+    pub(crate) fn last_post_envelopes(&self) -> usize {
+        self.poster.last_post_envelopes()
     }
 
     /// Hands the node a chat message seen in the room. Waits while the
@@ -463,12 +172,4 @@ impl TransportIo {
     pub fn node_name(&self) -> &str {
         &self.shared.name
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }

@@ -302,7 +302,7 @@ async fn run(chat: StackExchangeChat, mut io: TransportIo) -> Result<()> {
                 Some(text) => {
                     let text = unlike(text, last_posted.as_deref(), &mut rng);
                     // The envelopes of this post (of its frame, for a chunk).
-                    let envelopes = io.group.len();
+                    let envelopes = io.last_post_envelopes();
                     in_flight = Some(Box::pin(post_text(
                         client.clone(),
                         shared.clone(),

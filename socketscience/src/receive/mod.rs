@@ -2,10 +2,15 @@
 //! room's messages in order, checking them cheapest test first (trust,
 //! framing, size, signature, body, age, duplicates), and running handlers
 //! one at a time.
+//!
+//! This file holds the pipeline (the dispatcher); beside it `senders.rs`
+//! (the sender table and the check that admits an envelope), `window.rs`
+//! (each sender session's replay window), `gaps.rs`
+//! (holding, releasing and repair traffic), `reassembly.rs` (chunks made
+//! whole again) and `drops.rs` (what is refused, counted and logged).
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,64 +20,27 @@ use tracing::{debug, error, trace, warn};
 
 use crate::handler::{Call, Registered, Registry};
 use crate::node::{Context, Node, NodeShared, Sender};
-use crate::reassembly::{Added, Reassembly};
-use crate::repair::{self, Admit, Gap, HeldBody, Track};
+use crate::repair;
 use crate::security::Verdict;
-use crate::stats::{Counter, Counters, Stats};
+use crate::stats::{Counter, Counters};
 use crate::transport::ChatMessage;
 use crate::wire::{self, BodyLimits, ChatText, Codec, Control, Messages, Meta, WireError};
+use window::{Admit, Gap, HeldBody, Track};
 
+mod drops;
 mod gaps;
+mod reassembly;
+mod senders;
+mod window;
 
-/// Most senders remembered for deduplication; past it the least recently
-/// heard is forgotten.
-const MAX_SENDERS: usize = 4_096;
-/// Sessions remembered per sender (a restart starts a new one; replays of
-/// an older one are still recognised).
-const SESSIONS_PER_SENDER: usize = 4;
+pub use reassembly::ReassemblyLimits;
+
+use drops::{not_a_frame, DropLog, Refusal};
+use reassembly::{Added, Reassembly};
+use senders::SenderState;
+
 /// Most messages taken from one queue before the other gets a turn.
 const BURST: usize = 64;
-/// How often drops are summarised in the log, at most.
-const LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-struct SenderState {
-    instance: Arc<str>,
-    /// Its sessions, most recently heard first.
-    sessions: Vec<Track>,
-    last_heard: u64,
-    /// When its presence was last noted (coarse clock; `u64::MAX`: never).
-    published: u64,
-}
-
-/// The state of sender `from`, made if it is new (forgetting the least
-/// recently heard sender when there are too many).
-fn sender_state<'s>(
-    senders: &'s mut foldhash::HashMap<Box<str>, SenderState>,
-    from: &str,
-    heard: u64,
-) -> &'s mut SenderState {
-    if !senders.contains_key(from) {
-        if senders.len() >= MAX_SENDERS {
-            let oldest = senders
-                .iter()
-                .min_by_key(|(_, s)| s.last_heard)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                senders.remove(&oldest);
-            }
-        }
-        senders.insert(
-            from.into(),
-            SenderState {
-                instance: from.into(),
-                sessions: Vec::new(),
-                last_heard: heard,
-                published: u64::MAX,
-            },
-        );
-    }
-    senders.get_mut(from).expect("inserted above")
-}
 
 /// What the receive path does with a body from the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,90 +64,6 @@ struct Probe {
     ask_at: tokio::time::Instant,
 }
 
-/// Counts drops and summarises them in the log at most once per interval,
-/// so that a flood does not flood the log.
-struct DropLog {
-    last: Instant,
-    at_last: Stats,
-}
-
-impl DropLog {
-    fn note(&mut self, node: &Node) {
-        let now = Instant::now();
-        if now.duration_since(self.last) < LOG_INTERVAL {
-            return;
-        }
-        let stats = node.stats();
-        let before = self.at_last;
-        let deltas = [
-            ("untrusted", stats.untrusted - before.untrusted),
-            ("malformed", stats.malformed - before.malformed),
-            ("too_large", stats.too_large - before.too_large),
-            ("unsigned", stats.unsigned - before.unsigned),
-            ("bad_signature", stats.bad_signature - before.bad_signature),
-            ("stale", stats.stale - before.stale),
-            ("replayed", stats.replayed - before.replayed),
-            ("duplicates", stats.duplicates - before.duplicates),
-            (
-                "repairs_refused",
-                stats.repairs_refused - before.repairs_refused,
-            ),
-            (
-                "partials_dropped",
-                stats.partials_dropped - before.partials_dropped,
-            ),
-            (
-                "compressed_refused",
-                stats.compressed_refused - before.compressed_refused,
-            ),
-        ];
-        let summary: Vec<String> = deltas
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(what, n)| format!("{what}={n}"))
-            .collect();
-        if !summary.is_empty() {
-            warn!(
-                node = %node.name(),
-                since_secs = now.duration_since(self.last).as_secs(),
-                "dropped from the room: {}",
-                summary.join(" ")
-            );
-        }
-        self.last = now;
-        self.at_last = stats;
-    }
-}
-
-/// Why a message from the room was dropped.
-#[derive(Debug, Clone, Copy)]
-enum Drop {
-    Malformed,
-    TooLarge,
-    Unsigned,
-    BadSignature,
-    Stale,
-    Duplicate,
-    Compressed,
-}
-
-/// Makes `cx` the context of envelopes from `account` and `instance`,
-/// keeping it when it already is (`intern` gives the instance's shared name).
-fn set_sender(
-    cx: &mut Context,
-    node: &Node,
-    account: &Arc<str>,
-    instance: Option<&str>,
-    intern: impl FnOnce(&str) -> Arc<str>,
-) {
-    if !cx.sender().is(account, instance) {
-        *cx = Context::new(
-            node.clone(),
-            Sender::new(account.clone(), instance.map(intern)),
-        );
-    }
-}
-
 /// The node's receive path.
 pub(crate) struct Dispatcher {
     node: Node,
@@ -188,8 +72,10 @@ pub(crate) struct Dispatcher {
     /// Those run, to give back to the outbox for reuse.
     own_done: Vec<Vec<u8>>,
     in_rx: mpsc::Receiver<ChatMessage>,
+    /// The node's registry as last taken (see `refresh_registry`).
     registry: Arc<Registry>,
-    registry_version: u64,
+    /// The node's registry, looked at (one atomic load) before each body.
+    registry_cache: arc_swap::Cache<Arc<arc_swap::ArcSwap<Registry>>, Arc<Registry>>,
     senders: foldhash::HashMap<Box<str>, SenderState>,
     heard: u64,
     reassembly: Reassembly,
@@ -229,7 +115,7 @@ impl Dispatcher {
         );
         Dispatcher {
             registry: shared.read_registry(),
-            registry_version: shared.registry_version.load(Ordering::Acquire),
+            registry_cache: arc_swap::Cache::new(shared.registry.clone()),
             senders: foldhash::HashMap::default(),
             heard: 0,
             reassembly: Reassembly::new(
@@ -246,10 +132,7 @@ impl Dispatcher {
                 wire::encode_base64(&prefix[..prefix.len() / 3 * 3], &mut b64);
                 b64
             },
-            drops: DropLog {
-                last: Instant::now(),
-                at_last: Stats::default(),
-            },
+            drops: DropLog::new(),
             warned_python: false,
             own_batch: VecDeque::new(),
             own_done: Vec::new(),
@@ -276,7 +159,7 @@ impl Dispatcher {
                 more = std::future::poll_fn(|cx| shared.outbox.poll_own(cx, &mut self.own_batch, BURST, &mut self.own_done)), if own_open => {
                     if more {
                         while let Some(body) = self.own_batch.pop_front() {
-                            self.own(&body).await;
+                            self.run_own(&body).await;
                             self.own_done.push(body);
                         }
                     } else {
@@ -285,10 +168,10 @@ impl Dispatcher {
                 },
                 message = self.in_rx.recv(), if in_open => match message {
                     Some(message) => {
-                        self.chat(message).await;
+                        self.receive(message).await;
                         for _ in 0..BURST {
                             let Ok(message) = self.in_rx.try_recv() else { break };
-                            self.chat(message).await;
+                            self.receive(message).await;
                         }
                     }
                     None => in_open = false,
@@ -301,8 +184,7 @@ impl Dispatcher {
                 }
             }
         }
-        self.drops.last = Instant::now() - LOG_INTERVAL;
-        self.drops.note(&self.node);
+        self.drops.flush(&self.node);
     }
 
     fn count(&self, counter: &Counter, n: u64) {
@@ -311,38 +193,7 @@ impl Dispatcher {
         }
     }
 
-    /// Counts a message from an account not trusted.
-    #[cold]
-    #[inline(never)]
-    fn untrusted(&mut self, account: &str) {
-        Counters::add_owned(&self.node.shared.counters.untrusted, 1);
-        trace!(node = %self.node.name(), account, "ignored a message from an untrusted account");
-        self.drops.note(&self.node);
-    }
-
-    /// Counts a drop, traces it, and now and then summarises drops in the log.
-    /// (Out of line, as the other failure paths: the receive path's own code
-    /// stays small enough to sit in the instruction cache.)
-    #[cold]
-    #[inline(never)]
-    fn drop(&mut self, why: Drop, account: &str, detail: &dyn std::fmt::Display) {
-        let c = &self.node.shared.counters;
-        let counter = match why {
-            Drop::Malformed => &c.malformed,
-            Drop::TooLarge => &c.too_large,
-            Drop::Unsigned => &c.unsigned,
-            Drop::BadSignature => &c.bad_signature,
-            Drop::Stale => &c.stale,
-            Drop::Duplicate if self.node.shared.config.keys.is_empty() => &c.duplicates,
-            Drop::Duplicate => &c.replayed,
-            Drop::Compressed => &c.compressed_refused,
-        };
-        Counters::add_owned(counter, 1);
-        trace!(node = %self.node.name(), account, reason = ?why, %detail, "dropped a message from the room");
-        self.drops.note(&self.node);
-    }
-
-    pub(crate) async fn own(&mut self, body: &[u8]) {
+    pub(crate) async fn run_own(&mut self, body: &[u8]) {
         let limits = BodyLimits {
             max_kinds: usize::MAX,
             max_depth: usize::MAX,
@@ -381,7 +232,7 @@ impl Dispatcher {
 
     // The node's shared state is borrowed afresh where it is used (the
     // borrow checker allows no longer), rather than cloned per message.
-    pub(crate) async fn chat(&mut self, message: ChatMessage) {
+    pub(crate) async fn receive(&mut self, message: ChatMessage) {
         let shared = &self.node.shared;
         Counters::add_owned(&shared.counters.received, 1);
         if !shared.config.trust.allows(&message.account) {
@@ -389,7 +240,7 @@ impl Dispatcher {
         }
         let text = wire::clean(&message.text);
         match wire::parse_chat_text(&text) {
-            Ok(ChatText::Frame { body }) => self.frame(body, &message.account).await,
+            Ok(ChatText::Frame { body }) => self.read_frame(body, &message.account).await,
             Ok(ChatText::Chunk(chunk)) => {
                 Counters::add_owned(&self.node.shared.counters.chunks, 1);
                 let mut dropped = 0;
@@ -398,22 +249,22 @@ impl Dispatcher {
                         .add(&message.account, chunk, Instant::now(), &mut dropped);
                 self.count(&self.node.shared.counters.partials_dropped, dropped);
                 match added {
-                    Added::Complete(body) => self.frame(&body, &message.account).await,
+                    Added::Complete(body) => self.read_frame(&body, &message.account).await,
                     Added::Pending | Added::Duplicate => {}
-                    Added::Rejected => self.drop(
-                        Drop::Malformed,
+                    Added::Rejected => self.refuse(
+                        Refusal::Malformed,
                         &message.account,
                         &"a chunk that does not fit",
                     ),
                 }
             }
             Err(WireError::NotAFrame) => not_a_frame(&self.node.shared, &message.account),
-            Err(e) => self.drop(Drop::Malformed, &message.account, &e),
+            Err(e) => self.refuse(Refusal::Malformed, &message.account, &e),
         }
     }
 
     /// A whole base64 body from the room.
-    async fn frame(&mut self, body_b64: &str, account: &Arc<str>) {
+    async fn read_frame(&mut self, body_b64: &str, account: &Arc<str>) {
         let shared = &self.node.shared;
         let max = shared.config.max_envelope_bytes;
         let size = body_b64.len() / 4 * 3;
@@ -423,7 +274,7 @@ impl Dispatcher {
                 size,
                 max,
             };
-            return self.drop(Drop::TooLarge, account, &e);
+            return self.refuse(Refusal::TooLarge, account, &e);
         }
         // (Its first character tells a JSON body, which this prefix is of,
         // from a MessagePack one without comparing the rest.)
@@ -440,7 +291,7 @@ impl Dispatcher {
         let mut buf = std::mem::take(&mut self.buf);
         if let Err(e) = wire::decode_base64(body_b64, &mut buf) {
             self.buf = buf;
-            return self.drop(Drop::Malformed, account, &e);
+            return self.refuse(Refusal::Malformed, account, &e);
         }
         // A compressed body is inflated, within the same bound.
         let mut inflated = Vec::new();
@@ -449,7 +300,7 @@ impl Dispatcher {
             Ok(true) => &inflated[..],
             Err(e) => {
                 self.buf = buf;
-                return self.drop(Drop::Compressed, account, &e);
+                return self.refuse(Refusal::Compressed, account, &e);
             }
         };
         let keys = &self.node.shared.config.keys;
@@ -472,20 +323,26 @@ impl Dispatcher {
                                 self.dispatch(&messages, meta.count, &self.room_cx).await
                             }
                             accepted => {
-                                Box::pin(self.frame_slow(accepted, &meta, &messages, account, body))
-                                    .await
+                                Box::pin(
+                                    self.read_frame_slow(accepted, &meta, &messages, account, body),
+                                )
+                                .await
                             }
                         }
                     }
-                    Err(e @ WireError::TooLarge { .. }) => self.drop(Drop::TooLarge, account, &e),
-                    Err(e) => self.drop(Drop::Malformed, account, &e),
+                    Err(e @ WireError::TooLarge { .. }) => {
+                        self.refuse(Refusal::TooLarge, account, &e)
+                    }
+                    Err(e) => self.refuse(Refusal::Malformed, account, &e),
                 }
                 self.keep(messages);
             }
-            Verdict::Unsigned => self.drop(Drop::Unsigned, account, &"no signature"),
-            Verdict::Forged => {
-                self.drop(Drop::BadSignature, account, &"the signature does not match")
-            }
+            Verdict::Unsigned => self.refuse(Refusal::Unsigned, account, &"no signature"),
+            Verdict::Forged => self.refuse(
+                Refusal::BadSignature,
+                account,
+                &"the signature does not match",
+            ),
         }
         if buf.capacity() <= 64 << 10 {
             self.buf = buf;
@@ -512,126 +369,11 @@ impl Dispatcher {
         );
     }
 
-    /// Drops own echoes, stale and repeated envelopes; holds those that
-    /// come before their turn; for the rest, makes `room_cx` their
-    /// sender's context and says so.
-    fn accept(
-        &mut self,
-        meta: &Meta<'_>,
-        account: &Arc<str>,
-        signed: bool,
-        has_messages: bool,
-    ) -> Accept {
-        let count = meta.count.unwrap_or(1);
-        if signed {
-            let max_skew = self.node.shared.config.max_skew;
-            let now = crate::transport::now_millis();
-            let fresh = meta
-                .timestamp
-                .is_some_and(|ts| now.abs_diff(ts) <= max_skew.as_millis() as u64);
-            if !fresh {
-                self.drop(
-                    Drop::Stale,
-                    account,
-                    &format_args!("timestamp {:?}, now {now}", meta.timestamp),
-                );
-                return Accept::Reject;
-            }
-        }
-        let Some(from) = meta.from.as_deref() else {
-            // Python SocketScience sends no metadata.
-            set_sender(&mut self.room_cx, &self.node, account, None, |name| {
-                name.into()
-            });
-            return Accept::Now { release: false };
-        };
-        let shared = &self.node.shared;
-        if meta.session == Some(shared.session) && from == &*shared.name {
-            Counters::add_owned(&shared.counters.own_echoes, 1);
-            return Accept::Reject;
-        }
-        let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
-            if !has_messages {
-                // Presence or repair traffic only.
-                return Accept::Skip;
-            }
-            set_sender(&mut self.room_cx, &self.node, account, Some(from), |name| {
-                name.into()
-            });
-            return Accept::Now { release: false };
-        };
-        self.heard += 1;
-        let heard = self.heard;
-        // One lookup while the sender and its session are known.
-        let (state, i) = match self.senders.get_mut(from) {
-            Some(state) => match state.sessions.iter().position(|t| t.session == session) {
-                Some(i) => (state, i),
-                None => {
-                    self.new_session(from, session, seq);
-                    match self.senders.get_mut(from) {
-                        Some(state) => (state, 0),
-                        None => return Accept::Reject,
-                    }
-                }
-            },
-            None => {
-                self.new_session(from, session, seq);
-                match self.senders.get_mut(from) {
-                    Some(state) => (state, 0),
-                    None => return Accept::Reject,
-                }
-            }
-        };
-        state.last_heard = heard;
-        let admitted = state.sessions[i].admit(seq, count);
-        let release = !state.sessions[i].held.is_empty();
-        // Most recently used first (usually it is already).
-        if i > 0 {
-            state.sessions[..=i].rotate_right(1);
-        }
-        // A sign of life, unless it was seen before (a replay says nothing
-        // of whether the sender still lives).
-        if matches!(admitted, Admit::InOrder | Admit::Ahead) {
-            let presence = &self.node.shared.presence;
-            let ms = presence.coarse_ms();
-            if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {
-                state.published = ms;
-                presence.heard(&state.instance, account, session, ms);
-            }
-        }
-        match admitted {
-            Admit::InOrder => {
-                // The state's own name: recognised by address when it goes on.
-                let instance = &state.instance;
-                set_sender(
-                    &mut self.room_cx,
-                    &self.node,
-                    account,
-                    Some(instance),
-                    |_| instance.clone(),
-                );
-                Accept::Now { release }
-            }
-            Admit::Ahead => Accept::Hold,
-            Admit::Duplicate => {
-                let instance = state.instance.clone();
-                self.drop(Drop::Duplicate, account, &format_args!("{instance} #{seq}"));
-                Accept::Reject
-            }
-            Admit::Partial => {
-                trace!(node = %self.node.name(), from, seq, count, "dropped a body that repeats part of what arrived");
-                Accept::Reject
-            }
-        }
-    }
-
     /// Takes the registry anew if handlers were registered since.
     fn refresh_registry(&mut self) {
-        let shared = &self.node.shared;
-        let version = shared.registry_version.load(Ordering::Acquire);
-        if version != self.registry_version {
-            self.registry = shared.read_registry();
-            self.registry_version = version;
+        let latest = self.registry_cache.load();
+        if !Arc::ptr_eq(latest, &self.registry) {
+            self.registry = Arc::clone(latest);
         }
     }
 
@@ -686,14 +428,6 @@ impl Dispatcher {
             }
         }
     }
-}
-
-/// Counts a chat message that is not a frame (people talking).
-#[cold]
-#[inline(never)]
-fn not_a_frame(shared: &NodeShared, account: &str) {
-    Counters::add_owned(&shared.counters.not_frames, 1);
-    trace!(node = %shared.name, account, "not a frame");
 }
 
 /// Counts a kind that no handler takes.

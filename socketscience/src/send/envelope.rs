@@ -238,7 +238,7 @@ impl<'a> Signer<'a> {
 /// this process.
 fn rising_millis() -> u64 {
     static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = crate::transport::now_millis();
+    let now = crate::clock::now_millis();
     let mut last = LAST.load(std::sync::atomic::Ordering::Relaxed);
     loop {
         let next = now.max(last + 1);

@@ -2,8 +2,9 @@
 //! releasing them in order, presence and repair traffic (heartbeats,
 //! requests, unrepairable ranges, envelopes posted again), the repair
 //! timers, and what is given up. The dispatcher's rare paths: the usual
-//! one stays in `dispatch.rs`.
+//! one stays in `mod.rs`.
 
+use super::senders::{sender_state, set_sender, SESSIONS_PER_SENDER};
 use super::*;
 
 impl Dispatcher {
@@ -48,13 +49,13 @@ impl Dispatcher {
         }
     }
 
-    /// The rest of [`frame`](Self::frame) when there is more to do than
+    /// The rest of [`read_frame`](Self::read_frame) when there is more to do than
     /// dispatching: releasing held envelopes, holding this one, presence
     /// and repair traffic. Out of line (and boxed): the usual path's future
     /// stays small.
     #[cold]
     #[inline(never)]
-    pub(super) async fn frame_slow(
+    pub(super) async fn read_frame_slow(
         &mut self,
         accepted: Accept,
         meta: &Meta<'_>,
@@ -182,7 +183,7 @@ impl Dispatcher {
                     self.dispatch(&messages, (n > 1).then_some(n), &self.room_cx)
                         .await;
                 }
-                Err(e) => self.drop(Drop::Malformed, &body.account, &e),
+                Err(e) => self.refuse(Refusal::Malformed, &body.account, &e),
             }
             self.keep(messages);
         }
@@ -351,15 +352,14 @@ impl Dispatcher {
             self.drops.note(&self.node);
         }
         for range in serve {
-            if self.to_serve.len() < crate::presence::MAX_QUEUED && !self.to_serve.contains(&range)
-            {
+            if self.to_serve.len() < crate::repair::MAX_QUEUED && !self.to_serve.contains(&range) {
                 self.to_serve.push(range);
             }
         }
         if !unrepairable.is_empty() {
             presence.push(&shared.outbox, |q| {
                 for range in unrepairable {
-                    if q.unrepairable.len() < crate::presence::MAX_QUEUED {
+                    if q.unrepairable.len() < crate::repair::MAX_QUEUED {
                         q.unrepairable.push(range);
                     }
                 }
@@ -382,7 +382,7 @@ impl Dispatcher {
         let window = shared.presence.options.repair_window;
         let items = match wire::read_repairs(codec, raw, repair::MAX_REPAIRS, limits.max_depth) {
             Ok(items) => items,
-            Err(e) => return self.drop(Drop::Malformed, account, &e),
+            Err(e) => return self.refuse(Refusal::Malformed, account, &e),
         };
         let now = tokio::time::Instant::now();
         for (seq, item) in items {
@@ -411,7 +411,7 @@ impl Dispatcher {
                             Counters::add_owned(&shared.counters.repaired, 1);
                             self.dispatch(&messages, None, &self.room_cx).await;
                         }
-                        Err(e) => self.drop(Drop::Malformed, account, &e),
+                        Err(e) => self.refuse(Refusal::Malformed, account, &e),
                     }
                     self.keep(messages);
                     self.release(instance, session).await;
@@ -488,7 +488,7 @@ impl Dispatcher {
         if !serve.is_empty() {
             presence.push(&shared.outbox, |q| {
                 for range in serve {
-                    if q.serve.len() < crate::presence::MAX_QUEUED && !q.serve.contains(&range) {
+                    if q.serve.len() < crate::repair::MAX_QUEUED && !q.serve.contains(&range) {
                         q.serve.push(range);
                     }
                 }
@@ -499,7 +499,7 @@ impl Dispatcher {
             trace!(node = %shared.name, ?requests, "asking for repair");
             presence.push(&shared.outbox, |q| {
                 for request in requests {
-                    if q.requests.len() < crate::presence::MAX_QUEUED {
+                    if q.requests.len() < crate::repair::MAX_QUEUED {
                         q.requests.push(request);
                     }
                 }

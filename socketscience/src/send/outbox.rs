@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
-use crate::envelope::{self, BodyWriter, Encoded};
+use super::envelope::{self, BodyWriter, Encoded};
 use crate::stats::{Counter, Counters};
 
 /// Why an envelope was not queued.
@@ -230,6 +230,7 @@ impl Outbox {
 
     /// Drops this node's own bodies waiting for the dispatcher (for the
     /// harness, which does not run them).
+    #[cfg(feature = "test-util")]
     pub(crate) fn discard_own(&self) {
         let mut state = self.lock();
         let was_full = state.own.len() >= self.capacity;

@@ -1,0 +1,318 @@
+//! [`Node`]: one instance in the room. It frames, trusts, decodes,
+//! deduplicates, dispatches and counts, once, for every transport.
+//!
+//! This file holds the node and its shared state; beside it `builder.rs`
+//! (its options and start), `context.rs` (what a handler is given) and
+//! `default.rs` (the process's default node, for `broadcast()`).
+
+mod builder;
+mod context;
+pub(crate) mod default;
+
+pub use builder::NodeBuilder;
+#[cfg(feature = "test-util")]
+pub(crate) use builder::Parts;
+pub use context::{Context, Sender};
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+use crate::error::{Error, Result};
+use crate::handler::{self, Handler, Registered, Registry};
+use crate::message::Message;
+use crate::presence::{Peer, Presence};
+use crate::receive::ReassemblyLimits;
+use crate::security::{Keys, Trust};
+use crate::send::envelope::{BodyWriter, Origin, Payload};
+use crate::send::outbox::{Outbox, Refused};
+use crate::stats::{Counters, Stats};
+use crate::sync::lock;
+use crate::wire::{BodyLimits, Codec, RawValueRef};
+
+/// One instance of the bot in the chat room.
+///
+/// Cheap to clone: every clone is the same node. Dropping the handles does
+/// not stop it; [`shutdown`](Node::shutdown) does, after flushing.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> socketscience::Result<()> {
+/// use socketscience::{message, Context, LocalChat, Node};
+///
+/// #[message("ping")]
+/// #[derive(Debug)]
+/// pub struct Ping { pub location: String, pub timestamp: f64 }
+///
+/// let chat = LocalChat::new();
+/// let node = Node::builder("Henders/EC2").transport(chat.join("smokey")).start().await?;
+/// node.register(|ping: Ping, cx: Context| {
+///     println!("{} is alive (seen by {})", ping.location, cx.node().name());
+/// });
+/// node.send(Ping { location: "Henders/EC2".into(), timestamp: 1.0 }).await?;
+/// node.shutdown().await?; // flushes, runs what is queued, then stops
+/// assert_eq!(node.stats().dispatched, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) shared: Arc<NodeShared>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.shared.name)
+            .field("account", &self.shared.account)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Node {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+impl Eq for Node {}
+
+pub(crate) struct NodeShared {
+    pub(crate) name: Arc<str>,
+    pub(crate) account: Arc<str>,
+    pub(crate) session: u64,
+    origin: Origin,
+    pub(crate) codec: Codec,
+    outgoing_capacity: usize,
+    pub(crate) config: Config,
+    pub(crate) counters: Counters,
+    pub(crate) outbox: Outbox,
+    /// The handlers, replaced whole when one is registered (copy on
+    /// write); shared with the dispatcher's cache of it.
+    pub(crate) registry: Arc<ArcSwap<Registry>>,
+    tasks: Mutex<Option<Tasks>>,
+    pub(crate) presence: Presence,
+    /// Failover: the node's election, when it takes part in one.
+    pub(crate) election: Option<Arc<crate::failover::Election>>,
+    /// Questions: this node's questions in flight.
+    pub(crate) asks: crate::ask::Waiters,
+}
+
+/// What the receive path checks against; fixed at start.
+pub(crate) struct Config {
+    pub(crate) trust: Trust,
+    pub(crate) keys: Keys,
+    pub(crate) max_skew: Duration,
+    pub(crate) max_envelope_bytes: usize,
+    pub(crate) body_limits: BodyLimits,
+    pub(crate) reassembly: ReassemblyLimits,
+    /// With [`NodeBuilder::python_peers`]: the most body bytes one post
+    /// carries (each envelope goes alone, whole, in one post).
+    pub(crate) python_peers: Option<usize>,
+}
+
+impl NodeShared {
+    /// The metadata of this node's envelopes.
+    pub(crate) fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    pub(crate) fn read_registry(&self) -> Arc<Registry> {
+        self.registry.load_full()
+    }
+}
+
+struct Tasks {
+    transport: JoinHandle<Result<()>>,
+    dispatcher: JoinHandle<()>,
+    presence: JoinHandle<()>,
+}
+
+impl Node {
+    /// This instance's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The chat account this node posts as.
+    pub fn account(&self) -> &str {
+        &self.shared.account
+    }
+
+    /// This process's session id: random per start, sent with every envelope.
+    pub fn session(&self) -> u64 {
+        self.shared.session
+    }
+
+    /// The codec this node writes.
+    pub fn codec(&self) -> Codec {
+        self.shared.codec
+    }
+
+    /// The other instances heard within the peer timeout
+    /// ([`NodeBuilder::peer_timeout`]): a post of any kind, heartbeats
+    /// included, counts. Not this node itself.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.with_roles(self.shared.presence.peers())
+    }
+
+    /// The peer list, as a [`tokio::sync::watch::Receiver`] that is told
+    /// when a peer joins, leaves (not heard within the timeout), restarts
+    /// (a new session replaces its entry) or, with failover, changes role: `changed().await` waits for
+    /// that. Read the list with [`peers`](Node::peers) (the watched value
+    /// also holds peers that are about to leave).
+    pub fn watch_peers(&self) -> tokio::sync::watch::Receiver<Vec<Peer>> {
+        self.shared.presence.watch()
+    }
+
+    /// A snapshot of the node's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Sends a message, or an [`Envelope`](crate::Envelope) of several, to
+    /// every node in the room, this one included. Waits while the outgoing
+    /// queue is full; returns once the envelope is queued (it is posted,
+    /// and this node's own handlers run, in order, soon after).
+    pub async fn send(&self, payload: impl Payload) -> Result<()> {
+        let writer = self.encode(&payload)?;
+        let shared = &self.shared;
+        match shared.outbox.push(writer, &shared.counters.sent).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
+    /// Like [`send`](Node::send) but never waits: fails with
+    /// [`Error::QueueFull`] when the outgoing queue is full. This is what
+    /// `broadcast()` uses; it works from sync code.
+    pub fn try_send(&self, payload: impl Payload) -> Result<()> {
+        let writer = self.encode(&payload)?;
+        let shared = &self.shared;
+        match shared.outbox.try_push(writer, &shared.counters.sent) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full(..)) => Err(Error::QueueFull {
+                name: shared.name.to_string(),
+                capacity: shared.outgoing_capacity,
+            }),
+            Err(Refused::Closed) => Err(self.stopped()),
+        }
+    }
+
+    fn stopped(&self) -> Error {
+        Error::NodeStopped {
+            name: self.shared.name.to_string(),
+        }
+    }
+
+    /// Encodes the messages (the metadata follows when the outbox numbers
+    /// the envelope).
+    #[inline]
+    fn encode(&self, payload: &impl Payload) -> Result<BodyWriter> {
+        let shared = &self.shared;
+        let mut writer = BodyWriter::new(shared.codec);
+        payload.write_messages(&mut writer)?;
+        let size = writer.len() + crate::send::envelope::overhead(shared.origin());
+        if size > shared.config.max_envelope_bytes {
+            return Err(Error::TooLarge {
+                size,
+                max: shared.config.max_envelope_bytes,
+            });
+        }
+        if let Some(room) = shared.config.python_peers {
+            let signed = !shared.config.keys.is_empty();
+            if let Err(reason) = writer.check_for_python(shared.origin(), signed, room) {
+                return Err(Error::NotForPython {
+                    name: shared.name.to_string(),
+                    reason,
+                });
+            }
+        }
+        Ok(writer)
+    }
+
+    /// Registers a handler at run time, like SocketScience's
+    /// `register(kind, callback)`: a closure or function taking the message
+    /// and optionally a [`Context`], sync or async, returning `()` or
+    /// `Result<(), E: Display>`. It runs for messages this node reads from
+    /// now on.
+    pub fn register<M, Args, H>(&self, handler: H)
+    where
+        M: Message,
+        Args: 'static,
+        H: Handler<M, Args>,
+    {
+        let name = std::any::type_name::<H>();
+        let call = Arc::new(move |raw: RawValueRef<'_>, cx: &Context| {
+            handler::call::<M, Args, H>(&handler, raw, cx)
+        });
+        self.register_erased(M::KIND, name, call);
+    }
+
+    /// Adds an erased handler of `kind` to the registry (`register`, and
+    /// `answer` of questions).
+    pub(crate) fn register_erased(
+        &self,
+        kind: &'static str,
+        name: &'static str,
+        call: Arc<handler::ErasedFn>,
+    ) {
+        self.shared.registry.rcu(|registry| {
+            let mut updated = Registry::clone(registry);
+            updated.add(
+                kind,
+                Registered {
+                    name: name.into(),
+                    call: call.clone(),
+                },
+            );
+            updated
+        });
+    }
+
+    /// Runs `future` with this node as the default node of `broadcast()`
+    /// calls made inside it (on this task), whatever the process's default
+    /// is. Tests that run in parallel in one process use it so their
+    /// broadcasts do not cross.
+    pub async fn scope<F: std::future::Future>(&self, future: F) -> F::Output {
+        default::scope(self.clone(), future).await
+    }
+
+    /// Makes this node the process's default node.
+    pub fn make_default(&self) {
+        default::replace(self);
+    }
+
+    /// Stops the node: refuses new sends, posts everything already queued,
+    /// runs this node's handlers for everything already received, then
+    /// returns. If this node was the process's default node, there is none
+    /// afterwards (until another node starts). Calling it again does
+    /// nothing. Returns the transport's error if it failed.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.shared.outbox.close();
+        default::withdraw(self);
+        let tasks = lock(&self.shared.tasks).take();
+        let Some(tasks) = tasks else {
+            return Ok(());
+        };
+        let transport = tasks.transport.await;
+        tasks.presence.abort();
+        if let Err(e) = tasks.dispatcher.await {
+            error!(node = %self.shared.name, error = %e, "the dispatcher task failed");
+        }
+        info!(node = %self.shared.name, "socketscience node stopped");
+        match transport {
+            Ok(result) => result,
+            Err(e) => Err(Error::transport(e)),
+        }
+    }
+
+    /// Kinds this node has handlers for, sorted.
+    pub fn handled_kinds(&self) -> Vec<&'static str> {
+        let mut kinds = self.shared.read_registry().kinds();
+        kinds.sort_unstable();
+        kinds
+    }
+}

@@ -1,0 +1,195 @@
+//! The sender table: who this node has heard from in the room, their
+//! sessions and how far each got, and the check that admits an envelope
+//! from the room (freshness, own echoes, duplicates, order).
+
+use std::sync::Arc;
+
+use tracing::trace;
+
+use super::window::{Admit, Track};
+use super::{Accept, Dispatcher, Refusal};
+use crate::node::{Context, Node, Sender};
+use crate::stats::Counters;
+use crate::wire::Meta;
+
+/// Most senders remembered for deduplication; past it the least recently
+/// heard is forgotten.
+pub(super) const MAX_SENDERS: usize = 4_096;
+/// Sessions remembered per sender (a restart starts a new one; replays of
+/// an older one are still recognised).
+pub(super) const SESSIONS_PER_SENDER: usize = 4;
+pub(super) struct SenderState {
+    pub(super) instance: Arc<str>,
+    /// Its sessions, most recently heard first.
+    pub(super) sessions: Vec<Track>,
+    pub(super) last_heard: u64,
+    /// When its presence was last noted (coarse clock; `u64::MAX`: never).
+    pub(super) published: u64,
+}
+
+/// The state of sender `from`, made if it is new (forgetting the least
+/// recently heard sender when there are too many).
+pub(super) fn sender_state<'s>(
+    senders: &'s mut foldhash::HashMap<Box<str>, SenderState>,
+    from: &str,
+    heard: u64,
+) -> &'s mut SenderState {
+    if !senders.contains_key(from) {
+        if senders.len() >= MAX_SENDERS {
+            let oldest = senders
+                .iter()
+                .min_by_key(|(_, s)| s.last_heard)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                senders.remove(&oldest);
+            }
+        }
+        senders.insert(
+            from.into(),
+            SenderState {
+                instance: from.into(),
+                sessions: Vec::new(),
+                last_heard: heard,
+                published: u64::MAX,
+            },
+        );
+    }
+    senders.get_mut(from).expect("inserted above")
+}
+
+/// Makes `cx` the context of envelopes from `account` and `instance`,
+/// keeping it when it already is (`intern` gives the instance's shared name).
+#[inline]
+pub(super) fn set_sender(
+    cx: &mut Context,
+    node: &Node,
+    account: &Arc<str>,
+    instance: Option<&str>,
+    intern: impl FnOnce(&str) -> Arc<str>,
+) {
+    if !cx.sender().is(account, instance) {
+        *cx = Context::new(
+            node.clone(),
+            Sender::new(account.clone(), instance.map(intern)),
+        );
+    }
+}
+
+impl Dispatcher {
+    /// Drops own echoes, stale and repeated envelopes; holds those that
+    /// come before their turn; for the rest, makes `room_cx` their
+    /// sender's context and says so.
+    pub(super) fn accept(
+        &mut self,
+        meta: &Meta<'_>,
+        account: &Arc<str>,
+        signed: bool,
+        has_messages: bool,
+    ) -> Accept {
+        let count = meta.count.unwrap_or(1);
+        if signed {
+            let max_skew = self.node.shared.config.max_skew;
+            let now = crate::clock::now_millis();
+            let fresh = meta
+                .timestamp
+                .is_some_and(|ts| now.abs_diff(ts) <= max_skew.as_millis() as u64);
+            if !fresh {
+                self.refuse(
+                    Refusal::Stale,
+                    account,
+                    &format_args!("timestamp {:?}, now {now}", meta.timestamp),
+                );
+                return Accept::Reject;
+            }
+        }
+        let Some(from) = meta.from.as_deref() else {
+            // Python SocketScience sends no metadata.
+            set_sender(&mut self.room_cx, &self.node, account, None, |name| {
+                name.into()
+            });
+            return Accept::Now { release: false };
+        };
+        let shared = &self.node.shared;
+        if meta.session == Some(shared.session) && from == &*shared.name {
+            Counters::add_owned(&shared.counters.own_echoes, 1);
+            return Accept::Reject;
+        }
+        let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
+            if !has_messages {
+                // Presence or repair traffic only.
+                return Accept::Skip;
+            }
+            set_sender(&mut self.room_cx, &self.node, account, Some(from), |name| {
+                name.into()
+            });
+            return Accept::Now { release: false };
+        };
+        self.heard += 1;
+        let heard = self.heard;
+        // One lookup while the sender and its session are known.
+        let (state, i) = match self.senders.get_mut(from) {
+            Some(state) => match state.sessions.iter().position(|t| t.session == session) {
+                Some(i) => (state, i),
+                None => {
+                    self.new_session(from, session, seq);
+                    match self.senders.get_mut(from) {
+                        Some(state) => (state, 0),
+                        None => return Accept::Reject,
+                    }
+                }
+            },
+            None => {
+                self.new_session(from, session, seq);
+                match self.senders.get_mut(from) {
+                    Some(state) => (state, 0),
+                    None => return Accept::Reject,
+                }
+            }
+        };
+        state.last_heard = heard;
+        let admitted = state.sessions[i].admit(seq, count);
+        let release = !state.sessions[i].held.is_empty();
+        // Most recently used first (usually it is already).
+        if i > 0 {
+            state.sessions[..=i].rotate_right(1);
+        }
+        // A sign of life, unless it was seen before (a replay says nothing
+        // of whether the sender still lives).
+        if matches!(admitted, Admit::InOrder | Admit::Ahead) {
+            let presence = &self.node.shared.presence;
+            let ms = presence.coarse_ms();
+            if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {
+                state.published = ms;
+                presence.heard(&state.instance, account, session, ms);
+            }
+        }
+        match admitted {
+            Admit::InOrder => {
+                // The state's own name: recognised by address when it goes on.
+                let instance = &state.instance;
+                set_sender(
+                    &mut self.room_cx,
+                    &self.node,
+                    account,
+                    Some(instance),
+                    |_| instance.clone(),
+                );
+                Accept::Now { release }
+            }
+            Admit::Ahead => Accept::Hold,
+            Admit::Duplicate => {
+                let instance = state.instance.clone();
+                self.refuse(
+                    Refusal::Duplicate,
+                    account,
+                    &format_args!("{instance} #{seq}"),
+                );
+                Accept::Reject
+            }
+            Admit::Partial => {
+                trace!(node = %self.node.name(), from, seq, count, "dropped a body that repeats part of what arrived");
+                Accept::Reject
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The send path's last step: taking envelopes from the outbox, grouping
+//! them into posts (a batch, a merged map, deflated), framing and chunking
+//! the posts, and the presence and repair traffic, for the transport's
+//! [`TransportIo::next_post`](crate::TransportIo::next_post).
+
+use std::collections::VecDeque;
+use std::task::Poll;
+
+use super::envelope::{
+    assemble_into, assemble_msgpack_batch_into, grown_size, mergeable, overhead, Encoded, Signer,
+};
+use super::history::History;
+use crate::node::NodeShared;
+use crate::stats::Counters;
+use crate::wire::{self, Codec, Lines};
+
+/// The sending side of a transport's handle: what waits to be posted.
+pub(crate) struct Poster {
+    max_len: usize,
+    lines: Lines,
+    rng: fastrand::Rng,
+    /// Posts made and not yet handed over (the chunks of a long one, the
+    /// presence and repair traffic).
+    pending: VecDeque<String>,
+    /// The body being framed, kept for the next post.
+    body: Vec<u8>,
+    /// The envelopes of the post being made (kept for its allocation).
+    group: Vec<Encoded>,
+    /// Envelopes taken from the outbox that did not fit the last post:
+    /// they go first in the next.
+    carry: VecDeque<Encoded>,
+    /// The compressed body being tried (kept for its allocation).
+    packed: Vec<u8>,
+    /// The envelopes posted, kept to post again when asked.
+    history: History,
+}
+
+/// What [`Poster::gather`] found.
+enum Gathered {
+    /// Envelopes to post.
+    Envelopes,
+    /// Presence or repair traffic to post.
+    Control,
+    /// The node shut down and nothing waits.
+    Closed,
+}
+
+/// Most envelopes one post carries.
+const MAX_GROUP: usize = 1_024;
+/// Most kinds one merged MessagePack map carries (receivers refuse more
+/// than their `max_kinds`, 64 by default).
+const MAX_MERGED_KINDS: usize = 32;
+/// How many times a post's room the envelopes gathered for it may take
+/// before compression: a group of small, similar envelopes deflates to a
+/// fifth to a tenth of its size (BENCHMARKS.md, "Messages per post").
+const GATHER_FACTOR: usize = 12;
+
+impl Poster {
+    /// Posts of at most `max_len` characters in `lines` mode, keeping what
+    /// they carried in `history`.
+    pub(crate) fn new(
+        max_len: usize,
+        lines: Lines,
+        rng: fastrand::Rng,
+        history: History,
+    ) -> Poster {
+        Poster {
+            max_len,
+            lines,
+            rng,
+            pending: VecDeque::new(),
+            body: Vec::new(),
+            group: Vec::new(),
+            carry: VecDeque::new(),
+            packed: Vec::new(),
+            history,
+        }
+    }
+
+    /// How many envelopes the last post (the frame of the last chunk) held.
+    #[cfg(feature = "stackexchange")]
+    pub(crate) fn last_post_envelopes(&self) -> usize {
+        self.group.len()
+    }
+
+    /// The next text to post: see [`TransportIo::next_post`](crate::TransportIo::next_post).
+    pub(crate) async fn next_post(&mut self, shared: &NodeShared) -> Option<String> {
+        let post = match self.pending.pop_front() {
+            Some(chunk) => chunk,
+            None => loop {
+                let mut group = std::mem::take(&mut self.group);
+                let gathered = std::future::poll_fn(|cx| self.gather(cx, shared, &mut group)).await;
+                match gathered {
+                    Gathered::Envelopes => {}
+                    Gathered::Control => {
+                        self.group = group;
+                        self.control(shared);
+                        match self.pending.pop_front() {
+                            Some(post) => break post,
+                            None => continue,
+                        }
+                    }
+                    Gathered::Closed => {
+                        self.group = group;
+                        return None;
+                    }
+                }
+                let body = self.assemble(shared, &mut group);
+                if let Some(last) = group.last() {
+                    let presence = &shared.presence;
+                    presence
+                        .posted_end
+                        .store(last.seq + 1, std::sync::atomic::Ordering::Relaxed);
+                    // A copy kept for repair.
+                    self.history.keep(&group, presence.coarse_ms());
+                }
+                let post = self.frame(&body);
+                if body.capacity() <= 64 << 10 {
+                    self.body = body;
+                }
+                self.group = group;
+                match post.or_else(|| self.pending.pop_front()) {
+                    Some(post) => break post,
+                    None => continue,
+                }
+            },
+        };
+        Counters::add_owned(&shared.counters.posts, 1);
+        Some(post)
+    }
+
+    /// The body bytes most one post carries (a frame is 8 characters
+    /// around the base64 of its body).
+    fn room(&self) -> usize {
+        self.max_len.saturating_sub(8) / 4 * 3
+    }
+
+    /// The body of a post of `group`'s envelopes: a single envelope as it
+    /// is; several as a batch (or, in MessagePack where no kind repeats, a
+    /// merged map), deflated if that is too long for one post. If even
+    /// deflated it is too long, the last envelopes go back to wait for the
+    /// next post (in `carry`) until it fits, or one envelope is left. (With
+    /// `python_peers`, groups are of one envelope: posted as it is.)
+    // Inlined into `next_post` (callgrind: about 200 instructions per
+    // roundtrip fewer than as calls).
+    #[inline]
+    fn assemble(&mut self, shared: &NodeShared, group: &mut Vec<Encoded>) -> Vec<u8> {
+        let (codec, origin) = (shared.codec, shared.origin());
+        let signer = Signer::now(&shared.config.keys);
+        let room = self.room();
+        let mut body = std::mem::take(&mut self.body);
+        loop {
+            if codec == Codec::MessagePack && group.len() > 1 && !mergeable(group, MAX_MERGED_KINDS)
+            {
+                assemble_msgpack_batch_into(&mut body, origin, group, signer);
+            } else {
+                assemble_into(&mut body, codec, origin, group, signer);
+            }
+            if group.len() == 1 || body.len() <= room {
+                return body;
+            }
+            wire::deflate_body(&body, &mut self.packed);
+            if self.packed.len() <= room {
+                std::mem::swap(&mut body, &mut self.packed);
+                return body;
+            }
+            // Fewer envelopes, by the ratio seen (with a margin).
+            let n = group.len();
+            let keep = (n * room * 15 / 16 / self.packed.len()).clamp(1, n - 1);
+            for e in group.drain(keep..).rev() {
+                self.carry.push_front(e);
+            }
+        }
+    }
+
+    /// Frames the presence and repair traffic waiting into posts (queued
+    /// in `pending`): one post of heartbeat, requests and ranges that
+    /// cannot be repaired, and the envelopes asked for, posted again (at
+    /// most once per repair window each), in as few posts as fit.
+    #[cold]
+    #[inline(never)]
+    fn control(&mut self, shared: &NodeShared) {
+        let presence = &shared.presence;
+        let queue = presence.take();
+        presence.tick();
+        let posted = presence
+            .posted_end
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let (picked, gone) = self.history.select(
+            &queue.serve,
+            presence.coarse_ms(),
+            presence.options.repair_window.as_millis() as u64,
+        );
+        let mut unrepairable = queue.unrepairable;
+        for (first, end) in gone {
+            if unrepairable.len() < crate::repair::MAX_QUEUED {
+                unrepairable.push((shared.name.to_string(), shared.session, first, end));
+            }
+        }
+        let codec = shared.codec;
+        let origin = shared.origin();
+        let mut body = Vec::new();
+        let counters = &shared.counters;
+        let election = shared.election.as_ref().map(|e| e.entry(codec));
+        if queue.heartbeat || !queue.requests.is_empty() || !unrepairable.is_empty() {
+            crate::repair::write_control_body(
+                &mut body,
+                codec,
+                origin,
+                posted,
+                &queue.requests,
+                &unrepairable,
+                &[],
+                election.as_deref(),
+                Signer::now(&shared.config.keys),
+            );
+            if let Some(frame) = self.frame(&body) {
+                self.pending.push_back(frame);
+            }
+            if queue.requests.is_empty() && unrepairable.is_empty() {
+                Counters::add_owned(&counters.heartbeats, 1);
+            } else {
+                Counters::add_owned(&counters.repair_posts, 1);
+            }
+        }
+        // The envelopes asked for, as many per post as fit.
+        let room = self.max_len.saturating_sub(8) / 4 * 3;
+        let limit = room.saturating_sub(overhead(origin) + 32);
+        let mut at = 0;
+        while at < picked.len() {
+            let mut group = Vec::new();
+            let mut size = 0;
+            while let Some(e) = picked.get(at) {
+                let grown = size + e.bytes.len() + 24;
+                if !group.is_empty() && (grown > limit || group.len() >= crate::repair::MAX_REPAIRS)
+                {
+                    break;
+                }
+                size = grown;
+                group.push(e.clone());
+                at += 1;
+            }
+            crate::repair::write_control_body(
+                &mut body,
+                codec,
+                origin,
+                posted,
+                &[],
+                &[],
+                &group,
+                election.as_deref(),
+                Signer::now(&shared.config.keys),
+            );
+            let n = group.len() as u64;
+            if let Some(frame) = self.frame(&body) {
+                self.pending.push_back(frame);
+            }
+            Counters::add_owned(&counters.repair_posts, 1);
+            Counters::add_owned(&counters.resent, n);
+        }
+    }
+
+    /// Takes the next envelope waiting into `group` (after giving back the
+    /// last post's), with those behind it that fit one post with it; or
+    /// says that presence or repair traffic waits.
+    #[inline]
+    fn gather(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        shared: &NodeShared,
+        group: &mut Vec<Encoded>,
+    ) -> Poll<Gathered> {
+        if shared.presence.is_pending() {
+            return Poll::Ready(Gathered::Control);
+        }
+        match self.gather_envelopes(cx, shared, group) {
+            Poll::Ready(true) => Poll::Ready(Gathered::Envelopes),
+            Poll::Ready(false) => Poll::Ready(Gathered::Closed),
+            // Looked at again after the outbox registered the waker (see
+            // `Outbox::wake_transport`).
+            Poll::Pending if shared.presence.is_pending() => Poll::Ready(Gathered::Control),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Takes the next envelope waiting into `group` (after giving back the
+    /// last post's), with those behind it that fit one post with it.
+    /// `Ready(false)` once the node has shut down and nothing waits.
+    fn gather_envelopes(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        shared: &NodeShared,
+        group: &mut Vec<Encoded>,
+    ) -> Poll<bool> {
+        let room = self.room();
+        // Enough to fill a post once deflated (see `assemble`, which checks
+        // what fits exactly), within what receivers inflate.
+        let limit = (room * GATHER_FACTOR)
+            .saturating_sub(overhead(shared.origin()))
+            .min(shared.config.max_envelope_bytes / 2);
+        let mut size = 0;
+        // With Python peers, each envelope goes alone, as it was sent (so
+        // never in a batch, never deflated).
+        let alone = shared.config.python_peers.is_some();
+        shared
+            .outbox
+            .poll_posts(cx, group, &mut self.carry, |group, next| {
+                if group.is_empty() {
+                    // The first goes whatever its size (in chunks if need be).
+                    size = grown_size(0, next);
+                    return true;
+                }
+                if alone {
+                    return false;
+                }
+                let grown = grown_size(size, next);
+                let fits = group.len() < MAX_GROUP && grown <= limit;
+                if fits {
+                    size = grown;
+                }
+                fits
+            })
+    }
+
+    /// Frames a body: the frame if it fits one post; else its chunks,
+    /// queued at the back of `pending` (`None`). (Framing and chunking in
+    /// one place.)
+    #[inline]
+    fn frame(&mut self, body: &[u8]) -> Option<String> {
+        // Sized at once (`write_frame_of` reserves what it writes).
+        let mut frame = String::with_capacity(wire::frame_len(self.lines, body.len()));
+        wire::write_frame_of(&mut frame, self.lines, self.rng.u16(0..10_000), body);
+        if frame.len() <= self.max_len {
+            return Some(frame);
+        }
+        // The base64 body sits between the start and the `\x03`.
+        let start = self.lines.frame_start().len() + 4;
+        let b64 = &frame[start..frame.len() - 1];
+        // The node checked at start that chunks fit this transport (were it
+        // not so, the whole frame would go).
+        match wire::split_into_chunks(self.lines, self.rng.u32(..), b64, self.max_len) {
+            Some(chunks) => {
+                self.pending.extend(chunks);
+                None
+            }
+            None => Some(frame),
+        }
+    }
+}
