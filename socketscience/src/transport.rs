@@ -172,4 +172,50 @@ impl TransportIo {
     pub fn node_name(&self) -> &str {
         &self.shared.name
     }
+
+    /// What the transport's own tasks may keep of the node.
+    #[cfg(any(feature = "stackexchange", feature = "matrix"))]
+    pub(crate) fn link(&self) -> NodeLink {
+        NodeLink(self.shared.clone())
+    }
+}
+
+/// What a transport's tasks may keep of the node (cheap to clone): whether
+/// it is closing, and the counters only a transport can keep. The
+/// transports see the node through this and [`TransportIo`] only.
+#[cfg(any(feature = "stackexchange", feature = "matrix"))]
+#[derive(Clone)]
+pub(crate) struct NodeLink(Arc<NodeShared>);
+
+#[cfg(any(feature = "stackexchange", feature = "matrix"))]
+impl NodeLink {
+    /// Whether the node is shutting down (see [`TransportIo::is_closing`]).
+    #[cfg(feature = "matrix")]
+    pub(crate) fn is_closing(&self) -> bool {
+        self.0.outbox.is_closed()
+    }
+
+    /// Counts a room read that timed out (`Stats::room_timeouts`).
+    #[cfg(feature = "stackexchange")]
+    pub(crate) fn room_timed_out(&self) {
+        self.0.counters.room_timeouts.add_shared(1);
+    }
+
+    /// Counts a post given up after its tries (`Stats::posts_given_up`).
+    #[cfg(feature = "stackexchange")]
+    pub(crate) fn post_given_up(&self) {
+        self.0.counters.posts_given_up.add_shared(1);
+    }
+
+    /// Counts a message whose source could not be read (`Stats::sources_lost`).
+    #[cfg(feature = "stackexchange")]
+    pub(crate) fn source_lost(&self) {
+        self.0.counters.sources_lost.add_shared(1);
+    }
+
+    /// Counts a gap in the room's history (`Stats::history_gaps`).
+    #[cfg(feature = "matrix")]
+    pub(crate) fn history_gap(&self) {
+        self.0.counters.history_gaps.add_shared(1);
+    }
 }

@@ -15,8 +15,8 @@ use super::api::Failure;
 use super::client::Client;
 use super::{sync, MatrixError};
 use crate::error::{Error, Result};
-use crate::node::NodeShared;
 use crate::transport::backoff::Backoff;
+use crate::transport::NodeLink;
 use crate::transport::{BoxFuture, TransportIo};
 
 /// Stops a task when dropped.
@@ -35,7 +35,7 @@ pub(crate) async fn run(client: Arc<Client>, mut io: TransportIo) -> Result<()> 
     let mut follower = tokio::spawn(sync::follow(
         client.clone(),
         io.inbound.clone(),
-        io.shared.clone(),
+        io.link(),
         stopped,
     ));
     let _abort = AbortOnDrop(follower.abort_handle());
@@ -54,7 +54,7 @@ pub(crate) async fn run(client: Arc<Client>, mut io: TransportIo) -> Result<()> 
                 Some(text) => {
                     sequence += 1;
                     let txn = OwnedTransactionId::from(format!("{}{sequence}", client.txn_prefix));
-                    in_flight = Some(Box::pin(post_text(client.clone(), io.shared.clone(), text, txn)));
+                    in_flight = Some(Box::pin(post_text(client.clone(), io.link(), text, txn)));
                 }
                 None => open = false,
             },
@@ -98,7 +98,7 @@ pub(crate) async fn run(client: Arc<Client>, mut io: TransportIo) -> Result<()> 
 /// the homeserver refuses this account's posts.
 async fn post_text(
     client: Arc<Client>,
-    shared: Arc<NodeShared>,
+    shared: NodeLink,
     text: String,
     txn: OwnedTransactionId,
 ) -> std::result::Result<(), MatrixError> {
@@ -137,7 +137,7 @@ async fn post_text(
             }
         }
         failures += 1;
-        if shared.outbox.is_closed() && failures >= settings.shutdown_tries {
+        if shared.is_closing() && failures >= settings.shutdown_tries {
             error!(%txn, failures, error = %failure, "gave up on a post while shutting down; its envelopes are lost");
             return Ok(());
         }

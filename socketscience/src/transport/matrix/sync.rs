@@ -20,10 +20,9 @@ use tracing::{debug, info, warn};
 use super::api::Failure;
 use super::client::Client;
 use super::MatrixError;
-use crate::node::NodeShared;
-use crate::stats::Counters;
 use crate::transport::backoff::Backoff;
 use crate::transport::ChatMessage;
+use crate::transport::NodeLink;
 
 /// One message event of the room: its id and, if it has a body, the chat
 /// message it makes.
@@ -157,7 +156,7 @@ pub(crate) async fn start_point(client: &Client) -> Result<(), MatrixError> {
 pub(crate) async fn follow(
     client: Arc<Client>,
     inbound: mpsc::Sender<ChatMessage>,
-    shared: Arc<NodeShared>,
+    shared: NodeLink,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), MatrixError> {
     let settings = client.settings.clone();
@@ -212,7 +211,7 @@ pub(crate) async fn follow(
 async fn hand_over(
     client: &Client,
     inbound: &mpsc::Sender<ChatMessage>,
-    shared: &NodeShared,
+    shared: &NodeLink,
     answer: sync::Response,
 ) -> Result<bool, MatrixError> {
     if answer.rooms.leave.contains_key(&client.room_id) {
@@ -254,7 +253,7 @@ async fn hand_over(
 /// The message events between the last one handed over and `from` (a
 /// gap's `prev_batch`), oldest first; at most the backfill bound of them
 /// (the older ones are counted lost, in `Stats::history_gaps`).
-async fn backfill(client: &Client, shared: &NodeShared, mut from: String) -> Vec<Seen> {
+async fn backfill(client: &Client, shared: &NodeLink, mut from: String) -> Vec<Seen> {
     let settings = &client.settings;
     let until = client.session().last_event_id;
     let mut found = Vec::new();
@@ -276,7 +275,7 @@ async fn backfill(client: &Client, shared: &NodeShared, mut from: String) -> Vec
             }
             Err(e) => {
                 warn!(error = %e, "cannot read the room's history: messages posted in a gap may be missed");
-                Counters::add_owned(&shared.counters.history_gaps, 1);
+                shared.history_gap();
                 break;
             }
         };
@@ -301,7 +300,7 @@ async fn backfill(client: &Client, shared: &NodeShared, mut from: String) -> Vec
                 bound = settings.max_backfill,
                 "more messages were posted during a gap than the backfill bound: the older ones are not read"
             );
-            Counters::add_owned(&shared.counters.history_gaps, 1);
+            shared.history_gap();
             break;
         }
         match page.end {

@@ -87,8 +87,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use crate::error::{Error, Result};
-use crate::node::NodeShared;
 use crate::transport::backoff::Backoff;
+use crate::transport::NodeLink;
 use crate::transport::{BoxFuture, Transport, TransportIo};
 use crate::wire;
 pub use builder::StackExchangeChatBuilder;
@@ -282,7 +282,7 @@ async fn run(chat: StackExchangeChat, mut io: TransportIo) -> Result<()> {
     let StackExchangeChat {
         client, tls, start, ..
     } = chat;
-    let shared = io.shared.clone();
+    let shared = io.link();
     let (tx, mut rx) = mpsc::channel(256);
     let receiver =
         tokio::spawn(socket::Receiver::new(client.clone(), shared.clone(), tls, tx, &start).run());
@@ -390,7 +390,7 @@ fn jittered(wait: Duration, in_a_row: u32, rng: &mut fastrand::Rng) -> Duration 
 /// when the chat refuses this account's posts in the room.
 async fn post_text(
     client: Arc<Client>,
-    shared: Arc<NodeShared>,
+    shared: NodeLink,
     mut text: String,
     envelopes: usize,
     seed: u64,
@@ -454,7 +454,7 @@ async fn post_text(
             }
             PostAnswer::Refused(why) => match html::room_timeout(&why) {
                 Some(wait) => {
-                    shared.counters.room_timeouts.add_shared(1);
+                    shared.room_timed_out();
                     let wait = wait.unwrap_or(ROOM_TIMEOUT_WAIT).min(MAX_ROOM_TIMEOUT_WAIT);
                     let wait = jittered(wait, 1, &mut rng);
                     warn!(room = client.room, chat_says = %why, ?wait, "the room is in timeout; waiting it out");
@@ -490,7 +490,7 @@ async fn post_text(
             break;
         }
     }
-    shared.counters.posts_given_up.add_shared(1);
+    shared.post_given_up();
     error!(
         room = client.room,
         failures,

@@ -18,9 +18,9 @@ use tracing::{debug, info, warn};
 use super::client::{Client, Event, History};
 use super::html::{self, Content};
 use super::StackExchangeError;
-use crate::node::NodeShared;
 use crate::transport::backoff::Backoff;
 use crate::transport::ChatMessage;
+use crate::transport::NodeLink;
 
 /// `event_type` of a new message. Edits (2), deletions (10), mentions (8),
 /// replies (18) and the rest are not new messages.
@@ -39,7 +39,7 @@ type Result<T, E = StackExchangeError> = std::result::Result<T, E>;
 pub(crate) struct Receiver {
     client: Arc<Client>,
     /// The node's counters (`sources_lost`, `room_timeouts`).
-    shared: Arc<NodeShared>,
+    shared: NodeLink,
     tls: Arc<rustls::ClientConfig>,
     tx: mpsc::Sender<ChatMessage>,
     /// Messages up to this id were in the room before the transport
@@ -63,7 +63,7 @@ enum Ended {
 impl Receiver {
     pub(crate) fn new(
         client: Arc<Client>,
-        shared: Arc<NodeShared>,
+        shared: NodeLink,
         tls: Arc<rustls::ClientConfig>,
         tx: mpsc::Sender<ChatMessage>,
         start: &History,
@@ -113,7 +113,7 @@ impl Receiver {
                 Err(StackExchangeError::Refused { text, .. })
                     if html::room_timeout(&text).is_some() =>
                 {
-                    self.shared.counters.room_timeouts.add_shared(1);
+                    self.shared.room_timed_out();
                     let wait = html::room_timeout(&text)
                         .flatten()
                         .unwrap_or(super::ROOM_TIMEOUT_WAIT)
@@ -277,7 +277,7 @@ impl Receiver {
                 Some(text) => text,
                 None => {
                     // Logged; not fetched again on the next history read.
-                    self.shared.counters.sources_lost.add_shared(1);
+                    self.shared.source_lost();
                     self.delivered.insert(message_id);
                     return true;
                 }
