@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::{within, Log, RecordingChat};
 use socketscience::wire::{self, BodyLimits, ChatText};
-use socketscience::{message, Error, Lines, Node};
+use socketscience::{message, Error, LineMode, Node};
 use tokio::sync::Semaphore;
 
 #[message("bp_numbered")]
@@ -45,7 +45,7 @@ async fn gated_node(capacity: usize) -> (Node, Arc<Semaphore>, Log<String>) {
     let posts = Log::default();
     let node = Node::builder("Henders/EC2")
         .transport(RecordingChat {
-            lines: Lines::Multi,
+            lines: LineMode::Multi,
             max_len: 4096,
             gate: Some(permits.clone()),
             posts: posts.clone(),

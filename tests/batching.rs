@@ -191,7 +191,7 @@ async fn a_compression_bomb_is_refused_and_counted() {
     let mut b64 = String::new();
     wire::encode_base64(&bomb, &mut b64);
     let mut text = String::new();
-    wire::write_frame(&mut text, wire::Lines::Multi, 1, &b64);
+    wire::write_frame(&mut text, wire::LineMode::Multi, 1, &b64);
     chat.say("smokey", &text);
     // The same body small enough is read: the refusal is the size's.
     let small = br#"{"batch_state":8,"_from":"mallory","_sid":1,"_seq":0}"#;
@@ -200,7 +200,7 @@ async fn a_compression_bomb_is_refused_and_counted() {
     let mut b64 = String::new();
     wire::encode_base64(&packed, &mut b64);
     let mut text = String::new();
-    wire::write_frame(&mut text, wire::Lines::Multi, 2, &b64);
+    wire::write_frame(&mut text, wire::LineMode::Multi, 2, &b64);
     chat.say("smokey", &text);
     let stats = wait_for(&node, "the small body", |s| s.dispatched == 1).await;
     assert_eq!(stats.compressed_refused, 1, "{stats:#?}");

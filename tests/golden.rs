@@ -14,7 +14,7 @@ mod common;
 
 use common::messages::{Heartbeat, MetasmokeState, Ping};
 use common::{within, Log, RecordingChat};
-use socketscience::{wire, Lines};
+use socketscience::{wire, LineMode};
 use socketscience::{Codec, Envelope, LocalChat, Message, Node, Payload};
 
 const NAME: &str = "Henders/EC2";
@@ -180,7 +180,7 @@ async fn single_line_frame() {
     let posted = Log::default();
     let node = Node::builder(NAME)
         .transport(RecordingChat {
-            lines: Lines::Single,
+            lines: LineMode::Single,
             max_len: 512,
             gate: None,
             posts: posted.clone(),
@@ -205,7 +205,7 @@ async fn grouped_posts(codec: Codec, seed: u64, max_len: usize, pings: usize) ->
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let node = Node::builder(NAME)
         .transport(RecordingChat {
-            lines: Lines::Multi,
+            lines: LineMode::Multi,
             max_len,
             gate: Some(gate.clone()),
             posts: posted.clone(),

@@ -927,7 +927,7 @@ async fn python_ignores_chunks_and_cannot_read_json() {
         .and_then(|rest| rest.strip_suffix(wire::FRAME_END))
         .expect("a frame");
     let mut single = String::new();
-    wire::write_frame(&mut single, socketscience::Lines::Single, 0, body);
+    wire::write_frame(&mut single, socketscience::LineMode::Single, 0, body);
     assert_eq!(smokedetector_receive(&[single]), [r#"{"malformed":true}"#]);
 
     // A JSON frame: SmokeDetector's msgpack.loads raises on it.
@@ -1243,7 +1243,7 @@ async fn python_peers_refuses_json_and_single_line_chats_at_start() {
         "{json:?}"
     );
     let irc_like = common::RecordingChat {
-        lines: socketscience::Lines::Single,
+        lines: socketscience::LineMode::Single,
         max_len: 400,
         gate: None,
         posts: common::Log::default(),
@@ -1380,8 +1380,13 @@ async fn python_instances_read_every_account_rust_nodes_only_trusted_ones() {
 fn the_command_line_tools_agree_with_python() {
     let payload = r#"{"zeta":{"b":1,"a":[{"y":null,"x":2.5}]},"alpha":"first?","_from":"cli"}"#;
     let value: wire::Value = serde_json::from_str(payload).expect("JSON");
-    let rust = wire::encode_frame(Codec::MessagePack, socketscience::Lines::Multi, 77, &value)
-        .expect("encodes");
+    let rust = wire::encode_frame(
+        Codec::MessagePack,
+        socketscience::LineMode::Multi,
+        77,
+        &value,
+    )
+    .expect("encodes");
     let python = python_encode(&[(payload, 77)]);
     assert_eq!(rust, python[0]);
 

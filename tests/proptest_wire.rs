@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Map, Value};
-use socketscience::wire::{self, ChatText, Codec, Decoded, Lines, WireError};
+use socketscience::wire::{self, ChatText, Codec, Decoded, LineMode, WireError};
 
 /// 256 cases, or what `PROPTEST_CASES` asks for. Failing cases are saved
 /// next to this file, in `proptest_wire.proptest-regressions`.
@@ -25,8 +25,8 @@ fn codec() -> impl Strategy<Value = Codec> {
     prop_oneof![Just(Codec::Json), Just(Codec::MessagePack)]
 }
 
-fn lines() -> impl Strategy<Value = Lines> {
-    prop_oneof![Just(Lines::Multi), Just(Lines::Single)]
+fn lines() -> impl Strategy<Value = LineMode> {
+    prop_oneof![Just(LineMode::Multi), Just(LineMode::Single)]
 }
 
 /// Any text: every Unicode scalar value, control characters included.
@@ -125,13 +125,13 @@ fn receive(text: &str) -> Result<Decoded, WireError> {
     }
 }
 
-fn frame(codec: Codec, lines: Lines, digits: u16, payload: &Map<String, Value>) -> String {
+fn frame(codec: Codec, lines: LineMode, digits: u16, payload: &Map<String, Value>) -> String {
     wire::encode_frame(codec, lines, digits, payload).expect("a JSON map always encodes")
 }
 
 fn round_trips(
     codec: Codec,
-    lines: Lines,
+    lines: LineMode,
     digits: u16,
     messages: Map<String, Value>,
     (from, session, seq): (Option<String>, Option<u64>, Option<u64>),
@@ -239,7 +239,7 @@ proptest! {
             wire::KEY_BATCH.into(),
             Value::Array(envelopes.iter().cloned().map(Value::Object).collect()),
         );
-        let text = frame(codec, Lines::Multi, 1, &payload);
+        let text = frame(codec, LineMode::Multi, 1, &payload);
         let ChatText::Frame { body } = wire::parse_chat_text(&text).unwrap() else {
             unreachable!("a frame")
         };

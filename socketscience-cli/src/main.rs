@@ -12,7 +12,7 @@ use std::io::{self, Read as _, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use socketscience::wire::{self, ChatText, Codec, Decoded, Lines, Value, WireError};
+use socketscience::wire::{self, ChatText, Codec, Decoded, LineMode, Value, WireError};
 
 const ABOUT: &str = "Read and write socketscience frames: the chat messages through which \
 the instances of a bot talk to each other";
@@ -387,9 +387,9 @@ fn encode(
         )));
     }
     let lines = if single_line {
-        Lines::Single
+        LineMode::Single
     } else {
-        Lines::Multi
+        LineMode::Multi
     };
     let digits = digits.unwrap_or_else(|| fastrand::u16(0..10_000));
     let frame = wire::encode_frame(codec, lines, digits, &payload)

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
-use socketscience::wire::{self, Lines};
+use socketscience::wire::{self, LineMode};
 
 /// Runs the command with `args`, feeding `stdin` (closed at once when `None`).
 fn run(args: &[&str], stdin: Option<&str>) -> Output {
@@ -63,7 +63,7 @@ fn items(output: &Output) -> Vec<Item> {
 }
 
 /// A frame around `body`, made with the library's own pieces.
-fn frame_of(body: &[u8], lines: Lines) -> String {
+fn frame_of(body: &[u8], lines: LineMode) -> String {
     let mut b64 = String::new();
     wire::encode_base64(body, &mut b64);
     let mut frame = String::new();
@@ -86,7 +86,7 @@ fn json_body_decoded() -> Value {
 
 #[test]
 fn decodes_a_frame_from_stdin_as_echo_writes_it() {
-    let frame = frame_of(JSON_BODY, Lines::Multi);
+    let frame = frame_of(JSON_BODY, LineMode::Multi);
     assert!(frame.starts_with(".\n\u{2}1234"));
     let output = run(&["decode"], Some(&format!("{frame}\n")));
     assert!(output.status.success(), "{output:?}");
@@ -101,8 +101,8 @@ fn decodes_a_frame_from_stdin_as_echo_writes_it() {
 #[test]
 fn decodes_frames_given_as_arguments_in_both_forms_and_codecs() {
     // What Python's msgpack.dumps({"ping": 1}) writes: no metadata.
-    let msgpack = frame_of(b"\x81\xa4ping\x01", Lines::Single);
-    let json = frame_of(JSON_BODY, Lines::Multi);
+    let msgpack = frame_of(b"\x81\xa4ping\x01", LineMode::Single);
+    let json = frame_of(JSON_BODY, LineMode::Multi);
     // Chat inserts zero-width spaces into long runs.
     let noisy: String = json
         .chars()
@@ -147,7 +147,7 @@ fn text_that_is_not_a_frame_is_one_line_each_and_fails_when_nothing_decodes() {
     assert_eq!(stdout(&output).lines().count(), 3);
 
     // Among frames, human text is reported and the exit status is 0.
-    let frame = frame_of(JSON_BODY, Lines::Multi);
+    let frame = frame_of(JSON_BODY, LineMode::Multi);
     let output = run(&["decode"], Some(&format!("hi\n{frame}\nbye\n")));
     assert!(output.status.success(), "{output:?}");
     assert!(matches!(
@@ -156,7 +156,7 @@ fn text_that_is_not_a_frame_is_one_line_each_and_fails_when_nothing_decodes() {
     ));
 
     // A frame whose body is not a map is reported, not decoded.
-    let bad = frame_of(b"[1,2]", Lines::Multi);
+    let bad = frame_of(b"[1,2]", LineMode::Multi);
     let output = run(&["decode", &bad], None);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(
@@ -167,7 +167,7 @@ fn text_that_is_not_a_frame_is_one_line_each_and_fails_when_nothing_decodes() {
 
 #[test]
 fn json_escaped_frames_on_stdin_are_read() {
-    let frame = frame_of(JSON_BODY, Lines::Multi);
+    let frame = frame_of(JSON_BODY, LineMode::Multi);
     let escaped = serde_json::to_string(&frame).unwrap();
     assert!(escaped.starts_with("\".\\n\\u0002"));
     let output = run(&["decode"], Some(&format!("{escaped}\n")));
@@ -336,7 +336,7 @@ fn encode_prints_the_frame_exactly() {
         stdout(&output),
         format!(
             "{}\n",
-            frame_of(b"\x81\xafmetasmoke_state\xa4down", Lines::Multi).replace("1234", "0007")
+            frame_of(b"\x81\xafmetasmoke_state\xa4down", LineMode::Multi).replace("1234", "0007")
         )
     );
 }
@@ -405,7 +405,7 @@ fn encode_keeps_the_key_order_of_its_input_as_python_does() {
     body.extend(b"\xcb\x40\x04\0\0\0\0\0\0\xa5alpha\xa6first?");
     assert_eq!(
         stdout(&output),
-        format!("{}\n", frame_of(&body, Lines::Multi))
+        format!("{}\n", frame_of(&body, LineMode::Multi))
     );
     // And decode shows them in that order too.
     let decoded = run(&["decode"], Some(stdout(&output)));
@@ -423,7 +423,7 @@ fn decode_shows_bytes_and_prints_floats_as_python_json_does() {
     body.extend(b"\xa1i\xcb\x7f\xf0\0\0\0\0\0\0");
     body.extend(b"\xa1m\xcb\xff\xf0\0\0\0\0\0\0");
     body.extend(b"\xa3big\xcb\x43\x41\xc3\x79\x37\xe0\x80\x00");
-    let output = run(&["decode", &frame_of(&body, Lines::Multi)], None);
+    let output = run(&["decode", &frame_of(&body, LineMode::Multi)], None);
     assert!(output.status.success(), "{output:?}");
     // What Python's json.dumps(.., indent=2) writes for these messages.
     let expected = r#"  "messages": {

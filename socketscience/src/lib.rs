@@ -166,7 +166,7 @@ pub use transport::stackexchange;
 #[cfg(feature = "stackexchange")]
 pub use transport::stackexchange::StackExchangeChat;
 pub use transport::{ChatMessage, Transport, TransportIo};
-pub use wire::{Codec, Lines};
+pub use wire::{Codec, LineMode};
 
 pub use socketscience_macros::{data, handler, message};
 

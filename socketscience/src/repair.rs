@@ -49,7 +49,7 @@ pub(crate) struct Repost {
 }
 
 // The writers of presence and repair bodies: the send path's MessagePack
-// writers (rmp, in envelope.rs), with the JSON forms of the few shapes
+// writers (rmp, in wire/msgpack.rs), with the JSON forms of the few shapes
 // these bodies have.
 
 fn write_key(codec: Codec, buf: &mut Vec<u8>, key: &str) {

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::node::NodeShared;
 use crate::send::Poster;
-use crate::wire::Lines;
+use crate::wire::LineMode;
 
 /// A boxed, sendable future, as [`Transport::run`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -94,10 +94,10 @@ pub trait Transport: Send + 'static {
     /// are split into chunks by the node.
     fn max_message_len(&self) -> usize;
 
-    /// Whether chat messages may hold a newline. Default: [`Lines::Multi`].
+    /// Whether chat messages may hold a newline. Default: [`LineMode::Multi`].
     /// Single-line chats (IRC) get frames without the leading `".\n"`.
-    fn lines(&self) -> Lines {
-        Lines::Multi
+    fn lines(&self) -> LineMode {
+        LineMode::Multi
     }
 
     /// Checks the transport's settings before the node starts anything:

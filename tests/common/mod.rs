@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socketscience::transport::BoxFuture;
-use socketscience::{wire, Codec, Lines, LocalChat, Node, Stats, Transport, TransportIo};
+use socketscience::{wire, Codec, LineMode, LocalChat, Node, Stats, Transport, TransportIo};
 use tokio::sync::Semaphore;
 
 /// Waits until `pred` holds for the node's stats, or fails after 30 s.
@@ -88,7 +88,7 @@ pub fn json_frame(body: &str) -> String {
     let mut b64 = String::new();
     wire::encode_base64(body.as_bytes(), &mut b64);
     let mut text = String::new();
-    wire::write_frame(&mut text, wire::Lines::Multi, 1234, &b64);
+    wire::write_frame(&mut text, wire::LineMode::Multi, 1234, &b64);
     text
 }
 
@@ -112,7 +112,7 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 /// A chat that keeps, in order, what the node posts (account `smokey`).
 /// With a `gate`, it takes a post only for each permit the test adds.
 pub struct RecordingChat {
-    pub lines: Lines,
+    pub lines: LineMode,
     pub max_len: usize,
     pub gate: Option<Arc<Semaphore>>,
     pub posts: Log<String>,
@@ -127,7 +127,7 @@ impl Transport for RecordingChat {
         self.max_len
     }
 
-    fn lines(&self) -> Lines {
+    fn lines(&self) -> LineMode {
         self.lines
     }
 

@@ -529,7 +529,7 @@ impl NodeBuilder {
 fn codec_and_room(
     python_peers: bool,
     codec: Option<Codec>,
-    lines: wire::Lines,
+    lines: wire::LineMode,
     max_len: usize,
 ) -> Result<(Codec, Option<usize>)> {
     if !python_peers {
@@ -548,7 +548,7 @@ fn codec_and_room(
              SocketScience reads; remove `.codec(Codec::Json)`",
         );
     }
-    if lines == wire::Lines::Single {
+    if lines == wire::LineMode::Single {
         return refuse(
             "python_peers",
             "this transport's chat messages cannot hold a newline, and Python SocketScience \

@@ -12,12 +12,12 @@ use super::envelope::{
 use super::history::History;
 use crate::node::NodeShared;
 use crate::stats::Counters;
-use crate::wire::{self, Codec, Lines};
+use crate::wire::{self, Codec, LineMode};
 
 /// The sending side of a transport's handle: what waits to be posted.
 pub(crate) struct Poster {
     max_len: usize,
-    lines: Lines,
+    lines: LineMode,
     rng: fastrand::Rng,
     /// Posts made and not yet handed over (the chunks of a long one, the
     /// presence and repair traffic).
@@ -60,7 +60,7 @@ impl Poster {
     /// they carried in `history`.
     pub(crate) fn new(
         max_len: usize,
-        lines: Lines,
+        lines: LineMode,
         rng: fastrand::Rng,
         history: History,
     ) -> Poster {

@@ -6,7 +6,7 @@ use std::fmt;
 use base64_simd::STANDARD as BASE64;
 
 use super::{
-    Lines, WireError, CHUNK_START, CHUNK_START_SINGLE_LINE, FRAME_END, FRAME_START,
+    LineMode, WireError, CHUNK_START, CHUNK_START_SINGLE_LINE, FRAME_END, FRAME_START,
     FRAME_START_SINGLE_LINE,
 };
 
@@ -152,7 +152,7 @@ fn parse_chunk(rest: &str) -> Result<Chunk<'_>, WireError> {
 }
 
 /// Writes a frame around a base64 body.
-pub fn write_frame(out: &mut String, lines: Lines, digits: u16, body_b64: &str) {
+pub fn write_frame(out: &mut String, lines: LineMode, digits: u16, body_b64: &str) {
     out.reserve(FRAME_START.len() + 4 + body_b64.len() + 1);
     out.push_str(lines.frame_start());
     push_digits(out, digits);
@@ -170,12 +170,12 @@ fn push_digits(out: &mut String, digits: u16) {
 
 /// The length of the frame [`write_frame_of`] writes around `body_len`
 /// bytes.
-pub(crate) fn frame_len(lines: Lines, body_len: usize) -> usize {
+pub(crate) fn frame_len(lines: LineMode, body_len: usize) -> usize {
     lines.frame_start().len() + 4 + body_len.div_ceil(3) * 4 + 1
 }
 
 /// Writes a frame around `body`, base64-encoding it in place.
-pub(crate) fn write_frame_of(out: &mut String, lines: Lines, digits: u16, body: &[u8]) {
+pub(crate) fn write_frame_of(out: &mut String, lines: LineMode, digits: u16, body: &[u8]) {
     out.reserve(frame_len(lines, body.len()));
     out.push_str(lines.frame_start());
     push_digits(out, digits);
@@ -184,7 +184,7 @@ pub(crate) fn write_frame_of(out: &mut String, lines: Lines, digits: u16, body: 
 }
 
 /// Writes one chunk.
-fn write_chunk(out: &mut String, lines: Lines, id: u32, index: u32, total: u32, piece: &str) {
+fn write_chunk(out: &mut String, lines: LineMode, id: u32, index: u32, total: u32, piece: &str) {
     use fmt::Write as _;
     out.push_str(lines.chunk_start());
     let _ = write!(out, "{id:08x} {index}/{total} ");
@@ -192,7 +192,7 @@ fn write_chunk(out: &mut String, lines: Lines, id: u32, index: u32, total: u32, 
 }
 
 /// The longest chunk header for `total` pieces, to size the pieces.
-pub(crate) fn chunk_overhead(lines: Lines, total: u32) -> usize {
+pub(crate) fn chunk_overhead(lines: LineMode, total: u32) -> usize {
     let digits = total.to_string().len();
     lines.chunk_start().len() + 8 + 1 + digits + 1 + digits + 1
 }
@@ -200,7 +200,7 @@ pub(crate) fn chunk_overhead(lines: Lines, total: u32) -> usize {
 /// Splits a base64 body into chunk texts of at most `max_len` bytes each.
 /// Returns `None` when `max_len` is too small to carry any piece.
 pub fn split_into_chunks(
-    lines: Lines,
+    lines: LineMode,
     id: u32,
     body_b64: &str,
     max_len: usize,
@@ -264,7 +264,7 @@ mod tests {
         let mut b64 = String::new();
         encode_base64(&body(Codec::Json), &mut b64);
         let mut text = String::new();
-        write_frame(&mut text, Lines::Multi, 42, &b64);
+        write_frame(&mut text, LineMode::Multi, 42, &b64);
         assert!(text.starts_with(".\n\u{2}0042"));
         let noisy: String = text
             .chars()
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn chunks_fit_and_reassemble() {
         let body: String = "QUJD".repeat(500);
-        let chunks = split_into_chunks(Lines::Multi, 0xdeadbeef, &body, 100).unwrap();
+        let chunks = split_into_chunks(LineMode::Multi, 0xdeadbeef, &body, 100).unwrap();
         assert!(chunks.len() > 2);
         let mut joined = String::new();
         for (i, c) in chunks.iter().enumerate() {
@@ -304,7 +304,7 @@ mod tests {
             }
         }
         assert_eq!(joined, body);
-        assert!(split_into_chunks(Lines::Multi, 1, &body, 10).is_none());
+        assert!(split_into_chunks(LineMode::Multi, 1, &body, 10).is_none());
     }
 
     fn body(codec: Codec) -> Vec<u8> {

@@ -100,7 +100,7 @@ pub const CHUNK_START_SINGLE_LINE: &str = "\u{1}";
 /// turns off Markdown); on single-line chats (IRC) they start at `\x02`.
 /// Receivers read both forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Lines {
+pub enum LineMode {
     /// Frames start with `".\n\x02"`, chunks with `".\n\x01"`.
     #[default]
     Multi,
@@ -108,18 +108,18 @@ pub enum Lines {
     Single,
 }
 
-impl Lines {
+impl LineMode {
     pub(crate) fn frame_start(self) -> &'static str {
         match self {
-            Lines::Multi => FRAME_START,
-            Lines::Single => FRAME_START_SINGLE_LINE,
+            LineMode::Multi => FRAME_START,
+            LineMode::Single => FRAME_START_SINGLE_LINE,
         }
     }
 
     pub(crate) fn chunk_start(self) -> &'static str {
         match self {
-            Lines::Multi => CHUNK_START,
-            Lines::Single => CHUNK_START_SINGLE_LINE,
+            LineMode::Multi => CHUNK_START,
+            LineMode::Single => CHUNK_START_SINGLE_LINE,
         }
     }
 }

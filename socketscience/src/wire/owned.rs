@@ -6,7 +6,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Error as _, Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use super::{
-    encode_base64, inflate_body, parse_body, write_frame, BodyLimits, Codec, Lines, WireError,
+    encode_base64, inflate_body, parse_body, write_frame, BodyLimits, Codec, LineMode, WireError,
     KEY_BATCH,
 };
 
@@ -455,10 +455,10 @@ fn batch(codec: Codec, body: &[u8]) -> Result<Option<Vec<Messages>>, WireError> 
 /// The frame is not split: see [`split_into_chunks`] for long ones.
 ///
 /// ```
-/// use socketscience::wire::{encode_frame, Codec, Lines};
+/// use socketscience::wire::{encode_frame, Codec, LineMode};
 ///
 /// let payload = serde_json::json!({"metasmoke_state": "down"});
-/// let frame = encode_frame(Codec::Json, Lines::Multi, 42, &payload)?;
+/// let frame = encode_frame(Codec::Json, LineMode::Multi, 42, &payload)?;
 /// assert_eq!(frame, ".\n\u{2}0042eyJtZXRhc21va2Vfc3RhdGUiOiJkb3duIn0=\u{3}");
 /// # Ok::<(), socketscience::wire::WireError>(())
 /// ```
@@ -466,7 +466,7 @@ fn batch(codec: Codec, body: &[u8]) -> Result<Option<Vec<Messages>>, WireError> 
 /// [`split_into_chunks`]: super::split_into_chunks
 pub fn encode_frame<T: FramePayload + ?Sized>(
     codec: Codec,
-    lines: Lines,
+    lines: LineMode,
     digits: u16,
     payload: &T,
 ) -> Result<String, WireError> {
@@ -534,7 +534,7 @@ mod tests {
     use super::super::{clean, decode_base64, parse_chat_text, ChatText};
     use super::*;
 
-    fn round_trip(codec: Codec, lines: Lines, payload: serde_json::Value) -> Decoded {
+    fn round_trip(codec: Codec, lines: LineMode, payload: serde_json::Value) -> Decoded {
         let frame = encode_frame(codec, lines, 7, payload.as_object().unwrap()).unwrap();
         let text = clean(&frame);
         let ChatText::Frame { body } = parse_chat_text(&text).unwrap() else {
@@ -548,7 +548,7 @@ mod tests {
     #[test]
     fn both_codecs_round_trip_with_metadata() {
         for codec in [Codec::Json, Codec::MessagePack] {
-            for lines in [Lines::Multi, Lines::Single] {
+            for lines in [LineMode::Multi, LineMode::Single] {
                 let decoded = round_trip(
                     codec,
                     lines,
@@ -582,7 +582,7 @@ mod tests {
     fn batches_and_merged_maps_show_their_envelopes() {
         let decoded = round_trip(
             Codec::Json,
-            Lines::Multi,
+            LineMode::Multi,
             serde_json::json!({
                 "_sid": 1, "_seq": 5,
                 "_batch": [{"a": 1}, {"a": 2, "b": 3, "_x": 0}],
@@ -603,7 +603,7 @@ mod tests {
 
         let decoded = round_trip(
             Codec::MessagePack,
-            Lines::Multi,
+            LineMode::Multi,
             serde_json::json!({"_seq": 5, "_count": 3, "a": 1}),
         );
         assert_eq!((decoded.count, decoded.batch), (Some(3), None));
@@ -614,7 +614,7 @@ mod tests {
         // msgpack.dumps({"n": 1, "s": "x"}) == b'\x82\xa1n\x01\xa1s\xa1x'
         let frame = encode_frame(
             Codec::MessagePack,
-            Lines::Multi,
+            LineMode::Multi,
             0,
             serde_json::json!({"n": 1, "s": "x"}).as_object().unwrap(),
         )

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::transport::{BoxFuture, Transport, TransportIo};
-use crate::wire::Lines;
+use crate::wire::LineMode;
 use driver::Driver;
 pub use status::IrcStatus;
 
@@ -356,8 +356,8 @@ impl Transport for IrcChat {
         LINE_LIMIT.saturating_sub(self.overhead())
     }
 
-    fn lines(&self) -> Lines {
-        Lines::Single
+    fn lines(&self) -> LineMode {
+        LineMode::Single
     }
 
     /// Every setting, before the node starts: `start` fails with
