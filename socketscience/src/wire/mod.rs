@@ -46,6 +46,7 @@ mod control;
 mod frame;
 mod json;
 mod msgpack;
+mod msgpack_write;
 mod owned;
 mod python;
 mod signature;
