@@ -262,8 +262,8 @@ fn not_uint(key: &str) -> BodyError {
 
 /// A MessagePack integer that is not negative, in any integer form, at the
 /// front of `bytes`, and what follows. (Read here rather than with rmp's
-/// `read_int`, which costs about 45 instructions more per MessagePack
-/// roundtrip, 0.8 %: every body has two or three of these; see
+/// `read_int`, which costs about 64 instructions more per MessagePack
+/// roundtrip, 1.1 %: every body has two or three of these; see
 /// BENCHMARKS.md, "The MessagePack readers".)
 #[inline(always)]
 pub(super) fn msgpack_uint(bytes: &[u8]) -> Option<(u64, &[u8])> {
