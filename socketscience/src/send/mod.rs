@@ -3,6 +3,7 @@
 //! grouped into posts, framed and chunked (`post.rs`), and kept to be
 //! posted again when asked (`history.rs`).
 
+pub(crate) mod control;
 pub(crate) mod envelope;
 mod history;
 pub(crate) mod outbox;

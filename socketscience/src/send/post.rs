@@ -203,7 +203,7 @@ impl Poster {
         let counters = &shared.counters;
         let election = shared.election.as_ref().map(|e| e.entry(codec));
         if queue.heartbeat || !queue.requests.is_empty() || !unrepairable.is_empty() {
-            crate::repair::write_control_body(
+            super::control::write_control_body(
                 &mut body,
                 codec,
                 origin,
@@ -240,7 +240,7 @@ impl Poster {
                 group.push(e.clone());
                 at += 1;
             }
-            crate::repair::write_control_body(
+            super::control::write_control_body(
                 &mut body,
                 codec,
                 origin,
