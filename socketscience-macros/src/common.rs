@@ -1,8 +1,8 @@
-//! What both macros share: collecting errors, and naming the item an
-//! attribute was put on when it is the wrong kind of item.
+//! What the macros share: collecting errors, naming the item an attribute
+//! was put on when it is the wrong kind of item, and the serde derive.
 
 use proc_macro2::{TokenStream, TokenTree};
-use quote::ToTokens;
+use quote::{quote, ToTokens};
 use syn::Item;
 
 /// Every problem found, combined into one error so the user sees them all
@@ -76,4 +76,16 @@ pub(crate) fn mentions_impl(tokens: TokenStream) -> bool {
         TokenTree::Group(g) => mentions_impl(g.stream()),
         _ => false,
     })
+}
+
+/// The serde derive that `#[message]` and `#[data]` put on their item,
+/// through socketscience's own serde (users need no serde dependency).
+pub(crate) fn serde_derive() -> TokenStream {
+    quote! {
+        #[derive(
+            ::socketscience::__private::serde::Serialize,
+            ::socketscience::__private::serde::Deserialize
+        )]
+        #[serde(crate = "::socketscience::__private::serde")]
+    }
 }

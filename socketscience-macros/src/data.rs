@@ -6,7 +6,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Data, DeriveInput};
 
-use crate::common::{wrong_item, Errors};
+use crate::common::{serde_derive, wrong_item, Errors};
 
 /// The parsed attribute and item.
 struct Model {
@@ -61,13 +61,10 @@ impl Model {
         // A wrong argument still gets the derive: the messages that hold
         // the type do not add errors of their own.
         let errors = errors.into_compile_error();
+        let derive = serde_derive();
         quote! {
             #errors
-            #[derive(
-                ::socketscience::__private::serde::Serialize,
-                ::socketscience::__private::serde::Deserialize
-            )]
-            #[serde(crate = "::socketscience::__private::serde")]
+            #derive
             #item
         }
     }

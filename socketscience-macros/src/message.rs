@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Expr, ExprLit, Lit, LitStr, MetaNameValue};
 
-use crate::common::{wrong_item, Errors};
+use crate::common::{serde_derive, wrong_item, Errors};
 
 /// The parsed attribute and item.
 struct Model {
@@ -189,13 +189,7 @@ impl Model {
             return quote! { #errors #item };
         }
         let ident = &item.ident;
-        let derive = quote! {
-            #[derive(
-                ::socketscience::__private::serde::Serialize,
-                ::socketscience::__private::serde::Deserialize
-            )]
-            #[serde(crate = "::socketscience::__private::serde")]
-        };
+        let derive = serde_derive();
         let kind_value = self.kind.as_ref().map(LitStr::value).unwrap_or_default();
         let kind = LitStr::new(&kind_value, Span::call_site());
         let doc = format!(
