@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::node::NodeShared;
 use crate::send::Poster;
+#[cfg(any(feature = "stackexchange", feature = "matrix"))]
+use crate::stats::Counters;
 use crate::wire::LineMode;
 
 /// A boxed, sendable future, as [`Transport::run`] returns.
@@ -195,27 +197,9 @@ impl NodeLink {
         self.0.outbox.is_closed()
     }
 
-    /// Counts a room read that timed out (`Stats::room_timeouts`).
-    #[cfg(feature = "stackexchange")]
-    pub(crate) fn room_timed_out(&self) {
-        self.0.counters.room_timeouts.add_shared(1);
-    }
-
-    /// Counts a post given up after its tries (`Stats::posts_given_up`).
-    #[cfg(feature = "stackexchange")]
-    pub(crate) fn post_given_up(&self) {
-        self.0.counters.posts_given_up.add_shared(1);
-    }
-
-    /// Counts a message whose source could not be read (`Stats::sources_lost`).
-    #[cfg(feature = "stackexchange")]
-    pub(crate) fn source_lost(&self) {
-        self.0.counters.sources_lost.add_shared(1);
-    }
-
-    /// Counts a gap in the room's history (`Stats::history_gaps`).
-    #[cfg(feature = "matrix")]
-    pub(crate) fn history_gap(&self) {
-        self.0.counters.history_gaps.add_shared(1);
+    /// The node's counters, for those only a transport keeps
+    /// (`room_timeouts`, `posts_given_up`, `sources_lost`, `history_gaps`).
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.0.counters
     }
 }

@@ -275,7 +275,7 @@ async fn backfill(client: &Client, shared: &NodeLink, mut from: String) -> Vec<S
             }
             Err(e) => {
                 warn!(error = %e, "cannot read the room's history: messages posted in a gap may be missed");
-                shared.history_gap();
+                shared.counters().history_gaps.add_shared(1);
                 break;
             }
         };
@@ -300,7 +300,7 @@ async fn backfill(client: &Client, shared: &NodeLink, mut from: String) -> Vec<S
                 bound = settings.max_backfill,
                 "more messages were posted during a gap than the backfill bound: the older ones are not read"
             );
-            shared.history_gap();
+            shared.counters().history_gaps.add_shared(1);
             break;
         }
         match page.end {

@@ -454,7 +454,7 @@ async fn post_text(
             }
             PostAnswer::Refused(why) => match html::room_timeout(&why) {
                 Some(wait) => {
-                    shared.room_timed_out();
+                    shared.counters().room_timeouts.add_shared(1);
                     let wait = wait.unwrap_or(ROOM_TIMEOUT_WAIT).min(MAX_ROOM_TIMEOUT_WAIT);
                     let wait = jittered(wait, 1, &mut rng);
                     warn!(room = client.room, chat_says = %why, ?wait, "the room is in timeout; waiting it out");
@@ -490,7 +490,7 @@ async fn post_text(
             break;
         }
     }
-    shared.post_given_up();
+    shared.counters().posts_given_up.add_shared(1);
     error!(
         room = client.room,
         failures,

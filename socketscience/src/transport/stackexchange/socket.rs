@@ -113,7 +113,7 @@ impl Receiver {
                 Err(StackExchangeError::Refused { text, .. })
                     if html::room_timeout(&text).is_some() =>
                 {
-                    self.shared.room_timed_out();
+                    self.shared.counters().room_timeouts.add_shared(1);
                     let wait = html::room_timeout(&text)
                         .flatten()
                         .unwrap_or(super::ROOM_TIMEOUT_WAIT)
@@ -277,7 +277,7 @@ impl Receiver {
                 Some(text) => text,
                 None => {
                     // Logged; not fetched again on the next history read.
-                    self.shared.source_lost();
+                    self.shared.counters().sources_lost.add_shared(1);
                     self.delivered.insert(message_id);
                     return true;
                 }
