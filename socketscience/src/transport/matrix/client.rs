@@ -66,7 +66,8 @@ pub(crate) struct Client {
     relogin: tokio::sync::Mutex<()>,
 }
 
-/// What connect is given.
+/// What connect is given: what `MatrixChatBuilder` collects.
+#[derive(Debug, Clone)]
 pub(crate) struct Start {
     pub(crate) homeserver: String,
     pub(crate) room: String,

@@ -178,12 +178,8 @@ impl Default for Settings {
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `.connect().await`"]
 pub struct MatrixChatBuilder {
-    homeserver: String,
-    room: String,
-    credentials: Option<Credentials>,
-    access_token: Option<String>,
-    state_file: Option<PathBuf>,
-    settings: Settings,
+    /// What `connect` hands the client.
+    start: Start,
 }
 
 impl MatrixChatBuilder {
@@ -191,7 +187,7 @@ impl MatrixChatBuilder {
     /// full user id) and password, unless a token is given or saved in the
     /// state file; also used to log in again if the token stops working.
     pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.credentials = Some(Credentials {
+        self.start.credentials = Some(Credentials {
             user: user.into(),
             password: password.into(),
         });
@@ -202,7 +198,7 @@ impl MatrixChatBuilder {
     /// [`credentials`](Self::credentials) the transport stops with an error
     /// when the homeserver stops taking it.
     pub fn access_token(mut self, token: impl Into<String>) -> Self {
-        self.access_token = Some(token.into());
+        self.start.access_token = Some(token.into());
         self
     }
 
@@ -211,47 +207,47 @@ impl MatrixChatBuilder {
     /// so that a restart needs no login and reads what was posted while
     /// the node was away. Keep it as secret as a password.
     pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.state_file = Some(path.into());
+        self.start.state_file = Some(path.into());
         self
     }
 
     /// The largest post in bytes (default and most:
     /// [`DEFAULT_MAX_MESSAGE_LEN`]). Larger frames are sent in chunks.
     pub fn max_message_len(mut self, bytes: usize) -> Self {
-        self.settings.max_message_len = bytes;
+        self.start.settings.max_message_len = bytes;
         self
     }
 
     /// Timeout of each HTTP request, besides a sync's long poll (default 30 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.request_timeout = timeout;
+        self.start.settings.request_timeout = timeout;
         self
     }
 
     /// How long one `/sync` waits for new events (default 30 s).
     pub fn sync_wait(mut self, wait: Duration) -> Self {
-        self.settings.sync_wait = wait;
+        self.start.settings.sync_wait = wait;
         self
     }
 
     /// Most events one sync returns (default 50); more make a gap, read
     /// back from the room's history.
     pub fn timeline_limit(mut self, events: u32) -> Self {
-        self.settings.timeline_limit = events.max(1);
+        self.start.settings.timeline_limit = events.max(1);
         self
     }
 
     /// Most events read back to fill one gap (default 1 000); older ones
     /// are skipped and counted in [`Stats::history_gaps`](crate::Stats::history_gaps).
     pub fn max_backfill(mut self, events: usize) -> Self {
-        self.settings.max_backfill = events;
+        self.start.settings.max_backfill = events;
         self
     }
 
     /// The first wait before trying again after a failure (default 0.5 s);
     /// it doubles with each failure in a row, up to 30 s.
     pub fn reconnect_delay(mut self, delay: Duration) -> Self {
-        self.settings.reconnect_delay = delay;
+        self.start.settings.reconnect_delay = delay;
         self
     }
 
@@ -264,14 +260,11 @@ impl MatrixChatBuilder {
     /// Fails, saying which, if the homeserver cannot be reached, the login
     /// or token is refused, or the room does not exist or cannot be joined.
     pub async fn connect(self) -> Result<MatrixChat> {
-        let MatrixChatBuilder {
+        let Start {
             homeserver,
-            room,
-            credentials,
-            access_token,
-            state_file,
             settings,
-        } = self;
+            ..
+        } = &self.start;
         if settings.max_message_len < 64 || settings.max_message_len > DEFAULT_MAX_MESSAGE_LEN {
             return Err(MatrixError::Config(format!(
                 "max_message_len {} is outside 64..={DEFAULT_MAX_MESSAGE_LEN}",
@@ -285,15 +278,7 @@ impl MatrixChatBuilder {
             ))
             .into());
         }
-        let client = Client::connect(Start {
-            homeserver,
-            room,
-            credentials,
-            access_token,
-            state_file,
-            settings,
-        })
-        .await?;
+        let client = Client::connect(self.start).await?;
         sync::start_point(&client).await?;
         Ok(MatrixChat {
             account: client.user_id.to_string(),
@@ -329,12 +314,14 @@ impl MatrixChat {
     /// (such as `https://matrix.example.org`).
     pub fn builder(homeserver: impl Into<String>, room: impl Into<String>) -> MatrixChatBuilder {
         MatrixChatBuilder {
-            homeserver: homeserver.into(),
-            room: room.into(),
-            credentials: None,
-            access_token: None,
-            state_file: None,
-            settings: Settings::default(),
+            start: Start {
+                homeserver: homeserver.into(),
+                room: room.into(),
+                credentials: None,
+                access_token: None,
+                state_file: None,
+                settings: Settings::default(),
+            },
         }
     }
 
