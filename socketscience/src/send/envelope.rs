@@ -9,10 +9,7 @@ use crate::wire::{self, Codec, Kinds};
 
 // The format of what a node sends lives in `wire` (write.rs, batch.rs);
 // the send side reaches it through here too.
-pub(crate) use crate::wire::{
-    grown_size, mergeable, overhead, write_array_len, write_map_len, write_msgpack_str,
-    write_msgpack_uint, write_uint_entry, Encoded, Origin,
-};
+pub(crate) use crate::wire::{grown_size, mergeable, overhead, Encoded, Origin};
 
 /// Several messages of different kinds that travel in one chat message, as
 /// SocketScience's payload dict does (`{'ping': ..., 'metasmoke_state': ...}`).

@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 
-use super::control::Repost;
 use super::envelope::Encoded;
+use crate::wire::Repost;
 
 /// The envelopes a node posted, kept to post again when asked: bounded by
 /// count, by age, and by bytes ([`MAX_HISTORY_BYTES`]).

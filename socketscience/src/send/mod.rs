@@ -1,9 +1,9 @@
 //! The send path: a message written into an envelope (`envelope.rs`),
 //! queued in the node's outbox (`outbox.rs`), then taken by the transport,
-//! grouped into posts, framed and chunked (`post.rs`), and kept to be
+//! grouped into posts, framed and chunked (`post.rs`; presence and repair
+//! bodies are written by `wire::write_control_body`), and kept to be
 //! posted again when asked (`history.rs`).
 
-pub(crate) mod control;
 pub(crate) mod envelope;
 mod history;
 pub(crate) mod outbox;

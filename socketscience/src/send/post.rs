@@ -203,7 +203,7 @@ impl Poster {
         let counters = &shared.counters;
         let election = shared.election.as_ref().map(|e| e.entry(codec));
         if queue.heartbeat || !queue.requests.is_empty() || !unrepairable.is_empty() {
-            super::control::write_control_body(
+            wire::write_control_body(
                 &mut body,
                 codec,
                 origin,
@@ -212,7 +212,9 @@ impl Poster {
                 &unrepairable,
                 &[],
                 election.as_deref(),
-                Signer::now(&shared.config.keys),
+                Signer::now(&shared.config.keys)
+                    .as_ref()
+                    .map(|s| s as &dyn wire::Sign),
             );
             if let Some(frame) = self.frame(&body) {
                 self.pending.push_back(frame);
@@ -240,7 +242,7 @@ impl Poster {
                 group.push(e.clone());
                 at += 1;
             }
-            super::control::write_control_body(
+            wire::write_control_body(
                 &mut body,
                 codec,
                 origin,
@@ -249,7 +251,9 @@ impl Poster {
                 &[],
                 &group,
                 election.as_deref(),
-                Signer::now(&shared.config.keys),
+                Signer::now(&shared.config.keys)
+                    .as_ref()
+                    .map(|s| s as &dyn wire::Sign),
             );
             let n = group.len() as u64;
             if let Some(frame) = self.frame(&body) {

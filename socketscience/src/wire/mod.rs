@@ -62,24 +62,21 @@ pub use self::batch::{deflate_body, inflate_body, COMPRESSED, COMPRESSION_DEFLAT
 #[doc(hidden)]
 pub use self::body::{parse_body, Body, BodyLimits, Control, Meta, RawValueRef};
 pub(crate) use self::body::{parse_body_with, recycle, Messages};
-pub(crate) use self::control::{read_ranges, read_repairs, WireRange};
+pub(crate) use self::control::{read_ranges, read_repairs, write_control_body, Repost, WireRange};
 #[cfg(feature = "stackexchange")]
 pub(crate) use self::frame::frame_head;
 #[doc(hidden)]
 pub use self::frame::write_frame;
 pub(crate) use self::frame::{chunk_overhead, frame_len, write_frame_of};
 pub use self::frame::{clean, parse_chat_text, split_into_chunks, ChatText, Chunk};
-pub(crate) use self::msgpack::{
-    write_array_len, write_map_len, write_msgpack, write_msgpack_str, write_msgpack_uint,
-};
+pub(crate) use self::msgpack::write_msgpack;
 pub use self::owned::{decode_body, encode_frame, Decoded, FramePayload, Value};
 pub(crate) use self::python::python_would_raise;
 pub(crate) use self::signature::{append_signature, split_signed, Sign, SIG_LEN};
 #[cfg(test)]
 pub(crate) use self::write::assemble;
 pub(crate) use self::write::{
-    assemble_into, overhead, own_body, python_size, write_message, write_uint_entry, Encoded,
-    Kinds, Origin,
+    assemble_into, overhead, own_body, python_size, write_message, Encoded, Kinds, Origin,
 };
 
 /// What a frame starts with.

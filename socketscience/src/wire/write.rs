@@ -213,18 +213,11 @@ pub(crate) fn assemble_into(
                 write_uint_entry(codec, buf, KEY_TIMESTAMP, signer.timestamp());
             }
             if count > 1 {
-                buf.extend_from_slice(b",\"");
-                buf.extend_from_slice(KEY_BATCH.as_bytes());
-                buf.extend_from_slice(b"\":[");
-                for (i, e) in envelopes.iter().enumerate() {
-                    if i > 0 {
-                        buf.push(b',');
-                    }
+                write_json_list(buf, KEY_BATCH, envelopes, |buf, e| {
                     buf.push(b'{');
                     buf.extend_from_slice(&e.bytes);
                     buf.push(b'}');
-                }
-                buf.push(b']');
+                });
             }
             match signer {
                 Some(signer) => signer.sign(codec, buf),
@@ -252,6 +245,26 @@ pub(crate) fn assemble_into(
 }
 
 /// Envelopes and bodies to read back, for the readers' tests.
+/// Appends `,"key":[item,item,...]` to a JSON body, each item written by
+/// `write`.
+pub(super) fn write_json_list<T>(
+    buf: &mut Vec<u8>,
+    key: &str,
+    items: &[T],
+    mut write: impl FnMut(&mut Vec<u8>, &T),
+) {
+    buf.extend_from_slice(b",\"");
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(b"\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        write(buf, item);
+    }
+    buf.push(b']');
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
