@@ -36,7 +36,6 @@
 //!
 //! It runs until killed or until its stdin closes.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -66,56 +65,46 @@ async fn main() -> ExitCode {
     }
 }
 
-fn parse_args() -> Result<HashMap<String, String>, String> {
-    let mut values = HashMap::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let key = flag
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {flag:?}"))?;
-        let value = args
-            .next()
-            .ok_or_else(|| format!("--{key} needs a value"))?;
-        values.insert(key.to_owned(), value);
-    }
-    Ok(values)
+/// The options above.
+#[derive(clap::Parser)]
+struct Args {
+    #[arg(long)]
+    server: String,
+    #[arg(long)]
+    nick: String,
+    #[arg(long, default_value = "#socketscience")]
+    channel: String,
+    /// Default: the nick.
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = "smokey-*")]
+    trust: String,
+    #[arg(long, default_value_t = 0)]
+    priority: i64,
+    #[arg(long, default_value_t = 30_000)]
+    heartbeat: u64,
+    #[arg(long)]
+    lease: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    quorum: u64,
+    #[arg(long, default_value_t = 2.0)]
+    rate: f64,
 }
 
 async fn run() -> Result<(), String> {
-    let mut args = parse_args()?;
-    let mut take = |key: &str| args.remove(key);
-    let number = |key: &str, v: Option<String>| -> Result<Option<u64>, String> {
-        v.map(|v| {
-            v.parse()
-                .map_err(|_| format!("--{key}: {v:?} is not a number"))
-        })
-        .transpose()
-    };
-    let server = take("server").ok_or("--server HOST:PORT is required")?;
-    let nick = take("nick").ok_or("--nick NICK is required")?;
-    let name = take("name").unwrap_or_else(|| nick.clone());
-    let channel = take("channel").unwrap_or_else(|| "#socketscience".into());
-    let trust = take("trust").unwrap_or_else(|| "smokey-*".into());
-    let priority: i64 = take("priority")
-        .map(|p| {
-            p.parse()
-                .map_err(|_| format!("--priority: {p:?} is not a number"))
-        })
-        .transpose()?
-        .unwrap_or(0);
-    let heartbeat = number("heartbeat", take("heartbeat"))?.unwrap_or(30_000);
-    let lease = number("lease", take("lease"))?;
-    let quorum = number("quorum", take("quorum"))?.unwrap_or(1);
-    let rate: f64 = take("rate")
-        .map(|r| {
-            r.parse()
-                .map_err(|_| format!("--rate: {r:?} is not a number"))
-        })
-        .transpose()?
-        .unwrap_or(2.0);
-    if let Some(key) = args.keys().next() {
-        return Err(format!("unknown option --{key}"));
-    }
+    let Args {
+        server,
+        nick,
+        channel,
+        name,
+        trust,
+        priority,
+        heartbeat,
+        lease,
+        quorum,
+        rate,
+    } = clap::Parser::parse();
+    let name = name.unwrap_or_else(|| nick.clone());
 
     let mut failover = Failover::new().priority(priority).quorum(quorum as usize);
     if let Some(lease) = lease {

@@ -77,105 +77,57 @@ pub struct Ping {
     pub timestamp: f64,
 }
 
+/// The options above.
+#[derive(clap::Parser)]
 struct Args {
+    #[arg(long)]
     server: String,
+    #[arg(long)]
     nick: String,
+    #[arg(long, default_value = "#socketscience")]
     channel: String,
+    /// Default: the nick.
+    #[arg(long, default_value = "")]
     name: String,
+    #[arg(long, default_value = "smokey-*")]
     trust: Vec<String>,
+    #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
+    #[arg(long, default_value_t = 5)]
     count: u64,
+    #[arg(long, default_value = "0", value_parser = ms)]
     interval: Duration,
+    #[arg(long, default_value_t = 0)]
     payload: usize,
+    #[arg(long)]
     expect: Option<u64>,
+    #[arg(long)]
     password: Option<String>,
+    #[arg(long, default_value_t = 1.0)]
     rate: f64,
+    #[arg(long, default_value_t = 5)]
     burst: u32,
+    #[arg(long, default_value = "60000", value_parser = ms)]
     backoff_max: Duration,
+    #[arg(long, default_value = "3000", value_parser = ms)]
     settle: Duration,
+    #[arg(long, default_value = "300000", value_parser = ms)]
     timeout: Duration,
+    #[arg(long, value_parser = ms)]
     heartbeat: Option<Duration>,
+    #[arg(long, value_parser = ms)]
     repair_window: Option<Duration>,
+    #[arg(long, default_value_t = 0)]
     first_index: u64,
+    #[arg(long)]
     wait_stdin: bool,
+    #[arg(long)]
     pings: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut values: HashMap<String, Vec<String>> = HashMap::new();
-    let mut args = std::env::args().skip(1);
-    let (mut wait_stdin, mut pings) = (false, false);
-    while let Some(flag) = args.next() {
-        if flag == "--wait-stdin" {
-            wait_stdin = true;
-            continue;
-        }
-        if flag == "--pings" {
-            pings = true;
-            continue;
-        }
-        let Some(key) = flag.strip_prefix("--") else {
-            return Err(format!("unexpected argument {flag:?}"));
-        };
-        let value = args
-            .next()
-            .ok_or_else(|| format!("--{key} needs a value"))?;
-        values.entry(key.to_owned()).or_default().push(value);
-    }
-    let trust = values
-        .remove("trust")
-        .unwrap_or_else(|| vec!["smokey-*".into()]);
-    let mut take = |key: &str| values.remove(key).and_then(|mut v| v.pop());
-    fn num<T: std::str::FromStr>(key: &str, v: Option<String>, default: T) -> Result<T, String> {
-        v.map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| format!("--{key}: {v:?} is not a number"))
-        })
-    }
-    let ms = |v: u64| Duration::from_millis(v);
-    let server = take("server").ok_or("--server HOST:PORT is required")?;
-    let nick = take("nick").ok_or("--nick NICK is required")?;
-    let name = take("name").unwrap_or_else(|| nick.clone());
-    let parsed = Args {
-        channel: take("channel").unwrap_or_else(|| "#socketscience".into()),
-        peers: take("peers")
-            .map(|p| {
-                p.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        count: num("count", take("count"), 5)?,
-        interval: ms(num("interval", take("interval"), 0)?),
-        payload: num("payload", take("payload"), 0)?,
-        expect: take("expect")
-            .map(|v| num("expect", Some(v), 0))
-            .transpose()?,
-        password: take("password"),
-        rate: num("rate", take("rate"), 1.0)?,
-        burst: num("burst", take("burst"), 5)?,
-        backoff_max: ms(num("backoff-max", take("backoff-max"), 60_000)?),
-        settle: ms(num("settle", take("settle"), 3_000)?),
-        timeout: ms(num("timeout", take("timeout"), 300_000)?),
-        heartbeat: take("heartbeat")
-            .map(|v| num("heartbeat", Some(v), 0).map(ms))
-            .transpose()?,
-        repair_window: take("repair-window")
-            .map(|v| num("repair-window", Some(v), 0).map(ms))
-            .transpose()?,
-        first_index: num("first-index", take("first-index"), 0)?,
-        wait_stdin,
-        pings,
-        trust,
-        server,
-        nick,
-        name,
-    };
-    if let Some(key) = values.keys().next() {
-        return Err(format!("unknown option --{key}"));
-    }
-    Ok(parsed)
+/// A time in milliseconds.
+fn ms(v: &str) -> Result<Duration, std::num::ParseIntError> {
+    v.parse().map(Duration::from_millis)
 }
 
 #[tokio::main]
@@ -186,13 +138,10 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("irc_node: {e}\n(see the top of examples/irc_node.rs for the options)");
-            return ExitCode::from(2);
-        }
-    };
+    let mut args = <Args as clap::Parser>::parse();
+    if args.name.is_empty() {
+        args.name = args.nick.clone();
+    }
     match tokio::time::timeout(args.timeout, run(&args)).await {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {

@@ -37,7 +37,6 @@
 //! --timeout MS         give up (exit 1) after this long (default 300000)
 //! ```
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,67 +52,39 @@ pub struct FleetNote {
     pub text: String,
 }
 
+/// The options above.
+#[derive(clap::Parser)]
 struct Args {
+    #[arg(long)]
     homeserver: String,
+    #[arg(long)]
     room: String,
+    #[arg(long)]
     user: Option<String>,
+    #[arg(long)]
     password: Option<String>,
+    #[arg(long)]
     token: Option<String>,
+    #[arg(long)]
     state: Option<String>,
+    /// Default: the user.
+    #[arg(long, default_value = "")]
     name: String,
+    #[arg(long)]
     trust: Vec<String>,
+    #[arg(long, default_value_t = 5)]
     count: u64,
+    #[arg(long, default_value = "0", value_parser = ms)]
     interval: Duration,
+    #[arg(long)]
     expect: Option<u64>,
+    #[arg(long, default_value = "300000", value_parser = ms)]
     timeout: Duration,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut values: HashMap<String, Vec<String>> = HashMap::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let Some(key) = flag.strip_prefix("--") else {
-            return Err(format!("unexpected argument {flag:?}"));
-        };
-        let value = args
-            .next()
-            .ok_or_else(|| format!("--{key} needs a value"))?;
-        values.entry(key.to_owned()).or_default().push(value);
-    }
-    let trust = values.remove("trust").unwrap_or_default();
-    let mut take = |key: &str| values.remove(key).and_then(|mut v| v.pop());
-    fn num(key: &str, v: Option<String>, default: u64) -> Result<u64, String> {
-        v.map_or(Ok(default), |v| {
-            v.parse()
-                .map_err(|_| format!("--{key}: {v:?} is not a number"))
-        })
-    }
-    let homeserver = take("homeserver").ok_or("--homeserver URL is required")?;
-    let room = take("room").ok_or("--room ROOM is required")?;
-    let user = take("user");
-    let name = take("name")
-        .or_else(|| user.clone())
-        .ok_or("--name NAME is required with --token")?;
-    let parsed = Args {
-        password: take("password"),
-        token: take("token"),
-        state: take("state"),
-        count: num("count", take("count"), 5)?,
-        interval: Duration::from_millis(num("interval", take("interval"), 0)?),
-        expect: take("expect")
-            .map(|v| num("expect", Some(v), 0))
-            .transpose()?,
-        timeout: Duration::from_millis(num("timeout", take("timeout"), 300_000)?),
-        homeserver,
-        room,
-        user,
-        name,
-        trust,
-    };
-    if let Some(key) = values.keys().next() {
-        return Err(format!("unknown option --{key}"));
-    }
-    Ok(parsed)
+/// A time in milliseconds.
+fn ms(v: &str) -> Result<Duration, std::num::ParseIntError> {
+    v.parse().map(Duration::from_millis)
 }
 
 #[tokio::main]
@@ -124,13 +95,16 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("matrix_node: {e}\n(see the top of examples/matrix_node.rs for the options)");
-            return ExitCode::from(2);
+    let mut args = <Args as clap::Parser>::parse();
+    if args.name.is_empty() {
+        match &args.user {
+            Some(user) => args.name = user.clone(),
+            None => {
+                eprintln!("matrix_node: --name NAME is required with --token");
+                return ExitCode::from(2);
+            }
         }
-    };
+    }
     match tokio::time::timeout(args.timeout, run(&args)).await {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
