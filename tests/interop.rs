@@ -394,6 +394,24 @@ fn posted(room: &mut UnboundedReceiver<socketscience::ChatMessage>) -> Vec<Strin
     texts
 }
 
+/// What a fresh node `name` (JSON, the default codec) posts for one
+/// `Heartbeat(1.0)`, and the node (stopped).
+async fn json_heartbeat_posts(name: &str) -> (Vec<String>, Node) {
+    let chat = LocalChat::new();
+    let mut room = chat.watch();
+    let node = Node::builder(name)
+        .transport(chat.join("rust-bot"))
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts");
+    within("send", node.send(Heartbeat(1.0)))
+        .await
+        .expect("send");
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    (posted(&mut room), node)
+}
+
 /// Sends each payload from a fresh MessagePack node, one at a time (each
 /// after the previous one was posted, so that none share a post); the
 /// frames it posted and the node (stopped).
@@ -931,19 +949,7 @@ async fn python_ignores_chunks_and_cannot_read_json() {
     assert_eq!(smokedetector_receive(&[single]), [r#"{"malformed":true}"#]);
 
     // A JSON frame: SmokeDetector's msgpack.loads raises on it.
-    let chat = LocalChat::new();
-    let mut room = chat.watch();
-    let json = Node::builder("interop/json")
-        .transport(chat.join("rust-bot"))
-        .default_node(false)
-        .start()
-        .await
-        .expect("node starts");
-    within("send", json.send(Heartbeat(1.0)))
-        .await
-        .expect("send");
-    within("shutdown", json.shutdown()).await.expect("shutdown");
-    let frames = posted(&mut room);
+    let (frames, json) = json_heartbeat_posts("interop/json").await;
     assert_eq!(
         smokedetector_receive(&frames),
         [r#"{"exception":"ExtraData"}"#]
@@ -1340,21 +1346,7 @@ async fn python_instances_read_every_account_rust_nodes_only_trusted_ones() {
         "{outcome:?}"
     );
 
-    let chat = LocalChat::new();
-    let mut room = chat.watch();
-    let other = Node::builder("interop/other-account")
-        .transport(chat.join("rust-bot"))
-        .default_node(false)
-        .start()
-        .await
-        .expect("node starts");
-    within("send", other.send(Heartbeat(1.0)))
-        .await
-        .expect("send");
-    within("shutdown", other.shutdown())
-        .await
-        .expect("shutdown");
-    let posts = posted(&mut room);
+    let (posts, _) = json_heartbeat_posts("interop/other-account").await;
     assert_eq!(
         smokedetector_on_msg(&posts, &[], false)[0]
             .raised
