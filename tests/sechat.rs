@@ -73,9 +73,21 @@ fn serve_beverages(node: &Node) -> Log<(String, u64, String)> {
 /// The pair most tests use: a receiver ("teward/vps") serving beverages,
 /// and a sender ("Henders/EC2"), each logged in with its own session.
 async fn receiver_and_sender(standin: &StandIn) -> (Node, Log<(String, u64, String)>, Node) {
+    receiver_and_configured_sender(standin, |b| b).await
+}
+
+/// The same pair, the sender's chat set up by `configure`.
+async fn receiver_and_configured_sender(
+    standin: &StandIn,
+    configure: impl FnOnce(StackExchangeChatBuilder) -> StackExchangeChatBuilder,
+) -> (Node, Log<(String, u64, String)>, Node) {
     let receiver = node("teward/vps", builder(standin).connect().await.unwrap()).await;
     let served = serve_beverages(&receiver);
-    let sender = node("Henders/EC2", builder(standin).connect().await.unwrap()).await;
+    let sender = node(
+        "Henders/EC2",
+        configure(builder(standin)).connect().await.unwrap(),
+    )
+    .await;
     (receiver, served, sender)
 }
 
@@ -269,17 +281,9 @@ async fn throttle_waits_are_honoured_and_coalescing_cuts_the_post_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttle_answer_without_a_wait_waits_and_retries() {
     let standin = standin().await;
-    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
-    let served = serve_beverages(&receiver);
-    let sender = node(
-        "Henders/EC2",
-        builder(&standin)
-            .throttle_wait(Duration::from_millis(100))
-            .connect()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (receiver, served, sender) =
+        receiver_and_configured_sender(&standin, |b| b.throttle_wait(Duration::from_millis(100)))
+            .await;
     standin.throttle_unknown(2);
     sender.send(beverage(1, "tea")).await.unwrap();
     wait_len(&served, 1, "the serving").await;
@@ -801,13 +805,8 @@ async fn a_repeat_within_the_window_is_no_failure_and_goes_out_with_other_digits
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_that_keeps_failing_is_given_up_counted_and_the_transport_goes_on() {
     let standin = standin().await;
-    let receiver = node("teward/vps", builder(&standin).connect().await.unwrap()).await;
-    let served = serve_beverages(&receiver);
-    let sender = node(
-        "Henders/EC2",
-        builder(&standin).max_post_tries(2).connect().await.unwrap(),
-    )
-    .await;
+    let (receiver, served, sender) =
+        receiver_and_configured_sender(&standin, |b| b.max_post_tries(2)).await;
     // Two server errors: two real failures, the post is given up.
     standin.fail_posts(2);
     sender.send(beverage(1, "coffee")).await.unwrap();
