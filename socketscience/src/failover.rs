@@ -1,5 +1,5 @@
 //! Failover: electing one active instance among the live ones, through the
-//! chat alone ([`Failover`], [`Role`], [`Node::role`], [`Node::watch_role`]).
+//! chat alone ([`Failover`], [`Role`], [`Node::role`](crate::Node::role), [`Node::watch_role`](crate::Node::watch_role)).
 //!
 //! Every node taking part says, in each heartbeat, its term, its role, its
 //! priority and whether it may become active (the reserved key `_el`, see
@@ -30,8 +30,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::node::{Node, NodeShared};
-use crate::presence::Peer;
 use crate::wire::{Codec, KEY_ELECTION};
 
 /// Taking part in the election of one active instance, for
@@ -132,7 +130,7 @@ struct PeerState {
     active: bool,
     priority: i64,
     eligible: bool,
-    /// Its claim is an override ([`Node::force_role`]).
+    /// Its claim is an override ([`Node::force_role`](crate::Node::force_role)).
     forced: bool,
     heard: Instant,
 }
@@ -157,7 +155,7 @@ fn rank_key(priority: i64, name: &str) -> (i64, std::cmp::Reverse<&str>) {
 struct State {
     term: u64,
     role: Role,
-    /// A role the application forced ([`Node::force_role`]).
+    /// A role the application forced ([`Node::force_role`](crate::Node::force_role)).
     forced: Option<Role>,
     started: Instant,
     /// Since when the node has heard its quorum (the start, or when it
@@ -175,12 +173,12 @@ pub(crate) struct Election {
     name: Arc<str>,
     priority: i64,
     lease: Duration,
-    heartbeat: Duration,
+    pub(crate) heartbeat: Duration,
     quorum: usize,
     preempt: bool,
     eligible: bool,
     state: Mutex<State>,
-    role: watch::Sender<Role>,
+    pub(crate) role: watch::Sender<Role>,
 }
 
 impl std::fmt::Debug for Election {
@@ -222,6 +220,11 @@ impl Election {
             }),
             role: watch::Sender::new(Role::Standby),
         }
+    }
+
+    /// How many peers it has heard (a newcomer is told the roles at once).
+    pub(crate) fn peer_count(&self) -> usize {
+        self.lock().peers.len()
     }
 
     /// The lease this election uses (checked against the heartbeat at
@@ -453,9 +456,9 @@ impl Election {
         }
     }
 
-    /// Forces a role (see [`Node::force_role`]); returns whether to
+    /// Forces a role (see [`Node::force_role`](crate::Node::force_role)); returns whether to
     /// announce.
-    fn force(&self, role: Role) -> bool {
+    pub(crate) fn force(&self, role: Role) -> bool {
         let mut s = self.lock();
         s.forced = Some(role);
         match role {
@@ -475,14 +478,14 @@ impl Election {
         true
     }
 
-    fn release(&self) -> bool {
+    pub(crate) fn release(&self) -> bool {
         let mut s = self.lock();
         s.forced = None;
         let now = Instant::now();
         self.evaluate(&mut s, now) == Change::Announce
     }
 
-    fn role_of(&self, instance: &str, session: u64) -> Option<Role> {
+    pub(crate) fn role_of(&self, instance: &str, session: u64) -> Option<Role> {
         let s = self.lock();
         s.peers
             .get(instance)
@@ -494,136 +497,5 @@ impl Election {
                     Role::Standby
                 }
             })
-    }
-}
-
-impl Peer {
-    /// The peer's role in the election, as its latest heartbeat said; `None`
-    /// when this node takes no part in one ([`NodeBuilder::failover`](crate::NodeBuilder::failover))
-    /// or the peer has not said (it takes no part, or it has not
-    /// heartbeated yet).
-    pub fn role(&self) -> Option<Role> {
-        self.role
-    }
-}
-
-/// Asks the transport for a heartbeat now.
-fn announce(shared: &NodeShared) {
-    shared.presence.push(&shared.outbox, |q| q.heartbeat = true);
-}
-
-/// A peer's `_el` arrived (called by the dispatcher).
-pub(crate) fn heard(
-    shared: &NodeShared,
-    instance: &Arc<str>,
-    session: u64,
-    codec: Codec,
-    raw: &[u8],
-) {
-    if let Some(election) = &shared.election {
-        let (now, role_changed) = election.heard(instance, session, codec, raw);
-        if role_changed {
-            shared.presence.role_changed();
-        }
-        if now {
-            announce(shared);
-        }
-    }
-}
-
-/// The failover task of a node: heartbeats every interval, evaluates the
-/// rule on every tick. Ends when the node shuts down.
-pub(crate) async fn run(shared: Arc<NodeShared>) {
-    let Some(election) = shared.election.clone() else {
-        return;
-    };
-    let tick = (election.heartbeat / 8).clamp(Duration::from_millis(1), Duration::from_millis(250));
-    let mut ticks = tokio::time::interval(tick);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first heartbeat at once: the others learn of this node (and it
-    // of them, as they answer a newcomer's heartbeat with theirs).
-    let mut next_heartbeat = Instant::now();
-    let mut known = 0usize;
-    loop {
-        ticks.tick().await;
-        if shared.outbox.is_closed() {
-            return;
-        }
-        let mut now_announce = election.tick();
-        // A newcomer is told the roles at once.
-        let peers = election.lock().peers.len();
-        if peers > known {
-            now_announce = true;
-        }
-        known = peers;
-        let now = Instant::now();
-        if now_announce || now >= next_heartbeat {
-            next_heartbeat = now + election.heartbeat;
-            announce(&shared);
-        }
-    }
-}
-
-impl Node {
-    /// This node's role in the election ([`NodeBuilder::failover`](crate::NodeBuilder::failover)).
-    /// A node that takes no part is always [`Role::Active`]: alone, it
-    /// does the job.
-    pub fn role(&self) -> Role {
-        match &self.shared.election {
-            Some(e) => *e.role.borrow(),
-            None => Role::Active,
-        }
-    }
-
-    /// The node's role as a [`tokio::sync::watch::Receiver`]:
-    /// `changed().await` waits for the next change. A node that takes no
-    /// part in an election never changes ([`Role::Active`]).
-    pub fn watch_role(&self) -> watch::Receiver<Role> {
-        match &self.shared.election {
-            Some(e) => e.role.subscribe(),
-            None => watch::Sender::new(Role::Active).subscribe(),
-        }
-    }
-
-    /// Forces this node's role, as SmokeDetector's metasmoke and its
-    /// `!!/failover` and `!!/standby` commands do; the fleet follows.
-    ///
-    /// - [`Role::Active`]: claims a term above every term heard, at once,
-    ///   as an override: the active instance steps down when it hears the
-    ///   claim, whatever its priority, and an elected active heard later
-    ///   (one it did not know of, after a partition) is outbid again. It
-    ///   holds until [`release_role`](Node::release_role), or until an
-    ///   override made later elsewhere wins (higher term); the quorum is not
-    ///   required meanwhile.
-    /// - [`Role::Standby`]: steps down at once and never claims until
-    ///   [`release_role`](Node::release_role) (or `force_role(Role::Active)`);
-    ///   the best-ranked standby takes over without waiting for the lease.
-    ///
-    /// Does nothing on a node that takes no part in an election.
-    pub fn force_role(&self, role: Role) {
-        if let Some(e) = &self.shared.election {
-            if e.force(role) {
-                announce(&self.shared);
-            }
-        }
-    }
-
-    /// Ends a role forced with [`force_role`](Node::force_role): the node
-    /// takes part in the election as usual again.
-    pub fn release_role(&self) {
-        if let Some(e) = &self.shared.election {
-            e.release();
-            announce(&self.shared);
-        }
-    }
-
-    /// The peers with their roles filled in (called by [`Node::peers`]).
-    pub(crate) fn with_roles(&self, mut peers: Vec<Peer>) -> Vec<Peer> {
-        if let Some(e) = &self.shared.election {
-            for p in &mut peers {
-                p.role = e.role_of(p.instance(), p.session());
-            }
-        }
-        peers
     }
 }

@@ -3,7 +3,7 @@
 //! for production; it may change in any release.
 
 use crate::error::{Error, Result};
-use crate::node::{Node, NodeBuilder, Parts};
+use crate::node::{Handlers, Node, NodeBuilder, Parts};
 use crate::receive::Dispatcher;
 use crate::send::envelope::Payload;
 use crate::transport::{ChatMessage, TransportIo};
@@ -13,7 +13,7 @@ use crate::LocalChat;
 pub struct Harness {
     node: Node,
     io: TransportIo,
-    dispatcher: Dispatcher,
+    dispatcher: Dispatcher<Handlers>,
 }
 
 impl Harness {
@@ -43,7 +43,7 @@ impl Harness {
     /// The node's own dispatch of it is skipped.
     pub fn post(&mut self, payload: impl Payload) -> Result<String> {
         self.node.try_send(payload)?;
-        self.node.shared.outbox.discard_own();
+        self.node.bus().outbox.discard_own();
         once(self.io.next_post())
             .flatten()
             .ok_or_else(|| Error::NodeStopped {

@@ -122,11 +122,10 @@
 
 extern crate self as socketscience;
 
-mod ask;
+mod bus;
 mod clock;
 mod error;
 mod failover;
-mod handler;
 #[cfg(feature = "test-util")]
 pub mod harness;
 mod message;
@@ -141,11 +140,11 @@ mod sync;
 pub mod transport;
 pub mod wire;
 
-pub use ask::{Answer, Answers, Ask, IntoReply, Question, Within};
 pub use error::{Error, Result};
 pub use failover::{Failover, Role};
-pub use handler::{Handler, HandlerResult};
 pub use message::{message_types, Message, MessageType};
+pub use node::ask::{Answer, Answers, Ask, IntoReply, Question, Within};
+pub use node::handler::{Handler, HandlerResult};
 pub use node::{Context, Node, NodeBuilder, Sender};
 pub use presence::Peer;
 pub use receive::ReassemblyLimits;
@@ -174,9 +173,9 @@ pub use socketscience_macros::{data, handler, message};
 /// release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::ask::{answer_with, Answering};
-    pub use crate::handler::{Call, StaticHandler};
     pub use crate::message::MessageType;
+    pub use crate::node::ask::{answer_with, Answering};
+    pub use crate::node::handler::{Call, StaticHandler};
     pub use crate::node::Context;
     pub use crate::wire::RawValueRef;
     pub use inventory;

@@ -1,4 +1,4 @@
-//! Presence: who else is in the room ([`Peer`], [`Node::peers`]), the
+//! Presence: who else is in the room ([`Peer`], [`Node::peers`](crate::Node::peers)), the
 //! node's heartbeats, and the queue of presence and repair traffic that the
 //! dispatcher fills and the transport posts (see `repair`).
 //!
@@ -13,8 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::node::NodeShared;
-use crate::send::outbox::Outbox;
+use crate::failover::Role;
 use crate::wire::WireRange;
 
 /// Another instance heard in the room, from [`Node::peers`](crate::Node::peers).
@@ -25,7 +24,7 @@ pub struct Peer {
     session: u64,
     last_heard: Instant,
     /// Failover: filled in by `Node::peers` (see `failover`).
-    pub(crate) role: Option<crate::failover::Role>,
+    pub(crate) role: Option<Role>,
 }
 
 impl Peer {
@@ -50,6 +49,16 @@ impl Peer {
     /// paused clock sees consistent times.
     pub fn last_heard(&self) -> Instant {
         self.last_heard
+    }
+}
+
+impl Peer {
+    /// The peer's role in the election, as its latest heartbeat said; `None`
+    /// when this node takes no part in one ([`NodeBuilder::failover`](crate::NodeBuilder::failover))
+    /// or the peer has not said (it takes no part, or it has not
+    /// heartbeated yet).
+    pub fn role(&self) -> Option<Role> {
+        self.role
     }
 }
 
@@ -168,17 +177,16 @@ impl Presence {
         self.coarse.fetch_max(ms, Ordering::Relaxed);
     }
 
-    /// Adds to the queue and wakes the transport.
-    pub(crate) fn push(&self, outbox: &Outbox, add: impl FnOnce(&mut Queue)) {
-        {
-            let mut queue = crate::sync::lock(&self.queue);
-            add(&mut queue);
-            if queue.is_empty() {
-                return;
-            }
-            self.pending.store(true, Ordering::SeqCst);
+    /// Adds to the queue; returns whether it holds something (then wake
+    /// the transport: see `Bus::push_control`).
+    pub(crate) fn push(&self, add: impl FnOnce(&mut Queue)) -> bool {
+        let mut queue = crate::sync::lock(&self.queue);
+        add(&mut queue);
+        if queue.is_empty() {
+            return false;
         }
-        outbox.wake_transport();
+        self.pending.store(true, Ordering::SeqCst);
+        true
     }
 
     /// Whether the queue holds something (cheap: one relaxed load).
@@ -264,35 +272,5 @@ impl Presence {
     /// restarts.
     pub(crate) fn watch(&self) -> watch::Receiver<Vec<Peer>> {
         self.peers.subscribe()
-    }
-}
-
-/// The presence task of a node: ticks the coarse clock, and asks for a
-/// heartbeat when the node has posted nothing for a heartbeat interval.
-/// Ends when the node shuts down.
-pub(crate) async fn run(shared: Arc<NodeShared>) {
-    let presence = &shared.presence;
-    let options = presence.options;
-    let mut ticks = tokio::time::interval(options.tick());
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut posts = shared.counters.snapshot().posts;
-    let mut last_active = Instant::now();
-    loop {
-        ticks.tick().await;
-        if shared.outbox.is_closed() {
-            return;
-        }
-        presence.tick();
-        if options.heartbeat.is_zero() {
-            continue;
-        }
-        let now_posts = shared.counters.snapshot().posts;
-        if now_posts != posts {
-            posts = now_posts;
-            last_active = Instant::now();
-        } else if last_active.elapsed() >= options.heartbeat {
-            last_active = Instant::now();
-            presence.push(&shared.outbox, |q| q.heartbeat = true);
-        }
     }
 }

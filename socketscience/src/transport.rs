@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::bus::Bus;
 use crate::error::{Error, Result};
-use crate::node::NodeShared;
 use crate::send::Poster;
 #[cfg(any(feature = "stackexchange", feature = "matrix"))]
 use crate::stats::Counters;
@@ -119,7 +119,8 @@ pub trait Transport: Send + 'static {
 /// The node's side of a transport: what to post, where to deliver.
 pub struct TransportIo {
     pub(crate) inbound: mpsc::Sender<ChatMessage>,
-    pub(crate) shared: Arc<NodeShared>,
+    /// The node's side of the bus.
+    pub(crate) bus: Arc<Bus>,
     /// What waits to be posted, grouped, framed and chunked (`send/`).
     pub(crate) poster: Poster,
 }
@@ -142,7 +143,7 @@ impl TransportIo {
     // (The send path's future itself, not wrapped in another.)
     #[inline]
     pub fn next_post(&mut self) -> impl Future<Output = Option<String>> + Send + '_ {
-        self.poster.next_post(&self.shared)
+        self.poster.next_post(&*self.bus)
     }
 
     /// How many envelopes the last post (the frame of the last chunk) held.
@@ -158,7 +159,7 @@ impl TransportIo {
             .send(message)
             .await
             .map_err(|_| Error::NodeStopped {
-                name: self.shared.name.to_string(),
+                name: self.bus.name.to_string(),
             })
     }
 
@@ -167,18 +168,18 @@ impl TransportIo {
     /// A transport that cannot post right now (disconnected) checks it to
     /// decide between waiting and giving up.
     pub fn is_closing(&self) -> bool {
-        self.shared.outbox.is_closed()
+        self.bus.outbox.is_closed()
     }
 
     /// The sending node's instance name (for a transport's logs).
     pub fn node_name(&self) -> &str {
-        &self.shared.name
+        &self.bus.name
     }
 
     /// What the transport's own tasks may keep of the node.
     #[cfg(any(feature = "stackexchange", feature = "matrix"))]
     pub(crate) fn link(&self) -> NodeLink {
-        NodeLink(self.shared.clone())
+        NodeLink(self.bus.clone())
     }
 }
 
@@ -187,7 +188,7 @@ impl TransportIo {
 /// transports see the node through this and [`TransportIo`] only.
 #[cfg(any(feature = "stackexchange", feature = "matrix"))]
 #[derive(Clone)]
-pub(crate) struct NodeLink(Arc<NodeShared>);
+pub(crate) struct NodeLink(Arc<Bus>);
 
 #[cfg(any(feature = "stackexchange", feature = "matrix"))]
 impl NodeLink {

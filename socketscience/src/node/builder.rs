@@ -10,13 +10,14 @@ use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use super::default;
-use super::{Config, Node, NodeShared, Tasks};
+use super::dispatch::Handlers;
+use super::handler::Registry;
+use super::{Node, NodeShared, Tasks};
+use crate::bus::Bus;
 use crate::error::{Error, Result};
-use crate::handler::Registry;
 use crate::message;
 use crate::presence::{self, Presence};
-use crate::receive::Dispatcher;
-use crate::receive::ReassemblyLimits;
+use crate::receive::{Checks, Dispatcher, ReassemblyLimits};
 use crate::security::{Keys, Trust};
 use crate::send::envelope::Origin;
 use crate::send::outbox::Outbox;
@@ -35,7 +36,7 @@ pub(crate) struct Parts {
     pub(crate) node: Node,
     pub(crate) transport: Box<dyn Transport>,
     pub(crate) io: TransportIo,
-    pub(crate) dispatcher: Dispatcher,
+    pub(crate) dispatcher: Dispatcher<Handlers>,
 }
 
 /// Builds a [`Node`]: its transport and options. From [`Node::builder`].
@@ -88,7 +89,7 @@ impl NodeBuilder {
     /// pattern. Without any call, a node trusts only its transport's own
     /// account; once called, only the accounts given (add the own account
     /// if it should stay trusted). Everything else in the room is dropped
-    /// unread and counted in [`Stats::untrusted`].
+    /// unread and counted in [`Stats::untrusted`](crate::Stats::untrusted).
     pub fn trust(mut self, pattern: impl Into<String>) -> Self {
         self.trust.push(pattern.into());
         self
@@ -283,7 +284,7 @@ impl NodeBuilder {
     }
 
     /// How long a receiver waits for missing envelopes before it gives them
-    /// up, counts them in [`Stats::lost`] and runs what came after them
+    /// up, counts them in [`Stats::lost`](crate::Stats::lost) and runs what came after them
     /// (default 60 s).
     pub fn repair_timeout(mut self, timeout: Duration) -> Self {
         self.presence.repair_timeout = timeout;
@@ -317,7 +318,7 @@ impl NodeBuilder {
             dispatcher,
         } = self.build()?;
         let transport_task = runtime.spawn({
-            let name = node.shared.name.clone();
+            let name = node.bus().name.clone();
             async move {
                 let result = transport.run(io).await;
                 if let Err(e) = &result {
@@ -327,10 +328,10 @@ impl NodeBuilder {
             }
         });
         let dispatch_task = runtime.spawn(dispatcher.run());
-        let presence_task = runtime.spawn(presence::run(node.shared.clone()));
-        if node.shared.election.is_some() {
+        let presence_task = runtime.spawn(super::presence::run(node.shared.bus.clone()));
+        if node.bus().election.is_some() {
             // Failover: ends by itself when the node shuts down.
-            runtime.spawn(crate::failover::run(node.shared.clone()));
+            runtime.spawn(super::failover::run(node.shared.bus.clone()));
         }
         *lock(&node.shared.tasks) = Some(Tasks {
             transport: transport_task,
@@ -340,15 +341,15 @@ impl NodeBuilder {
         if make_default {
             default::offer(&node);
         }
-        let shared = &node.shared;
+        let bus = node.bus();
         info!(
-            node = %shared.name,
-            account = %shared.account,
-            session = format_args!("{:016x}", shared.session),
-            codec = %shared.codec,
-            python_peers = shared.config.python_peers.is_some(),
-            signed = !shared.config.keys.is_empty(),
-            handlers = shared.read_registry().handler_count(),
+            node = %bus.name,
+            account = %bus.account,
+            session = format_args!("{:016x}", bus.session),
+            codec = %bus.codec,
+            python_peers = bus.python_peers.is_some(),
+            signed = !bus.keys.is_empty(),
+            handlers = node.shared.read_registry().handler_count(),
             "socketscience node started"
         );
         Ok(node)
@@ -476,34 +477,32 @@ impl NodeBuilder {
         };
         let (in_tx, in_rx) = mpsc::channel(inbound_capacity);
         let registry = Registry::from_inventory();
-        let shared = Arc::new(NodeShared {
+        let bus = Arc::new(Bus {
             name: name.as_str().into(),
             account: account.clone(),
             session,
             origin: Origin::new(&name, session),
             codec,
-            outgoing_capacity,
-            config: Config {
-                trust,
-                keys,
-                max_skew,
-                max_envelope_bytes,
-                body_limits,
-                reassembly,
-                python_peers,
-            },
+            keys,
+            max_envelope_bytes,
+            python_peers,
             counters: Counters::default(),
             outbox: Outbox::new(outgoing_capacity),
-            registry: Arc::new(ArcSwap::from_pointee(registry)),
-            tasks: Mutex::new(None),
             presence: Presence::new(presence),
             election,
-            asks: Default::default(),
         });
-        let node = Node { shared };
+        let node = Node {
+            shared: Arc::new(NodeShared {
+                bus: bus.clone(),
+                outgoing_capacity,
+                registry: Arc::new(ArcSwap::from_pointee(registry)),
+                tasks: Mutex::new(None),
+                asks: Default::default(),
+            }),
+        };
         let io = TransportIo {
             inbound: in_tx,
-            shared: node.shared.clone(),
+            bus: bus.clone(),
             poster: Poster::new(
                 max_len,
                 lines,
@@ -514,7 +513,13 @@ impl NodeBuilder {
                 ),
             ),
         };
-        let dispatcher = Dispatcher::new(node.clone(), in_rx);
+        let checks = Checks {
+            trust,
+            max_skew,
+            body_limits,
+            reassembly,
+        };
+        let dispatcher = Dispatcher::new(bus, checks, Handlers::new(node.clone()), in_rx);
         Ok(Parts {
             node,
             transport,

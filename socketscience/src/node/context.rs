@@ -11,7 +11,7 @@ pub struct Context {
     node: Node,
     sender: Sender,
     /// Questions: the question the handler runs for, if it was asked.
-    asked: Option<crate::ask::Asked>,
+    asked: Option<super::ask::Asked>,
 }
 
 impl Context {
@@ -29,11 +29,11 @@ impl Context {
         Context {
             node: self.node.clone(),
             sender: self.sender.clone(),
-            asked: asker.map(|asker| crate::ask::Asked { asker, id }),
+            asked: asker.map(|asker| super::ask::Asked { asker, id }),
         }
     }
 
-    pub(crate) fn asked(&self) -> Option<&crate::ask::Asked> {
+    pub(crate) fn asked(&self) -> Option<&super::ask::Asked> {
         self.asked.as_ref()
     }
 

@@ -1,38 +1,48 @@
 //! [`Node`]: one instance in the room. It frames, trusts, decodes,
 //! deduplicates, dispatches and counts, once, for every transport.
 //!
-//! This file holds the node and its shared state; beside it `builder.rs`
-//! (its options and start), `context.rs` (what a handler is given) and
-//! `default.rs` (the process's default node, for `broadcast()`).
+//! This file holds the node's handle and what its handles share; beside
+//! it `builder.rs` (its options and start), `handler.rs` (what a handler
+//! is, the registry), `context.rs` (what a handler is given),
+//! `dispatch.rs` (running the handlers of an accepted envelope: the
+//! receive path's `Deliver`), `default.rs` (the process's default node,
+//! for `broadcast()`), and the node's side of presence (`presence.rs`),
+//! failover (`failover.rs`) and questions (`ask.rs`). What the node's
+//! tasks share with the transport and the receive path is its `Bus`
+//! (`crate::bus`).
 
+pub(crate) mod ask;
 mod builder;
 mod context;
 pub(crate) mod default;
+mod dispatch;
+mod failover;
+pub(crate) mod handler;
+mod presence;
 
 pub use builder::NodeBuilder;
 #[cfg(feature = "test-util")]
 pub(crate) use builder::Parts;
 pub use context::{Context, Sender};
+#[cfg(feature = "test-util")]
+pub(crate) use dispatch::Handlers;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
+use crate::bus::Bus;
 use crate::error::{Error, Result};
-use crate::handler::{self, Handler, Registered, Registry};
 use crate::message::Message;
-use crate::presence::{Peer, Presence};
-use crate::receive::ReassemblyLimits;
-use crate::security::{Keys, Trust};
-use crate::send::envelope::{BodyWriter, Origin, Payload};
-use crate::send::outbox::{Outbox, Refused};
-use crate::stats::{Counters, Stats};
+use crate::send::envelope::{BodyWriter, Payload};
+use crate::send::outbox::Refused;
+use crate::stats::Stats;
 use crate::sync::lock;
-use crate::wire::{BodyLimits, Codec, RawValueRef};
+use crate::wire::{Codec, RawValueRef};
+use handler::{Handler, Registered, Registry};
 
 /// One instance of the bot in the chat room.
 ///
@@ -66,8 +76,8 @@ pub struct Node {
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Node")
-            .field("name", &self.shared.name)
-            .field("account", &self.shared.account)
+            .field("name", &self.shared.bus.name)
+            .field("account", &self.shared.bus.account)
             .finish_non_exhaustive()
     }
 }
@@ -79,46 +89,21 @@ impl PartialEq for Node {
 }
 impl Eq for Node {}
 
+/// What the node's handles share: its side of the bus (shared in turn
+/// with the transport and the dispatcher), its handlers, its questions in
+/// flight and its tasks.
 pub(crate) struct NodeShared {
-    pub(crate) name: Arc<str>,
-    pub(crate) account: Arc<str>,
-    pub(crate) session: u64,
-    origin: Origin,
-    pub(crate) codec: Codec,
+    pub(crate) bus: Arc<Bus>,
     outgoing_capacity: usize,
-    pub(crate) config: Config,
-    pub(crate) counters: Counters,
-    pub(crate) outbox: Outbox,
     /// The handlers, replaced whole when one is registered (copy on
     /// write); shared with the dispatcher's cache of it.
     pub(crate) registry: Arc<ArcSwap<Registry>>,
     tasks: Mutex<Option<Tasks>>,
-    pub(crate) presence: Presence,
-    /// Failover: the node's election, when it takes part in one.
-    pub(crate) election: Option<Arc<crate::failover::Election>>,
     /// Questions: this node's questions in flight.
-    pub(crate) asks: crate::ask::Waiters,
-}
-
-/// What the receive path checks against; fixed at start.
-pub(crate) struct Config {
-    pub(crate) trust: Trust,
-    pub(crate) keys: Keys,
-    pub(crate) max_skew: Duration,
-    pub(crate) max_envelope_bytes: usize,
-    pub(crate) body_limits: BodyLimits,
-    pub(crate) reassembly: ReassemblyLimits,
-    /// With [`NodeBuilder::python_peers`]: the most body bytes one post
-    /// carries (each envelope goes alone, whole, in one post).
-    pub(crate) python_peers: Option<usize>,
+    pub(crate) asks: ask::Waiters,
 }
 
 impl NodeShared {
-    /// The metadata of this node's envelopes.
-    pub(crate) fn origin(&self) -> &Origin {
-        &self.origin
-    }
-
     pub(crate) fn read_registry(&self) -> Arc<Registry> {
         self.registry.load_full()
     }
@@ -131,45 +116,35 @@ struct Tasks {
 }
 
 impl Node {
+    /// The node's side of the bus.
+    #[inline]
+    pub(crate) fn bus(&self) -> &Bus {
+        &self.shared.bus
+    }
+
     /// This instance's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.shared.bus.name
     }
 
     /// The chat account this node posts as.
     pub fn account(&self) -> &str {
-        &self.shared.account
+        &self.shared.bus.account
     }
 
     /// This process's session id: random per start, sent with every envelope.
     pub fn session(&self) -> u64 {
-        self.shared.session
+        self.shared.bus.session
     }
 
     /// The codec this node writes.
     pub fn codec(&self) -> Codec {
-        self.shared.codec
-    }
-
-    /// The other instances heard within the peer timeout
-    /// ([`NodeBuilder::peer_timeout`]): a post of any kind, heartbeats
-    /// included, counts. Not this node itself.
-    pub fn peers(&self) -> Vec<Peer> {
-        self.with_roles(self.shared.presence.peers())
-    }
-
-    /// The peer list, as a [`tokio::sync::watch::Receiver`] that is told
-    /// when a peer joins, leaves (not heard within the timeout), restarts
-    /// (a new session replaces its entry) or, with failover, changes role: `changed().await` waits for
-    /// that. Read the list with [`peers`](Node::peers) (the watched value
-    /// also holds peers that are about to leave).
-    pub fn watch_peers(&self) -> tokio::sync::watch::Receiver<Vec<Peer>> {
-        self.shared.presence.watch()
+        self.shared.bus.codec
     }
 
     /// A snapshot of the node's counters.
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot()
+        self.shared.bus.counters.snapshot()
     }
 
     /// Sends a message, or an [`Envelope`](crate::Envelope) of several, to
@@ -178,8 +153,8 @@ impl Node {
     /// and this node's own handlers run, in order, soon after).
     pub async fn send(&self, payload: impl Payload) -> Result<()> {
         let writer = self.encode(&payload)?;
-        let shared = &self.shared;
-        match shared.outbox.push(writer, &shared.counters.sent).await {
+        let bus = self.bus();
+        match bus.outbox.push(writer, &bus.counters.sent).await {
             Ok(()) => Ok(()),
             Err(_) => Err(self.stopped()),
         }
@@ -190,12 +165,12 @@ impl Node {
     /// `broadcast()` uses; it works from sync code.
     pub fn try_send(&self, payload: impl Payload) -> Result<()> {
         let writer = self.encode(&payload)?;
-        let shared = &self.shared;
-        match shared.outbox.try_push(writer, &shared.counters.sent) {
+        let bus = self.bus();
+        match bus.outbox.try_push(writer, &bus.counters.sent) {
             Ok(()) => Ok(()),
             Err(Refused::Full(..)) => Err(Error::QueueFull {
-                name: shared.name.to_string(),
-                capacity: shared.outgoing_capacity,
+                name: bus.name.to_string(),
+                capacity: self.shared.outgoing_capacity,
             }),
             Err(Refused::Closed) => Err(self.stopped()),
         }
@@ -203,7 +178,7 @@ impl Node {
 
     fn stopped(&self) -> Error {
         Error::NodeStopped {
-            name: self.shared.name.to_string(),
+            name: self.shared.bus.name.to_string(),
         }
     }
 
@@ -211,21 +186,21 @@ impl Node {
     /// the envelope).
     #[inline]
     fn encode(&self, payload: &impl Payload) -> Result<BodyWriter> {
-        let shared = &self.shared;
-        let mut writer = BodyWriter::new(shared.codec);
+        let bus = self.bus();
+        let mut writer = BodyWriter::new(bus.codec);
         payload.write_messages(&mut writer)?;
-        let size = writer.len() + crate::send::envelope::overhead(shared.origin());
-        if size > shared.config.max_envelope_bytes {
+        let size = writer.len() + crate::send::envelope::overhead(&bus.origin);
+        if size > bus.max_envelope_bytes {
             return Err(Error::TooLarge {
                 size,
-                max: shared.config.max_envelope_bytes,
+                max: bus.max_envelope_bytes,
             });
         }
-        if let Some(room) = shared.config.python_peers {
-            let signed = !shared.config.keys.is_empty();
-            if let Err(reason) = writer.check_for_python(shared.origin(), signed, room) {
+        if let Some(room) = bus.python_peers {
+            let signed = !bus.keys.is_empty();
+            if let Err(reason) = writer.check_for_python(&bus.origin, signed, room) {
                 return Err(Error::NotForPython {
-                    name: shared.name.to_string(),
+                    name: bus.name.to_string(),
                     reason,
                 });
             }
@@ -291,7 +266,7 @@ impl Node {
     /// afterwards (until another node starts). Calling it again does
     /// nothing. Returns the transport's error if it failed.
     pub async fn shutdown(&self) -> Result<()> {
-        self.shared.outbox.close();
+        self.shared.bus.outbox.close();
         default::withdraw(self);
         let tasks = lock(&self.shared.tasks).take();
         let Some(tasks) = tasks else {
@@ -300,9 +275,9 @@ impl Node {
         let transport = tasks.transport.await;
         tasks.presence.abort();
         if let Err(e) = tasks.dispatcher.await {
-            error!(node = %self.shared.name, error = %e, "the dispatcher task failed");
+            error!(node = %self.shared.bus.name, error = %e, "the dispatcher task failed");
         }
-        info!(node = %self.shared.name, "socketscience node stopped");
+        info!(node = %self.shared.bus.name, "socketscience node stopped");
         match transport {
             Ok(result) => result,
             Err(e) => Err(Error::transport(e)),

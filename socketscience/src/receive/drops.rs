@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{trace, warn};
 
-use super::Dispatcher;
-use crate::node::{Node, NodeShared};
+use super::{Deliver, Dispatcher};
+use crate::bus::Bus;
 use crate::stats::{Counters, Stats};
 
 /// How often drops are summarised in the log, at most.
@@ -28,12 +28,12 @@ impl DropLog {
     }
 
     /// Summarises the drops since the last summary, if the interval passed.
-    pub(super) fn note(&mut self, node: &Node) {
+    pub(super) fn note(&mut self, bus: &Bus) {
         let now = Instant::now();
         if now.duration_since(self.last) < LOG_INTERVAL {
             return;
         }
-        let stats = node.stats();
+        let stats = bus.counters.snapshot();
         let before = self.at_last;
         // One list of drop counters (stats.rs), the one `Stats::rejected`
         // sums: the two cannot disagree.
@@ -45,7 +45,7 @@ impl DropLog {
             .collect();
         if !summary.is_empty() {
             warn!(
-                node = %node.name(),
+                node = %bus.name,
                 since_secs = now.duration_since(self.last).as_secs(),
                 "dropped from the room: {}",
                 summary.join(" ")
@@ -57,9 +57,9 @@ impl DropLog {
 
     /// Summarises the drops since the last summary now (the receive path
     /// ends).
-    pub(super) fn flush(&mut self, node: &Node) {
+    pub(super) fn flush(&mut self, bus: &Bus) {
         self.last = Instant::now() - LOG_INTERVAL;
-        self.note(node);
+        self.note(bus);
     }
 }
 
@@ -75,14 +75,14 @@ pub(super) enum Refusal {
     Compressed,
 }
 
-impl Dispatcher {
+impl<D: Deliver> Dispatcher<D> {
     /// Counts a message from an account not trusted.
     #[cold]
     #[inline(never)]
     pub(super) fn untrusted(&mut self, account: &str) {
-        Counters::add_owned(&self.node.shared.counters.untrusted, 1);
-        trace!(node = %self.node.name(), account, "ignored a message from an untrusted account");
-        self.drops.note(&self.node);
+        Counters::add_owned(&self.bus.counters.untrusted, 1);
+        trace!(node = %self.bus.name, account, "ignored a message from an untrusted account");
+        self.drops.note(&self.bus);
     }
 
     /// Counts a refusal, traces it, and now and then summarises drops in the log.
@@ -91,27 +91,27 @@ impl Dispatcher {
     #[cold]
     #[inline(never)]
     pub(super) fn refuse(&mut self, why: Refusal, account: &str, detail: &dyn std::fmt::Display) {
-        let c = &self.node.shared.counters;
+        let c = &self.bus.counters;
         let counter = match why {
             Refusal::Malformed => &c.malformed,
             Refusal::TooLarge => &c.too_large,
             Refusal::Unsigned => &c.unsigned,
             Refusal::BadSignature => &c.bad_signature,
             Refusal::Stale => &c.stale,
-            Refusal::Duplicate if self.node.shared.config.keys.is_empty() => &c.duplicates,
+            Refusal::Duplicate if self.bus.keys.is_empty() => &c.duplicates,
             Refusal::Duplicate => &c.replayed,
             Refusal::Compressed => &c.compressed_refused,
         };
         Counters::add_owned(counter, 1);
-        trace!(node = %self.node.name(), account, reason = ?why, %detail, "dropped a message from the room");
-        self.drops.note(&self.node);
+        trace!(node = %self.bus.name, account, reason = ?why, %detail, "dropped a message from the room");
+        self.drops.note(&self.bus);
     }
 }
 
 /// Counts a chat message that is not a frame (people talking).
 #[cold]
 #[inline(never)]
-pub(super) fn not_a_frame(shared: &NodeShared, account: &str) {
-    Counters::add_owned(&shared.counters.not_frames, 1);
-    trace!(node = %shared.name, account, "not a frame");
+pub(super) fn not_a_frame(bus: &Bus, account: &str) {
+    Counters::add_owned(&bus.counters.not_frames, 1);
+    trace!(node = %bus.name, account, "not a frame");
 }

@@ -4,10 +4,10 @@
 //! timers, and what is given up. The dispatcher's rare paths: the usual
 //! one stays in `mod.rs`.
 
-use super::senders::{sender_state, set_sender, SESSIONS_PER_SENDER};
+use super::senders::{sender_state, SESSIONS_PER_SENDER};
 use super::*;
 
-impl Dispatcher {
+impl<D: Deliver> Dispatcher<D> {
     /// A session of `from` heard for the first time, first at `seq`. A
     /// node is owed everything a session posts after the node started: a
     /// session that replaces one heard before (a restart) is followed
@@ -18,7 +18,7 @@ impl Dispatcher {
     #[inline(never)]
     pub(super) fn new_session(&mut self, from: &str, session: u64, seq: u64) {
         let now = tokio::time::Instant::now();
-        let window = self.node.shared.presence.options.repair_window;
+        let window = self.bus.presence.options.repair_window;
         let state = sender_state(&mut self.senders, from, self.heard);
         let restarted = !state.sessions.is_empty();
         let mut lost = Vec::new();
@@ -65,7 +65,7 @@ impl Dispatcher {
     ) {
         match accepted {
             Accept::Now { release } => {
-                self.dispatch(messages, meta.count, &self.room_cx).await;
+                self.deliver.room(messages, meta.count).await;
                 if release {
                     self.release_after(meta);
                 }
@@ -88,9 +88,9 @@ impl Dispatcher {
     #[cold]
     #[inline(never)]
     fn lose(&self, instance: &str, session: u64, first: u64, end: u64, n: u64, why: &str) {
-        Counters::add_owned(&self.node.shared.counters.lost, n);
+        Counters::add_owned(&self.bus.counters.lost, n);
         warn!(
-            node = %self.node.name(),
+            node = %self.bus.name,
             sender = instance,
             session = format_args!("{session:016x}"),
             range = format_args!("{first}..{end}"),
@@ -117,7 +117,7 @@ impl Dispatcher {
     }
 
     fn hold_body(&mut self, from: &str, session: u64, seq: u64, end: u64, body: HeldBody) {
-        let max_held = self.node.shared.presence.options.max_held as u64;
+        let max_held = self.bus.presence.options.max_held as u64;
         let Some(state) = self.senders.get_mut(from) else {
             return;
         };
@@ -126,7 +126,7 @@ impl Dispatcher {
             return;
         };
         track.hold(seq, end, body);
-        trace!(node = %self.node.name(), from, seq, next = track.next, "holding an envelope that came early");
+        trace!(node = %self.bus.name, from, seq, next = track.next, "holding an envelope that came early");
         if track.held_count > max_held || track.held_bytes > repair::MAX_HELD_BYTES {
             let (next, end) = (track.next, track.end);
             let n = track.give_up_all();
@@ -153,7 +153,7 @@ impl Dispatcher {
 
     /// Dispatches the held envelopes of `from`'s `session` now due.
     async fn release(&mut self, from: &str, session: u64) {
-        let limits = self.node.shared.config.body_limits;
+        let limits = self.checks.body_limits;
         loop {
             let Some(state) = self.senders.get_mut(from) else {
                 return;
@@ -170,18 +170,12 @@ impl Dispatcher {
             let mut messages = self.take_messages();
             match self.read(&body.bytes, limits, &mut messages) {
                 Ok(_) => {
-                    set_sender(
-                        &mut self.room_cx,
-                        &self.node,
-                        &body.account,
-                        Some(&instance),
-                        |_| instance.clone(),
-                    );
+                    self.deliver
+                        .set_sender(&body.account, Some(&instance), |_| instance.clone());
                     if body.repaired {
-                        Counters::add_owned(&self.node.shared.counters.repaired, n);
+                        Counters::add_owned(&self.bus.counters.repaired, n);
                     }
-                    self.dispatch(&messages, (n > 1).then_some(n), &self.room_cx)
-                        .await;
+                    self.deliver.room(&messages, (n > 1).then_some(n)).await;
                 }
                 Err(e) => self.refuse(Refusal::Malformed, &body.account, &e),
             }
@@ -201,8 +195,8 @@ impl Dispatcher {
         let (Some(from), Some(session)) = (meta.from.as_deref(), meta.session) else {
             return;
         };
-        let shared = self.node.shared.clone();
-        let presence = &shared.presence;
+        let bus = self.bus.clone();
+        let presence = &bus.presence;
         let options = presence.options;
         let now = tokio::time::Instant::now();
         let ms = presence.coarse_ms();
@@ -215,7 +209,7 @@ impl Dispatcher {
         }
         let state = sender_state(&mut self.senders, from, heard);
         let instance = state.instance.clone();
-        let signed = !shared.config.keys.is_empty();
+        let signed = !bus.keys.is_empty();
         // A signed post older than the last taken from this session is a
         // replay (`accept` lets through what is within the clock skew):
         // it says nothing of whether the sender lives, nor how far it got.
@@ -240,11 +234,11 @@ impl Dispatcher {
             presence.heard(&instance, account, session, ms);
             // Failover: the sender's election state.
             if let Some(raw) = control.election {
-                crate::failover::heard(&shared, &instance, session, codec, raw);
+                bus.election_heard(&instance, session, codec, raw);
             }
         } else {
-            Counters::add_owned(&shared.counters.replayed, 1);
-            debug!(node = %shared.name, from, session, "a replayed presence post: not taken as a sign of life");
+            Counters::add_owned(&bus.counters.replayed, 1);
+            debug!(node = %bus.name, from, session, "a replayed presence post: not taken as a sign of life");
         }
         let mut serve = Vec::new();
         let mut unrepairable = Vec::new();
@@ -253,11 +247,11 @@ impl Dispatcher {
             match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
                 Err(e) => {
                     refused += 1;
-                    trace!(node = %shared.name, from, error = %e, "refused a repair request");
+                    trace!(node = %bus.name, from, error = %e, "refused a repair request");
                 }
                 Ok(ranges) => {
                     for (asked, asked_session, first, end) in ranges {
-                        if *asked == *shared.name && asked_session == shared.session {
+                        if *asked == *bus.name && asked_session == bus.session {
                             let posted = presence
                                 .posted_end
                                 .load(std::sync::atomic::Ordering::Relaxed);
@@ -268,7 +262,7 @@ impl Dispatcher {
                             };
                             if first > end || end > posted || end - first > repair::MAX_ASK {
                                 refused += 1;
-                                warn!(node = %shared.name, from, range = format_args!("{first}..{end}"), posted, "refused an absurd repair request");
+                                warn!(node = %bus.name, from, range = format_args!("{first}..{end}"), posted, "refused an absurd repair request");
                             } else if first < end {
                                 serve.push((first, end));
                             }
@@ -306,7 +300,7 @@ impl Dispatcher {
             match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
                 Err(e) => {
                     refused += 1;
-                    trace!(node = %shared.name, from, error = %e, "refused a list of unrepairable ranges");
+                    trace!(node = %bus.name, from, error = %e, "refused a list of unrepairable ranges");
                 }
                 Ok(ranges) => {
                     for (gone, gone_session, first, end) in ranges {
@@ -348,8 +342,8 @@ impl Dispatcher {
             self.repairs(raw, codec, &instance, session, account).await;
         }
         if refused > 0 {
-            Counters::add_owned(&shared.counters.repairs_refused, refused);
-            self.drops.note(&self.node);
+            Counters::add_owned(&bus.counters.repairs_refused, refused);
+            self.drops.note(&self.bus);
         }
         for range in serve {
             if self.to_serve.len() < crate::repair::MAX_QUEUED && !self.to_serve.contains(&range) {
@@ -357,7 +351,7 @@ impl Dispatcher {
             }
         }
         if !unrepairable.is_empty() {
-            presence.push(&shared.outbox, |q| {
+            bus.push_control(|q| {
                 for range in unrepairable {
                     if q.unrepairable.len() < crate::repair::MAX_QUEUED {
                         q.unrepairable.push(range);
@@ -377,9 +371,9 @@ impl Dispatcher {
         session: u64,
         account: &Arc<str>,
     ) {
-        let shared = self.node.shared.clone();
-        let limits = shared.config.body_limits;
-        let window = shared.presence.options.repair_window;
+        let bus = self.bus.clone();
+        let limits = self.checks.body_limits;
+        let window = bus.presence.options.repair_window;
         let items = match wire::read_repairs(codec, raw, repair::MAX_REPAIRS, limits.max_depth) {
             Ok(items) => items,
             Err(e) => return self.refuse(Refusal::Malformed, account, &e),
@@ -401,15 +395,10 @@ impl Dispatcher {
                     let mut messages = self.take_messages();
                     match self.read(item, limits, &mut messages) {
                         Ok(_) => {
-                            set_sender(
-                                &mut self.room_cx,
-                                &self.node,
-                                account,
-                                Some(instance),
-                                |_| instance.clone(),
-                            );
-                            Counters::add_owned(&shared.counters.repaired, 1);
-                            self.dispatch(&messages, None, &self.room_cx).await;
+                            self.deliver
+                                .set_sender(account, Some(instance), |_| instance.clone());
+                            Counters::add_owned(&bus.counters.repaired, 1);
+                            self.deliver.room(&messages, None).await;
                         }
                         Err(e) => self.refuse(Refusal::Malformed, account, &e),
                     }
@@ -433,8 +422,8 @@ impl Dispatcher {
     /// unless another node asked first), gives up what waited too long,
     /// asks the room about replaced sessions; drops peers not heard.
     pub(super) async fn repair_tick(&mut self) {
-        let shared = self.node.shared.clone();
-        let presence = &shared.presence;
+        let bus = self.bus.clone();
+        let presence = &bus.presence;
         presence.tick();
         presence.expire();
         let options = presence.options;
@@ -486,7 +475,7 @@ impl Dispatcher {
         });
         let serve = std::mem::take(&mut self.to_serve);
         if !serve.is_empty() {
-            presence.push(&shared.outbox, |q| {
+            bus.push_control(|q| {
                 for range in serve {
                     if q.serve.len() < crate::repair::MAX_QUEUED && !q.serve.contains(&range) {
                         q.serve.push(range);
@@ -495,9 +484,9 @@ impl Dispatcher {
             });
         }
         if !requests.is_empty() {
-            Counters::add_owned(&shared.counters.repair_requests, requests.len() as u64);
-            trace!(node = %shared.name, ?requests, "asking for repair");
-            presence.push(&shared.outbox, |q| {
+            Counters::add_owned(&bus.counters.repair_requests, requests.len() as u64);
+            trace!(node = %bus.name, ?requests, "asking for repair");
+            bus.push_control(|q| {
                 for request in requests {
                     if q.requests.len() < crate::repair::MAX_QUEUED {
                         q.requests.push(request);

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use tracing::trace;
 
 use super::window::{Admit, Track};
-use super::{Accept, Dispatcher, Refusal};
-use crate::node::{Context, Node, Sender};
+use super::{Accept, Deliver, Dispatcher, Refusal};
 use crate::stats::Counters;
 use crate::wire::Meta;
 
@@ -57,25 +56,7 @@ pub(super) fn sender_state<'s>(
     senders.get_mut(from).expect("inserted above")
 }
 
-/// Makes `cx` the context of envelopes from `account` and `instance`,
-/// keeping it when it already is (`intern` gives the instance's shared name).
-#[inline]
-pub(super) fn set_sender(
-    cx: &mut Context,
-    node: &Node,
-    account: &Arc<str>,
-    instance: Option<&str>,
-    intern: impl FnOnce(&str) -> Arc<str>,
-) {
-    if !cx.sender().is(account, instance) {
-        *cx = Context::new(
-            node.clone(),
-            Sender::new(account.clone(), instance.map(intern)),
-        );
-    }
-}
-
-impl Dispatcher {
+impl<D: Deliver> Dispatcher<D> {
     /// Drops own echoes, stale and repeated envelopes; holds those that
     /// come before their turn; for the rest, makes `room_cx` their
     /// sender's context and says so.
@@ -88,7 +69,7 @@ impl Dispatcher {
     ) -> Accept {
         let count = meta.count.unwrap_or(1);
         if signed {
-            let max_skew = self.node.shared.config.max_skew;
+            let max_skew = self.checks.max_skew;
             let now = crate::clock::now_millis();
             let fresh = meta
                 .timestamp
@@ -104,14 +85,12 @@ impl Dispatcher {
         }
         let Some(from) = meta.from.as_deref() else {
             // Python SocketScience sends no metadata.
-            set_sender(&mut self.room_cx, &self.node, account, None, |name| {
-                name.into()
-            });
+            self.deliver.set_sender(account, None, |name| name.into());
             return Accept::Now { release: false };
         };
-        let shared = &self.node.shared;
-        if meta.session == Some(shared.session) && from == &*shared.name {
-            Counters::add_owned(&shared.counters.own_echoes, 1);
+        let bus = &self.bus;
+        if meta.session == Some(bus.session) && from == &*bus.name {
+            Counters::add_owned(&bus.counters.own_echoes, 1);
             return Accept::Reject;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
@@ -119,9 +98,8 @@ impl Dispatcher {
                 // Presence or repair traffic only.
                 return Accept::Skip;
             }
-            set_sender(&mut self.room_cx, &self.node, account, Some(from), |name| {
-                name.into()
-            });
+            self.deliver
+                .set_sender(account, Some(from), |name| name.into());
             return Accept::Now { release: false };
         };
         self.heard += 1;
@@ -156,7 +134,7 @@ impl Dispatcher {
         // A sign of life, unless it was seen before (a replay says nothing
         // of whether the sender still lives).
         if matches!(admitted, Admit::InOrder | Admit::Ahead) {
-            let presence = &self.node.shared.presence;
+            let presence = &self.bus.presence;
             let ms = presence.coarse_ms();
             if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {
                 state.published = ms;
@@ -167,13 +145,8 @@ impl Dispatcher {
             Admit::InOrder => {
                 // The state's own name: recognised by address when it goes on.
                 let instance = &state.instance;
-                set_sender(
-                    &mut self.room_cx,
-                    &self.node,
-                    account,
-                    Some(instance),
-                    |_| instance.clone(),
-                );
+                self.deliver
+                    .set_sender(account, Some(instance), |_| instance.clone());
                 Accept::Now { release }
             }
             Admit::Ahead => Accept::Hold,
@@ -187,7 +160,7 @@ impl Dispatcher {
                 Accept::Reject
             }
             Admit::Partial => {
-                trace!(node = %self.node.name(), from, seq, count, "dropped a body that repeats part of what arrived");
+                trace!(node = %self.bus.name, from, seq, count, "dropped a body that repeats part of what arrived");
                 Accept::Reject
             }
         }

@@ -58,6 +58,7 @@ const REUSED_CAPACITY: usize = 4 << 10;
 
 impl State {
     /// Keeps `buf`'s allocation for a next envelope, if it is not too big.
+    #[inline]
     fn give_back(&mut self, mut buf: Vec<u8>) {
         if self.spare.len() < MAX_SPARE && buf.capacity() <= REUSED_CAPACITY {
             buf.clear();
@@ -103,6 +104,7 @@ impl Outbox {
         }
     }
 
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, State> {
         crate::sync::lock(&self.state)
     }

@@ -183,7 +183,7 @@ pub(crate) fn assemble(
     buf
 }
 
-/// [`assemble`] into a buffer the caller reuses (cleared first).
+/// `assemble` into a buffer the caller reuses (cleared first).
 pub(crate) fn assemble_into(
     buf: &mut Vec<u8>,
     codec: Codec,

@@ -11,8 +11,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::Context;
 use crate::message::Message;
-use crate::node::Context;
 use crate::wire::RawValueRef;
 
 /// What a handler returns: `()` or `Result<(), E>` where `E: Display`.

@@ -22,9 +22,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::trace;
 
+use super::{Context, Node, NodeShared, Sender};
+use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::node::{Context, Node, NodeShared, Sender};
 use crate::send::envelope::{BodyWriter, Payload};
 use crate::send::outbox::Refused;
 use crate::wire::{RawValueRef, KEY_ASK, KEY_REPLY_TO};
@@ -157,16 +158,13 @@ fn reply<Q: Question, O: IntoReply<Q::Reply>>(
         return Ok(());
     };
     let node = cx.node();
-    let writer = encode(&node.shared, |w| {
+    let writer = encode(node.bus(), |w| {
         w.message(KEY_REPLY_TO, &(&*asked.asker, asked.id))?;
         reply.write_messages(w)
     })
     .map_err(|e| e.to_string())?;
-    match node
-        .shared
-        .outbox
-        .try_push(writer, &node.shared.counters.sent)
-    {
+    let bus = node.bus();
+    match bus.outbox.try_push(writer, &bus.counters.sent) {
         Ok(()) => Ok(()),
         Err(Refused::Full(..)) => Err(format!(
             "the reply to {} could not be queued: the outgoing queue is full",
@@ -204,17 +202,14 @@ pub fn answer_with<O, Q: Answering<O>>(out: O, cx: &Context) -> std::result::Res
     Q::answer(out, cx)
 }
 
-fn encode(
-    shared: &NodeShared,
-    write: impl FnOnce(&mut BodyWriter) -> Result<()>,
-) -> Result<BodyWriter> {
-    let mut writer = BodyWriter::new(shared.codec);
+fn encode(bus: &Bus, write: impl FnOnce(&mut BodyWriter) -> Result<()>) -> Result<BodyWriter> {
+    let mut writer = BodyWriter::new(bus.codec);
     write(&mut writer)?;
-    let size = writer.len() + crate::send::envelope::overhead(shared.origin());
-    if size > shared.config.max_envelope_bytes {
+    let size = writer.len() + crate::send::envelope::overhead(&bus.origin);
+    if size > bus.max_envelope_bytes {
         return Err(Error::TooLarge {
             size,
-            max: shared.config.max_envelope_bytes,
+            max: bus.max_envelope_bytes,
         });
     }
     Ok(writer)
@@ -295,7 +290,7 @@ impl Node {
         let call = Arc::new(move |raw: RawValueRef<'_>, cx: &Context| {
             let question: Q = raw.decode()?;
             let out = answer(question, cx.clone());
-            Ok(crate::handler::Call::Ready(reply::<Q, O>(out, cx)))
+            Ok(super::handler::Call::Ready(reply::<Q, O>(out, cx)))
         });
         self.register_erased(Q::KIND, name, call);
     }
@@ -369,13 +364,14 @@ impl<'n, Q: Question + Sync> Within<'n, Q> {
             id,
         };
         let question = &self.ask.question;
-        let writer = encode(shared, |w| {
+        let writer = encode(&shared.bus, |w| {
             w.message(KEY_ASK, &id)?;
             question.write_messages(w)
         })?;
         if shared
+            .bus
             .outbox
-            .push(writer, &shared.counters.sent)
+            .push(writer, &shared.bus.counters.sent)
             .await
             .is_err()
         {

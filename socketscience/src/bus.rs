@@ -1,0 +1,119 @@
+//! A node's side of the bus: who it is, what it counts, what waits to be
+//! posted ([`Outbox`] and the presence and repair traffic), who it has
+//! heard ([`Presence`]) and its election. Shared by the node's tasks (the
+//! transport's poster, the dispatcher, the presence and failover tasks) and
+//! its handles; the send and receive paths see the node through it only.
+
+use std::sync::Arc;
+
+use crate::failover::Election;
+use crate::presence::{Presence, Queue};
+use crate::security::Keys;
+use crate::send::envelope::Origin;
+use crate::send::outbox::Outbox;
+use crate::send::Host;
+use crate::stats::Counters;
+use crate::wire::Codec;
+
+/// A node's side of the bus (see the module).
+pub(crate) struct Bus {
+    pub(crate) name: Arc<str>,
+    pub(crate) account: Arc<str>,
+    pub(crate) session: u64,
+    pub(crate) origin: Origin,
+    pub(crate) codec: Codec,
+    /// The secrets it signs with and checks against (none: unsigned).
+    pub(crate) keys: Keys,
+    pub(crate) max_envelope_bytes: usize,
+    /// With [`NodeBuilder::python_peers`](crate::NodeBuilder::python_peers):
+    /// the most body bytes one post carries (each envelope goes alone,
+    /// whole, in one post).
+    pub(crate) python_peers: Option<usize>,
+    pub(crate) counters: Counters,
+    pub(crate) outbox: Outbox,
+    pub(crate) presence: Presence,
+    /// Failover: the node's election, when it takes part in one.
+    pub(crate) election: Option<Arc<Election>>,
+}
+
+impl Bus {
+    /// Adds presence or repair traffic for the transport to post, and wakes
+    /// it.
+    pub(crate) fn push_control(&self, add: impl FnOnce(&mut Queue)) {
+        if self.presence.push(add) {
+            self.outbox.wake_transport();
+        }
+    }
+
+    /// Asks the transport for a heartbeat now.
+    pub(crate) fn announce(&self) {
+        self.push_control(|q| q.heartbeat = true);
+    }
+
+    /// Failover: a peer's `_el` arrived (called by the dispatcher).
+    pub(crate) fn election_heard(
+        &self,
+        instance: &Arc<str>,
+        session: u64,
+        codec: Codec,
+        raw: &[u8],
+    ) {
+        if let Some(election) = &self.election {
+            let (now, role_changed) = election.heard(instance, session, codec, raw);
+            if role_changed {
+                self.presence.role_changed();
+            }
+            if now {
+                self.announce();
+            }
+        }
+    }
+}
+
+// The send path reads the node through this.
+impl Host for Bus {
+    #[inline]
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+    #[inline]
+    fn session(&self) -> u64 {
+        self.session
+    }
+    #[inline]
+    fn codec(&self) -> Codec {
+        self.codec
+    }
+    #[inline]
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    #[inline]
+    fn keys(&self) -> &Keys {
+        &self.keys
+    }
+    #[inline]
+    fn max_envelope_bytes(&self) -> usize {
+        self.max_envelope_bytes
+    }
+    #[inline]
+    fn python_peers(&self) -> Option<usize> {
+        self.python_peers
+    }
+    #[inline]
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    #[inline]
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+    #[inline]
+    fn presence(&self) -> &Presence {
+        &self.presence
+    }
+    #[inline]
+    fn election(&self) -> Option<&Election> {
+        self.election.as_deref()
+    }
+}
