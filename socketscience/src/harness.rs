@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 use crate::node::{Handlers, Node, NodeBuilder, Parts};
 use crate::receive::Dispatcher;
 use crate::send::envelope::Payload;
+use crate::transport::local::LocalChat;
 use crate::transport::{ChatMessage, TransportIo};
-use crate::LocalChat;
 
 /// A node whose paths run on the caller's thread.
 pub struct Harness {

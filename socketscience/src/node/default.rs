@@ -55,6 +55,6 @@ pub(crate) async fn scope<F: Future>(node: Node, future: F) -> F::Output {
 
 /// Sends `message` through the default node: what `#[message]`'s
 /// `broadcast()` calls.
-pub(crate) fn broadcast<M: crate::Message>(message: M) -> Result<()> {
+pub(crate) fn broadcast<M: crate::message::Message>(message: M) -> Result<()> {
     current()?.try_send(message)
 }

@@ -76,8 +76,8 @@ pub struct Node {
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Node")
-            .field("name", &self.shared.bus.name)
-            .field("account", &self.shared.bus.account)
+            .field("name", &self.bus().name)
+            .field("account", &self.bus().account)
             .finish_non_exhaustive()
     }
 }
@@ -124,27 +124,27 @@ impl Node {
 
     /// This instance's name.
     pub fn name(&self) -> &str {
-        &self.shared.bus.name
+        &self.bus().name
     }
 
     /// The chat account this node posts as.
     pub fn account(&self) -> &str {
-        &self.shared.bus.account
+        &self.bus().account
     }
 
     /// This process's session id: random per start, sent with every envelope.
     pub fn session(&self) -> u64 {
-        self.shared.bus.session
+        self.bus().session
     }
 
     /// The codec this node writes.
     pub fn codec(&self) -> Codec {
-        self.shared.bus.codec
+        self.bus().codec
     }
 
     /// A snapshot of the node's counters.
     pub fn stats(&self) -> Stats {
-        self.shared.bus.counters.snapshot()
+        self.bus().counters.snapshot()
     }
 
     /// Sends a message, or an [`Envelope`](crate::Envelope) of several, to
@@ -178,7 +178,7 @@ impl Node {
 
     fn stopped(&self) -> Error {
         Error::NodeStopped {
-            name: self.shared.bus.name.to_string(),
+            name: self.bus().name.to_string(),
         }
     }
 
@@ -266,7 +266,7 @@ impl Node {
     /// afterwards (until another node starts). Calling it again does
     /// nothing. Returns the transport's error if it failed.
     pub async fn shutdown(&self) -> Result<()> {
-        self.shared.bus.outbox.close();
+        self.bus().outbox.close();
         default::withdraw(self);
         let tasks = lock(&self.shared.tasks).take();
         let Some(tasks) = tasks else {
@@ -275,9 +275,9 @@ impl Node {
         let transport = tasks.transport.await;
         tasks.presence.abort();
         if let Err(e) = tasks.dispatcher.await {
-            error!(node = %self.shared.bus.name, error = %e, "the dispatcher task failed");
+            error!(node = %self.bus().name, error = %e, "the dispatcher task failed");
         }
-        info!(node = %self.shared.bus.name, "socketscience node stopped");
+        info!(node = %self.bus().name, "socketscience node stopped");
         match transport {
             Ok(result) => result,
             Err(e) => Err(Error::transport(e)),
