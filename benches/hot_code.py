@@ -4,11 +4,13 @@
     valgrind --tool=callgrind --dump-instr=yes --compress-pos=no \\
         --compress-strings=no --callgrind-out-file=cg.out \\
         target/release/examples/compare roundtrip-msgpack 20000
-    benches/hot_code.py cg.out 100000
+    benches/hot_code.py cg.out 99000
 
 Prints how many distinct instructions ran at least THRESHOLD times (with
-`compare ... 20000`, five passes: 100 000 is once per message), how many
-64-byte cache lines hold them, and the functions with the most of them.
+`compare ... 20000`, five passes of 20 000 messages: 99 000 is nearly
+once per message, allowing for a first message that goes another way),
+how many 64-byte cache lines hold them, and the functions with the most
+of them.
 Set beside the level-1 instruction cache (`lscpu`), it tells whether a
 loop's code still fits (see BENCHMARKS.md).
 """
