@@ -1,6 +1,7 @@
-//! Failover, the node's side: its election task, what a peer's `_el` does
-//! to it, and [`Node::role`] and friends. The election itself (the rule,
-//! the state) is `crate::failover`.
+//! Failover, the node's side: its election task, and [`Node::role`] and
+//! friends. The election itself (the rule, the state) is
+//! `crate::failover`; a peer's `_el` reaches it through
+//! `Bus::election_heard`.
 
 use std::sync::Arc;
 use std::time::Duration;
