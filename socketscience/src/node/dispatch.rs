@@ -4,6 +4,7 @@
 //! logged. The receive path (`crate::receive`) decides what is accepted
 //! and when, and calls this through its `Deliver` trait.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -136,14 +137,15 @@ impl Deliver for Handlers {
         }
     }
 
+    // The dispatch's own future, not wrapped in another.
     #[inline]
-    async fn own(&self, messages: &Messages<'_>, count: Option<u64>) {
-        self.dispatch(messages, count, &self.own_cx).await
+    fn own(&self, messages: &Messages<'_>, count: Option<u64>) -> impl Future<Output = ()> + Send {
+        self.dispatch(messages, count, &self.own_cx)
     }
 
     #[inline]
-    async fn room(&self, messages: &Messages<'_>, count: Option<u64>) {
-        self.dispatch(messages, count, &self.room_cx).await
+    fn room(&self, messages: &Messages<'_>, count: Option<u64>) -> impl Future<Output = ()> + Send {
+        self.dispatch(messages, count, &self.room_cx)
     }
 }
 
