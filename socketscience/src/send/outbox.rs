@@ -28,6 +28,10 @@ pub(crate) enum Refused {
     Closed,
 }
 
+/// (On cache lines of its own: every task of the node takes its lock, and
+/// nothing else of the node's shared state should move with it between
+/// cores.)
+#[repr(align(128))]
 pub(crate) struct Outbox {
     state: Mutex<State>,
     capacity: usize,
