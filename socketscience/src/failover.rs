@@ -1,5 +1,6 @@
 //! Failover: electing one active instance among the live ones, through the
-//! chat alone ([`Failover`], [`Role`], [`Node::role`](crate::Node::role), [`Node::watch_role`](crate::Node::watch_role)).
+//! chat alone ([`Failover`], [`Role`], [`Node::role`](crate::Node::role),
+//! [`Node::watch_role`](crate::Node::watch_role)).
 //!
 //! Every node taking part says, in each heartbeat, its term, its role, its
 //! priority and whether it may become active (the reserved key `_el`, see
@@ -456,8 +457,8 @@ impl Election {
         }
     }
 
-    /// Forces a role (see [`Node::force_role`](crate::Node::force_role)); returns whether to
-    /// announce.
+    /// Forces a role (see [`Node::force_role`](crate::Node::force_role));
+    /// returns whether to announce.
     pub(crate) fn force(&self, role: Role) -> bool {
         let mut s = self.lock();
         s.forced = Some(role);
