@@ -53,10 +53,10 @@ impl Peer {
 }
 
 impl Peer {
-    /// The peer's role in the election, as its latest heartbeat said; `None`
-    /// when this node takes no part in one ([`NodeBuilder::failover`](crate::NodeBuilder::failover))
-    /// or the peer has not said (it takes no part, or it has not
-    /// heartbeated yet).
+    /// The peer's role in the election, as its latest heartbeat said;
+    /// `None` when this node takes no part in one
+    /// ([`NodeBuilder::failover`](crate::NodeBuilder::failover)) or the peer
+    /// has not said (it takes no part, or it has not heartbeated yet).
     pub fn role(&self) -> Option<Role> {
         self.role
     }

@@ -12,17 +12,19 @@ use crate::presence::Peer;
 
 impl Node {
     /// The other instances heard within the peer timeout
-    /// ([`NodeBuilder::peer_timeout`](crate::NodeBuilder::peer_timeout)): a post of any kind, heartbeats
-    /// included, counts. Not this node itself.
+    /// ([`NodeBuilder::peer_timeout`](crate::NodeBuilder::peer_timeout)):
+    /// a post of any kind, heartbeats included, counts. Not this node
+    /// itself.
     pub fn peers(&self) -> Vec<Peer> {
         self.with_roles(self.bus().presence.peers())
     }
 
     /// The peer list, as a [`tokio::sync::watch::Receiver`] that is told
     /// when a peer joins, leaves (not heard within the timeout), restarts
-    /// (a new session replaces its entry) or, with failover, changes role: `changed().await` waits for
-    /// that. Read the list with [`peers`](Node::peers) (the watched value
-    /// also holds peers that are about to leave).
+    /// (a new session replaces its entry) or, with failover, changes role:
+    /// `changed().await` waits for that. Read the list with
+    /// [`peers`](Node::peers) (the watched value also holds peers that are
+    /// about to leave).
     pub fn watch_peers(&self) -> tokio::sync::watch::Receiver<Vec<Peer>> {
         self.bus().presence.watch()
     }
