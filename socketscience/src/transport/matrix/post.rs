@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::OptionFuture;
 use ruma::api::client::message::send_message_event;
 use ruma::events::room::message::RoomMessageEventContent;
 use ruma::OwnedTransactionId;
@@ -58,12 +59,7 @@ pub(crate) async fn run(client: Arc<Client>, mut io: TransportIo) -> Result<()> 
                 }
                 None => open = false,
             },
-            done = async {
-                match in_flight.as_mut() {
-                    Some(post) => post.await,
-                    None => std::future::pending().await,
-                }
-            }, if in_flight.is_some() => {
+            Some(done) = OptionFuture::from(in_flight.as_mut()), if in_flight.is_some() => {
                 in_flight = None;
                 if let Err(e) = done {
                     error!(node = io.node_name(), error = %e, "cannot post to the Matrix room");

@@ -83,6 +83,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::OptionFuture;
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
@@ -313,12 +314,7 @@ async fn run(chat: StackExchangeChat, mut io: TransportIo) -> Result<()> {
                 }
                 None => open = false,
             },
-            done = async {
-                match in_flight.as_mut() {
-                    Some(post) => post.await,
-                    None => std::future::pending().await,
-                }
-            }, if in_flight.is_some() => {
+            Some(done) = OptionFuture::from(in_flight.as_mut()), if in_flight.is_some() => {
                 in_flight = None;
                 match done {
                     Ok(Some(text)) => last_posted = Some(text),
