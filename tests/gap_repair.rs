@@ -144,6 +144,22 @@ async fn start_repairing(name: &str, member: Member, codec: Codec, secret: Optio
     builder.start().await.expect("start")
 }
 
+/// A [`repairing`] sender that loses nothing (seed 1) in `room`, then a
+/// receiver that loses `percent` % (seeded by `seed`), and everything
+/// while `cut` is set; both of account `smokey`.
+async fn sender_and_receiver(
+    room: &LossyRoom,
+    (percent, seed, cut): (u64, u64, Arc<AtomicBool>),
+    codec: Codec,
+    secret: Option<&str>,
+) -> (Node, Node) {
+    let sender_member = room.join("smokey", 0, 1, Arc::default());
+    let sender = start_repairing("sender", sender_member, codec, secret).await;
+    let receiver_member = room.join("smokey", percent, seed, cut);
+    let receiver = start_repairing("receiver", receiver_member, codec, secret).await;
+    (sender, receiver)
+}
+
 /// Waits (in virtual time) until every node lists `peers` peers.
 async fn until_peers(nodes: &[Node], peers: usize) {
     for _ in 0..600 {
@@ -278,20 +294,7 @@ async fn a_receiver_cut_off_catches_up_with_signed_json() {
 async fn cut_off_receiver_catches_up(codec: Codec, secret: Option<&str>) {
     let room = LossyRoom::new();
     let cut = Arc::new(AtomicBool::new(false));
-    let sender = start_repairing(
-        "sender",
-        room.join("smokey", 0, 1, Arc::default()),
-        codec,
-        secret,
-    )
-    .await;
-    let receiver = start_repairing(
-        "receiver",
-        room.join("smokey", 0, 2, cut.clone()),
-        codec,
-        secret,
-    )
-    .await;
+    let (sender, receiver) = sender_and_receiver(&room, (0, 2, cut.clone()), codec, secret).await;
     let log = record(&receiver);
     let mut peers = receiver.watch_peers();
     until_peers(std::slice::from_ref(&receiver), 1).await;
@@ -542,20 +545,8 @@ async fn deflated_posts_lost_on_the_way_are_repaired_envelope_by_envelope() {
     ] {
         const NOTES: u64 = 900;
         let room = LossyRoom::new();
-        let sender = start_repairing(
-            "sender",
-            room.join("smokey", 0, 1, Arc::default()),
-            codec,
-            secret,
-        )
-        .await;
-        let receiver = start_repairing(
-            "receiver",
-            room.join("smokey", 30, 7, Arc::default()),
-            codec,
-            secret,
-        )
-        .await;
+        let (sender, receiver) =
+            sender_and_receiver(&room, (30, 7, Arc::default()), codec, secret).await;
         let log = record(&receiver);
         until_peers(std::slice::from_ref(&receiver), 1).await;
         // Bursts: the transport finds them queued and groups them. 300

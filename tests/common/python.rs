@@ -5,27 +5,38 @@
 //! `msgpack`. A missing `python3` or `msgpack` fails the test.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
+
+/// `python3 tests/python/<script> <command>`, its stdin and stdout piped.
+fn python(script: &str, command: &str) -> Command {
+    let mut python = Command::new("python3");
+    python
+        .arg(format!(
+            "{}/tests/python/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(command)
+        .env("PYTHONIOENCODING", "utf-8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    python
+}
+
+/// Starts `python`; panics (the test fails) when python3 is missing.
+fn spawn(python: &mut Command) -> Child {
+    python.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot run python3 ({e}): the interop tests need python3 and its msgpack \
+             library (scripts/test installs them)"
+        )
+    })
+}
 
 /// Runs `tests/python/wire.py <command>` with `input` on stdin; its output
 /// lines. Panics (the test fails) when python3 or msgpack is missing.
 pub fn wire(command: &str, input: &str) -> Vec<String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/wire.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(command)
-        .env("PYTHONIOENCODING", "utf-8")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run python3 ({e}): the interop tests need python3 and its msgpack \
-                 library (scripts/test installs them)"
-            )
-        });
+    let mut child = spawn(python("wire.py", command).stderr(Stdio::piped()));
     let mut stdin = child.stdin.take().expect("piped stdin");
     stdin.write_all(input.as_bytes()).expect("write to wire.py");
     drop(stdin);
@@ -58,20 +69,7 @@ static SMOKEDETECTOR: Mutex<Option<SmokeDetector>> = Mutex::new(None);
 pub fn smokedetector(request: &serde_json::Value) -> serde_json::Value {
     let mut server = SMOKEDETECTOR.lock().unwrap_or_else(|e| e.into_inner());
     let server = server.get_or_insert_with(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/smokedetector.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg("serve")
-            .env("PYTHONIOENCODING", "utf-8")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run python3 ({e}): the interop tests need python3 and its msgpack \
-                     library (scripts/test installs them)"
-                )
-            });
+        let mut child = spawn(&mut python("smokedetector.py", "serve"));
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         SmokeDetector {
