@@ -244,99 +244,11 @@ impl<D: Deliver> Dispatcher<D> {
         let mut unrepairable = Vec::new();
         let mut refused = 0;
         if let Some(raw) = control.requests {
-            match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
-                Err(e) => {
-                    refused += 1;
-                    trace!(node = %bus.name, from, error = %e, "refused a repair request");
-                }
-                Ok(ranges) => {
-                    for (asked, asked_session, first, end) in ranges {
-                        if *asked == *bus.name && asked_session == bus.session {
-                            let posted = presence
-                                .posted_end
-                                .load(std::sync::atomic::Ordering::Relaxed);
-                            let end = if end == repair::TO_THE_END {
-                                posted
-                            } else {
-                                end
-                            };
-                            if first > end || end > posted || end - first > repair::MAX_ASK {
-                                refused += 1;
-                                warn!(node = %bus.name, from, range = format_args!("{first}..{end}"), posted, "refused an absurd repair request");
-                            } else if first < end {
-                                serve.push((first, end));
-                            }
-                            continue;
-                        }
-                        // Another receiver asked: this one waits for the repair.
-                        self.probes
-                            .retain(|p| !(*p.instance == *asked && p.session == asked_session));
-                        let Some(state) = self.senders.get_mut(asked.as_str()) else {
-                            continue;
-                        };
-                        let replaced = state
-                            .sessions
-                            .first()
-                            .is_some_and(|t| t.session != asked_session);
-                        if let Some(track) = state
-                            .sessions
-                            .iter_mut()
-                            .find(|t| t.session == asked_session)
-                        {
-                            if let Some(gap) = &mut track.gap {
-                                gap.ask_at = gap.ask_at.max(now + options.repair_window);
-                            }
-                            // A restarted sender cannot answer for its old
-                            // session: who heard further says how far.
-                            if end == repair::TO_THE_END && replaced && track.end > first {
-                                unrepairable.push((asked, asked_session, first, track.end));
-                            }
-                        }
-                    }
-                }
-            }
+            let quiet_until = now + options.repair_window;
+            refused += self.requests(raw, codec, from, quiet_until, &mut serve, &mut unrepairable);
         }
         if let Some(raw) = control.unrepairable {
-            match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
-                Err(e) => {
-                    refused += 1;
-                    trace!(node = %bus.name, from, error = %e, "refused a list of unrepairable ranges");
-                }
-                Ok(ranges) => {
-                    for (gone, gone_session, first, end) in ranges {
-                        if first > end || end - first > repair::MAX_GIVE_UP {
-                            refused += 1;
-                            continue;
-                        }
-                        self.probes
-                            .retain(|p| !(*p.instance == *gone && p.session == gone_session));
-                        let Some(state) = self.senders.get_mut(gone.as_str()) else {
-                            continue;
-                        };
-                        let gone_instance = state.instance.clone();
-                        let Some(track) = state
-                            .sessions
-                            .iter_mut()
-                            .find(|t| t.session == gone_session)
-                        else {
-                            continue;
-                        };
-                        let next = track.next;
-                        let n = track.give_up(first, end);
-                        if n > 0 {
-                            self.to_release.push((gone_instance.clone(), gone_session));
-                            self.lose(
-                                &gone_instance,
-                                gone_session,
-                                first.max(next),
-                                end,
-                                n,
-                                "it cannot be repaired",
-                            );
-                        }
-                    }
-                }
-            }
+            refused += self.unrepairable(raw, codec, from);
         }
         if let Some(raw) = control.repairs {
             self.repairs(raw, codec, &instance, session, account).await;
@@ -359,6 +271,123 @@ impl<D: Deliver> Dispatcher<D> {
                 }
             });
         }
+    }
+
+    /// A repair request heard from `from`: ranges of this node's envelopes
+    /// to post again (into `serve`); ranges others asked for, which this
+    /// node then does not ask for before `quiet_until`; and ranges a
+    /// restarted sender cannot answer for, that this node heard further
+    /// (into `unrepairable`). Gives how many requests were refused.
+    fn requests(
+        &mut self,
+        raw: &[u8],
+        codec: Codec,
+        from: &str,
+        quiet_until: tokio::time::Instant,
+        serve: &mut Vec<(u64, u64)>,
+        unrepairable: &mut Vec<wire::WireRange>,
+    ) -> u64 {
+        let ranges = match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
+            Ok(ranges) => ranges,
+            Err(e) => {
+                trace!(node = %self.bus.name, from, error = %e, "refused a repair request");
+                return 1;
+            }
+        };
+        let mut refused = 0;
+        for (asked, asked_session, first, end) in ranges {
+            if *asked == *self.bus.name && asked_session == self.bus.session {
+                let posted = self
+                    .bus
+                    .presence
+                    .posted_end
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                let end = if end == repair::TO_THE_END {
+                    posted
+                } else {
+                    end
+                };
+                if first > end || end > posted || end - first > repair::MAX_ASK {
+                    refused += 1;
+                    warn!(node = %self.bus.name, from, range = format_args!("{first}..{end}"), posted, "refused an absurd repair request");
+                } else if first < end {
+                    serve.push((first, end));
+                }
+                continue;
+            }
+            // Another receiver asked: this one waits for the repair.
+            self.probes
+                .retain(|p| !(*p.instance == *asked && p.session == asked_session));
+            let Some(state) = self.senders.get_mut(asked.as_str()) else {
+                continue;
+            };
+            let replaced = state
+                .sessions
+                .first()
+                .is_some_and(|t| t.session != asked_session);
+            if let Some(track) = state
+                .sessions
+                .iter_mut()
+                .find(|t| t.session == asked_session)
+            {
+                if let Some(gap) = &mut track.gap {
+                    gap.ask_at = gap.ask_at.max(quiet_until);
+                }
+                // A restarted sender cannot answer for its old
+                // session: who heard further says how far.
+                if end == repair::TO_THE_END && replaced && track.end > first {
+                    unrepairable.push((asked, asked_session, first, track.end));
+                }
+            }
+        }
+        refused
+    }
+
+    /// Ranges `from` says cannot be repaired: given up here too (counted as
+    /// lost, and what was held behind them released). Gives how many were
+    /// refused.
+    fn unrepairable(&mut self, raw: &[u8], codec: Codec, from: &str) -> u64 {
+        let ranges = match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
+            Ok(ranges) => ranges,
+            Err(e) => {
+                trace!(node = %self.bus.name, from, error = %e, "refused a list of unrepairable ranges");
+                return 1;
+            }
+        };
+        let mut refused = 0;
+        for (gone, gone_session, first, end) in ranges {
+            if first > end || end - first > repair::MAX_GIVE_UP {
+                refused += 1;
+                continue;
+            }
+            self.probes
+                .retain(|p| !(*p.instance == *gone && p.session == gone_session));
+            let Some(state) = self.senders.get_mut(gone.as_str()) else {
+                continue;
+            };
+            let gone_instance = state.instance.clone();
+            let Some(track) = state
+                .sessions
+                .iter_mut()
+                .find(|t| t.session == gone_session)
+            else {
+                continue;
+            };
+            let next = track.next;
+            let n = track.give_up(first, end);
+            if n > 0 {
+                self.to_release.push((gone_instance.clone(), gone_session));
+                self.lose(
+                    &gone_instance,
+                    gone_session,
+                    first.max(next),
+                    end,
+                    n,
+                    "it cannot be repaired",
+                );
+            }
+        }
+        refused
     }
 
     /// Envelopes posted again by `instance`'s `session`: those missing run
