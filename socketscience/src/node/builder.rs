@@ -494,7 +494,6 @@ impl NodeBuilder {
         let node = Node {
             shared: Arc::new(NodeShared {
                 bus: bus.clone(),
-                outgoing_capacity,
                 registry: Arc::new(ArcSwap::from_pointee(registry)),
                 tasks: Mutex::new(None),
                 asks: Default::default(),

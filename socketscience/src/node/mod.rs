@@ -94,7 +94,6 @@ impl Eq for Node {}
 /// flight and its tasks.
 pub(crate) struct NodeShared {
     pub(crate) bus: Arc<Bus>,
-    outgoing_capacity: usize,
     /// The handlers, replaced whole when one is registered (copy on
     /// write); shared with the dispatcher's cache of it.
     pub(crate) registry: Arc<ArcSwap<Registry>>,
@@ -170,7 +169,7 @@ impl Node {
             Ok(()) => Ok(()),
             Err(Refused::Full(..)) => Err(Error::QueueFull {
                 name: bus.name.to_string(),
-                capacity: self.shared.outgoing_capacity,
+                capacity: bus.outbox.capacity(),
             }),
             Err(Refused::Closed) => Err(self.stopped()),
         }

@@ -108,6 +108,11 @@ impl Outbox {
         }
     }
 
+    /// The most envelopes each queue holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     #[inline]
     fn lock(&self) -> MutexGuard<'_, State> {
         crate::sync::lock(&self.state)
