@@ -19,7 +19,6 @@ const LAYERS: &[&str] = &[
     "failover",
     "presence",
     "send",
-    "bus",
     "transport",
     "receive",
     "node",

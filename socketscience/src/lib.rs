@@ -122,7 +122,6 @@
 
 extern crate self as socketscience;
 
-mod bus;
 mod clock;
 mod error;
 mod failover;

@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::bus::Bus;
 use crate::error::{Error, Result};
+use crate::send::Bus;
 use crate::send::Poster;
 #[cfg(any(feature = "stackexchange", feature = "matrix"))]
 use crate::stats::Counters;
@@ -143,7 +143,7 @@ impl TransportIo {
     // (The send path's future itself, not wrapped in another.)
     #[inline]
     pub fn next_post(&mut self) -> impl Future<Output = Option<String>> + Send + '_ {
-        self.poster.next_post(&*self.bus)
+        self.poster.next_post(&self.bus)
     }
 
     /// How many envelopes the last post (the frame of the last chunk) held.

@@ -23,11 +23,11 @@ use tokio::sync::mpsc;
 use tracing::trace;
 
 use super::{Context, Node, NodeShared, Sender};
-use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::send::envelope::{BodyWriter, Payload};
 use crate::send::outbox::Refused;
+use crate::send::Bus;
 use crate::wire::{RawValueRef, KEY_ASK, KEY_REPLY_TO};
 
 /// A message kind that expects replies of kind [`Reply`](Question::Reply):

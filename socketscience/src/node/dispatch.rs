@@ -14,8 +14,8 @@ use tracing::{error, trace, warn};
 
 use super::handler::{Call, Registered, Registry};
 use super::{Context, Node, Sender};
-use crate::bus::Bus;
 use crate::receive::Deliver;
+use crate::send::Bus;
 use crate::stats::Counters;
 use crate::wire::Messages;
 

@@ -10,9 +10,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Node;
-use crate::bus::Bus;
 use crate::failover::Role;
 use crate::presence::Peer;
+use crate::send::Bus;
 
 /// The failover task of a node: heartbeats every interval, evaluates the
 /// rule on every tick. Ends when the node shuts down.

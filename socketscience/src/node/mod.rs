@@ -9,7 +9,7 @@
 //! for `broadcast()`), and the node's side of presence (`presence.rs`),
 //! failover (`failover.rs`) and questions (`ask.rs`). What the node's
 //! tasks share with the transport and the receive path is its `Bus`
-//! (`crate::bus`).
+//! (`crate::send::Bus`).
 
 pub(crate) mod ask;
 mod builder;
@@ -34,11 +34,11 @@ use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
-use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::send::envelope::{BodyWriter, Payload};
 use crate::send::outbox::Refused;
+use crate::send::Bus;
 use crate::stats::Stats;
 use crate::sync::lock;
 use crate::wire::{Codec, RawValueRef};

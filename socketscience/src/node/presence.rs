@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::Node;
-use crate::bus::Bus;
 use crate::presence::Peer;
+use crate::send::Bus;
 
 impl Node {
     /// The other instances heard within the peer timeout

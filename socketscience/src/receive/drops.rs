@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tracing::{trace, warn};
 
 use super::{Deliver, Dispatcher};
-use crate::bus::Bus;
+use crate::send::Bus;
 use crate::stats::{Counters, Stats};
 
 /// How often drops are summarised in the log, at most.

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, error, trace, warn};
 
-use crate::bus::Bus;
 use crate::repair;
 use crate::security::{Trust, Verdict};
+use crate::send::Bus;
 use crate::stats::{Counter, Counters};
 use crate::transport::ChatMessage;
 use crate::wire::{self, BodyLimits, ChatText, Codec, Control, Messages, Meta, WireError};

@@ -10,7 +10,7 @@ use super::envelope::{
     assemble_into, assemble_msgpack_batch_into, grown_size, mergeable, overhead, Encoded, Signer,
 };
 use super::history::History;
-use super::Host;
+use super::Bus;
 use crate::stats::Counters;
 use crate::wire::{self, Codec, LineMode};
 
@@ -84,17 +84,17 @@ impl Poster {
     }
 
     /// The next text to post: see [`TransportIo::next_post`](crate::TransportIo::next_post).
-    pub(crate) async fn next_post<H: Host>(&mut self, host: &H) -> Option<String> {
+    pub(crate) async fn next_post(&mut self, bus: &Bus) -> Option<String> {
         let post = match self.pending.pop_front() {
             Some(chunk) => chunk,
             None => loop {
                 let mut group = std::mem::take(&mut self.group);
-                let gathered = std::future::poll_fn(|cx| self.gather(cx, host, &mut group)).await;
+                let gathered = std::future::poll_fn(|cx| self.gather(cx, bus, &mut group)).await;
                 match gathered {
                     Gathered::Envelopes => {}
                     Gathered::Control => {
                         self.group = group;
-                        self.control(host);
+                        self.control(bus);
                         match self.pending.pop_front() {
                             Some(post) => break post,
                             None => continue,
@@ -105,9 +105,9 @@ impl Poster {
                         return None;
                     }
                 }
-                let body = self.assemble(host, &mut group);
+                let body = self.assemble(bus, &mut group);
                 if let Some(last) = group.last() {
-                    let presence = &host.presence();
+                    let presence = &bus.presence;
                     presence
                         .posted_end
                         .store(last.seq + 1, std::sync::atomic::Ordering::Relaxed);
@@ -125,7 +125,7 @@ impl Poster {
                 }
             },
         };
-        Counters::add_owned(&host.counters().posts, 1);
+        Counters::add_owned(&bus.counters.posts, 1);
         Some(post)
     }
 
@@ -144,9 +144,9 @@ impl Poster {
     // Inlined into `next_post` (callgrind: about 200 instructions per
     // roundtrip fewer than as calls).
     #[inline]
-    fn assemble<H: Host>(&mut self, host: &H, group: &mut Vec<Encoded>) -> Vec<u8> {
-        let (codec, origin) = (host.codec(), host.origin());
-        let signer = Signer::now(host.keys());
+    fn assemble(&mut self, bus: &Bus, group: &mut Vec<Encoded>) -> Vec<u8> {
+        let (codec, origin) = (bus.codec, &bus.origin);
+        let signer = Signer::now(&bus.keys);
         let room = self.room();
         let mut body = std::mem::take(&mut self.body);
         loop {
@@ -179,8 +179,8 @@ impl Poster {
     /// most once per repair window each), in as few posts as fit.
     #[cold]
     #[inline(never)]
-    fn control<H: Host>(&mut self, host: &H) {
-        let presence = &host.presence();
+    fn control(&mut self, bus: &Bus) {
+        let presence = &bus.presence;
         let queue = presence.take();
         presence.tick();
         let posted = presence
@@ -194,14 +194,14 @@ impl Poster {
         let mut unrepairable = queue.unrepairable;
         for (first, end) in gone {
             if unrepairable.len() < crate::repair::MAX_QUEUED {
-                unrepairable.push((host.name().to_string(), host.session(), first, end));
+                unrepairable.push((bus.name.to_string(), bus.session, first, end));
             }
         }
-        let codec = host.codec();
-        let origin = host.origin();
+        let codec = bus.codec;
+        let origin = &bus.origin;
         let mut body = Vec::new();
-        let counters = &host.counters();
-        let election = host.election().map(|e| e.entry(codec));
+        let counters = &bus.counters;
+        let election = bus.election.as_deref().map(|e| e.entry(codec));
         if queue.heartbeat || !queue.requests.is_empty() || !unrepairable.is_empty() {
             wire::write_control_body(
                 &mut body,
@@ -212,7 +212,7 @@ impl Poster {
                 &unrepairable,
                 &[],
                 election.as_deref(),
-                Signer::now(host.keys())
+                Signer::now(&bus.keys)
                     .as_ref()
                     .map(|s| s as &dyn wire::Sign),
             );
@@ -251,7 +251,7 @@ impl Poster {
                 &[],
                 &group,
                 election.as_deref(),
-                Signer::now(host.keys())
+                Signer::now(&bus.keys)
                     .as_ref()
                     .map(|s| s as &dyn wire::Sign),
             );
@@ -268,21 +268,21 @@ impl Poster {
     /// last post's), with those behind it that fit one post with it; or
     /// says that presence or repair traffic waits.
     #[inline]
-    fn gather<H: Host>(
+    fn gather(
         &mut self,
         cx: &mut std::task::Context<'_>,
-        host: &H,
+        bus: &Bus,
         group: &mut Vec<Encoded>,
     ) -> Poll<Gathered> {
-        if host.presence().is_pending() {
+        if bus.presence.is_pending() {
             return Poll::Ready(Gathered::Control);
         }
-        match self.gather_envelopes(cx, host, group) {
+        match self.gather_envelopes(cx, bus, group) {
             Poll::Ready(true) => Poll::Ready(Gathered::Envelopes),
             Poll::Ready(false) => Poll::Ready(Gathered::Closed),
             // Looked at again after the outbox registered the waker (see
             // `Outbox::wake_transport`).
-            Poll::Pending if host.presence().is_pending() => Poll::Ready(Gathered::Control),
+            Poll::Pending if bus.presence.is_pending() => Poll::Ready(Gathered::Control),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -290,23 +290,23 @@ impl Poster {
     /// Takes the next envelope waiting into `group` (after giving back the
     /// last post's), with those behind it that fit one post with it.
     /// `Ready(false)` once the node has shut down and nothing waits.
-    fn gather_envelopes<H: Host>(
+    fn gather_envelopes(
         &mut self,
         cx: &mut std::task::Context<'_>,
-        host: &H,
+        bus: &Bus,
         group: &mut Vec<Encoded>,
     ) -> Poll<bool> {
         let room = self.room();
         // Enough to fill a post once deflated (see `assemble`, which checks
         // what fits exactly), within what receivers inflate.
         let limit = (room * GATHER_FACTOR)
-            .saturating_sub(overhead(host.origin()))
-            .min(host.max_envelope_bytes() / 2);
+            .saturating_sub(overhead(&bus.origin))
+            .min(bus.max_envelope_bytes / 2);
         let mut size = 0;
         // With Python peers, each envelope goes alone, as it was sent (so
         // never in a batch, never deflated).
-        let alone = host.python_peers().is_some();
-        host.outbox()
+        let alone = bus.python_peers.is_some();
+        bus.outbox
             .poll_posts(cx, group, &mut self.carry, |group, next| {
                 if group.is_empty() {
                     // The first goes whatever its size (in chunks if need be).

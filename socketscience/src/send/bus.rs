@@ -3,15 +3,16 @@
 //! heard ([`Presence`]) and its election. Shared by the node's tasks (the
 //! transport's poster, the dispatcher, the presence and failover tasks) and
 //! its handles; the send and receive paths see the node through it only.
+//! (It lives in `send/` because the poster reads it for every post, and
+//! it holds the outbox.)
 
 use std::sync::Arc;
 
+use super::envelope::Origin;
+use super::outbox::Outbox;
 use crate::failover::Election;
 use crate::presence::{Presence, Queue};
 use crate::security::Keys;
-use crate::send::envelope::Origin;
-use crate::send::outbox::Outbox;
-use crate::send::Host;
 use crate::stats::Counters;
 use crate::wire::Codec;
 
@@ -67,53 +68,5 @@ impl Bus {
                 self.announce();
             }
         }
-    }
-}
-
-// The send path reads the node through this.
-impl Host for Bus {
-    #[inline]
-    fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-    #[inline]
-    fn session(&self) -> u64 {
-        self.session
-    }
-    #[inline]
-    fn codec(&self) -> Codec {
-        self.codec
-    }
-    #[inline]
-    fn origin(&self) -> &Origin {
-        &self.origin
-    }
-    #[inline]
-    fn keys(&self) -> &Keys {
-        &self.keys
-    }
-    #[inline]
-    fn max_envelope_bytes(&self) -> usize {
-        self.max_envelope_bytes
-    }
-    #[inline]
-    fn python_peers(&self) -> Option<usize> {
-        self.python_peers
-    }
-    #[inline]
-    fn counters(&self) -> &Counters {
-        &self.counters
-    }
-    #[inline]
-    fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-    #[inline]
-    fn presence(&self) -> &Presence {
-        &self.presence
-    }
-    #[inline]
-    fn election(&self) -> Option<&Election> {
-        self.election.as_deref()
     }
 }
