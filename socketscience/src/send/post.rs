@@ -290,6 +290,7 @@ impl Poster {
     /// Takes the next envelope waiting into `group` (after giving back the
     /// last post's), with those behind it that fit one post with it.
     /// `Ready(false)` once the node has shut down and nothing waits.
+    #[inline]
     fn gather_envelopes(
         &mut self,
         cx: &mut std::task::Context<'_>,
