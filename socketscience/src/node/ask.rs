@@ -202,16 +202,11 @@ pub fn answer_with<O, Q: Answering<O>>(out: O, cx: &Context) -> std::result::Res
     Q::answer(out, cx)
 }
 
+/// A new envelope written by `write`, within the size receivers take.
 fn encode(bus: &Bus, write: impl FnOnce(&mut BodyWriter) -> Result<()>) -> Result<BodyWriter> {
     let mut writer = BodyWriter::new(bus.codec);
     write(&mut writer)?;
-    let size = writer.len() + crate::send::envelope::overhead(&bus.origin);
-    if size > bus.max_envelope_bytes {
-        return Err(Error::TooLarge {
-            size,
-            max: bus.max_envelope_bytes,
-        });
-    }
+    bus.check_size(&writer)?;
     Ok(writer)
 }
 

@@ -188,13 +188,7 @@ impl Node {
         let bus = self.bus();
         let mut writer = BodyWriter::new(bus.codec);
         payload.write_messages(&mut writer)?;
-        let size = writer.len() + crate::send::envelope::overhead(&bus.origin);
-        if size > bus.max_envelope_bytes {
-            return Err(Error::TooLarge {
-                size,
-                max: bus.max_envelope_bytes,
-            });
-        }
+        bus.check_size(&writer)?;
         if let Some(room) = bus.python_peers {
             let signed = !bus.keys.is_empty();
             if let Err(reason) = writer.check_for_python(&bus.origin, signed, room) {

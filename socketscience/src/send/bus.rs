@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use super::envelope::Origin;
+use super::envelope::{overhead, BodyWriter, Origin};
 use super::outbox::Outbox;
+use crate::error::{Error, Result};
 use crate::failover::Election;
 use crate::presence::{Presence, Queue};
 use crate::security::Keys;
@@ -38,6 +39,20 @@ pub(crate) struct Bus {
 }
 
 impl Bus {
+    /// Refuses an envelope (`writer`'s messages, and this node's metadata)
+    /// larger than receivers take.
+    #[inline]
+    pub(crate) fn check_size(&self, writer: &BodyWriter) -> Result<()> {
+        let size = writer.len() + overhead(&self.origin);
+        if size > self.max_envelope_bytes {
+            return Err(Error::TooLarge {
+                size,
+                max: self.max_envelope_bytes,
+            });
+        }
+        Ok(())
+    }
+
     /// Adds presence or repair traffic for the transport to post, and wakes
     /// it.
     pub(crate) fn push_control(&self, add: impl FnOnce(&mut Queue)) {
