@@ -41,7 +41,6 @@ pub(crate) struct Bus {
 impl Bus {
     /// Refuses an envelope (`writer`'s messages, and this node's metadata)
     /// larger than receivers take.
-    #[inline]
     pub(crate) fn check_size(&self, writer: &BodyWriter) -> Result<()> {
         let size = writer.len() + overhead(&self.origin);
         if size > self.max_envelope_bytes {
