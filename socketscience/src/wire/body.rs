@@ -165,19 +165,26 @@ impl From<String> for BodyError {
 pub(super) const MAX_BATCH: usize = 4_096;
 
 /// A count must be at least 1 and come with a sequence number.
-pub(super) fn check_count(meta: &Meta<'_>) -> Result<(), BodyError> {
-    match (meta.count, meta.seq) {
-        (Some(0), _) => Err("`_count` is 0".to_owned().into()),
-        (Some(n), _) if n > MAX_BATCH as u64 => Err(BodyError::Limit(WireError::TooLarge {
+#[inline]
+pub(super) fn check_count(count: Option<u64>, seq: Option<u64>) -> Result<(), BodyError> {
+    match count {
+        None => Ok(()),
+        Some(n) => check_some_count(n, seq),
+    }
+}
+
+#[inline(never)]
+fn check_some_count(n: u64, seq: Option<u64>) -> Result<(), BodyError> {
+    match seq {
+        _ if n == 0 => Err("`_count` is 0".into()),
+        _ if n > MAX_BATCH as u64 => Err(BodyError::Limit(WireError::TooLarge {
             what: "the number of envelopes in one body",
             size: usize::try_from(n).unwrap_or(usize::MAX),
             max: MAX_BATCH,
         })),
-        (Some(_), None) => Err("`_count` without `_seq`".to_owned().into()),
-        (Some(n), Some(seq)) if seq.checked_add(n).is_none() => {
-            Err("`_seq` + `_count` overflows".to_owned().into())
-        }
-        _ => Ok(()),
+        None => Err("`_count` without `_seq`".into()),
+        Some(seq) if seq.checked_add(n).is_none() => Err("`_seq` + `_count` overflows".into()),
+        Some(_) => Ok(()),
     }
 }
 

@@ -247,6 +247,6 @@ pub(super) fn parse_json_body<'a>(
         }
         meta.count = Some(n);
     }
-    check_count(&meta)?;
+    check_count(meta.count, meta.seq)?;
     Ok(meta)
 }

@@ -99,16 +99,15 @@ pub(super) fn parse_msgpack_body<'a>(
     if let Some(n) = batch {
         count = Some(batch_count(n, top_kinds || count.is_some())?);
     }
-    let meta = Meta {
+    check_count(count, seq)?;
+    Ok(Meta {
         from: from.map(Cow::Borrowed),
         session,
         seq,
         count,
         timestamp,
         control,
-    };
-    check_count(&meta)?;
-    Ok(meta)
+    })
 }
 
 /// A batch's envelope count, checked: not empty, not beside kinds or a
