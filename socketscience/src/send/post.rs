@@ -145,20 +145,29 @@ impl Poster {
     // roundtrip fewer than as calls).
     #[inline]
     fn assemble(&mut self, bus: &Bus, group: &mut Vec<Encoded>) -> Vec<u8> {
-        let (codec, origin) = (bus.codec, &bus.origin);
         let signer = Signer::now(&bus.keys);
-        let room = self.room();
         let mut body = std::mem::take(&mut self.body);
+        write_group(&mut body, bus, group, signer);
+        if group.len() == 1 || body.len() <= self.room() {
+            return body;
+        }
+        self.shrink(bus, group, body, signer)
+    }
+
+    /// A body too long for one post: deflated, and if that is still too
+    /// long, written again with fewer envelopes (the rest go back to wait,
+    /// in `carry`) until it fits or one envelope is left. (Out of line:
+    /// only a burst's posts come here.)
+    #[inline(never)]
+    fn shrink(
+        &mut self,
+        bus: &Bus,
+        group: &mut Vec<Encoded>,
+        mut body: Vec<u8>,
+        signer: Option<Signer<'_>>,
+    ) -> Vec<u8> {
+        let room = self.room();
         loop {
-            if codec == Codec::MessagePack && group.len() > 1 && !mergeable(group, MAX_MERGED_KINDS)
-            {
-                assemble_msgpack_batch_into(&mut body, origin, group, signer);
-            } else {
-                assemble_into(&mut body, codec, origin, group, signer);
-            }
-            if group.len() == 1 || body.len() <= room {
-                return body;
-            }
             wire::deflate_body(&body, &mut self.packed);
             if self.packed.len() <= room {
                 std::mem::swap(&mut body, &mut self.packed);
@@ -169,6 +178,10 @@ impl Poster {
             let keep = (n * room * 15 / 16 / self.packed.len()).clamp(1, n - 1);
             for e in group.drain(keep..).rev() {
                 self.carry.push_front(e);
+            }
+            write_group(&mut body, bus, group, signer);
+            if group.len() == 1 || body.len() <= room {
+                return body;
             }
         }
     }
@@ -337,6 +350,13 @@ impl Poster {
         if frame.len() <= self.max_len {
             return Some(frame);
         }
+        self.chunk(frame)
+    }
+
+    /// A frame too long for one post, split into chunks queued at the back
+    /// of `pending` (`None`). (Out of line: most posts fit.)
+    #[inline(never)]
+    fn chunk(&mut self, frame: String) -> Option<String> {
         // The base64 body sits between the start and the `\x03`.
         let start = self.lines.frame_start().len() + 4;
         let b64 = &frame[start..frame.len() - 1];
@@ -349,5 +369,18 @@ impl Poster {
             }
             None => Some(frame),
         }
+    }
+}
+
+/// Writes the body of `group`'s envelopes: a single envelope as it is;
+/// several as a batch (or, in MessagePack where no kind repeats, a merged
+/// map).
+#[inline]
+fn write_group(body: &mut Vec<u8>, bus: &Bus, group: &[Encoded], signer: Option<Signer<'_>>) {
+    let (codec, origin) = (bus.codec, &bus.origin);
+    if codec == Codec::MessagePack && group.len() > 1 && !mergeable(group, MAX_MERGED_KINDS) {
+        assemble_msgpack_batch_into(body, origin, group, signer);
+    } else {
+        assemble_into(body, codec, origin, group, signer);
     }
 }
