@@ -9,29 +9,35 @@ use crate::wire::Repost;
 /// The envelopes a node posted, kept to post again when asked: bounded by
 /// count, by age, and by bytes ([`MAX_HISTORY_BYTES`]).
 ///
-/// Their map entries are copied, one after the other, into one circular
-/// log of bytes, and the posted buffers go back to the outbox as before:
-/// keeping an envelope is one append to memory written in order (no
-/// allocation once the log is grown, no buffer held out of the outbox's
-/// rotation, little cache pollution).
+/// Their map entries are copied, one after the other, into one ring of
+/// bytes, and the posted buffers go back to the outbox as before: keeping
+/// an envelope is one append to memory written in order (no allocation
+/// once the ring is grown, no buffer held out of the outbox's rotation,
+/// little cache pollution). The ring grows (in powers of two) only while
+/// the count bound keeps more than it holds: it stays within twice the
+/// size of what it keeps.
 #[derive(Debug)]
 pub(crate) struct History {
-    /// The log; it grows to [`MAX_HISTORY_BYTES`], then wraps.
-    log: Vec<u8>,
-    /// Where the next envelope's bytes go.
-    head: usize,
+    /// The ring; its length is 0 or a power of two.
+    ring: Vec<u8>,
+    /// How many bytes were ever written into the ring: the next envelope
+    /// goes at `written` modulo its length.
+    written: u64,
     entries: VecDeque<Entry>,
     capacity: usize,
     max_age_ms: u64,
 }
 
-/// Most bytes of envelopes a history keeps.
+/// Most bytes of envelopes a history keeps (a power of two).
 pub(crate) const MAX_HISTORY_BYTES: usize = 4 << 20;
+/// The ring's length to start with (a power of two).
+const MIN_RING_BYTES: usize = 4 << 10;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     seq: u64,
-    start: u32,
+    /// Where its bytes start, counted as `History::written` counts.
+    start: u64,
     len: u32,
     kinds: u32,
     /// When it was posted, on the node's coarse clock.
@@ -43,8 +49,14 @@ struct Entry {
 impl History {
     pub(crate) fn new(capacity: usize, max_age_ms: u64) -> History {
         History {
-            log: Vec::new(),
-            head: 0,
+            // (Never empty while it keeps anything: `keep` masks with its
+            // length.)
+            ring: if capacity > 0 {
+                vec![0; MIN_RING_BYTES]
+            } else {
+                Vec::new()
+            },
+            written: 0,
             entries: VecDeque::new(),
             capacity,
             max_age_ms,
@@ -58,94 +70,68 @@ impl History {
             return;
         }
         for envelope in group {
-            let len = envelope.bytes.len();
-            let start = if self.room_at_start(len) {
-                // Back to the start while the log is small: it stays about
-                // twice the size of what it keeps (in the cache), rather
-                // than running through all of its bound.
-                self.head = 0;
-                0
-            } else if self.head + len <= MAX_HISTORY_BYTES {
-                self.head
-            } else if len <= MAX_HISTORY_BYTES {
-                self.wrap();
-                0
-            } else {
-                continue;
-            };
+            let bytes = &envelope.bytes[..];
+            let len = bytes.len();
             if self.entries.len() >= self.capacity {
                 // The usual case once it is full: the oldest goes.
                 self.entries.pop_front();
             }
-            if self.overlaps(start, len) {
-                self.evict(start, len);
+            // The bytes from the oldest kept on, with these, must fit.
+            let oldest = self.entries.front().map_or(self.written, |e| e.start);
+            if (self.written - oldest) as usize + len > self.ring.len() && !self.make_room(len) {
+                continue;
             }
-            let end = start + len;
-            if end <= self.log.len() {
-                self.log[start..end].copy_from_slice(&envelope.bytes);
-            } else {
-                self.log.truncate(start);
-                self.log.extend_from_slice(&envelope.bytes);
+            let at = self.written as usize & (self.ring.len() - 1);
+            let first = len.min(self.ring.len() - at);
+            self.ring[at..at + first].copy_from_slice(&bytes[..first]);
+            if first < len {
+                self.ring[..len - first].copy_from_slice(&bytes[first..]);
             }
-            self.head = end;
             self.entries.push_back(Entry {
                 seq: envelope.seq,
-                start: start as u32,
+                start: self.written,
                 len: len as u32,
                 kinds: envelope.kinds.len() as u32,
                 posted_ms: now_ms,
                 reposted_ms: u64::MAX,
             });
+            self.written += len as u64;
         }
     }
 
-    /// Whether the log is in one piece and the space before its oldest
-    /// entry holds `len` bytes and at least as much as the entries take.
-    #[inline]
-    fn room_at_start(&self, len: usize) -> bool {
-        match self.entries.front() {
-            Some(oldest) => {
-                let first = oldest.start as usize;
-                first < self.head && first >= len && first >= self.head - first
-            }
-            None => self.head > 0,
-        }
-    }
-
-    /// Whether writing `len` bytes at `start` would overwrite the oldest
-    /// entry kept.
-    #[inline]
-    fn overlaps(&self, start: usize, len: usize) -> bool {
-        self.entries.front().is_some_and(|oldest| {
-            let (a, b) = (oldest.start as usize, (oldest.start + oldest.len) as usize);
-            start < b && a < start + len
-        })
-    }
-
-    /// Goes back to the log's start: the entries past the head (the oldest,
-    /// from the last round) go.
+    /// Makes room for `len` more bytes: grows the ring (to the power of two
+    /// that holds what is kept and them, within [`MAX_HISTORY_BYTES`]),
+    /// then drops the oldest entries until they fit. False if `len` alone
+    /// is over the bound.
     #[cold]
     #[inline(never)]
-    fn wrap(&mut self) {
-        let head = self.head;
+    fn make_room(&mut self, len: usize) -> bool {
+        if len > MAX_HISTORY_BYTES {
+            return false;
+        }
+        let oldest = self.entries.front().map_or(self.written, |e| e.start);
+        let needed = ((self.written - oldest) as usize + len)
+            .next_power_of_two()
+            .min(MAX_HISTORY_BYTES);
+        if needed > self.ring.len() {
+            // The kept bytes, moved to where they fall in the larger ring.
+            let mut ring = vec![0; needed];
+            let mut kept = Vec::new();
+            for e in &self.entries {
+                kept.clear();
+                read_ring(&self.ring, e.start, e.len as usize, &mut kept);
+                write_ring(&mut ring, e.start, &kept);
+            }
+            self.ring = ring;
+        }
         while self
             .entries
             .front()
-            .is_some_and(|oldest| oldest.start as usize >= head)
+            .is_some_and(|e| (self.written - e.start) as usize + len > self.ring.len())
         {
             self.entries.pop_front();
         }
-        self.head = 0;
-    }
-
-    /// Drops the oldest entries until there is room for one more, of `len`
-    /// bytes at `start`.
-    #[cold]
-    #[inline(never)]
-    fn evict(&mut self, start: usize, len: usize) {
-        while self.entries.len() >= self.capacity || self.overlaps(start, len) {
-            self.entries.pop_front();
-        }
+        true
     }
 
     /// The kept envelopes of `ranges` not posted again within `window_ms`
@@ -186,15 +172,33 @@ impl History {
                 continue;
             }
             entry.reposted_ms = now_ms;
-            let (start, len) = (entry.start as usize, entry.len as usize);
+            let mut bytes = Vec::with_capacity(entry.len as usize);
+            read_ring(&self.ring, entry.start, entry.len as usize, &mut bytes);
             picked.push(Repost {
                 seq,
                 kinds: entry.kinds as usize,
-                bytes: self.log[start..start + len].to_vec(),
+                bytes,
             });
         }
         (picked, gone)
     }
+}
+
+/// Appends the `len` bytes at `start` (as `History::written` counts) in
+/// `ring` to `out`.
+fn read_ring(ring: &[u8], start: u64, len: usize, out: &mut Vec<u8>) {
+    let at = start as usize & (ring.len() - 1);
+    let first = len.min(ring.len() - at);
+    out.extend_from_slice(&ring[at..at + first]);
+    out.extend_from_slice(&ring[..len - first]);
+}
+
+/// Writes `bytes` at `start` (as `History::written` counts) in `ring`.
+fn write_ring(ring: &mut [u8], start: u64, bytes: &[u8]) {
+    let at = start as usize & (ring.len() - 1);
+    let first = bytes.len().min(ring.len() - at);
+    ring[at..at + first].copy_from_slice(&bytes[..first]);
+    ring[..bytes.len() - first].copy_from_slice(&bytes[first..]);
 }
 
 #[cfg(test)]
