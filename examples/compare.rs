@@ -16,7 +16,9 @@
 //! queues or checks. `fanout`: one node sends (from a task on the runtime),
 //! three nodes in one `LocalChat` (the sender included) run a handler for
 //! every message: the whole stack, tasks and all, on the multi-threaded
-//! runtime. `coalesce N`: N pings offered at once to a throttled chat.
+//! runtime. `split`: the MessagePack roundtrip's send and receive paths
+//! timed apart, each in a loop of its own. `coalesce N`: N pings offered
+//! at once to a throttled chat.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,10 +55,7 @@ fn timed(n: u64, mut one: impl FnMut(Ping)) -> Spread {
         .map(|_| {
             let start = Instant::now();
             for i in 0..n {
-                one(Ping {
-                    location: "Henders/EC2".into(),
-                    timestamp: 1_700_000_000.0 + i as f64,
-                });
+                one(ping(i));
             }
             start.elapsed().as_nanos() as f64 / n as f64
         })
@@ -64,7 +63,9 @@ fn timed(n: u64, mut one: impl FnMut(Ping)) -> Spread {
     median(runs)
 }
 
-fn roundtrip(codec: Codec, n: u64) -> Spread {
+/// A sending and a receiving harness on one `LocalChat`, the receiver with
+/// a `ping` handler; and how many pings it has handled.
+fn pair(codec: Codec) -> (Harness, Harness, Arc<AtomicU64>) {
     let chat = LocalChat::new();
     let build = |name: &str| {
         Harness::new(
@@ -75,8 +76,8 @@ fn roundtrip(codec: Codec, n: u64) -> Spread {
         )
         .expect("harness")
     };
-    let mut sender = build("sender");
-    let mut receiver = build("receiver");
+    let sender = build("sender");
+    let receiver = build("receiver");
     let served = Arc::new(AtomicU64::new(0));
     let counter = served.clone();
     receiver.node().register(move |p: Ping| {
@@ -84,6 +85,18 @@ fn roundtrip(codec: Codec, n: u64) -> Spread {
             counter.fetch_add(1, Ordering::Relaxed);
         }
     });
+    (sender, receiver, served)
+}
+
+fn ping(i: u64) -> Ping {
+    Ping {
+        location: "Henders/EC2".into(),
+        timestamp: 1_700_000_000.0 + i as f64,
+    }
+}
+
+fn roundtrip(codec: Codec, n: u64) -> Spread {
+    let (mut sender, mut receiver, served) = pair(codec);
     let account: Arc<str> = "smokey".into();
     let spread = timed(n, |ping| {
         let text = sender.post(ping).expect("post");
@@ -94,6 +107,34 @@ fn roundtrip(codec: Codec, n: u64) -> Spread {
     });
     assert_eq!(served.load(Ordering::Relaxed), 5 * n);
     spread
+}
+
+/// The MessagePack roundtrip's two halves timed apart, each in a loop of
+/// its own: `n` posts (their texts kept), then their `n` receptions. Tells
+/// whether a change costs on the send or on the receive path, and whether
+/// a cost comes from the two paths sharing one core's caches.
+fn split(n: u64) -> (Spread, Spread) {
+    let (mut sender, mut receiver, served) = pair(Codec::MessagePack);
+    let account: Arc<str> = "smokey".into();
+    let (mut posting, mut receiving) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let mut texts: Vec<Arc<str>> = Vec::with_capacity(n as usize);
+        let start = Instant::now();
+        for i in 0..n {
+            texts.push(sender.post(ping(i)).expect("post").into());
+        }
+        posting.push(start.elapsed().as_nanos() as f64 / n as f64);
+        let start = Instant::now();
+        for text in texts {
+            receiver.receive(ChatMessage {
+                account: account.clone(),
+                text,
+            });
+        }
+        receiving.push(start.elapsed().as_nanos() as f64 / n as f64);
+    }
+    assert_eq!(served.load(Ordering::Relaxed), 5 * n);
+    (median(posting), median(receiving))
 }
 
 /// The naive floor: the same map by hand, serde_json + base64 + frame and
@@ -291,6 +332,10 @@ fn main() {
         "naive" => println!("naive {}", naive(n)),
         "minimal" => println!("minimal {}", minimal(n)),
         "fanout" => println!("fanout {}", fanout(n)),
+        "split" => {
+            let (posting, receiving) = split(n);
+            println!("post {posting}\nreceive {receiving}");
+        }
         "coalesce" => {
             let (posts, delay) = coalesce(n);
             println!(
@@ -300,7 +345,7 @@ fn main() {
         other => {
             eprintln!(
                 "unknown mode {other}: use roundtrip, roundtrip-msgpack, roundtrip-json, \
-                 naive, minimal, fanout or coalesce"
+                 naive, minimal, fanout, split or coalesce"
             );
             std::process::exit(2);
         }
