@@ -63,8 +63,10 @@ impl History {
         }
     }
 
-    /// Keeps a copy of the envelopes of `group`, just posted.
-    #[inline]
+    /// Keeps a copy of the envelopes of `group`, just posted. (Out of line:
+    /// inlined into the poster, it cost about 25 instructions more per
+    /// post.)
+    #[inline(never)]
     pub(crate) fn keep(&mut self, group: &[Encoded], now_ms: u64) {
         if self.capacity == 0 {
             return;
@@ -154,19 +156,19 @@ impl History {
         let mut wanted: Vec<u64> = ranges.iter().flat_map(|&(a, b)| a..b).collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let lo = self.entries.front().map_or(u64::MAX, |e| e.seq);
         let mut picked = Vec::new();
         let mut gone: Vec<(u64, u64)> = Vec::new();
         for seq in wanted {
-            let kept = seq >= lo && seq - lo < self.entries.len() as u64;
-            if !kept {
+            // (In order of their numbers; consecutive but where one could
+            // not be kept.)
+            let Ok(i) = self.entries.binary_search_by_key(&seq, |e| e.seq) else {
                 match gone.last_mut() {
                     Some(range) if range.1 == seq => range.1 = seq + 1,
                     _ => gone.push((seq, seq + 1)),
                 }
                 continue;
-            }
-            let entry = &mut self.entries[(seq - lo) as usize];
+            };
+            let entry = &mut self.entries[i];
             if entry.reposted_ms != u64::MAX && now_ms.saturating_sub(entry.reposted_ms) < window_ms
             {
                 continue;
@@ -237,6 +239,15 @@ mod tests {
         assert_eq!(gone, [(0, 5)]);
         assert_eq!(picked.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
         assert!(picked.iter().all(|r| r.bytes == vec![r.seq as u8; big]));
+        // Numbers that do not follow (one that could not be kept between).
+        let mut h = History::new(1_000, 1_000);
+        for seq in (0..300).chain(500..502) {
+            h.keep(&[encoded(seq, 10)], 0);
+        }
+        let (picked, gone) = h.select(&[(299, 301), (500, 501)], 0, 100);
+        assert_eq!(gone, [(300, 301)]);
+        assert_eq!(picked.iter().map(|r| r.seq).collect::<Vec<_>>(), [299, 500]);
+        assert!(picked.iter().all(|r| r.bytes == vec![r.seq as u8; 10]));
         // Envelopes of different sizes, many rounds of the log.
         let mut h = History::new(1_000, 1_000);
         let sizes = [MAX_HISTORY_BYTES / 5, 100, MAX_HISTORY_BYTES / 7, 3_000];
