@@ -388,6 +388,80 @@ async fn dropped_and_silent_sockets_lose_nothing() {
     receiver.shutdown().await.unwrap();
 }
 
+/// A cut longer than what a reconnect reads back (the room's last 100
+/// messages): the history stays the first resort, and gap repair covers
+/// what it misses. Every envelope runs once, in order; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_history_read_misses_after_a_long_cut_is_repaired() {
+    const BEFORE: u64 = 5;
+    const DURING: u64 = 130;
+    let standin = standin().await;
+    let start = |name: &'static str, chat: StackExchangeChat| {
+        Node::builder(name)
+            .transport(chat)
+            .default_node(false)
+            .repair_window(Duration::from_millis(300))
+            .start()
+    };
+    let receiver = start("teward/vps", builder(&standin).connect().await.unwrap())
+        .await
+        .unwrap();
+    let served = serve_beverages(&receiver);
+    let sender = start("Henders/EC2", builder(&standin).connect().await.unwrap())
+        .await
+        .unwrap();
+    for i in 0..BEFORE {
+        sender.send(beverage(i, "coffee")).await.unwrap();
+    }
+    wait_len(&served, BEFORE as usize, "servings before the cut").await;
+    wait_until("both sockets open", || standin.open_sockets() >= 2).await;
+    let history_calls = standin.counts().history_calls;
+
+    // No socket listens while the sender makes 130 posts, one envelope
+    // each: 30 more than the history read gives back.
+    standin.hold_sockets(true);
+    standin.kill_sockets();
+    for i in BEFORE..BEFORE + DURING {
+        let posted = standin.messages(ROOM).len();
+        sender.send(beverage(i, "coffee")).await.unwrap();
+        wait_until("a post made while no socket listens", || {
+            standin.messages(ROOM).len() > posted
+        })
+        .await;
+    }
+    assert_eq!(standin.open_sockets(), 0);
+    standin.hold_sockets(false);
+    let all = (BEFORE + DURING) as usize;
+    wait_long(
+        "every serving after the cut",
+        Duration::from_secs(30),
+        || served.len() >= all,
+    )
+    .await;
+
+    let ids: Vec<u64> = served.items().iter().map(|s| s.1).collect();
+    assert_eq!(
+        ids,
+        (0..BEFORE + DURING).collect::<Vec<_>>(),
+        "every envelope once, in order"
+    );
+    assert!(
+        standin.counts().history_calls > history_calls,
+        "the reconnect read the history"
+    );
+    let stats = receiver.stats();
+    assert_eq!(stats.lost, 0, "{stats:?}");
+    assert_eq!(stats.dispatched, BEFORE + DURING);
+    assert!(
+        (DURING - 100..DURING).contains(&stats.repaired),
+        "repair covered what the history missed, and only about that: {} repaired",
+        stats.repaired
+    );
+    assert!(sender.stats().repair_posts + receiver.stats().repair_posts > 0);
+    sender.shutdown().await.unwrap();
+    receiver.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_humans_and_other_rooms_are_not_dispatched() {
     let standin = standin().await;
