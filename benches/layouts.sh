@@ -11,7 +11,9 @@
 # One build is one draw. Each binary (the as-built one, then SEEDS
 # shuffled ones, per tree) runs ROUNDS times, all interleaved in a random
 # order; per binary the median of its runs' fastest passes; per tree the
-# median and the mean over its layouts.
+# median and the mean over its layouts. The baseline is checked out in a
+# git worktree under target/layouts (after `cargo clean`, `git worktree
+# prune` forgets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-12}
