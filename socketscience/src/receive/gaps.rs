@@ -4,7 +4,7 @@
 //! timers, and what is given up. The dispatcher's rare paths: the usual
 //! one stays in `mod.rs`.
 
-use super::senders::{sender_state, SESSIONS_PER_SENDER};
+use super::senders::{followed, sender_state, Followed, SESSIONS_PER_SENDER};
 use super::*;
 
 impl<D: Deliver> Dispatcher<D> {
@@ -118,13 +118,13 @@ impl<D: Deliver> Dispatcher<D> {
 
     fn hold_body(&mut self, from: &str, session: u64, seq: u64, end: u64, body: HeldBody) {
         let max_held = self.bus.presence.options.max_held as u64;
-        let Some(state) = self.senders.get_mut(from) else {
+        let Some(Followed {
+            instance, track, ..
+        }) = followed(&mut self.senders, from, session)
+        else {
             return;
         };
-        let instance = state.instance.clone();
-        let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) else {
-            return;
-        };
+        let instance = instance.clone();
         track.hold(seq, end, body);
         trace!(node = %self.bus.name, from, seq, next = track.next, "holding an envelope that came early");
         if track.held_count > max_held || track.held_bytes > repair::MAX_HELD_BYTES {
@@ -155,13 +155,13 @@ impl<D: Deliver> Dispatcher<D> {
     async fn release(&mut self, from: &str, session: u64) {
         let limits = self.checks.body_limits;
         loop {
-            let Some(state) = self.senders.get_mut(from) else {
+            let Some(Followed {
+                instance, track, ..
+            }) = followed(&mut self.senders, from, session)
+            else {
                 return;
             };
-            let instance = state.instance.clone();
-            let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) else {
-                return;
-            };
+            let instance = instance.clone();
             let Some((first, held)) = track.pop_ready() else {
                 return;
             };
@@ -287,12 +287,8 @@ impl<D: Deliver> Dispatcher<D> {
         serve: &mut Vec<(u64, u64)>,
         unrepairable: &mut Vec<wire::WireRange>,
     ) -> u64 {
-        let ranges = match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
-            Ok(ranges) => ranges,
-            Err(e) => {
-                trace!(node = %self.bus.name, from, error = %e, "refused a repair request");
-                return 1;
-            }
+        let Some(ranges) = self.ranges(raw, codec, from, "a repair request") else {
+            return 1;
         };
         let mut refused = 0;
         for (asked, asked_session, first, end) in ranges {
@@ -316,28 +312,19 @@ impl<D: Deliver> Dispatcher<D> {
                 continue;
             }
             // Another receiver asked: this one waits for the repair.
-            self.probes
-                .retain(|p| !(*p.instance == *asked && p.session == asked_session));
-            let Some(state) = self.senders.get_mut(asked.as_str()) else {
+            let Some(Followed {
+                track, replaced, ..
+            }) = self.heard_about(&asked, asked_session)
+            else {
                 continue;
             };
-            let replaced = state
-                .sessions
-                .first()
-                .is_some_and(|t| t.session != asked_session);
-            if let Some(track) = state
-                .sessions
-                .iter_mut()
-                .find(|t| t.session == asked_session)
-            {
-                if let Some(gap) = &mut track.gap {
-                    gap.ask_at = gap.ask_at.max(quiet_until);
-                }
-                // A restarted sender cannot answer for its old
-                // session: who heard further says how far.
-                if end == repair::TO_THE_END && replaced && track.end > first {
-                    unrepairable.push((asked, asked_session, first, track.end));
-                }
+            if let Some(gap) = &mut track.gap {
+                gap.ask_at = gap.ask_at.max(quiet_until);
+            }
+            // A restarted sender cannot answer for its old session: who
+            // heard further says how far.
+            if end == repair::TO_THE_END && replaced && track.end > first {
+                unrepairable.push((asked, asked_session, first, track.end));
             }
         }
         refused
@@ -347,12 +334,8 @@ impl<D: Deliver> Dispatcher<D> {
     /// lost, and what was held behind them released). Gives how many were
     /// refused.
     fn unrepairable(&mut self, raw: &[u8], codec: Codec, from: &str) -> u64 {
-        let ranges = match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
-            Ok(ranges) => ranges,
-            Err(e) => {
-                trace!(node = %self.bus.name, from, error = %e, "refused a list of unrepairable ranges");
-                return 1;
-            }
+        let Some(ranges) = self.ranges(raw, codec, from, "a list of unrepairable ranges") else {
+            return 1;
         };
         let mut refused = 0;
         for (gone, gone_session, first, end) in ranges {
@@ -360,19 +343,13 @@ impl<D: Deliver> Dispatcher<D> {
                 refused += 1;
                 continue;
             }
-            self.probes
-                .retain(|p| !(*p.instance == *gone && p.session == gone_session));
-            let Some(state) = self.senders.get_mut(gone.as_str()) else {
-                continue;
-            };
-            let gone_instance = state.instance.clone();
-            let Some(track) = state
-                .sessions
-                .iter_mut()
-                .find(|t| t.session == gone_session)
+            let Some(Followed {
+                instance, track, ..
+            }) = self.heard_about(&gone, gone_session)
             else {
                 continue;
             };
+            let gone_instance = instance.clone();
             let next = track.next;
             let n = track.give_up(first, end);
             if n > 0 {
@@ -388,6 +365,33 @@ impl<D: Deliver> Dispatcher<D> {
             }
         }
         refused
+    }
+
+    /// The ranges of a `_rq` or `_nak` list from `from` (`what` it is, for
+    /// the log when it is refused).
+    fn ranges(
+        &self,
+        raw: &[u8],
+        codec: Codec,
+        from: &str,
+        what: &str,
+    ) -> Option<Vec<wire::WireRange>> {
+        match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
+            Ok(ranges) => Some(ranges),
+            Err(e) => {
+                trace!(node = %self.bus.name, from, error = %e, "refused {what}");
+                None
+            }
+        }
+    }
+
+    /// Another node spoke of `instance`'s `session` (asked for a range of
+    /// it, or gave one up): this node no longer asks the room how far it
+    /// went, and gives the session if it follows it.
+    fn heard_about(&mut self, instance: &str, session: u64) -> Option<Followed<'_>> {
+        self.probes
+            .retain(|p| !(*p.instance == *instance && p.session == session));
+        followed(&mut self.senders, instance, session)
     }
 
     /// Envelopes posted again by `instance`'s `session`: those missing run
@@ -409,10 +413,8 @@ impl<D: Deliver> Dispatcher<D> {
         };
         let now = tokio::time::Instant::now();
         for (seq, item) in items {
-            let Some(state) = self.senders.get_mut(&**instance) else {
-                return;
-            };
-            let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) else {
+            let Some(Followed { track, .. }) = followed(&mut self.senders, instance, session)
+            else {
                 // A session this node does not follow: not owed to it.
                 return;
             };

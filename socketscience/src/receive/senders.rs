@@ -56,6 +56,31 @@ pub(super) fn sender_state<'s>(
     senders.get_mut(from).expect("inserted above")
 }
 
+/// A sender session this node follows, as found in the sender table.
+pub(super) struct Followed<'s> {
+    /// The sender's shared name.
+    pub(super) instance: &'s Arc<str>,
+    pub(super) track: &'s mut Track,
+    /// Whether a later session of the sender replaced it (it restarted).
+    pub(super) replaced: bool,
+}
+
+/// `instance`'s `session`, if this node follows it.
+pub(super) fn followed<'s>(
+    senders: &'s mut foldhash::HashMap<Box<str>, SenderState>,
+    instance: &str,
+    session: u64,
+) -> Option<Followed<'s>> {
+    let state = senders.get_mut(instance)?;
+    let i = state.sessions.iter().position(|t| t.session == session)?;
+    Some(Followed {
+        instance: &state.instance,
+        track: &mut state.sessions[i],
+        // (Most recently heard first.)
+        replaced: i > 0,
+    })
+}
+
 impl<D: Deliver> Dispatcher<D> {
     /// Drops own echoes, stale and repeated envelopes; holds those that
     /// come before their turn; for the rest, makes `room_cx` their
