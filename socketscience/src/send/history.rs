@@ -79,8 +79,7 @@ impl History {
                 self.entries.pop_front();
             }
             // The bytes from the oldest kept on, with these, must fit.
-            let oldest = self.entries.front().map_or(self.written, |e| e.start);
-            if (self.written - oldest) as usize + len > self.ring.len() && !self.make_room(len) {
+            if self.kept_bytes() + len > self.ring.len() && !self.make_room(len) {
                 continue;
             }
             let at = self.written as usize & (self.ring.len() - 1);
@@ -111,8 +110,7 @@ impl History {
         if len > MAX_HISTORY_BYTES {
             return false;
         }
-        let oldest = self.entries.front().map_or(self.written, |e| e.start);
-        let needed = ((self.written - oldest) as usize + len)
+        let needed = (self.kept_bytes() + len)
             .next_power_of_two()
             .min(MAX_HISTORY_BYTES);
         if needed > self.ring.len() {
@@ -126,14 +124,17 @@ impl History {
             }
             self.ring = ring;
         }
-        while self
-            .entries
-            .front()
-            .is_some_and(|e| (self.written - e.start) as usize + len > self.ring.len())
-        {
+        while self.kept_bytes() + len > self.ring.len() {
             self.entries.pop_front();
         }
         true
+    }
+
+    /// The ring's bytes from the oldest envelope kept on.
+    #[inline]
+    fn kept_bytes(&self) -> usize {
+        let oldest = self.entries.front().map_or(self.written, |e| e.start);
+        (self.written - oldest) as usize
     }
 
     /// The kept envelopes of `ranges` not posted again within `window_ms`
