@@ -148,10 +148,17 @@ impl Poster {
         let signer = Signer::now(&bus.keys);
         let mut body = std::mem::take(&mut self.body);
         write_group(&mut body, bus, group, signer);
-        if group.len() == 1 || body.len() <= self.room() {
+        if self.fits(group, &body) {
             return body;
         }
         self.shrink(bus, group, body, signer)
+    }
+
+    /// Whether `body` goes in one post as it is (one envelope always does:
+    /// in chunks if need be).
+    #[inline]
+    fn fits(&self, group: &[Encoded], body: &[u8]) -> bool {
+        group.len() == 1 || body.len() <= self.room()
     }
 
     /// A body too long for one post: deflated, and if that is still too
@@ -180,7 +187,7 @@ impl Poster {
                 self.carry.push_front(e);
             }
             write_group(&mut body, bus, group, signer);
-            if group.len() == 1 || body.len() <= room {
+            if self.fits(group, &body) {
                 return body;
             }
         }
