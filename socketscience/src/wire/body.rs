@@ -175,13 +175,17 @@ pub(super) fn check_count(count: Option<u64>, seq: Option<u64>) -> Result<(), Bo
 
 #[inline(never)]
 fn check_some_count(n: u64, seq: Option<u64>) -> Result<(), BodyError> {
-    match seq {
-        _ if n == 0 => Err("`_count` is 0".into()),
-        _ if n > MAX_BATCH as u64 => Err(BodyError::Limit(WireError::TooLarge {
+    if n == 0 {
+        return Err("`_count` is 0".into());
+    }
+    if n > MAX_BATCH as u64 {
+        return Err(BodyError::Limit(WireError::TooLarge {
             what: "the number of envelopes in one body",
             size: usize::try_from(n).unwrap_or(usize::MAX),
             max: MAX_BATCH,
-        })),
+        }));
+    }
+    match seq {
         None => Err("`_count` without `_seq`".into()),
         Some(seq) if seq.checked_add(n).is_none() => Err("`_seq` + `_count` overflows".into()),
         Some(_) => Ok(()),
