@@ -121,6 +121,23 @@ async fn wait_long(what: &str, limit: Duration, mut condition: impl FnMut() -> b
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
+/// Drops every socket and keeps new ones from opening while `sender`
+/// posts the beverages `ids`, one post each; then lets sockets open again.
+async fn post_while_no_socket_listens(standin: &StandIn, sender: &Node, ids: std::ops::Range<u64>) {
+    standin.hold_sockets(true);
+    standin.kill_sockets();
+    for i in ids {
+        let posted = standin.messages(ROOM).len();
+        sender.send(beverage(i, "coffee")).await.unwrap();
+        wait_until("a post made while no socket listens", || {
+            standin.messages(ROOM).len() > posted
+        })
+        .await;
+    }
+    assert_eq!(standin.open_sockets(), 0);
+    standin.hold_sockets(false);
+}
+
 fn cookie_path(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("sechat-cookies-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -346,18 +363,7 @@ async fn dropped_and_silent_sockets_lose_nothing() {
     let sockets = standin.counts().sockets;
 
     // Drop every socket, keep new ones from opening, post meanwhile.
-    standin.hold_sockets(true);
-    standin.kill_sockets();
-    for i in 5..15 {
-        let posted = standin.messages(ROOM).len();
-        sender.send(beverage(i, "coffee")).await.unwrap();
-        wait_until("a post made while no socket listens", || {
-            standin.messages(ROOM).len() > posted
-        })
-        .await;
-    }
-    assert_eq!(standin.open_sockets(), 0);
-    standin.hold_sockets(false);
+    post_while_no_socket_listens(&standin, &sender, 5..15).await;
     wait_len(&served, 15, "servings after the drop").await;
     assert!(standin.counts().sockets > sockets, "it reconnected");
 
@@ -419,18 +425,7 @@ async fn what_the_history_read_misses_after_a_long_cut_is_repaired() {
 
     // No socket listens while the sender makes 130 posts, one envelope
     // each: 30 more than the history read gives back.
-    standin.hold_sockets(true);
-    standin.kill_sockets();
-    for i in BEFORE..BEFORE + DURING {
-        let posted = standin.messages(ROOM).len();
-        sender.send(beverage(i, "coffee")).await.unwrap();
-        wait_until("a post made while no socket listens", || {
-            standin.messages(ROOM).len() > posted
-        })
-        .await;
-    }
-    assert_eq!(standin.open_sockets(), 0);
-    standin.hold_sockets(false);
+    post_while_no_socket_listens(&standin, &sender, BEFORE..BEFORE + DURING).await;
     let all = (BEFORE + DURING) as usize;
     wait_long(
         "every serving after the cut",
