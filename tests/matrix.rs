@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::synapse::{Options, Synapse};
 use socketscience::matrix::MatrixError;
-use socketscience::{message, Context, Error, MatrixChat, Node};
+use socketscience::{message, Context, Error, MatrixChat, Node, NodeBuilder};
 
 #[message("matrix_test_beverage")]
 #[derive(Debug, Clone, PartialEq)]
@@ -61,21 +61,37 @@ async fn chat(synapse: &Synapse, user: &str) -> socketscience::matrix::MatrixCha
 
 /// The chat of an already registered user.
 fn builder(synapse: &Synapse, user: &str) -> socketscience::matrix::MatrixChatBuilder {
-    MatrixChat::builder(synapse.url(), ROOM)
+    builder_at(&synapse.url(), user)
+}
+
+/// The chat of an already registered user, through the homeserver URL `url`.
+fn builder_at(url: &str, user: &str) -> socketscience::matrix::MatrixChatBuilder {
+    MatrixChat::builder(url, ROOM)
         .credentials(user, password(user))
         .reconnect_delay(Duration::from_millis(100))
         .sync_wait(Duration::from_secs(5))
 }
 
 async fn member(chat: socketscience::matrix::MatrixChatBuilder, name: &str) -> Member {
+    member_with(chat, name, |node| node).await
+}
+
+/// A member whose node is set up further by `configure`.
+async fn member_with(
+    chat: socketscience::matrix::MatrixChatBuilder,
+    name: &str,
+    configure: impl FnOnce(NodeBuilder) -> NodeBuilder,
+) -> Member {
     let chat = chat.connect().await.expect("connect to Synapse");
-    let node = Node::builder(name)
-        .transport(chat)
-        .trust("@smokey-*:localhost")
-        .default_node(false)
-        .start()
-        .await
-        .expect("start the node");
+    let node = configure(
+        Node::builder(name)
+            .transport(chat)
+            .trust("@smokey-*:localhost")
+            .default_node(false),
+    )
+    .start()
+    .await
+    .expect("start the node");
     let seen: Seen = Arc::default();
     node.register({
         let seen = seen.clone();
@@ -414,35 +430,14 @@ async fn what_a_cut_node_cannot_read_back_is_repaired() {
     synapse
         .register("smokey-undo", &password("smokey-undo"), false)
         .await;
-    let c_chat = MatrixChat::builder(format!("http://{}", proxy.addr()), ROOM)
-        .credentials("smokey-undo", password("smokey-undo"))
-        .reconnect_delay(Duration::from_millis(100))
+    let c_chat = builder_at(&format!("http://{}", proxy.addr()), "smokey-undo")
         .sync_wait(Duration::from_secs(1))
         .timeline_limit(2)
-        .max_backfill(4)
-        .connect()
-        .await
-        .expect("connect through the proxy");
-    let c_node = Node::builder("Undo/pi")
-        .transport(c_chat)
-        .trust("@smokey-*:localhost")
-        .default_node(false)
-        .repair_window(Duration::from_millis(300))
-        .start()
-        .await
-        .expect("start the node");
-    let c_seen: Seen = Arc::default();
-    c_node.register({
-        let seen = c_seen.clone();
-        move |b: Beverage, cx: Context| {
-            let from = cx.sender().instance().unwrap_or("?").to_owned();
-            seen.lock().unwrap().push((from, b));
-        }
-    });
-    let c = Member {
-        node: c_node,
-        seen: c_seen,
-    };
+        .max_backfill(4);
+    let c = member_with(c_chat, "Undo/pi", |node| {
+        node.repair_window(Duration::from_millis(300))
+    })
+    .await;
 
     // The receiver follows the sender's session before the cut.
     send_one_by_one(&a, &c, 1..=3).await;
