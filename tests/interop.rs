@@ -1041,6 +1041,34 @@ async fn python_peer(chat: &LocalChat, name: &str) -> Node {
         .expect("node starts")
 }
 
+/// A question with a long text (answered with a `location`).
+#[message("long_question", reply = Location)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongQuestion(pub String);
+
+/// Point 3 for questions: a node with `python_peers()` posts each envelope
+/// whole, in one post, questions and answers too; a question too long for
+/// one post is refused when asked, with the reason, not posted in chunks.
+#[tokio::test]
+async fn python_peers_refuses_a_question_too_long_for_one_post() {
+    let chat = LocalChat::with_max_message_len(400);
+    let mut room = chat.watch();
+    let node = python_peer(&chat, "interop/asks").await;
+    let asked = node
+        .ask(LongQuestion("x".repeat(1_000)))
+        .within(std::time::Duration::from_millis(200))
+        .await;
+    match asked {
+        Err(Error::NotForPython { reason, .. }) => {
+            assert!(reason.contains("in chunks"), "{reason}")
+        }
+        Err(other) => panic!("expected NotForPython, got {other}"),
+        Ok(answers) => panic!("asked and posted ({} answers)", answers.len()),
+    }
+    within("shutdown", node.shutdown()).await.expect("shutdown");
+    assert!(posted(&mut room).is_empty(), "nothing was posted");
+}
+
 /// Point 1: a unit struct reaches Python as `None`, byte for byte what
 /// Python writes for it; Rust reads it back, and the empty array older
 /// nodes wrote too.

@@ -202,11 +202,12 @@ pub fn answer_with<O, Q: Answering<O>>(out: O, cx: &Context) -> std::result::Res
     Q::answer(out, cx)
 }
 
-/// A new envelope written by `write`, within the size receivers take.
+/// A new envelope written by `write`, checked as every envelope is
+/// ([`Bus::check`]: its size, and with Python peers what they can read).
 fn encode(bus: &Bus, write: impl FnOnce(&mut BodyWriter) -> Result<()>) -> Result<BodyWriter> {
     let mut writer = BodyWriter::new(bus.codec);
     write(&mut writer)?;
-    bus.check_size(&writer)?;
+    bus.check(&writer)?;
     Ok(writer)
 }
 

@@ -189,19 +189,8 @@ impl Node {
     /// in a `Result`: 21 instructions fewer per MessagePack roundtrip.)
     #[inline]
     fn encode(&self, payload: &impl Payload, writer: &mut BodyWriter) -> Result<()> {
-        let bus = self.bus();
         payload.write_messages(writer)?;
-        bus.check_size(writer)?;
-        if let Some(room) = bus.python_peers {
-            let signed = !bus.keys.is_empty();
-            if let Err(reason) = writer.check_for_python(&bus.origin, signed, room) {
-                return Err(Error::NotForPython {
-                    name: bus.name.to_string(),
-                    reason,
-                });
-            }
-        }
-        Ok(())
+        self.bus().check(writer)
     }
 
     /// Registers a handler at run time, like SocketScience's

@@ -40,8 +40,12 @@ pub(crate) struct Bus {
 
 impl Bus {
     /// Refuses an envelope (`writer`'s messages, and this node's metadata)
-    /// larger than receivers take.
-    pub(crate) fn check_size(&self, writer: &BodyWriter) -> Result<()> {
+    /// larger than receivers take; and, with
+    /// [`python_peers`](crate::NodeBuilder::python_peers), one that Python
+    /// instances could not read (every envelope a node posts comes here:
+    /// messages, questions and answers).
+    #[inline]
+    pub(crate) fn check(&self, writer: &BodyWriter) -> Result<()> {
         let size = writer.len() + overhead(&self.origin);
         if size > self.max_envelope_bytes {
             return Err(Error::TooLarge {
@@ -49,7 +53,23 @@ impl Bus {
                 max: self.max_envelope_bytes,
             });
         }
-        Ok(())
+        match self.python_peers {
+            Some(room) => self.check_for_python(writer, room),
+            None => Ok(()),
+        }
+    }
+
+    /// With Python peers: refuses what they could not read whole from one
+    /// post of at most `room` body bytes.
+    #[inline(never)]
+    fn check_for_python(&self, writer: &BodyWriter, room: usize) -> Result<()> {
+        let signed = !self.keys.is_empty();
+        writer
+            .check_for_python(&self.origin, signed, room)
+            .map_err(|reason| Error::NotForPython {
+                name: self.name.to_string(),
+                reason,
+            })
     }
 
     /// Adds presence or repair traffic for the transport to post, and wakes
