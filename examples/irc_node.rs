@@ -35,6 +35,11 @@
 //! --payload BYTES        text carried by each note (default 0)
 //! --expect N             notes to dispatch before exiting (default (peers+1)*count)
 //! --password PASS        the server password
+//! --tls                  connect with TLS (verified against the usual roots)
+//! --tls-ca FILE          also trust the CAs in this PEM file (implies --tls)
+//! --sasl-account NAME    log in with SASL PLAIN as NAME (password from the
+//!                        environment: SOCKETSCIENCE_SASL_PASSWORD); trust
+//!                        then matches accounts, not nicks
 //! --rate LINES_PER_SEC   send rate (default 1)
 //! --burst LINES          send burst (default 5)
 //! --backoff-max MS       longest reconnect delay (default 60000)
@@ -51,6 +56,9 @@
 //! --wait-stdin           once every note is dispatched (`ALL` is printed),
 //!                        stay in the room (to answer repair requests) until
 //!                        stdin closes, then shut down
+//! --metrics ADDR         serve the node's counters and gauges for Prometheus
+//!                        at http://ADDR/metrics (feature `metrics` of
+//!                        socketscience, metrics-exporter-prometheus)
 //! ```
 
 use std::collections::HashMap;
@@ -103,6 +111,12 @@ struct Args {
     expect: Option<u64>,
     #[arg(long)]
     password: Option<String>,
+    #[arg(long)]
+    tls: bool,
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
+    #[arg(long)]
+    sasl_account: Option<String>,
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
     #[arg(long, default_value_t = 5)]
@@ -123,6 +137,8 @@ struct Args {
     wait_stdin: bool,
     #[arg(long)]
     pings: bool,
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// A time in milliseconds.
@@ -156,6 +172,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> Result<(), String> {
+    if let Some(addr) = args.metrics {
+        // The node publishes through the `metrics` facade; this exporter
+        // serves what it records over HTTP.
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| format!("cannot serve metrics at {addr}: {e}"))?;
+    }
     let mut chat = IrcChat::new(&args.server, &args.nick, &args.channel)
         .send_rate(args.rate, args.burst)
         .reconnect_backoff(
@@ -165,6 +189,17 @@ async fn run(args: &Args) -> Result<(), String> {
         .settle_time(args.settle);
     if let Some(password) = &args.password {
         chat = chat.password(password);
+    }
+    if args.tls {
+        chat = chat.tls();
+    }
+    if let Some(ca) = &args.tls_ca {
+        chat = chat.tls_ca_file(ca);
+    }
+    if let Some(account) = &args.sasl_account {
+        let password = std::env::var("SOCKETSCIENCE_SASL_PASSWORD")
+            .map_err(|_| "--sasl-account needs SOCKETSCIENCE_SASL_PASSWORD".to_owned())?;
+        chat = chat.sasl(account, password);
     }
     let status = chat.status();
     let mut builder = Node::builder(&args.name).transport(chat);
@@ -255,18 +290,28 @@ async fn run(args: &Args) -> Result<(), String> {
     let expect = args
         .expect
         .unwrap_or((args.peers.len() as u64 + 1) * args.count);
-    while dispatched.load(Ordering::SeqCst) < expect {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Until every envelope expected ran, or SIGTERM or Ctrl-C.
+    let all_ran = async {
+        while dispatched.load(Ordering::SeqCst) < expect {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        _ = all_ran => {}
+        _ = socketscience::stop_signal() => {}
     }
     let all_ms = started.elapsed().as_millis();
     if args.wait_stdin {
         println!("ALL dispatched={}", dispatched.load(Ordering::SeqCst));
         // Stays in the room, answering repair requests, until told to go.
-        let _ = tokio::task::spawn_blocking(|| {
+        let stdin_closed = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
             while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
-        })
-        .await;
+        });
+        tokio::select! {
+            _ = stdin_closed => {}
+            _ = socketscience::stop_signal() => {}
+        }
     }
     // Posts what is still queued and waits for the server to confirm it.
     let shutdown = node.shutdown().await;

@@ -162,8 +162,15 @@ async fn run(args: &Args) -> Result<(), String> {
         }
     }
     let expect = args.expect.unwrap_or(args.count);
-    while dispatched.load(Ordering::SeqCst) < expect {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Until every envelope expected ran, or SIGTERM or Ctrl-C.
+    let all_ran = async {
+        while dispatched.load(Ordering::SeqCst) < expect {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        _ = all_ran => {}
+        _ = socketscience::stop_signal() => {}
     }
     let shutdown = node.shutdown().await;
     let stats = node.stats();

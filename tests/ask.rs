@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::future::IntoFuture as _;
 use std::time::Duration;
 
 use socketscience::{handler, message, Codec, Context, LocalChat, Node};
@@ -333,4 +334,109 @@ fn ask_reply_and_election_entries_are_read_in_both_codecs() {
     let el = rmp_serde::to_vec(&(3u64, 1u8, -2i64, 1u8, 0u8)).unwrap();
     let meta = parse_body(&mp, BodyLimits::default()).unwrap().meta;
     assert_eq!(meta.control.unwrap().election, Some(&el[..]));
+}
+
+/// Every node has heard the others, and the kinds they handle, once it has
+/// run for a peer timeout (three heartbeats of 30 s by default).
+const SETTLED: Duration = Duration::from_secs(95);
+/// A deadline no test should reach when the answers end early: a guard of
+/// half of it fails the test instead (virtual time, so never flaky).
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test(start_paused = true)]
+async fn a_question_ends_once_every_live_peer_that_handles_it_answered() {
+    let chat = LocalChat::new();
+    let nodes = fleet(&chat, &["alpha", "beta", "gamma"]).await;
+    tokio::time::sleep(SETTLED).await;
+    for n in &nodes {
+        assert_eq!(n.peers().len(), 2, "{}: {:?}", n.name(), n.peers());
+        assert!(n.peers().iter().all(|p| p.handles("who_are_you")));
+    }
+    let ask = nodes[0].ask(WhoAreYou).within(LONG).stream();
+    let mut answers = tokio::time::timeout(LONG / 2, ask)
+        .await
+        .expect("posted")
+        .unwrap();
+    let mut names = BTreeSet::new();
+    let all = tokio::time::timeout(LONG / 2, async {
+        while let Some(a) = answers.next().await {
+            names.insert(a.reply.name);
+        }
+    })
+    .await;
+    assert!(all.is_ok(), "it waited past half its deadline: {names:?}");
+    assert_eq!(names, ["alpha", "beta", "gamma"].map(String::from).into());
+    assert!(answers.silent().is_empty(), "{:?}", answers.silent());
+    // `.await` ends as early.
+    let answers =
+        tokio::time::timeout(LONG / 2, nodes[1].ask(WhoAreYou).within(LONG).into_future())
+            .await
+            .expect("it ended before half its deadline")
+            .unwrap();
+    assert_eq!(answers.len(), 3);
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_deadline_the_live_peers_that_did_not_answer_are_named() {
+    let chat = LocalChat::new();
+    // `seen` answers on names starting with "a" only: the others handle
+    // the kind and stay silent.
+    let nodes = fleet(&chat, &["alpha", "apex", "beta", "gamma"]).await;
+    tokio::time::sleep(SETTLED).await;
+    // gamma stops: still listed (heard within the peer timeout), it
+    // answers nothing.
+    nodes[3].shutdown().await.unwrap();
+    let mut answers = nodes[0]
+        .ask(SeenPost(7))
+        .within(Duration::from_secs(10))
+        .stream()
+        .await
+        .unwrap();
+    let mut names = BTreeSet::new();
+    while let Some(a) = answers.next().await {
+        names.insert(a.sender.instance().unwrap().to_owned());
+    }
+    assert_eq!(names, ["alpha", "apex"].map(String::from).into());
+    let mut silent = answers.silent();
+    silent.sort();
+    assert_eq!(silent, ["beta", "gamma"]);
+    for n in &nodes[..3] {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_does_not_say_its_kinds_is_waited_for_until_the_deadline() {
+    let chat = LocalChat::new();
+    let nodes = fleet(&chat, &["alpha", "beta"]).await;
+    tokio::time::sleep(SETTLED).await;
+    // An instance of an older version: heartbeats without `_pk`.
+    let body = br#"{"_from":"old","_sid":5,"_hb":0}"#;
+    let mut b64 = String::new();
+    socketscience::wire::encode_base64(body, &mut b64);
+    chat.say("smokey", &format!(".\n\x020000{b64}\x03"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let old = nodes[0].peers();
+    assert!(
+        old.iter()
+            .any(|p| p.instance() == "old" && !p.kinds_known()),
+        "{old:?}"
+    );
+    let started = tokio::time::Instant::now();
+    let answers = nodes[0]
+        .ask(WhoAreYou)
+        .within(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "it could not know whether `old` answers: it waits the deadline"
+    );
+    for n in nodes {
+        n.shutdown().await.unwrap();
+    }
 }

@@ -47,10 +47,13 @@ async fn broadcast_uses_the_first_node_started_then_none_after_it_shuts_down() {
         .unwrap();
 
     first.shutdown().await.unwrap();
-    assert!(matches!(
-        hello_from_sync_code("after"),
-        Err(Error::NoDefaultNode)
-    ));
+    // It says the default node stopped, naming it (not "start one").
+    let after = hello_from_sync_code("after").unwrap_err();
+    assert!(
+        matches!(&after, Error::DefaultNodeStopped { name } if name == "default/first"),
+        "{after}"
+    );
+    assert!(after.to_string().contains("has shut down"), "{after}");
     assert_eq!(first.stats().sent, 2);
     assert_eq!(second.stats().sent, 1);
     second.make_default();
@@ -59,6 +62,6 @@ async fn broadcast_uses_the_first_node_started_then_none_after_it_shuts_down() {
     assert_eq!(second.stats().sent, 2);
     assert!(matches!(
         hello_from_sync_code("after all"),
-        Err(Error::NoDefaultNode)
+        Err(Error::DefaultNodeStopped { name }) if name == "default/second"
     ));
 }

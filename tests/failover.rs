@@ -384,8 +384,8 @@ async fn two_actives_after_a_partition_resolve_within_a_heartbeat_round() {
     let healed = Instant::now();
     let took = until_one_active(&[&b, &c], LEASE * 3).await;
     assert!(took <= HEARTBEAT + DELAY * 2, "healing took {took:?}");
-    // b's term (2) is higher than c's (1): b stays although c... whatever
-    // the priorities, the term decides first.
+    // b and c claimed the same term (the one after a's): b's higher
+    // priority decides, and b claims the next term as it tells c.
     assert_eq!(actives(&[&b, &c]), ["b"]);
     run_for(LEASE * 10).await;
     assert_eq!(actives(&[&b, &c]), ["b"]);
@@ -509,4 +509,113 @@ async fn an_ineligible_instance_never_becomes_active() {
     run_for(LEASE * 10).await;
     assert_eq!(a.role(), Role::Standby);
     assert!(a.changes().is_empty());
+}
+
+/// A toy service the active instance writes to: it keeps the highest
+/// fencing token it has seen and refuses writes with a lower one.
+#[derive(Clone, Default)]
+struct Fenced {
+    inner: Arc<Mutex<FencedState>>,
+}
+
+#[derive(Default)]
+struct FencedState {
+    highest: u64,
+    /// Writes taken: when, from whom, with which token.
+    taken: Vec<(Instant, String, u64)>,
+    refused: Vec<(Instant, String, u64)>,
+}
+
+impl Fenced {
+    fn write(&self, from: &str, token: u64) -> bool {
+        let mut s = self.inner.lock().unwrap();
+        let entry = (Instant::now(), from.to_owned(), token);
+        if token < s.highest {
+            s.refused.push(entry);
+            return false;
+        }
+        s.highest = token;
+        s.taken.push(entry);
+        true
+    }
+
+    /// Writes with the instance's token every 100 ms while it has one.
+    fn writer(&self, instance: &Instance) {
+        let (node, fenced) = (instance.node.clone(), self.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Some(token) = node.fencing_token() {
+                    fenced.write(node.name(), token);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+
+    fn taken_since(&self, since: Instant) -> Vec<(String, u64)> {
+        let s = self.inner.lock().unwrap();
+        s.taken
+            .iter()
+            .filter(|(at, _, _)| *at >= since)
+            .map(|(_, who, token)| (who.clone(), *token))
+            .collect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_partition_heals_the_old_active_holds_a_lower_fencing_token_and_is_refused() {
+    let room = Room::default();
+    let a = start(&room, "a", 0, Failover::new().priority(9)).await;
+    let b = start(&room, "b", 0, Failover::new().priority(5)).await;
+    let c = start(&room, "c", 1, Failover::new().priority(1)).await;
+    let fleet = [&a, &b, &c];
+    let fenced = Fenced::default();
+    for i in fleet {
+        fenced.writer(i);
+    }
+    until_one_active(&fleet, LEASE * 3).await;
+    assert_eq!(actives(&fleet), ["a"]);
+    let token_a = a.node.fencing_token().expect("the active has a token");
+    assert_eq!(b.node.fencing_token(), None, "a standby has none");
+    assert_eq!(*a.node.watch_fencing_token().borrow(), Some(token_a));
+
+    // c, cut off, claims; the other side fails over to b meanwhile: two
+    // actives, each of the term after a's.
+    room.partition(true);
+    run_for(LEASE + HEARTBEAT * 2).await;
+    let token_c = c.node.fencing_token().expect("c claimed");
+    assert!(token_c > token_a, "{token_c} after {token_a}");
+    a.kill(&room).await;
+    run_for(LEASE + HEARTBEAT * 2).await;
+    assert_eq!(actives(&[&b, &c]), ["b", "c"]);
+    let mut b_tokens = b.node.watch_fencing_token();
+    assert!(b_tokens.borrow_and_update().is_some());
+
+    room.partition(false);
+    until_one_active(&[&b, &c], LEASE * 3).await;
+    assert_eq!(actives(&[&b, &c]), ["b"]);
+    // The tenure that stays holds a token above the one that ended (of the
+    // same term, it claimed the next one), and says so on its watch.
+    let token_b = b.node.fencing_token().unwrap();
+    assert!(
+        token_b > token_c,
+        "b's {token_b} is not above c's {token_c}"
+    );
+    assert!(b_tokens.has_changed().unwrap());
+    assert_eq!(*b_tokens.borrow(), Some(token_b));
+    assert_eq!(c.node.fencing_token(), None);
+    let healed = Instant::now();
+
+    // From then on, the service takes writes from b only, and refuses c's
+    // stale token (a stalled process that writes late).
+    run_for(LEASE * 5).await;
+    let taken = fenced.taken_since(healed);
+    assert!(!taken.is_empty());
+    assert!(
+        taken.iter().all(|(who, t)| who == "b" && *t == token_b),
+        "{taken:?}"
+    );
+    assert!(!fenced.write("c", token_c), "the stale active is refused");
+    assert!(!fenced.write("a", token_a));
+    assert!(fenced.write("b", token_b));
 }

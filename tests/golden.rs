@@ -131,9 +131,9 @@ const BATCH_MSGPACK: &str = ".\n\u{2}4759hKVfZnJvbatIZW5kZXJzL0VDMqRfc2lkz+eSCxS
 const COMPRESSED_JSON: &str = ".\n\u{2}6856wQGl0rsKwkAQheF3mTpo9r6zrQi+g0iIyaoL5mKyXci7q1ja5XQDw3+qb6HqNg0dBTrFvo3TvD8eJBVUzaml4IxXWgnhpTWeZams/r7ii0L5Oa51bh4UzguNqb9TWOg5NHVOQ/+3l1MX51x3IwXhhFTaWOd30qxrsbFmpPYlVAuollCtoFpDtYFqC9UOqiFrHrLGkDWGrDFkjSFrDFljyBpD1vhn7bK+AQ==\u{3}";
 
 const LONG_PING_CHUNKS: &[&str] = &[
-    ".\n\u{1}c5a348ae 1/3 eyJwaW5nIjp7ImxvY2F0aW9uIjoiSGVuZGVycy9FQzIsIG9uIGEgaG9zdCB3aG9zZSBuYW1lIGlzIG",
-    ".\n\u{1}c5a348ae 2/3 xvbmcgZW5vdWdoIHRvIG5lZWQgY2h1bmtzIiwidGltZXN0YW1wIjoxNzEyMzQ1Njc4LjI1fSwiX2Zy",
-    ".\n\u{1}c5a348ae 3/3 b20iOiJIZW5kZXJzL0VDMiIsIl9zaWQiOjE2NDM3NDk3MjMyOTk1NjEyOTE3LCJfc2VxIjowfQ==",
+    ".\n\u{1}c5a348ae 1/3 e41db8a4d12b78f5 eyJwaW5nIjp7ImxvY2F0aW9uIjoiSGVuZGVycy9FQzIsIG9uIGEgaG9zdCB3aG9zZSBuYW1lIGlzIG",
+    ".\n\u{1}c5a348ae 2/3 e41db8a4d12b78f5 xvbmcgZW5vdWdoIHRvIG5lZWQgY2h1bmtzIiwidGltZXN0YW1wIjoxNzEyMzQ1Njc4LjI1fSwiX2Zy",
+    ".\n\u{1}c5a348ae 3/3 e41db8a4d12b78f5 b20iOiJIZW5kZXJzL0VDMiIsIl9zaWQiOjE2NDM3NDk3MjMyOTk1NjEyOTE3LCJfc2VxIjowfQ==",
 ];
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! (`tests/python/smokedetector.py`) reads without raising:
 //!
 //! - a failover heartbeat is a dict of reserved keys only (`_el` among
-//!   them): no callback runs;
+//!   them, and the first one `_pv`, the node's meta, and `_pk`, the kinds
+//!   it handles): no callback runs;
 //! - a question and a reply are dicts whose only non-reserved keys are the
 //!   question's and the reply's kinds: Python's callbacks for those kinds
 //!   run as for any kind, and `_ask` / `_re` have none.
@@ -54,6 +55,7 @@ async fn python_reads_failover_heartbeats_questions_and_replies() {
         .trust("*")
         .heartbeat(Duration::from_millis(100))
         .failover(Failover::new().priority(7))
+        .meta(serde_json::json!({"version": "1.4.2", "commit": "9f3c2e1"}))
         .default_node(false)
         .start()
         .await
@@ -75,6 +77,7 @@ async fn python_reads_failover_heartbeats_questions_and_replies() {
     }
     let dicts = python("decode", &frames);
     let mut heartbeats = 0;
+    let mut presence = 0;
     let mut questions = 0;
     let mut replies = 0;
     for (frame, dict) in frames.iter().zip(&dicts) {
@@ -87,6 +90,13 @@ async fn python_reads_failover_heartbeats_questions_and_replies() {
             let el = object["_el"].as_array().expect("_el is a list");
             assert_eq!(el.len(), 5, "{dict}");
             assert_eq!(el[2], 7, "the priority: {dict}");
+        }
+        if let Some(meta) = object.get("_pv") {
+            presence += 1;
+            assert!(kinds(dict).is_empty(), "a heartbeat with kinds: {dict}");
+            assert_eq!(meta["version"], "1.4.2", "{dict}");
+            let pk = object["_pk"].as_array().expect("_pk is a list");
+            assert!(pk.contains(&"where_are_you".into()), "{dict}");
         }
         if object.contains_key("_ask") {
             questions += 1;
@@ -110,6 +120,9 @@ async fn python_reads_failover_heartbeats_questions_and_replies() {
         }
     }
     assert!(heartbeats >= 1, "no failover heartbeat: {dicts:?}");
+    // Meta and kinds go with the first heartbeat only (then when they
+    // change, or a newcomer is heard: nobody else is in this room).
+    assert_eq!(presence, 1, "{dicts:?}");
     assert_eq!((questions, replies), (1, 1), "{dicts:?}");
     // SmokeDetector's own receive path (tests/python/smokedetector.py)
     // reads every one of them, with callbacks for both kinds, and raises on
@@ -134,4 +147,63 @@ fn smokedetector_on_msg(texts: &[String], callbacks: &[&str]) -> Vec<serde_json:
         .clone();
     assert_eq!(outcomes.len(), texts.len(), "one outcome per text");
     outcomes
+}
+
+/// Shared handlers: a MessagePack node's heartbeats carry `_ps` (the kinds
+/// it shares) and `_sc` (how far it dealt with shared jobs); Python reads
+/// them as dicts of reserved keys only, SmokeDetector without raising.
+#[tokio::test(start_paused = true)]
+async fn python_ignores_shared_kinds_and_confirmations() {
+    let chat = LocalChat::new();
+    let mut room = chat.watch();
+    let node = Node::builder("Henders/EC2")
+        .transport(chat.join("rust-bot"))
+        .codec(Codec::MessagePack)
+        .trust("*")
+        .heartbeat(Duration::from_millis(100))
+        .default_node(false)
+        .start()
+        .await
+        .expect("node starts");
+    node.register_shared(|_: Location| ()).unwrap();
+    // It takes its share after a heartbeat interval; then runs its own
+    // jobs (alone, it is chosen) and confirms them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node.send(Location("Henders/EC2".into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(node.stats().shared_runs, 1);
+    node.shutdown().await.unwrap();
+    let mut frames = Vec::new();
+    while let Ok(message) = room.try_recv() {
+        frames.push(message.text.to_string());
+    }
+    let dicts = python("decode", &frames);
+    let (mut shared, mut confirmed) = (0, 0);
+    for (frame, dict) in frames.iter().zip(&dicts) {
+        let object = dict
+            .as_object()
+            .unwrap_or_else(|| panic!("{frame:?}: {dict}"));
+        if let Some(ps) = object.get("_ps") {
+            assert!(kinds(dict).is_empty(), "a heartbeat with kinds: {dict}");
+            assert!(ps.is_array(), "{dict}");
+            shared += 1;
+        }
+        if let Some(sc) = object.get("_sc") {
+            assert!(kinds(dict).is_empty(), "a heartbeat with kinds: {dict}");
+            assert_eq!(sc[0][0], node.session(), "{dict}");
+            assert_eq!(sc[0][1], 1, "through its first envelope: {dict}");
+            confirmed += 1;
+        }
+    }
+    assert!(
+        shared >= 2,
+        "`_ps` when it opens and when it leaves: {dicts:?}"
+    );
+    assert!(confirmed >= 1, "no `_sc`: {dicts:?}");
+    for outcome in smokedetector_on_msg(&frames, &["location"]) {
+        assert!(
+            outcome["raised"].is_null(),
+            "SmokeDetector raised: {outcome}"
+        );
+    }
 }

@@ -3,44 +3,31 @@
 //! kills it with SIGKILL; exactly one of the other two reports itself
 //! active within lease + one heartbeat + the chat's delay, and the other
 //! never does; the killed instance, started again, comes back as a standby,
-//! learns who is active, and stays a standby.
+//! learns who is active, and stays a standby. And fencing: the active one,
+//! cut off from the daemon, is replaced; once the cut heals it steps down,
+//! its fencing token is lower than its successor's, and a toy service that
+//! refuses lower tokens takes writes from one active only.
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::irc_server::IrcServer;
-use common::processes::{describe_all, example_binary, wait_until, Process};
+use common::processes::{describe_all, spawn_failover, wait_until, Process, HEARTBEAT, LEASE};
+use common::tcp_proxy::TcpProxy;
 
-const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
-const NICKS: [&str; 3] = ["smokey-henders", "smokey-teward", "smokey-undo"];
-const PRIORITIES: [&str; 3] = ["30", "20", "10"];
-const HEARTBEAT: Duration = Duration::from_millis(1_000);
-const LEASE: Duration = Duration::from_millis(4_000);
 /// The chat's delivery delay allowed for: the daemon's flood control and
 /// the client's send rate hold a line for up to a second or two.
 const CHAT_DELAY: Duration = Duration::from_millis(3_000);
 
 /// Starts the `failover` example as instance `i`.
 fn spawn(server: &str, i: usize) -> Process {
-    Process::spawn(
-        NAMES[i],
-        Command::new(example_binary("failover"))
-            .args(["--server", server, "--channel", "#failover"])
-            .args([
-                "--nick",
-                NICKS[i],
-                "--name",
-                NAMES[i],
-                "--priority",
-                PRIORITIES[i],
-            ])
-            .args(["--heartbeat", &HEARTBEAT.as_millis().to_string()])
-            .args(["--lease", &LEASE.as_millis().to_string()])
-            .env("RUST_LOG", "socketscience=info")
-            .stdin(Stdio::piped()),
-    )
+    spawn_with(server, i, &[])
+}
+
+/// Starts the `failover` example as instance `i`, with more options.
+fn spawn_with(server: &str, i: usize, more: &[&str]) -> Process {
+    spawn_failover(server, "#failover", i, more)
 }
 
 /// What a `failover` process reports.
@@ -51,6 +38,24 @@ impl Process {
             .iter()
             .rev()
             .find_map(|l| l.strip_prefix("ROLE ").map(str::to_owned))
+    }
+
+    /// Its latest fencing token (`TOKEN` lines), if it has one.
+    fn token(&self) -> Option<u64> {
+        self.stdout()
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("TOKEN "))
+            .and_then(|t| t.parse().ok())
+    }
+
+    /// Its writes to the fenced service (`WRITE` lines): when, with which
+    /// token.
+    fn writes(&self) -> Vec<(Instant, u64)> {
+        self.stdout_timed()
+            .iter()
+            .filter_map(|(t, l)| Some((*t, l.strip_prefix("WRITE ")?.parse().ok()?)))
+            .collect()
     }
 
     /// When it first reported itself active, if it did.
@@ -155,4 +160,96 @@ fn sigkill_the_active_instance_and_exactly_one_standby_takes_over() {
         "both standbys went active\n{}",
         describe_all(&fleet)
     );
+}
+
+/// A write to the fenced service: when it arrived, from whom, its token.
+type Write = (Instant, &'static str, u64);
+
+/// The toy service the active instance writes to: the writes of every
+/// process, in the order they arrived, through a fence that keeps the
+/// highest token seen and refuses lower ones. Gives the writes taken and
+/// refused, each with its writer's name.
+fn fence(fleet: &[&Process]) -> (Vec<Write>, Vec<(&'static str, u64)>) {
+    let mut writes: Vec<Write> = fleet
+        .iter()
+        .flat_map(|p| p.writes().into_iter().map(|(t, token)| (t, p.name, token)))
+        .collect();
+    writes.sort_by_key(|w| w.0);
+    let (mut highest, mut taken, mut refused) = (0, Vec::new(), Vec::new());
+    for (at, who, token) in writes {
+        if token < highest {
+            refused.push((who, token));
+        } else {
+            highest = token;
+            taken.push((at, who, token));
+        }
+    }
+    (taken, refused)
+}
+
+#[test]
+fn a_cut_off_active_is_replaced_and_fenced_out_by_its_successors_higher_token() {
+    let server = IrcServer::start();
+    let proxy = TcpProxy::start(&server.addr());
+    let write = ["--write-every", "200"];
+    let a = spawn_with(&proxy.addr(), 0, &write);
+    let b = spawn_with(&server.addr(), 1, &write);
+    let c = spawn_with(&server.addr(), 2, &write);
+    let fleet = [&a, &b, &c];
+    wait_until(
+        "the first election",
+        Duration::from_secs(60),
+        &fleet,
+        || a.role().as_deref() == Some("active") && a.token().is_some(),
+    );
+    let old = a.token().unwrap();
+
+    // a's network fails: the others stop hearing it and b takes over,
+    // while a, alone, still believes itself active and goes on writing.
+    proxy.sever();
+    wait_until("a takeover", Duration::from_secs(60), &fleet, || {
+        b.role().as_deref() == Some("active")
+    });
+    std::thread::sleep(LEASE);
+    assert_eq!(a.role().as_deref(), Some("active"), "{}", a.describe());
+    let new = b.token().expect("the new active has a token");
+    assert!(new > old, "b's token {new} is not above a's {old}");
+
+    // The cut heals: a hears b's stronger claim and steps down.
+    proxy.restore();
+    wait_until("a stepping down", Duration::from_secs(90), &fleet, || {
+        a.role().as_deref() == Some("standby")
+    });
+    assert_eq!(a.token(), None, "{}", a.describe());
+    assert_eq!(b.role().as_deref(), Some("active"));
+    assert!(c.became_active().is_none(), "{}", describe_all(&fleet));
+    std::thread::sleep(HEARTBEAT * 3);
+
+    // The service took a's writes until b's first, and b's only after it;
+    // a's writes with its stale token were refused.
+    let (taken, refused) = fence(&fleet);
+    let first_b = taken
+        .iter()
+        .position(|w| w.1 == "teward/vps")
+        .expect("b's writes were taken");
+    assert!(
+        taken[..first_b]
+            .iter()
+            .all(|w| w.1 == "Henders/EC2" && w.2 == old),
+        "{taken:?}"
+    );
+    assert!(
+        taken[first_b..]
+            .iter()
+            .all(|w| w.1 == "teward/vps" && w.2 == new),
+        "two writers after the takeover: {taken:?}\n{}",
+        describe_all(&fleet)
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|&(who, t)| who == "Henders/EC2" && t == old),
+        "the cut-off active wrote nothing after the takeover: {refused:?}"
+    );
+    assert!(refused.iter().all(|&(who, _)| who == "Henders/EC2"));
 }

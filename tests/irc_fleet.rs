@@ -1,7 +1,8 @@
 //! A fleet across processes on a real IRC daemon (ngIRCd): three
 //! `examples/irc_node` processes, each broadcasting N notes, each of which
 //! must dispatch all 3·N exactly once, in per-sender order; and the same
-//! with the daemon killed (SIGKILL) and restarted in the middle.
+//! with the daemon killed (SIGKILL) and restarted in the middle; and that
+//! again on a daemon that speaks TLS only, its CA given with `--tls-ca`.
 //!
 //! The example binary is the one `cargo test` builds next to this test
 //! (`target/<profile>/examples/irc_node`).
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::irc_server::IrcServer;
+use common::irc_server::{IrcServer, Options};
 use common::processes::{example_binary, Process};
 
 const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
@@ -127,11 +128,29 @@ fn three_processes_each_dispatch_every_message_once_in_order() {
 
 #[test]
 fn every_message_is_delivered_once_across_a_daemon_restart() {
-    let mut server = IrcServer::start();
+    across_a_restart(IrcServer::start(), &[]);
+}
+
+/// Issue 29: the same on a TLS-only daemon (its certificate signed by a
+/// test CA made now): every connection, the reconnects too, is TLS.
+#[test]
+fn every_message_is_delivered_once_over_tls_across_a_daemon_restart() {
+    let server = IrcServer::start_with(Options {
+        tls: true,
+        ..Options::default()
+    });
+    let ca = server.ca_file().display().to_string();
+    across_a_restart(server, &["--tls-ca", &ca]);
+}
+
+/// Three processes send notes while the daemon is killed and restarted;
+/// each dispatches every note once, in order, and reconnected.
+fn across_a_restart(mut server: IrcServer, extra: &[&str]) {
     let count = 30;
     let started = Instant::now();
     // A note every 300 ms: the instances are still sending when the daemon dies.
-    let extra = ["--interval", "300", "--backoff-max", "2000"];
+    let mut extra = extra.to_vec();
+    extra.extend(["--interval", "300", "--backoff-max", "2000"]);
     let mut fleet: Vec<Process> = (0..3)
         .map(|i| spawn(&server, "#fleet", i, count, &extra))
         .collect();

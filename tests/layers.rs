@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// The top-level modules, lowest first: each may import only those before it.
 const LAYERS: &[&str] = &[
     "clock",
+    "rate",
     "sync",
     "stats",
     "repair",
@@ -18,6 +19,7 @@ const LAYERS: &[&str] = &[
     "message",
     "failover",
     "presence",
+    "shared",
     "send",
     "transport",
     "receive",

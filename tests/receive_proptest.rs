@@ -83,8 +83,92 @@ fn texts() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Control bodies with arbitrary numbers (heartbeat ends, ranges, repost
+/// numbers, election terms), naming the sender itself, `prop` or others.
+fn control_texts() -> impl Strategy<Value = String> {
+    let number = prop_oneof![
+        any::<u64>(),
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        Just(0u64),
+        0u64..16
+    ];
+    let name = prop_oneof![Just("sender"), Just("prop"), Just("other")];
+    let range = (name.clone(), number.clone(), number.clone(), number.clone())
+        .prop_map(|(n, s, a, b)| format!(r#"["{n}",{s},{a},{b}]"#));
+    (
+        name,
+        number.clone(),
+        prop::option::of(number.clone()),
+        prop::collection::vec(range.clone(), 0..4),
+        prop::collection::vec(range, 0..4),
+        prop::collection::vec(number.clone(), 0..4),
+        prop::option::of((number, any::<u8>(), any::<i64>(), any::<u8>(), any::<u8>())),
+    )
+        .prop_map(|(from, sid, hb, rq, nak, rp, el)| {
+            let mut body = format!(r#"{{"_from":"{from}","_sid":{sid}"#);
+            if let Some(hb) = hb {
+                body += &format!(r#","_hb":{hb}"#);
+            }
+            if !rq.is_empty() {
+                body += &format!(r#","_rq":[{}]"#, rq.join(","));
+            }
+            if !nak.is_empty() {
+                body += &format!(r#","_nak":[{}]"#, nak.join(","));
+            }
+            if !rp.is_empty() {
+                let items: Vec<String> = rp
+                    .iter()
+                    .map(|seq| format!(r#"[{seq},{{"state":"up"}}]"#))
+                    .collect();
+                body += &format!(r#","_rp":[{}]"#, items.join(","));
+            }
+            if let Some((term, active, priority, eligible, forced)) = el {
+                body += &format!(r#","_el":[{term},{active},{priority},{eligible},{forced}]"#);
+            }
+            body.push('}');
+            format!(".\n\u{2}0000{}\u{3}", BASE64.encode(body))
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// In a debug build (overflow checks on), arbitrary control values
+    /// from the room neither panic the receive path nor stop it serving.
+    #[test]
+    fn any_control_values_are_refused_or_taken_never_a_panic(
+        texts in prop::collection::vec(control_texts(), 1..8),
+        seqs in prop::collection::vec(prop_oneof![any::<u64>(), Just(u64::MAX), 0u64..8], 0..4),
+    ) {
+        let mut node = Harness::new(
+            Node::builder("prop")
+                .transport(LocalChat::new().join("smokey"))
+                .failover(socketscience::Failover::new())
+                .default_node(false),
+        )
+        .unwrap();
+        node.node().register(|_: State| {});
+        for seq in &seqs {
+            let body = format!(r#"{{"state":"up","_from":"sender","_sid":1,"_seq":{seq}}}"#);
+            node.receive(ChatMessage::new("smokey", format!(".\n\u{2}0000{}\u{3}", BASE64.encode(body))));
+        }
+        for text in &texts {
+            node.receive(ChatMessage::new("smokey", text.as_str()));
+        }
+        let stats = node.node().stats();
+        prop_assert_eq!(stats.handler_panics, 0);
+        // Still serving: a good envelope of a fleet member runs.
+        let mut sender = Harness::new(
+            Node::builder("fleet")
+                .transport(LocalChat::new().join("smokey"))
+                .default_node(false),
+        )
+        .unwrap();
+        let good = sender.post(State::Down).unwrap();
+        node.receive(ChatMessage::new("smokey", good.as_str()));
+        prop_assert_eq!(node.node().stats().dispatched, stats.dispatched + 1);
+    }
 
     #[test]
     fn any_text_from_the_room_is_counted_never_a_panic(

@@ -890,3 +890,39 @@ async fn a_post_that_keeps_failing_is_given_up_counted_and_the_transport_goes_on
     sender.shutdown().await.unwrap();
     receiver.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_in_a_long_room_timeout_returns_at_its_bound_saying_how_many_were_not_posted() {
+    let standin = standin().await;
+    let sender = Node::builder("Henders/EC2")
+        .transport(builder(&standin).connect().await.expect("log in"))
+        .default_node(false)
+        .shutdown_timeout(Duration::from_secs(2))
+        .start()
+        .await
+        .expect("start a node");
+    // 404 "The room is in timeout, ending in 600 seconds": longer than any
+    // service manager waits.
+    standin.timeout_room(ROOM, Duration::from_secs(600));
+    sender.send(beverage(1, "coffee")).await.unwrap();
+    wait_until("the chat refusing the post", || {
+        standin.counts().timeout_refusals >= 1
+    })
+    .await;
+    sender.send(beverage(2, "tea")).await.unwrap();
+    // A guard only: `shutdown` must return at all (it used to wait the 600 s).
+    let err = tokio::time::timeout(Duration::from_secs(60), sender.shutdown())
+        .await
+        .expect("shutdown returned")
+        .expect_err("two envelopes were not posted");
+    assert!(
+        matches!(err, socketscience::Error::Unposted { unposted: 2, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("2 envelope(s) not posted"),
+        "{err}"
+    );
+    assert_eq!(sender.stats().unposted, 2);
+    assert_eq!(standin.counts().posts_by(SMOKEY), 0);
+}

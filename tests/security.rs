@@ -98,7 +98,7 @@ async fn each_kind_of_hostile_envelope_is_dropped_under_its_own_reason() {
         let late = frames_signed_with("fleet secret", codec, &["late"]).await;
         tokio::time::sleep(Duration::from_millis(1_200)).await;
         chat.say("smokey", &late[0]);
-        let stats = wait_for(&node, "the stale one", |s| s.received == 8).await;
+        let stats = wait_for(&node, "the stale one", |s| s.stale == 1).await;
         assert_eq!(stats.stale, 1, "{codec}");
         // The node still serves what is trusted, signed and fresh, and sends
         // signed envelopes itself.
@@ -153,7 +153,8 @@ async fn secrets_rotate_in_both_directions() {
         wait_for(node, "both", |s| s.dispatched == 2).await;
     }
     wait_for(&stale, "one of each", |s| {
-        s.dispatched == 1 && s.bad_signature == 1
+        // `ahead`'s heartbeats (answering newcomers) fail the check too.
+        s.dispatched == 1 && s.bad_signature >= 1
     })
     .await;
     for node in [&ahead, &behind, &stale] {

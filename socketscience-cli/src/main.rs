@@ -12,6 +12,8 @@ use std::io::{self, Read as _, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod watch;
 use socketscience::wire::{self, ChatText, Codec, Decoded, LineMode, Value, WireError};
 
 const ABOUT: &str = "Read and write socketscience frames: the chat messages through which \
@@ -108,6 +110,9 @@ enum Command {
         /// The JSON object; read from stdin when not given.
         json: Option<String>,
     },
+    /// Watch a fleet from its room, read-only: instances, roles, traffic, losses.
+    #[command(long_about = watch::WATCH_ABOUT, after_help = watch::WATCH_EXAMPLES)]
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -138,6 +143,7 @@ fn main() -> ExitCode {
             max_len,
             json,
         } => encode(codec.into(), single_line, digits, max_len, json),
+        Command::Watch(args) => watch::watch(args).map_err(Failure::Input),
     };
     match result {
         Ok(code) => code,

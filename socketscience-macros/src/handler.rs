@@ -13,17 +13,113 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, ReturnType, Type};
+use syn::{FnArg, ItemFn, ReturnType, Safety, Type};
 
 use crate::common::{mentions_impl, wrong_item, Errors};
 
 const SHAPES: &str =
     "`fn name(message: Ping)` or `fn name(message: Ping, cx: Context)`, optionally `async`";
 
+/// The modes `#[handler(...)]` takes: the keyword, and the variant of the
+/// runtime's `HandlerMode` it stands for. A new mode is one line here (and
+/// its variant in the runtime).
+const MODES: &[(&str, &str)] = &[("active", "Active"), ("shared", "Shared")];
+
+/// The types of the standard library that a
+/// handler is likely to be written for by mistake: they are not this
+/// crate's to mark `#[message]`, so the fix is a newtype.
+const FOREIGN: &[&str] = &[
+    "String", "str", "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16",
+    "i32", "i64", "i128", "isize", "f32", "f64", "Vec", "Option", "HashMap", "BTreeMap", "Box",
+    "Arc", "Rc",
+];
+
 /// The attribute's arguments and the function it is on.
 struct Model {
     attr: TokenStream,
     item: ItemFn,
+}
+
+/// A mode keyword given to the attribute: its tokens, and the runtime's
+/// variant.
+struct Mode {
+    keyword: syn::Ident,
+    variant: &'static str,
+}
+
+/// Reads the attribute's arguments: none, or one mode keyword (see
+/// [`MODES`]). Every problem is reported, not only the first.
+fn parse_mode(attr: &TokenStream, errors: &mut Errors) -> Option<Mode> {
+    use syn::parse::Parser as _;
+    if attr.is_empty() {
+        return None;
+    }
+    let expected = MODES
+        .iter()
+        .map(|(k, _)| format!("`#[handler({k})]`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let parser = syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated;
+    let metas = match parser.parse2(attr.clone()) {
+        Ok(metas) => metas,
+        Err(_) => {
+            errors.spanned(
+                attr,
+                format!(
+                    "`#[handler]` takes no kind: write `#[handler]` (the kind comes from the \
+                     first parameter's type), or a mode: {expected}"
+                ),
+            );
+            return None;
+        }
+    };
+    let mut mode: Option<Mode> = None;
+    for meta in metas {
+        let known = match &meta {
+            syn::Meta::Path(path) => path
+                .get_ident()
+                .and_then(|ident| MODES.iter().find(|(k, _)| ident == k).map(|m| (ident, m.1))),
+            _ => None,
+        };
+        match (known, &mode) {
+            (Some((ident, _)), Some(first)) => errors.spanned(
+                ident,
+                format!(
+                    "a handler has one mode: remove `{ident}` (`{}` is already given)",
+                    first.keyword
+                ),
+            ),
+            (Some((ident, variant)), None) => {
+                mode = Some(Mode {
+                    keyword: ident.clone(),
+                    variant,
+                })
+            }
+            (None, _) => errors.spanned(
+                &meta,
+                format!(
+                    "unknown argument `{}` of `#[handler]`: write `#[handler]`, or a mode: \
+                     {expected}",
+                    meta.to_token_stream()
+                ),
+            ),
+        }
+    }
+    mode
+}
+
+/// The name of a standard type a message cannot be, if `ty` is one.
+fn foreign(ty: &Type) -> Option<String> {
+    match peel(ty) {
+        Type::Path(p) if p.qself.is_none() => {
+            let last = p.path.segments.last()?;
+            FOREIGN
+                .contains(&last.ident.to_string().as_str())
+                .then(|| pretty(ty))
+        }
+        Type::Tuple(_) | Type::Array(_) | Type::Slice(_) => Some(pretty(ty)),
+        _ => None,
+    }
 }
 
 /// What a valid handler looks like, read from its signature.
@@ -46,8 +142,9 @@ pub fn expand(attr: TokenStream, input: TokenStream) -> TokenStream {
     };
     let model = Model { attr, item };
     let mut errors = Errors::default();
+    let mode = parse_mode(&model.attr, &mut errors);
     match model.validate(&mut errors) {
-        Some(shape) if errors.is_empty() => model.expand(&shape),
+        Some(shape) if errors.is_empty() => model.expand(&shape, mode.as_ref()),
         _ => {
             // The function as written, so that calls to it still resolve.
             let errors = errors.into_compile_error();
@@ -135,13 +232,6 @@ fn pretty(ty: &Type) -> String {
 impl Model {
     fn validate(&self, errors: &mut Errors) -> Option<Shape<'_>> {
         let sig = &self.item.sig;
-        if !self.attr.is_empty() {
-            errors.spanned(
-                &self.attr,
-                "`#[handler]` takes no arguments: write `#[handler]`; \
-                 the kind comes from the first parameter's type",
-            );
-        }
         if let Some(receiver) = sig.receiver() {
             errors.spanned(
                 receiver,
@@ -165,7 +255,7 @@ impl Model {
                 "a handler cannot have a `where` clause: remove it",
             );
         }
-        if let Some(unsafety) = &sig.unsafety {
+        if let Safety::Unsafe(unsafety) = &sig.safety {
             errors.spanned(unsafety, "a handler cannot be `unsafe`: remove `unsafe`");
         }
         if let Some(variadic) = &sig.variadic {
@@ -202,6 +292,18 @@ impl Model {
         }
 
         let inputs: Vec<&Type> = typed_inputs(&self.item).collect();
+        if let Some(ty) = inputs.first().copied().filter(|ty| !is_context(ty)) {
+            if let Some(name) = foreign(ty) {
+                errors.spanned(
+                    ty,
+                    format!(
+                        "`{name}` cannot be a message: a message is a type of your crate with \
+                         its own kind; wrap it in a newtype, `#[message(\"kind\")] pub struct \
+                         Name(pub {name});`, and take `Name` here"
+                    ),
+                );
+            }
+        }
         match inputs.len() {
             0 if sig.receiver().is_none() => errors.push(syn::Error::new(
                 sig.paren_token.span.join(),
@@ -240,7 +342,7 @@ impl Model {
         })
     }
 
-    fn expand(&self, shape: &Shape<'_>) -> TokenStream {
+    fn expand(&self, shape: &Shape<'_>, mode: Option<&Mode>) -> TokenStream {
         let item = &self.item;
         let ident = &item.sig.ident;
         let private = quote! { ::socketscience::__private };
@@ -327,6 +429,10 @@ impl Model {
         let message_spanned = quote_spanned! {message.span()=>
             __socketscience_entry::<#message>
         };
+        let with_mode = mode.map(|m| {
+            let variant = format_ident!("{}", m.variant, span = m.keyword.span());
+            quote! { .mode(#private::HandlerMode::#variant) }
+        });
 
         quote! {
             #item
@@ -370,6 +476,7 @@ impl Model {
                         name,
                         __socketscience_call::<M>,
                     )
+                    #with_mode
                 }
 
                 #private::inventory::submit! {

@@ -24,9 +24,25 @@ use proc_macro::TokenStream;
 ///
 /// # Arguments
 ///
-/// One, the kind: a string literal, not empty, not starting with `_`
+/// The kind: a string literal, not empty, not starting with `_`
 /// (those keys are reserved for socketscience's metadata). It is the key of
 /// the message in the envelope, as Python SocketScience's `register(kind)`.
+///
+/// Then, optionally, `reply = R`: the message is a question whose answer is
+/// the message type `R` (itself a `#[message]`). A handler of the question
+/// returns an `R` (or `Option<R>`, or a `Result` of either), and
+/// `node.ask(question)` gathers the typed answers:
+///
+/// ```text
+/// #[message("where_are_you", reply = Location)]
+/// pub struct WhereAreYou;
+///
+/// #[message("location")]
+/// pub struct Location { pub name: String }
+/// ```
+///
+/// This implements `socketscience::Question` for the type, with
+/// `type Reply = Location`.
 ///
 /// # Accepted items
 ///
@@ -129,13 +145,39 @@ pub fn data(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Arguments
 ///
-/// None: the kind comes from the first parameter's type.
+/// None, or a mode. The kind comes from the first parameter's type.
+///
+/// - `#[handler(active)]`: runs only while the node is the active instance
+///   of its election (`NodeBuilder::failover`); on a standby the message
+///   is read and left. A node without failover refuses to start while
+///   such a handler is in the program. The run-time form is
+///   `node.register_active(..)`.
+/// - `#[handler(shared)]`: for each envelope of its kind, one live instance
+///   among those with a shared handler for the kind runs it, chosen
+///   without a post (a hash of the envelope's identity over the live
+///   instances); if that instance is gone before it confirmed the job, the
+///   next choice runs it, and `cx.is_takeover()` says the run may have
+///   happened elsewhere too. Needs heartbeats. The run-time form is
+///   `node.register_shared(..)`.
 ///
 /// # Accepted functions
 ///
 /// Free functions, `fn` or `async fn`, of the shape `(M)` or
 /// `(M, Context)` where `M` is a `#[message]` type taken by value,
-/// returning `()` or `Result<(), E>` where `E: Display`. An async
+/// returning `()` or `Result<(), E>` where `E: Display`; or, when `M` is a
+/// question (`#[message("kind", reply = R)]`), returning the reply: `R`,
+/// `Option<R>` (no answer) or `Result` of either (an error is logged and
+/// counted), which is posted to the asker:
+///
+/// ```text
+/// #[handler]
+/// fn answer(_: WhereAreYou, cx: Context) -> Location {
+///     Location { name: cx.node().name().into() }
+/// }
+/// ```
+///
+/// A standard type as the message (`String`, `u64`, ...) is a compile
+/// error suggesting a newtype: `#[message("kind")] pub struct Name(pub String);`. An async
 /// handler's future must be `Send`. Methods (`self`), generic parameters,
 /// `impl Trait` parameters, references, other parameter counts and other
 /// return types are compile errors, each pointing at the offending tokens.

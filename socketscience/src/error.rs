@@ -6,7 +6,16 @@ use crate::wire::Codec;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong, each variant saying what to do about it.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is its `Display` text (what went wrong and what to do), so
+/// that `main() -> socketscience::Result<()>` prints that rather than the
+/// variant's fields:
+///
+/// ```
+/// let err = socketscience::Error::NodeStopped { name: "C1".into() };
+/// assert_eq!(format!("{err:?}"), err.to_string());
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// `broadcast()` was called with no node running in this process.
@@ -22,6 +31,37 @@ pub enum Error {
     NodeStopped {
         /// The node's instance name.
         name: String,
+    },
+
+    /// `broadcast()` was called after the process's default node shut
+    /// down, and no other node became the default since.
+    #[error(
+        "the default node `{name}` has shut down, so `broadcast()` has no node to send \
+         through; broadcast before `shutdown()`, or start another node (or call \
+         `node.make_default()` on a running one) and broadcast through it"
+    )]
+    DefaultNodeStopped {
+        /// The instance name of the default node that shut down.
+        name: String,
+    },
+
+    /// [`Node::wait_for_peers`](crate::Node::wait_for_peers) timed out.
+    #[error(
+        "node `{name}` heard {} other instance(s) within {timeout:?} ({}), not the {wanted} it \
+         waited for: check that the others run and share this room, and that this node trusts \
+         their chat accounts (`.trust(..)`; `node.untrusted_accounts()` lists who it ignores)",
+        heard.len(),
+        if heard.is_empty() { "none".to_string() } else { heard.join(", ") }
+    )]
+    PeersNotHeard {
+        /// The node's instance name.
+        name: String,
+        /// How many other instances it waited for.
+        wanted: usize,
+        /// The instances it heard.
+        heard: Vec<String>,
+        /// How long it waited.
+        timeout: std::time::Duration,
     },
 
     /// Two Rust types claim one kind.
@@ -118,9 +158,34 @@ pub enum Error {
         capacity: usize,
     },
 
+    /// [`Node::shutdown`](crate::Node::shutdown) reached its bound
+    /// ([`NodeBuilder::shutdown_timeout`](crate::NodeBuilder::shutdown_timeout))
+    /// before the chat took everything queued: the rest is dropped (and
+    /// counted in [`Stats::unposted`](crate::Stats::unposted)).
+    #[error(
+        "node `{name}` stopped with {unposted} envelope(s) not posted: the chat did not take \
+         them within the shutdown timeout of {timeout:?}, so they are dropped; check the chat \
+         connection (a server down, a room in timeout), or raise `shutdown_timeout`"
+    )]
+    Unposted {
+        /// The node's instance name.
+        name: String,
+        /// How many envelopes were not posted.
+        unposted: u64,
+        /// The bound that passed.
+        timeout: std::time::Duration,
+    },
+
     /// The chat transport failed.
     #[error("the chat transport failed: {0}")]
     Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl std::fmt::Debug for Error {
+    /// The `Display` text: what went wrong and what to do (see the type's docs).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl Error {

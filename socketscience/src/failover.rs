@@ -20,8 +20,12 @@
 //! - with [`Failover::quorum`], a node is active only while it hears at
 //!   least that many instances, itself included.
 //!
-//! A node taking part heartbeats every interval even when it posts other
-//! things: the election's state travels only in heartbeats.
+//! The active node heartbeats every interval even when it posts other
+//! things: the election's state travels only in heartbeats, and its lease
+//! runs from them. A standby heartbeats when it posted nothing else for
+//! its interval, which stretches with the fleet's size under the presence
+//! budget (`presence::Options::stretched`); it stays counted (quorum,
+//! ranks) while presence hears it, for up to the peer timeout.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +33,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::wire::{Codec, KEY_ELECTION};
 
@@ -159,6 +163,9 @@ struct State {
     /// A role the application forced ([`Node::force_role`](crate::Node::force_role)).
     forced: Option<Role>,
     started: Instant,
+    /// Whether it has taken any peer's claim yet (until then, any term up
+    /// to [`MAX_TERM`] is taken).
+    heard_any: bool,
     /// Since when the node has heard its quorum (the start, or when it
     /// heard enough instances again): it listens one lease from then.
     listening_since: Instant,
@@ -166,7 +173,21 @@ struct State {
     had_quorum: bool,
     /// When an active instance (another one) was last heard; `None`: never.
     active_heard: Option<Instant>,
+    /// How long a standby stays counted without being heard: the peer
+    /// timeout (it stretches with the fleet's size, see
+    /// `presence::Options::stretched`), at least the lease.
+    standby_timeout: Duration,
     peers: HashMap<Arc<str>, PeerState>,
+}
+
+impl State {
+    /// The highest term known: this node's, or one a peer claimed.
+    fn max_term(&self) -> u64 {
+        self.peers
+            .values()
+            .map(|p| p.term)
+            .fold(self.term, u64::max)
+    }
 }
 
 /// A node's election.
@@ -180,6 +201,8 @@ pub(crate) struct Election {
     eligible: bool,
     state: Mutex<State>,
     pub(crate) role: watch::Sender<Role>,
+    /// The fencing token: the term of the current tenure while active.
+    pub(crate) token: watch::Sender<Option<u64>>,
 }
 
 impl std::fmt::Debug for Election {
@@ -189,6 +212,27 @@ impl std::fmt::Debug for Election {
             .field("priority", &self.priority)
             .finish_non_exhaustive()
     }
+}
+
+/// Highest term a claim may carry when this node has seen none yet; past
+/// it (or past [`MAX_TERM_STEP`] above the highest term seen) a claim is
+/// absurd, refused and counted (`Stats::absurd`). A term grows by one per
+/// election or override: no honest fleet comes near either bound, and an
+/// override ([`Node::force_role`](crate::Node::force_role)), one above
+/// every term taken, always outbids what was refused.
+pub(crate) const MAX_TERM: u64 = 1 << 40;
+/// Most a claim's term may exceed the highest term this node has seen (its
+/// own included): more elections than that while this node was not
+/// listening are absurd.
+pub(crate) const MAX_TERM_STEP: u64 = 1 << 10;
+
+/// What a peer's `_el` did (see [`Election::heard`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Heard {
+    /// Post a heartbeat now.
+    pub(crate) announce: bool,
+    /// Refused: its term is absurd.
+    pub(crate) absurd: bool,
 }
 
 /// What evaluating the rule decided.
@@ -214,18 +258,38 @@ impl Election {
                 role: Role::Standby,
                 forced: None,
                 started: Instant::now(),
+                heard_any: false,
                 listening_since: Instant::now(),
                 had_quorum: config.quorum <= 1,
                 active_heard: None,
+                standby_timeout: Duration::ZERO,
                 peers: HashMap::new(),
             }),
             role: watch::Sender::new(Role::Standby),
+            token: watch::Sender::new(None),
         }
     }
 
-    /// How many peers it has heard (a newcomer is told the roles at once).
+    /// Publishes the fencing token `s` implies (the term while active),
+    /// when it changed.
+    fn publish_token(&self, s: &State) {
+        let token = (s.role == Role::Active).then_some(s.term);
+        self.token.send_if_modified(|t| {
+            let changed = *t != token;
+            *t = token;
+            changed
+        });
+    }
+
+    /// How many peers it has heard claims from.
     pub(crate) fn peer_count(&self) -> usize {
         self.lock().peers.len()
+    }
+
+    /// The term this node knows (its own claim's, or the highest heard).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn term(&self) -> u64 {
+        self.lock().term
     }
 
     /// The lease this election uses (checked against the heartbeat at
@@ -279,15 +343,16 @@ impl Election {
         self.eligible && s.forced != Some(Role::Standby)
     }
 
-    /// A peer's `_el` (raw, in `codec`) arrived; returns whether to post a
-    /// heartbeat now, and whether the peer's role changed (or is new).
+    /// A peer's `_el` (raw, in `codec`) arrived: whether to post a
+    /// heartbeat now, whether the peer's role changed (or is new), whether
+    /// it was refused (an absurd term).
     pub(crate) fn heard(
         &self,
         instance: &Arc<str>,
         session: u64,
         codec: Codec,
         raw: &[u8],
-    ) -> (bool, bool) {
+    ) -> Heard {
         let decoded: Result<(u64, u8, i64, u8, u8), String> = match codec {
             Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string()),
             Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string()),
@@ -296,17 +361,27 @@ impl Election {
             Ok(v) => v,
             Err(e) => {
                 warn!(node = %self.name, from = %instance, error = %e, "ignored an unreadable election state");
-                return (false, false);
+                return Heard::default();
             }
         };
         let now = Instant::now();
-        let role_changed;
         let change = {
             let mut s = self.lock();
+            let seen = s.max_term();
+            let bound = if s.heard_any {
+                seen.saturating_add(MAX_TERM_STEP)
+            } else {
+                MAX_TERM.max(seen)
+            };
+            if term > bound {
+                debug!(node = %self.name, from = %instance, term, seen, "refused an absurd election term");
+                return Heard {
+                    absurd: true,
+                    ..Heard::default()
+                };
+            }
+            s.heard_any = true;
             let before = s.peers.get(instance).cloned();
-            role_changed = before
-                .as_ref()
-                .is_none_or(|b| b.active != (active != 0) || b.session != session);
             // An active that steps down (or restarts) says so: the others
             // need not wait out its lease.
             if let Some(before) = &before {
@@ -332,7 +407,10 @@ impl Election {
             );
             self.evaluate(&mut s, now)
         };
-        (change == Change::Announce, role_changed)
+        Heard {
+            announce: change == Change::Announce,
+            absurd: false,
+        }
     }
 
     /// Evaluates the rule at `now` (on a tick); returns whether to post a
@@ -352,20 +430,27 @@ impl Election {
             s.active_heard = Some(Instant::now());
         }
         info!(node = %self.name, role = ?role, term = s.term, "failover: {why}");
+        self.publish_token(s);
         self.role.send_replace(role);
     }
 
+    /// Evaluates the rule ([`decide`](Election::decide)) and publishes the
+    /// fencing token it implies.
     fn evaluate(&self, s: &mut State, now: Instant) -> Change {
+        let change = self.decide(s, now);
+        self.publish_token(s);
+        change
+    }
+
+    fn decide(&self, s: &mut State, now: Instant) -> Change {
         let lease = self.lease;
-        s.peers
-            .retain(|_, p| now.saturating_duration_since(p.heard) <= lease);
-        let max_term = s
-            .peers
-            .values()
-            .map(|p| p.term)
-            .max()
-            .unwrap_or(0)
-            .max(s.term);
+        // An active peer counts for its lease; a standby, whose heartbeats
+        // stretch with the fleet's size, until the peer timeout.
+        let standby = s.standby_timeout.max(lease);
+        s.peers.retain(|_, p| {
+            now.saturating_duration_since(p.heard) <= if p.active { lease } else { standby }
+        });
+        let max_term = s.max_term();
         let hearing = s.peers.len() + 1;
         let best_active = s
             .peers
@@ -395,7 +480,7 @@ impl Election {
                     if forced && !p.forced && p.term >= s.term {
                         // An override wins over an election it did not
                         // know of when it was made: claim above it.
-                        s.term = max_term + 1;
+                        s.term = max_term.saturating_add(1);
                         return Change::Announce;
                     }
                     if claim_key(p.term, p.forced, p.priority, name)
@@ -410,7 +495,12 @@ impl Election {
                         );
                         return Change::Announce;
                     }
-                    // A weaker active is heard: tell it now.
+                    // A weaker active is heard: tell it now. Of the same
+                    // term, claim the next one: the tenure that stays has a
+                    // fencing token above the one that ends.
+                    if p.term >= s.term {
+                        s.term = max_term.saturating_add(1);
+                    }
                     return Change::Announce;
                 }
                 if !has_quorum && !forced {
@@ -446,13 +536,38 @@ impl Election {
                 } else if now < since + lease + self.heartbeat * better_standbys {
                     return Change::None;
                 }
-                s.term = max_term + 1;
+                s.term = max_term.saturating_add(1);
                 let why = match &best_active {
                     Some((name, _)) => format!("preempting {name}: active"),
                     None => "no active instance heard for the lease: active".to_owned(),
                 };
                 self.set_role(s, Role::Active, &why);
                 Change::Announce
+            }
+        }
+    }
+
+    /// Tells the election what presence heard (on each tick of the
+    /// failover task): a standby heard in any post (an envelope, which
+    /// carries no `_el`, included) is still counted, for up to `timeout`
+    /// (the peer timeout) since; the active must be heard in heartbeats.
+    /// `heard` gives each peer presence lists: its instance, session and
+    /// when it was last heard.
+    pub(crate) fn refresh<'a>(
+        &self,
+        timeout: Duration,
+        heard: impl Iterator<Item = (&'a str, u64, Instant)>,
+    ) {
+        let mut s = self.lock();
+        s.standby_timeout = timeout;
+        if s.peers.is_empty() {
+            return;
+        }
+        for (instance, session, last_heard) in heard {
+            if let Some(p) = s.peers.get_mut(instance) {
+                if !p.active && p.session == session && last_heard > p.heard {
+                    p.heard = last_heard;
+                }
             }
         }
     }
@@ -466,8 +581,7 @@ impl Election {
             Role::Active => {
                 // Claim above everyone heard (again, when already active),
                 // so that the fleet follows this node.
-                let max_term = s.peers.values().map(|p| p.term).max().unwrap_or(0);
-                s.term = max_term.max(s.term) + 1;
+                s.term = s.max_term().saturating_add(1);
                 if s.role != Role::Active {
                     self.set_role(&mut s, Role::Active, "forced active");
                 }
@@ -476,6 +590,7 @@ impl Election {
                 self.set_role(&mut s, Role::Standby, "forced standby");
             }
         }
+        self.publish_token(&s);
         true
     }
 
@@ -486,17 +601,19 @@ impl Election {
         self.evaluate(&mut s, now) == Change::Announce
     }
 
-    pub(crate) fn role_of(&self, instance: &str, session: u64) -> Option<Role> {
+    /// A peer's role and term, as its latest `_el` said.
+    pub(crate) fn role_of(&self, instance: &str, session: u64) -> Option<(Role, u64)> {
         let s = self.lock();
         s.peers
             .get(instance)
             .filter(|p| p.session == session)
             .map(|p| {
-                if p.active {
+                let role = if p.active {
                     Role::Active
                 } else {
                     Role::Standby
-                }
+                };
+                (role, p.term)
             })
     }
 }

@@ -87,8 +87,8 @@
 //! - What a node misses (it was cut off, the chat dropped a post) is asked
 //!   for again and posted again by its sender, within the sender's repair
 //!   history; what cannot be repaired is counted in [`Stats::lost`] and
-//!   logged ([`NodeBuilder::heartbeat`], [`Node::peers`]; the README's
-//!   "Disconnects" section).
+//!   logged ([`NodeBuilder::heartbeat`], [`Node::peers`];
+//!   [`guide::reliability`]).
 //! - [`Node::shutdown`] posts everything queued and runs everything received
 //!   before it returns.
 //!
@@ -97,7 +97,7 @@
 //! `broadcast()` sends through the process's default node: the first node
 //! started (while there is none), or the one [`Node::make_default`] names.
 //! When it shuts down there is no default until another node starts, and
-//! `broadcast()` fails with [`Error::NoDefaultNode`]. Inside
+//! `broadcast()` fails with [`Error::DefaultNodeStopped`] (naming it). Inside
 //! [`Node::scope`], `broadcast()` uses that node instead: tests that run in
 //! parallel in one process use it (or `node.send`) to keep apart.
 //!
@@ -106,8 +106,10 @@
 //! - Failover: [`NodeBuilder::failover`] with a [`Failover`] makes the
 //!   node take part in electing one active instance among the live ones
 //!   ([`Node::role`], [`Node::watch_role`], [`Node::force_role`],
-//!   [`Peer::role`]). See the README's "Failover" for the rule, the
-//!   properties and what a chat-only election can promise in a partition.
+//!   [`Peer::role`]), and [`Node::fencing_token`] lets a service the
+//!   active writes to refuse a stale active. See [`guide::coordination`]
+//!   for the rule, the properties and what a chat-only election can
+//!   promise in a partition.
 //! - Questions with answers: `#[message("kind", reply = Reply)]` declares
 //!   a [`Question`]; a `#[handler]` for it returns the reply;
 //!   [`Node::ask`] gathers the typed [`Answer`]s within a deadline.
@@ -118,7 +120,40 @@
 //! `BODY` is base64 of a JSON object (default) or a MessagePack map (as
 //! Python SocketScience writes) of kinds to values; keys starting with `_`
 //! carry the sender's instance name and sequence number. See [`wire`].
+//!
+//! # Features
+//!
+//! - `irc` (default): [`IrcChat`], the IRC transport (tokio's TCP only).
+//! - `stackexchange`: [`StackExchangeChat`] and the [`stackexchange`]
+//!   module, the Stack Exchange chat transport (an HTTP and websocket stack
+//!   with rustls).
+//! - `matrix`: [`MatrixChat`] and the [`matrix`] module, the Matrix
+//!   transport (an HTTP stack and ruma's types).
+//! - `metrics`: every counter of [`Stats`] (as `socketscience_<counter>`)
+//!   and the gauges that matter (`socketscience_peers`, `_active`, `_term`,
+//!   `_queue_depth`, `_held`), labelled `node="<instance>"`, published
+//!   through the [`metrics`](https://docs.rs/metrics) facade once a second
+//!   and when the node shuts down; the program installs the exporter
+//!   (`metrics-exporter-prometheus`; `examples/irc_node.rs --metrics
+//!   127.0.0.1:9100` serves them).
+//! - `test-util`: [`harness`], a node's send and receive paths driven
+//!   synchronously, for benches, fuzzing and property tests; not for
+//!   production.
+//!
+//! [`LocalChat`], the chat room inside one process, needs no feature.
+//!
+//! socketscience turns on serde_json's `float_roundtrip` feature, and so
+//! (features unify) for every crate of a build that has socketscience in
+//! it: their serde_json reads floats correctly rounded, a little slower.
+//! The wire needs it: JSON is the default codec between Rust instances,
+//! and without it serde_json reads about three in ten `f64`s one unit in
+//! the last place off (`1722016499.2289793`, a `time.time()` timestamp,
+//! reads back `1722016499.228979`), so a float sent would not be the float
+//! received. serde_json parses a number before any visitor sees it, also
+//! inside a `serde_json::Value` a message holds, so the crate cannot read
+//! the floats some other way.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate self as socketscience;
 
@@ -126,14 +161,17 @@ mod clock;
 mod error;
 mod failover;
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod harness;
 mod message;
 mod node;
 mod presence;
+mod rate;
 mod receive;
 mod repair;
 mod security;
 mod send;
+mod shared;
 mod stats;
 mod sync;
 pub mod transport;
@@ -144,24 +182,31 @@ pub use failover::{Failover, Role};
 pub use message::{message_types, Message, MessageType};
 pub use node::ask::{Answer, Answers, Ask, IntoReply, Question, Within};
 pub use node::handler::{Handler, HandlerResult};
-pub use node::{Context, Node, NodeBuilder, Sender};
-pub use presence::Peer;
+pub use node::{
+    stop_signal, Context, Mismatch, Node, NodeBuilder, Observed, Sender, MAX_MISMATCHES,
+};
+pub use presence::{Peer, PeerChange, PeerEvent, PeerEvents, MAX_META_BYTES};
 pub use receive::ReassemblyLimits;
-pub use security::{PREVIOUS_SECRET_ENV, SECRET_ENV};
+pub use security::{UntrustedAccount, PREVIOUS_SECRET_ENV, SECRET_ENV};
 pub use send::envelope::{Envelope, Payload};
 pub use stats::Stats;
 #[cfg(feature = "irc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "irc")))]
 pub use transport::irc::{IrcChat, IrcStatus};
 pub use transport::local::{LocalChat, LocalTransport};
 #[cfg(feature = "matrix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "matrix")))]
 #[doc(inline)]
 pub use transport::matrix;
 #[cfg(feature = "matrix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "matrix")))]
 pub use transport::matrix::MatrixChat;
 #[cfg(feature = "stackexchange")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stackexchange")))]
 #[doc(inline)]
 pub use transport::stackexchange;
 #[cfg(feature = "stackexchange")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stackexchange")))]
 pub use transport::stackexchange::StackExchangeChat;
 pub use transport::{ChatMessage, Transport, TransportIo};
 pub use wire::{Codec, LineMode};
@@ -174,7 +219,7 @@ pub use socketscience_macros::{data, handler, message};
 pub mod __private {
     pub use crate::message::MessageType;
     pub use crate::node::ask::{answer_with, Answering};
-    pub use crate::node::handler::{Call, StaticHandler};
+    pub use crate::node::handler::{Call, HandlerMode, StaticHandler};
     pub use crate::node::Context;
     pub use crate::wire::RawValueRef;
     pub use inventory;
@@ -184,6 +229,23 @@ pub mod __private {
     pub fn broadcast<M: crate::Message>(message: M) -> crate::Result<()> {
         crate::node::default::broadcast(message)
     }
+}
+
+/// The guides: what the API docs do not say in one place, with examples
+/// (compiled and run as doc tests).
+pub mod guide {
+    #[doc = include_str!("../guide/reliability.md")]
+    pub mod reliability {}
+    #[doc = include_str!("../guide/coordination.md")]
+    pub mod coordination {}
+    #[doc = include_str!("../guide/operating.md")]
+    pub mod operating {}
+    #[doc = include_str!("../guide/irc.md")]
+    pub mod irc {}
+    #[doc = include_str!("../guide/matrix.md")]
+    pub mod matrix {}
+    #[doc = include_str!("../guide/stackexchange.md")]
+    pub mod stackexchange {}
 }
 
 /// The README's examples, compiled and run as doc tests.

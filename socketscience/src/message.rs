@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a socketscience message",
     label = "not a message type",
-    note = "add `#[message(\"kind\")]` above the definition of `{Self}`"
+    note = "add `#[message(\"kind\")]` above the definition of `{Self}`; a type of another crate (`String`, `u64`, ...) cannot take it: wrap it in a newtype, `#[message(\"kind\")] pub struct Name(pub {Self});`"
 )]
 pub trait Message: Serialize + DeserializeOwned + Send + 'static {
     /// The wire key of this message type, such as `"ping"`.

@@ -1,9 +1,10 @@
 //! Gap repair's limits, shared by the receive path (`receive/gaps.rs`,
 //! `receive/window.rs`: what a receiver knows of each sender session) and
 //! the send path (`send/history.rs`: what a sender keeps to post again;
-//! `send/control.rs`: the bodies of presence and repair posts).
+//! `send/post.rs`, `Poster::control`: the presence and repair posts, whose
+//! bodies `wire/control.rs` writes).
 //!
-//! The promise (README, "Disconnects"): while the sender process lives and
+//! The promise ([`guide::reliability`](crate::guide::reliability)): while the sender process lives and
 //! an envelope is within its history, every node in the room at some point
 //! after the send runs each handler for it exactly once, in per-sender
 //! order. What falls outside is counted in `Stats::lost` and logged.
@@ -19,15 +20,31 @@ pub(crate) const TO_THE_END: u64 = u64::MAX;
 pub(crate) const MAX_RANGES: usize = 64;
 /// Most envelopes one `_rp` list may carry.
 pub(crate) const MAX_REPAIRS: usize = 4_096;
-/// Most ranges a receiver asks for per sender session per round.
-pub(crate) const RANGES_PER_ASK: usize = 8;
+/// Most ranges a receiver asks for per sender session per round (half of
+/// what one post carries: a fast stream through a lossy chat leaves many
+/// small gaps).
+pub(crate) const RANGES_PER_ASK: usize = MAX_RANGES / 2;
 /// Most bytes of early envelopes a receiver holds per sender session; past
 /// it (or past the count, `Options::max_held`) the gap before them is given
 /// up.
 pub(crate) const MAX_HELD_BYTES: usize = 16 << 20;
+/// Most bytes of early envelopes (inflated) a receiver holds in total, of
+/// every sender session; past it the session holding the most gives up its
+/// gap (counted in `Stats::lost`) and what it held runs.
+pub(crate) const MAX_HELD_BYTES_TOTAL: usize = 2 * MAX_HELD_BYTES;
 /// Most envelopes a `_nak` may give up at once; more is absurd.
 pub(crate) const MAX_GIVE_UP: u64 = 1 << 20;
+/// Furthest a session's end may move in one step beyond what a receiver
+/// knows of it (an envelope's number, a heartbeat's or a `_nak`'s end):
+/// further is absurd, refused and counted in `Stats::absurd`. A sender
+/// this node has not heard for the peer timeout (it was cut off) is
+/// followed wherever it got.
+pub(crate) const MAX_AHEAD: u64 = 1 << 20;
 /// Most entries of each list of the presence queue (requests, ranges to
 /// serve, ranges that cannot be repaired); past it, new ones wait for the
 /// next round (their askers ask again).
 pub(crate) const MAX_QUEUED: usize = 64;
+/// Most envelopes a node posts again per repair window, whoever asks: a
+/// flood of requests cannot drive its posting further (what is left out
+/// is asked for again by its askers).
+pub(crate) const MAX_SERVED_PER_WINDOW: usize = 1_024;

@@ -26,6 +26,26 @@ macro_rules! counters {
         }
 
         impl Stats {
+            /// Every counter as (name, value, help), in the order declared:
+            /// what an exporter publishes (a counter added to `Stats`
+            /// appears here by itself). The help is the field's doc.
+            ///
+            /// ```
+            /// let stats = socketscience::Stats::default();
+            /// let (name, value, help) = stats.iter().next().unwrap();
+            /// assert_eq!((name, value), ("sent", 0));
+            /// assert!(help.starts_with("Envelopes accepted"));
+            /// ```
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64, &'static str)> {
+                const HELP: &[(&str, &str)] = &[
+                    $((stringify!($name), concat!($($doc, "\n"),*)),)*
+                ];
+                let values = [$(self.$name,)*];
+                HELP.iter()
+                    .zip(values)
+                    .map(|(&(name, help), value)| (name, value, help.trim()))
+            }
+
             /// The counters of what is dropped from the room, by name, in
             /// the order declared: what [`Stats::rejected`] sums and what
             /// the receive path's drop log summarises.
@@ -89,8 +109,28 @@ counters! {
     own_echoes,
     /// Chunks received.
     chunks,
+    /// Framed chat messages from untrusted accounts beyond the first 64,
+    /// which [`Node::untrusted_accounts`](crate::Node::untrusted_accounts)
+    /// does not list (they are in `untrusted` too).
+    untrusted_unlisted,
     /// Partial envelopes dropped before completion (too old, too many, too large).
     partials_dropped: Dropped,
+    /// Peers forgotten to stay within the most listed (4 096, the least
+    /// recently heard first): a flood of instance names.
+    peers_dropped: Dropped,
+    /// Shared jobs (messages of a kind with `#[handler(shared)]` handlers)
+    /// this node ran: the rest ran in other instances.
+    shared_runs,
+    /// Shared jobs this node ran that may have run in another instance too
+    /// ([`Context::is_takeover`](crate::Context::is_takeover)): taken over
+    /// from an instance gone before it confirmed them, or run while this
+    /// node had just joined the share. Part of `shared_runs`.
+    shared_takeovers,
+    /// Shared jobs held for takeover that fell out of their bound (count or
+    /// age, see [`NodeBuilder::shared_held`](crate::NodeBuilder::shared_held))
+    /// before their instance confirmed them: logged; if that instance did
+    /// not run them, nobody did.
+    shared_dropped,
     /// Handler runs that returned an error.
     handler_errors,
     /// Handler runs that panicked.
@@ -125,6 +165,17 @@ counters! {
     /// Repair traffic refused: absurd or unreadable requests, ranges asked
     /// of this node that it never posted.
     repairs_refused: Dropped,
+    /// Statements about a sender session refused because they did not come
+    /// from its owner (the same instance, posting from the chat account the
+    /// session has posted from): its envelopes, heartbeats and reposts from
+    /// another account, a `_nak` about it from another instance, a new
+    /// session that would replace a live one of another account.
+    not_owner: Dropped,
+    /// Values from the room refused as absurd: a sequence number or
+    /// heartbeat end more than 2^20 beyond what was heard of a live
+    /// session, an election term beyond what was seen, a `_nak` reaching
+    /// past the session's end.
+    absurd: Dropped,
     /// Gaps in the room's history a transport could not read back whole
     /// (Matrix: more was posted while away than its backfill bound), so
     /// that messages may have been missed.
@@ -133,6 +184,11 @@ counters! {
     /// past `max_envelope_bytes` (a compression bomb), their compressed
     /// data is broken, or their method unknown.
     compressed_refused: Rejected,
+    /// Envelopes still not posted when `shutdown` reached its bound
+    /// ([`NodeBuilder::shutdown_timeout`](crate::NodeBuilder::shutdown_timeout)):
+    /// dropped, logged with their count, and named in the error `shutdown`
+    /// returns.
+    unposted,
 }
 
 impl Stats {

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::send::Bus;
@@ -37,7 +37,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
     /// The chat account that posted it, as the chat reports it (user id,
-    /// nick, ...). Trust is decided on this.
+    /// nick, ...). Trust is decided on this. Empty when the chat does not
+    /// vouch for the sender: such a message is never trusted.
     pub account: Arc<str>,
     /// The message's text, as posted (the node cleans it).
     pub text: Arc<str>,
@@ -102,6 +103,15 @@ pub trait Transport: Send + 'static {
         LineMode::Multi
     }
 
+    /// Whether this transport's account usually differs from one instance
+    /// of a fleet to the next (an IRC nick, a Matrix user), so that a node
+    /// without [`NodeBuilder::trust`](crate::NodeBuilder::trust), trusting
+    /// only its own account, is most likely a mistake: the node warns at
+    /// start. Default: `false`.
+    fn account_per_instance(&self) -> bool {
+        false
+    }
+
     /// Checks the transport's settings before the node starts anything:
     /// [`NodeBuilder::start`](crate::NodeBuilder::start) fails with the error
     /// returned. Default: nothing to check. Return
@@ -110,6 +120,25 @@ pub trait Transport: Send + 'static {
     /// shutdown.
     fn check(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// How many posts a minute the room takes from this transport's
+    /// account, when the transport knows (a throttle it was told, or the
+    /// chat's known limit); the fleet's presence takes an eighth of it by
+    /// default ([`NodeBuilder::presence_budget`](crate::NodeBuilder::presence_budget)).
+    /// Default: `None`, presence is not bounded.
+    fn posts_per_minute(&self) -> Option<f64> {
+        None
+    }
+
+    /// Whether [`NodeBuilder::start`](crate::NodeBuilder::start) waits for
+    /// the transport's first connection. If so, [`run`](Self::run) reports
+    /// how it went with [`TransportIo::connected`], and `start` fails with
+    /// the error reported (a certificate that does not verify, a login
+    /// refused), or with the error `run` returns if it ends before
+    /// reporting. Default: `false`, `start` returns at once.
+    fn connects_before_start(&self) -> bool {
+        false
     }
 
     /// Runs the connection until [`TransportIo::next_post`] returns `None`.
@@ -123,6 +152,9 @@ pub struct TransportIo {
     pub(crate) bus: Arc<Bus>,
     /// What waits to be posted, grouped, framed and chunked (`send/`).
     pub(crate) poster: Poster,
+    /// Where `start` waits for the first connection
+    /// ([`Transport::connects_before_start`]).
+    pub(crate) connected: Option<oneshot::Sender<Result<()>>>,
 }
 
 impl TransportIo {
@@ -152,6 +184,18 @@ impl TransportIo {
         self.poster.last_post_envelopes()
     }
 
+    /// Tells [`NodeBuilder::start`](crate::NodeBuilder::start) how the
+    /// first connection went, for a transport that
+    /// [`connects_before_start`](Transport::connects_before_start): `Ok`
+    /// lets `start` return the node, an error fails `start` with it (the
+    /// transport should then return from `run`). Only the first call
+    /// counts.
+    pub fn connected(&mut self, outcome: Result<()>) {
+        if let Some(tx) = self.connected.take() {
+            let _ = tx.send(outcome);
+        }
+    }
+
     /// Hands the node a chat message seen in the room. Waits while the
     /// node's inbound queue is full; fails once the node has stopped.
     pub async fn receive(&self, message: ChatMessage) -> Result<()> {
@@ -169,6 +213,36 @@ impl TransportIo {
     /// decide between waiting and giving up.
     pub fn is_closing(&self) -> bool {
         self.bus.outbox.is_closed()
+    }
+
+    /// The bound on the node's shutdown
+    /// ([`NodeBuilder::shutdown_timeout`](crate::NodeBuilder::shutdown_timeout)):
+    /// past it, the node stops the transport, whatever it still holds.
+    /// A transport that has its own flushing steps may use it to give up
+    /// in time, with its own log.
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        self.bus.shutdown_timeout
+    }
+
+    /// From now on, a post counts as posted only when the transport says
+    /// so ([`confirm_through`](Self::confirm_through)), not when it asks
+    /// for the next: for a transport that takes posts ahead of writing them.
+    #[cfg(feature = "irc")]
+    pub(crate) fn confirm_explicitly(&mut self) {
+        self.poster.confirm_explicitly();
+    }
+
+    /// The value to [`confirm_through`](Self::confirm_through) once the
+    /// post `next_post` gave last is posted.
+    #[cfg(feature = "irc")]
+    pub(crate) fn post_through(&self) -> u64 {
+        self.poster.through()
+    }
+
+    /// The posts tagged up to `through` (from [`post_through`](Self::post_through)) are posted.
+    #[cfg(feature = "irc")]
+    pub(crate) fn confirm_through(&self, through: u64) {
+        self.bus.confirm_through(through);
     }
 
     /// The sending node's instance name (for a transport's logs).

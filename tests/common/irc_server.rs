@@ -22,6 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::test_ca::{CertFiles, TestCa};
+
 /// How long the daemon may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -30,6 +32,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Options {
     /// The server password clients must send (`PASS`).
     pub password: Option<String>,
+    /// TLS only (no plain port): a test CA made in the daemon's directory
+    /// signs a certificate for `irc.socketscience.test` and `127.0.0.1`
+    /// ([`IrcServer::ca_file`]).
+    pub tls: bool,
 }
 
 /// A running ngIRCd, killed on drop.
@@ -40,6 +46,7 @@ pub struct IrcServer {
     dir: PathBuf,
     binary: PathBuf,
     options: Options,
+    tls: Option<(TestCa, CertFiles)>,
 }
 
 impl IrcServer {
@@ -61,12 +68,18 @@ impl IrcServer {
         fs::create_dir_all(&dir).expect("create the daemon's temporary directory");
         // The daemon drops root for `nobody`, which writes its pid file here.
         set_mode(&dir, 0o777);
+        let tls = options.tls.then(|| {
+            let ca = TestCa::new(&dir.join("ca"));
+            let cert = ca.server("server", &["irc.socketscience.test", "127.0.0.1"]);
+            (ca, cert)
+        });
         let mut server = IrcServer {
             child: None,
             port: 0,
             dir,
             binary,
             options,
+            tls,
         };
         // A free port can be taken between finding it and the daemon's
         // bind: try a few.
@@ -89,6 +102,11 @@ impl IrcServer {
     /// `127.0.0.1:PORT`, for `IrcChat::new`.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The test CA's certificate, for `IrcChat::tls_ca_file` (a TLS server).
+    pub fn ca_file(&self) -> PathBuf {
+        self.tls.as_ref().expect("a TLS server").0.ca_file()
     }
 
     /// Kills the daemon at once (SIGKILL): every client sees its
@@ -126,6 +144,19 @@ impl IrcServer {
             Some(p) => format!("\tPassword = {p}\n"),
             None => String::new(),
         };
+        let (ports, ssl) = match &self.tls {
+            None => (self.port.to_string(), String::new()),
+            Some((ca, cert)) => (
+                String::new(),
+                format!(
+                    "[SSL]\n\tCertFile = {}\n\tKeyFile = {}\n\tDHFile = {}\n\tPorts = {}\n",
+                    cert.cert.display(),
+                    cert.key.display(),
+                    ca.dh_file().display(),
+                    self.port
+                ),
+            ),
+        };
         let config = format!(
             "[Global]\n\
              \tName = irc.socketscience.test\n\
@@ -134,7 +165,7 @@ impl IrcServer {
              \tAdminInfo2 = loopback only\n\
              \tAdminEMail = nobody@socketscience.test\n\
              \tListen = 127.0.0.1\n\
-             \tPorts = {port}\n\
+             \tPorts = {ports}\n\
              \tPidFile = {pid}\n\
              \tMotdPhrase = \"socketscience test server\"\n\
              {password}\
@@ -144,8 +175,8 @@ impl IrcServer {
              [Options]\n\
              \tPAM = no\n\
              \tDNS = no\n\
-             \tIdent = no\n",
-            port = self.port,
+             \tIdent = no\n\
+             {ssl}",
             pid = self.dir.join("ngircd.pid").display(),
         );
         fs::write(self.config_path(), config).expect("write the daemon's config");

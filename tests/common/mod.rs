@@ -7,6 +7,7 @@
 //! - [`messages`]: the message types several tests share, declared once;
 //! - [`python`]: Python SocketScience and SmokeDetector, run by `python3`;
 //! - [`irc_server`]: a real ngIRCd; [`tcp_proxy`]: a proxy a test can cut;
+//! - [`test_ca`]: certificates made at test time (TLS);
 //! - [`processes`]: the examples run as OS processes;
 //! - `sechat_standin` (feature `stackexchange`): the stand-in Stack
 //!   Exchange chat server;
@@ -16,6 +17,7 @@
 //! allowed here, once for the whole module, rather than in each file.
 #![allow(dead_code)]
 
+pub mod irc_sasl;
 pub mod irc_server;
 pub mod messages;
 pub mod processes;
@@ -25,6 +27,7 @@ pub mod sechat_standin;
 #[cfg(feature = "matrix")]
 pub mod synapse;
 pub mod tcp_proxy;
+pub mod test_ca;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -80,6 +83,47 @@ impl<T: Clone> Log<T> {
     }
     pub fn len(&self) -> usize {
         self.0.lock().unwrap().len()
+    }
+}
+
+/// The log lines written while a test runs, through a subscriber of this
+/// thread: run the test on a current-thread runtime, so that the node's
+/// tasks log here.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// Captures what this thread logs at `level` and above, until the
+    /// guard is dropped.
+    pub fn capture(level: tracing::Level) -> (LogCapture, tracing::subscriber::DefaultGuard) {
+        let log = LogCapture::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (log, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// What was captured so far, line by line.
+    pub fn lines(&self) -> Vec<String> {
+        self.text().lines().map(str::to_owned).collect()
     }
 }
 

@@ -1,5 +1,5 @@
 //! Example programs run as OS processes by the multi-process tests
-//! (irc_fleet, irc_repair, irc_failover).
+//! (irc_fleet, irc_repair, irc_failover, watch).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
@@ -8,6 +8,32 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// The fleet of `examples/failover.rs` processes the tests run: instance
+/// names, nicks and priorities (the first is elected).
+pub const NAMES: [&str; 3] = ["Henders/EC2", "teward/vps", "Undo/laptop"];
+pub const NICKS: [&str; 3] = ["smokey-henders", "smokey-teward", "smokey-undo"];
+pub const PRIORITIES: [&str; 3] = ["30", "20", "10"];
+/// Their heartbeat and lease: the IRC row of `guide::coordination`'s "How fast".
+pub const HEARTBEAT: Duration = Duration::from_millis(1_000);
+pub const LEASE: Duration = Duration::from_millis(4_000);
+
+/// Starts `examples/failover.rs` as instance `i` of the fleet, in
+/// `channel` on the IRC server `server`, with `more` options.
+pub fn spawn_failover(server: &str, channel: &str, i: usize, more: &[&str]) -> Process {
+    Process::spawn(
+        NAMES[i],
+        Command::new(example_binary("failover"))
+            .args(["--server", server, "--channel", channel])
+            .args(["--nick", NICKS[i], "--name", NAMES[i]])
+            .args(["--priority", PRIORITIES[i]])
+            .args(["--heartbeat", &HEARTBEAT.as_millis().to_string()])
+            .args(["--lease", &LEASE.as_millis().to_string()])
+            .args(more)
+            .env("RUST_LOG", "socketscience=info")
+            .stdin(Stdio::piped()),
+    )
+}
 
 /// The example `name` built beside this test binary (`cargo test` builds
 /// the examples before it runs the tests).
@@ -127,6 +153,19 @@ impl Process {
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
+    }
+
+    /// Writes `line` to its standard input (a command: see
+    /// `examples/failover.rs`).
+    pub fn command(&mut self, line: &str) {
+        use std::io::Write as _;
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .expect("started with a piped stdin");
+        writeln!(stdin, "{line}").expect("write to the instance's stdin");
+        stdin.flush().expect("flush the instance's stdin");
     }
 
     /// Kills it (SIGKILL on Unix: no goodbye, no flush) and reaps it.

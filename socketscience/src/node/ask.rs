@@ -239,7 +239,17 @@ impl Node {
     /// ```
     ///
     /// The answers are those that arrive before the deadline, in the order
-    /// they arrive; nobody answering is an empty list, not an error. A
+    /// they arrive; nobody answering is an empty list, not an error. It
+    /// ends sooner, as soon as every instance it waits for answered: this
+    /// node if it handles the question's kind, and the live peers
+    /// ([`peers`](Node::peers)) whose heartbeats say they handle it
+    /// ([`Peer::kinds`](crate::Peer::kinds)). It waits the whole deadline
+    /// when it cannot know whom to wait for: a live peer never said its
+    /// kinds (an older version, a Python instance), or this node has run
+    /// for less than a peer timeout (it may not have heard every live
+    /// instance yet). A handler that answers `None` is waited for until
+    /// the deadline. The instances waited for that did not answer are
+    /// named by [`Answers::silent`] (the [`stream`](Within::stream) form). A
     /// deadline shorter than the chat's throttle (Stack Exchange allows an
     /// account a post every few seconds) leaves no time for the answers to
     /// be posted: give the chat a few of its intervals. Questions and
@@ -288,7 +298,7 @@ impl Node {
             let out = answer(question, cx.clone());
             Ok(super::handler::Call::Ready(reply::<Q, O>(out, cx)))
         });
-        self.register_erased(Q::KIND, name, call);
+        self.register_erased(Q::KIND, name, call, super::handler::HandlerMode::Every);
     }
 }
 
@@ -375,11 +385,14 @@ impl<'n, Q: Question + Sync> Within<'n, Q> {
                 name: node.name().to_owned(),
             });
         }
+        let (waiting, early) = waited_for(node, <Q as Message>::KIND);
         Ok(Answers {
             rx,
             deadline: Box::pin(tokio::time::sleep(self.deadline)),
             left: self.first,
-            _registration: guard,
+            waiting,
+            early,
+            registration: guard,
             _reply: PhantomData,
         })
     }
@@ -399,6 +412,30 @@ impl<'n, Q: Question + Sync> IntoFuture for Within<'n, Q> {
             Ok(all)
         })
     }
+}
+
+/// Whom a question of `kind` waits for: this node if it handles the kind,
+/// and the live peers that said they do (`_pk`); and whether it may end
+/// as soon as they all answered: only when every live peer said which
+/// kinds it handles (older versions and Python instances do not) and the
+/// node has run for a peer timeout (before, it may not have heard every
+/// live instance yet).
+fn waited_for(node: &Node, kind: &str) -> (Vec<String>, bool) {
+    let presence = &node.bus().presence;
+    let mut waiting = Vec::new();
+    if node.shared.read_registry().kinds().contains(&kind) {
+        waiting.push(node.name().to_owned());
+    }
+    let mut all_known = true;
+    for peer in node.peers() {
+        all_known &= peer.kinds_known();
+        if peer.handles(kind) {
+            waiting.push(peer.instance().to_owned());
+        }
+    }
+    let settled = !presence.options.heartbeat.is_zero()
+        && presence.started().elapsed() >= presence.peer_timeout();
+    (waiting, all_known && settled)
 }
 
 /// Removes a question's waiter when its answers are dropped.
@@ -421,7 +458,11 @@ pub struct Answers<R> {
     rx: mpsc::UnboundedReceiver<Answer<R>>,
     deadline: Pin<Box<tokio::time::Sleep>>,
     left: Option<usize>,
-    _registration: Registration,
+    /// The instances waited for that have not answered yet.
+    waiting: Vec<String>,
+    /// Whether it ends once `waiting` is empty.
+    early: bool,
+    registration: Registration,
     _reply: PhantomData<R>,
 }
 
@@ -449,7 +490,15 @@ impl<R> Answers<R> {
             if let Some(left) = &mut self.left {
                 *left -= 1;
             }
+            if let Some(instance) = answer.sender.instance() {
+                self.waiting.retain(|w| w != instance);
+            }
             return Poll::Ready(Some(answer));
+        }
+        if self.early && self.waiting.is_empty() {
+            // Everyone it waited for answered.
+            self.left = Some(0);
+            return Poll::Ready(None);
         }
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => {
@@ -458,6 +507,45 @@ impl<R> Answers<R> {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+impl<R> Answers<R> {
+    /// The live instances that handle the question's kind (as they said in
+    /// their heartbeats: [`Peer::kinds`](crate::Peer::kinds)), this node
+    /// included, and have not answered: once the answers ended at the
+    /// deadline, those that stayed silent. Instances that never said which
+    /// kinds they handle (older versions, Python) are not named; nor are
+    /// those that stopped being live (not heard within the peer timeout).
+    ///
+    /// ```
+    /// # use socketscience::{message, Context, LocalChat, Node};
+    /// # use std::time::Duration;
+    /// #[message("silent_doc_version", reply = Version)]
+    /// pub struct VersionPlease;
+    ///
+    /// #[message("silent_doc_reply")]
+    /// pub struct Version(pub String);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> socketscience::Result<()> {
+    /// let chat = LocalChat::new();
+    /// let node = Node::builder("Henders/EC2").transport(chat.join("smokey")).start().await?;
+    /// // Answers `None` (no answer): waited for, and silent.
+    /// node.answer(|_: VersionPlease, _cx: Context| None::<Version>);
+    /// let mut answers = node.ask(VersionPlease).within(Duration::from_millis(200)).stream().await?;
+    /// while let Some(a) = answers.next().await { println!("{}", a.reply.0); }
+    /// assert_eq!(answers.silent(), ["Henders/EC2"]);
+    /// # node.shutdown().await }
+    /// ```
+    pub fn silent(&self) -> Vec<String> {
+        let shared = &self.registration.shared;
+        let live = shared.bus.presence.peers();
+        self.waiting
+            .iter()
+            .filter(|w| **w == *shared.bus.name || live.iter().any(|p| p.instance() == w.as_str()))
+            .cloned()
+            .collect()
     }
 }
 

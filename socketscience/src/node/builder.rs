@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::sync::mpsc;
-use tracing::{error, info};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn, Instrument as _};
 
 use super::default;
 use super::dispatch::Handlers;
@@ -59,8 +59,20 @@ pub struct NodeBuilder {
     unsigned: bool,
     max_skew: Duration,
     presence: presence::Options,
+    /// Shared handlers: the bounds on jobs held for takeover.
+    shared: crate::shared::Options,
     /// Failover (see `failover`).
     failover: Option<crate::failover::Failover>,
+    /// What handlers reach with `cx.state::<T>()`.
+    state: super::state::State,
+    shutdown_timeout: Duration,
+    /// Set by [`NodeBuilder::read_only`].
+    read_only: bool,
+    /// Set by [`NodeBuilder::observe`].
+    observer: Option<Arc<super::dispatch::Observer>>,
+    /// Presence: what the node says about itself, as canonical JSON (or
+    /// why it cannot be sent, said at start).
+    meta: Option<std::result::Result<String, String>>,
 }
 
 impl fmt::Debug for NodeBuilder {
@@ -72,6 +84,7 @@ impl fmt::Debug for NodeBuilder {
             .field("codec", &self.codec)
             .field("secrets", &self.secrets.len())
             .field("unsigned", &self.unsigned)
+            .field("state", &self.state.type_names())
             .finish_non_exhaustive()
     }
 }
@@ -255,14 +268,75 @@ impl NodeBuilder {
     }
 
     /// How long a peer stays in [`Node::peers`] without being heard
-    /// (default: three heartbeat intervals).
+    /// (default: three heartbeat intervals), while the presence budget
+    /// does not stretch the interval; stretched, it grows as the interval
+    /// does ([`Node::peer_timeout`]).
     pub fn peer_timeout(mut self, timeout: Duration) -> Self {
         self.presence.peer_timeout = Some(timeout);
         self
     }
 
+    /// What the whole fleet's presence may post per minute, all instances
+    /// together, however many there are. Each instance derives its
+    /// heartbeat interval from the live peers it hears (no post
+    /// coordinates it), as RTCP does (RFC 3550 section 6.2). The intervals
+    /// aim at nine tenths of the budget, `B' = 0.9 × budget` (drawn at
+    /// random, some minutes take a little more): with `n` instances and a
+    /// heartbeat interval `h`, an instance heartbeats every
+    /// `max(h, n × 60 s / B')` on average (drawn between half and one and
+    /// a half times that, never below `h`); with failover the active
+    /// instance keeps `h` (its lease needs it) and the `n - 1` standbys
+    /// share what is left, `max(h, (n - 1) × 60 s / (B' - 60 s / h))`.
+    /// The peer timeout stretches as the interval does
+    /// ([`Node::peer_timeout`]). Heartbeats are posted only by an instance
+    /// that posted nothing else meanwhile (the active one of a failover
+    /// excepted): a busy instance spends nothing of the budget.
+    ///
+    /// Default: an eighth of what the transport says its room takes from
+    /// the account ([`Transport::posts_per_minute`]: `LocalChat::throttle`,
+    /// 60 a minute on Stack Exchange, so 7.5); no bound when the transport
+    /// does not say (IRC, Matrix, an unthrottled `LocalChat`). With the
+    /// default heartbeat (30 s), a fleet of three on Stack Exchange is not
+    /// stretched (it heartbeats as without a budget). Fails at start unless
+    /// above zero and finite.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> socketscience::Result<()> {
+    /// use std::time::Duration;
+    /// use socketscience::{LocalChat, Node};
+    ///
+    /// let chat = LocalChat::new();
+    /// // Alone, it heartbeats every 30 s: a peer unheard for 90 s leaves.
+    /// let node = Node::builder("Henders/EC2").transport(chat.join("smokey"))
+    ///     .presence_budget(6.0).start().await?;
+    /// assert_eq!(node.peer_timeout(), Duration::from_secs(90));
+    /// # node.shutdown().await
+    /// # }
+    /// ```
+    pub fn presence_budget(mut self, posts_per_minute: f64) -> Self {
+        self.presence.budget = Some(posts_per_minute);
+        self
+    }
+
+    /// Bounds the jobs of shared handlers (`#[handler(shared)]`,
+    /// [`Node::register_shared`]) this node holds for takeover, until the
+    /// instance chosen to run each confirms it: at most `max_jobs` (default
+    /// 16 384), each at most `max_age` (default four peer timeouts). A job
+    /// that falls out of the bound is logged and counted in
+    /// [`Stats::shared_dropped`](crate::Stats::shared_dropped): should its
+    /// instance be gone without having run it, nobody runs it.
+    pub fn shared_held(mut self, max_jobs: usize, max_age: Duration) -> Self {
+        self.shared = crate::shared::Options {
+            max_held: max_jobs,
+            max_age: Some(max_age),
+        };
+        self
+    }
+
     /// How many of its latest envelopes the node keeps to post again when
-    /// a receiver missed them (default 1 024; zero: none).
+    /// a receiver missed them (default 16 384, within 4 MiB of bytes: a
+    /// minute of a fast stream; zero: none).
     pub fn repair_history(mut self, envelopes: usize) -> Self {
         self.presence.history = envelopes;
         self
@@ -291,6 +365,67 @@ impl NodeBuilder {
         self
     }
 
+    /// Gives the node's handlers a value of their own, any
+    /// `Send + Sync + 'static` type: they reach it with
+    /// [`cx.state::<T>()`](crate::Context::state) (and code holding the
+    /// node with [`Node::state`]), without statics or closures. Call it
+    /// once per type (several types are fine); a second value of one type
+    /// replaces the first. Wrap what handlers change in a `Mutex` or an
+    /// atomic.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> socketscience::Result<()> {
+    /// use std::sync::atomic::AtomicU64;
+    /// use socketscience::{LocalChat, Node};
+    ///
+    /// struct Config { greeting: String }
+    /// let chat = LocalChat::new();
+    /// let node = Node::builder("Henders/EC2")
+    ///     .transport(chat.join("smokey"))
+    ///     .state(Config { greeting: "hi".into() })
+    ///     .state(AtomicU64::new(0)) // a second type
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(node.state::<Config>().unwrap().greeting, "hi");
+    /// node.shutdown().await
+    /// # }
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// What this instance says about itself to the others: any serde
+    /// value (its version, commit, host), at most
+    /// [`MAX_META_BYTES`](crate::MAX_META_BYTES) as JSON. It travels in
+    /// heartbeats, when it changes (and to newcomers); the others read it
+    /// with [`Peer::meta`](crate::Peer::meta). Change it later with
+    /// [`Node::set_meta`]. A value that does not serialise or is too large
+    /// fails `start()` with [`Error::InvalidOption`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> socketscience::Result<()> {
+    /// use socketscience::{data, LocalChat, Node};
+    ///
+    /// #[data]
+    /// pub struct Build { pub version: String, pub commit: String }
+    ///
+    /// let chat = LocalChat::new();
+    /// let node = Node::builder("Henders/EC2")
+    ///     .transport(chat.join("smokey"))
+    ///     .meta(Build { version: "1.4.2".into(), commit: "9f3c2e1".into() })
+    ///     .start()
+    ///     .await?;
+    /// # node.shutdown().await
+    /// # }
+    /// ```
+    pub fn meta<T: serde::Serialize>(mut self, value: T) -> Self {
+        self.meta = Some(crate::presence::canonical_meta(&value));
+        self
+    }
+
     /// Takes part in electing one active instance among the live ones
     /// (see [`Failover`](crate::Failover), [`Node::role`]). Needs heartbeats
     /// ([`heartbeat`](NodeBuilder::heartbeat) not zero); the node then
@@ -300,11 +435,78 @@ impl NodeBuilder {
         self
     }
 
+    /// The bound on [`Node::shutdown`] (default 30 s, within the 90 s a
+    /// service manager such as systemd waits before it kills a service).
+    /// Every transport honours it, a [`Transport`] of your own too: what
+    /// the chat has not taken by then (a server down, a room in timeout) is
+    /// dropped, logged with its count, counted in
+    /// [`Stats::unposted`](crate::Stats::unposted), and `shutdown` returns
+    /// [`Error::Unposted`] saying how many envelopes were not posted. Then
+    /// the node's handlers still running are given up on too.
+    /// (`IrcChat::shutdown_timeout` is this same bound, set for IRC only.)
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Makes the node read-only: it joins the room, reads, checks and
+    /// dispatches as any node does, and posts nothing, ever: no envelope
+    /// (`send` fails with [`Error::InvalidOption`]), no heartbeat, no
+    /// repair request, no election vote. The fleet never hears it, so it
+    /// never counts as a peer or takes part in an election. It still
+    /// follows the fleet's elections from their heartbeats
+    /// ([`Peer::role`](crate::Peer::role), [`Peer::term`](crate::Peer::term));
+    /// give it the fleet's [`heartbeat`](NodeBuilder::heartbeat) interval
+    /// so that it drops a peer after the same timeout as the fleet. What
+    /// `socketscience watch` (the CLI) runs; not with
+    /// [`failover`](NodeBuilder::failover).
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Calls `observer` with every envelope the node accepts from the room
+    /// (trusted, signed if it has a secret, not seen before, in its
+    /// sender's order), before its handlers run: who sent it, its sequence
+    /// number, whether it came through repair, its messages of every
+    /// kind. It runs on the node's dispatcher: keep it short.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> socketscience::Result<()> {
+    /// use socketscience::{LocalChat, Node};
+    ///
+    /// let chat = LocalChat::new();
+    /// let watcher = Node::builder("watch")
+    ///     .transport(chat.join("smokey"))
+    ///     .read_only()
+    ///     .observe(|e| {
+    ///         for (kind, _) in e.messages() {
+    ///             println!("{:?} #{:?}: {kind}", e.sender().instance(), e.seq());
+    ///         }
+    ///     })
+    ///     .start()
+    ///     .await?;
+    /// # watcher.shutdown().await
+    /// # }
+    /// ```
+    pub fn observe(
+        mut self,
+        observer: impl Fn(&super::Observed<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
     /// Starts the node's tasks on the current tokio runtime.
     ///
     /// Fails if there is no transport, if an option or a transport setting
-    /// ([`Transport::check`]) is out of range, or if two message types in
-    /// the program claim one kind.
+    /// ([`Transport::check`]) is out of range, if two message types in
+    /// the program claim one kind, or if the transport's first connection
+    /// fails in a way trying again cannot mend, for a transport that
+    /// [`connects_before_start`](Transport::connects_before_start) (an
+    /// `IrcChat` whose server's certificate does not
+    /// verify, or whose SASL login is refused).
     pub async fn start(self) -> Result<Node> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::InvalidOption {
             option: "start",
@@ -314,25 +516,61 @@ impl NodeBuilder {
         let Parts {
             node,
             transport,
-            io,
+            mut io,
             dispatcher,
         } = self.build()?;
-        let transport_task = runtime.spawn({
-            let name = node.bus().name.clone();
-            async move {
-                let result = transport.run(io).await;
-                if let Err(e) = &result {
-                    error!(node = %name, error = %e, "the chat transport stopped");
+        let connected = if transport.connects_before_start() {
+            let (tx, rx) = oneshot::channel();
+            io.connected = Some(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        let span = |task: &'static str| task_span(&node, task);
+        let mut transport_task = runtime.spawn(
+            {
+                let name = node.bus().name.clone();
+                async move {
+                    let result = transport.run(io).await;
+                    if let Err(e) = &result {
+                        error!(node = %name, error = %e, "the chat transport stopped");
+                    }
+                    result
                 }
-                result
             }
-        });
-        let dispatch_task = runtime.spawn(dispatcher.run());
-        let presence_task = runtime.spawn(super::presence::run(node.shared.bus.clone()));
-        if node.bus().election.is_some() {
-            // Failover: ends by itself when the node shuts down.
-            runtime.spawn(super::failover::run(node.shared.bus.clone()));
+            .instrument(span("transport")),
+        );
+        if let Some(connected) = connected {
+            // The first connection, before anything else starts: what it
+            // cannot do (a certificate, a login) fails `start`.
+            let outcome = tokio::select! {
+                biased;
+                outcome = connected => outcome.unwrap_or_else(|_| {
+                    Err(Error::transport("the chat transport stopped before its first connection"))
+                }),
+                // `run` ended before it reported: its error says why.
+                ended = &mut transport_task => match ended {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(Error::transport(
+                        "the chat transport stopped before its first connection",
+                    )),
+                },
+            };
+            if let Err(e) = outcome {
+                transport_task.abort();
+                return Err(e);
+            }
         }
+        let dispatch_task = runtime.spawn(dispatcher.run().instrument(span("dispatcher")));
+        let presence_task = runtime
+            .spawn(super::presence::run(node.shared.bus.clone()).instrument(span("presence")));
+        if node.bus().election.is_some() && !node.bus().read_only {
+            // Failover: ends by itself when the node shuts down.
+            runtime
+                .spawn(super::failover::run(node.shared.bus.clone()).instrument(span("failover")));
+        }
+        #[cfg(feature = "metrics")]
+        runtime.spawn(super::metrics::run(node.clone()).instrument(span("metrics")));
         *lock(&node.shared.tasks) = Some(Tasks {
             transport: transport_task,
             dispatcher: dispatch_task,
@@ -375,20 +613,37 @@ impl NodeBuilder {
             unsigned,
             max_skew,
             presence,
+            shared,
             failover,
+            state,
+            shutdown_timeout,
+            read_only,
+            observer,
+            meta,
         } = self;
         let transport = transport.ok_or_else(|| Error::NoTransport { name: name.clone() })?;
+        let meta = meta.transpose().map_err(|reason| Error::InvalidOption {
+            option: "meta",
+            reason: format!("the meta of node `{name}` cannot be sent: {reason}"),
+        })?;
         transport.check()?;
         message::check_kinds()?;
+        let presence = resolve_budget(&name, presence, failover.is_some(), &*transport)?;
         let max_len = transport.max_message_len();
         let lines = transport.lines();
         let (codec, python_peers) = codec_and_room(python_peers, codec, lines, max_len)?;
-        if wire::split_into_chunks(lines, 0, "AAAAAAAA", max_len).is_none() {
+        // (Bound and signed: the longest header a node writes.)
+        let sign = |_: &[u8]| [0; wire::CHUNK_TAG_LEN];
+        let binding = wire::Binding {
+            session: 0,
+            signer: Some(&sign),
+        };
+        if wire::split_into_bound_chunks(lines, 0, binding, "AAAAAAAA", max_len).is_none() {
             return Err(Error::InvalidOption {
                 option: "Transport::max_message_len",
                 reason: format!(
                     "{max_len} bytes cannot carry a chunk; a transport must allow at least {}",
-                    wire::chunk_overhead(lines, 2) + 4
+                    wire::chunk_overhead(lines, 2) + wire::binding_len(true) + 4
                 ),
             });
         }
@@ -422,6 +677,21 @@ impl NodeBuilder {
             });
         }
         let election = match failover {
+            Some(_) if read_only => {
+                return Err(Error::InvalidOption {
+                    option: "read_only",
+                    reason: "a read-only node posts nothing, so it cannot take part in an \
+                             election: remove `.failover(..)` or `.read_only()`"
+                        .into(),
+                })
+            }
+            // It follows the fleet's elections, never claiming (it never
+            // ticks or announces).
+            None if read_only => Some(Arc::new(crate::failover::Election::new(
+                name.as_str().into(),
+                crate::failover::Failover::new().eligible(false),
+                presence.heartbeat.max(Duration::from_millis(1)),
+            ))),
             None => None,
             Some(_) if presence.heartbeat.is_zero() => {
                 return Err(Error::InvalidOption {
@@ -455,11 +725,19 @@ impl NodeBuilder {
         let mut rng = seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
         let session = rng.u64(..);
         let account: Arc<str> = transport.account().into();
-        let trust = Trust::new(if trust.is_empty() {
-            vec![account.to_string()]
-        } else {
-            trust
-        });
+        if trust.is_empty() && transport.account_per_instance() {
+            warn!(
+                node = %name,
+                account = %account,
+                "this transport's chat account usually differs from instance to instance (an \
+                 IRC nick, a Matrix user), and no `.trust(..)` was given: this node trusts only \
+                 `{account}` and ignores every other instance of the fleet (each would elect \
+                 itself and serve alone); add `.trust(\"pattern\")` matching every instance's \
+                 account to every node's builder (`*` matches any run of characters), unless \
+                 all instances post as `{account}`"
+            );
+        }
+        let trust = Trust::new(trust, &account);
         let keys = if unsigned {
             if !secrets.is_empty() {
                 return Err(Error::InvalidOption {
@@ -477,6 +755,20 @@ impl NodeBuilder {
         };
         let (in_tx, in_rx) = mpsc::channel(inbound_capacity);
         let registry = Registry::from_inventory();
+        if election.is_none() {
+            if let Some(h) = registry.needing_failover() {
+                return Err(super::no_election(
+                    &name,
+                    &h.name,
+                    &format!("`#[handler({})]`", h.mode.keyword()),
+                ));
+            }
+        }
+        if presence.heartbeat.is_zero() || read_only {
+            if let Some(h) = registry.shared_handler() {
+                return Err(super::no_heartbeats(&name, &h.name, "`#[handler(shared)]`"));
+            }
+        }
         let bus = Arc::new(Bus {
             name: name.as_str().into(),
             account: account.clone(),
@@ -489,19 +781,33 @@ impl NodeBuilder {
             counters: Counters::default(),
             outbox: Outbox::new(outgoing_capacity),
             presence: Presence::new(presence),
+            shared: crate::shared::Shared::new(shared),
             election,
+            untrusted: Default::default(),
+            confirmed_end: Default::default(),
+            held: Default::default(),
+            answer_due: Default::default(),
+            shutdown_timeout,
+            read_only,
         });
+        bus.presence.set_meta(meta);
+        bus.presence.set_kinds(registry.kinds_sorted());
+        bus.presence
+            .set_shared_kinds(registry.shared_kinds_sorted());
         let node = Node {
             shared: Arc::new(NodeShared {
                 bus: bus.clone(),
                 registry: Arc::new(ArcSwap::from_pointee(registry)),
                 tasks: Mutex::new(None),
                 asks: Default::default(),
+                state,
+                mismatches: Default::default(),
             }),
         };
         let io = TransportIo {
             inbound: in_tx,
             bus: bus.clone(),
+            connected: None,
             poster: Poster::new(
                 max_len,
                 lines,
@@ -510,6 +816,8 @@ impl NodeBuilder {
                     presence.history,
                     presence.history_age.as_millis() as u64,
                 ),
+                bus.session,
+                bus.keys.clone(),
             ),
         };
         let checks = Checks {
@@ -518,7 +826,7 @@ impl NodeBuilder {
             body_limits,
             reassembly,
         };
-        let dispatcher = Dispatcher::new(bus, checks, Handlers::new(node.clone()), in_rx);
+        let dispatcher = Dispatcher::new(bus, checks, Handlers::new(node.clone(), observer), in_rx);
         Ok(Parts {
             node,
             transport,
@@ -526,6 +834,13 @@ impl NodeBuilder {
             dispatcher,
         })
     }
+}
+
+/// The span of one of a node's tasks, at INFO: `node{node, task}`. The
+/// spans of its handler runs (`handler{..}`, `dispatch.rs`) are inside the
+/// dispatcher's.
+fn task_span(node: &Node, task: &'static str) -> tracing::Span {
+    tracing::info_span!("node", node = %node.bus().name, task)
 }
 
 /// The codec a node writes, and, with `python_peers`, the most body bytes
@@ -586,7 +901,55 @@ impl Node {
             unsigned: false,
             max_skew: Duration::from_secs(300),
             presence: presence::Options::default(),
+            shared: Default::default(),
             failover: None,
+            state: Default::default(),
+            shutdown_timeout: Duration::from_secs(30),
+            read_only: false,
+            observer: None,
+            meta: None,
         }
     }
+}
+
+/// The presence options with the budget resolved: the one given (checked),
+/// or a share of what the transport says its room takes
+/// ([`presence::DEFAULT_BUDGET_SHARE`]).
+fn resolve_budget(
+    name: &str,
+    mut presence: presence::Options,
+    failover: bool,
+    transport: &dyn Transport,
+) -> Result<presence::Options> {
+    presence.failover = failover;
+    match presence.budget {
+        Some(budget) if !(budget.is_finite() && budget > 0.0) => {
+            return Err(Error::InvalidOption {
+                option: "presence_budget",
+                reason: format!("{budget} posts a minute: it must be above zero and finite"),
+            });
+        }
+        Some(_) => {}
+        None => {
+            presence.budget = transport
+                .posts_per_minute()
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .map(|r| r * presence::DEFAULT_BUDGET_SHARE);
+        }
+    }
+    if let (true, Some(budget), false) = (failover, presence.budget, presence.heartbeat.is_zero()) {
+        let active = 60.0 / presence.heartbeat.as_secs_f64();
+        if budget < active * 2.0 {
+            warn!(
+                node = %name,
+                budget,
+                active,
+                "the presence budget ({budget:.1} posts a minute) leaves the standbys less than \
+                 the active instance's heartbeats take ({active:.1} a minute): they get half the \
+                 budget, and the fleet posts more than it; give a larger budget or a longer \
+                 heartbeat interval"
+            );
+        }
+    }
+    Ok(presence)
 }

@@ -12,6 +12,8 @@ pub struct Context {
     sender: Sender,
     /// Questions: the question the handler runs for, if it was asked.
     asked: Option<super::ask::Asked>,
+    /// Shared handlers: this run may have happened elsewhere too.
+    takeover: bool,
 }
 
 impl Context {
@@ -20,7 +22,29 @@ impl Context {
             node,
             sender,
             asked: None,
+            takeover: false,
         }
+    }
+
+    /// This context, for a shared job's run that may have happened in
+    /// another instance too.
+    pub(crate) fn taking_over(&self) -> Context {
+        Context {
+            takeover: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether this run of a shared handler (`#[handler(shared)]`,
+    /// [`Node::register_shared`](crate::Node::register_shared)) may have
+    /// happened in another instance too: the job was taken over from an
+    /// instance that was gone before it confirmed it (it may have run it
+    /// just before), or this node had just joined the share (the others
+    /// may not have counted it yet). Each such run is counted in
+    /// [`Stats::shared_takeovers`](crate::Stats::shared_takeovers). Always
+    /// `false` for other handlers.
+    pub fn is_takeover(&self) -> bool {
+        self.takeover
     }
 
     /// This context, for a question with id `id` from the sender.
@@ -30,6 +54,7 @@ impl Context {
             node: self.node.clone(),
             sender: self.sender.clone(),
             asked: asker.map(|asker| super::ask::Asked { asker, id }),
+            takeover: self.takeover,
         }
     }
 
@@ -45,6 +70,39 @@ impl Context {
     /// Who sent the message.
     pub fn sender(&self) -> &Sender {
         &self.sender
+    }
+
+    /// The node's value of type `T`, as given to
+    /// [`NodeBuilder::state`](crate::NodeBuilder::state); `None` if the
+    /// node was given none of that type. Handlers reach their node's own
+    /// data this way, without statics:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> socketscience::Result<()> {
+    /// use socketscience::{message, Context, LocalChat, Node};
+    ///
+    /// #[message("state_doc_hello")]
+    /// pub struct Hello;
+    ///
+    /// struct Config { greeting: String }
+    ///
+    /// let chat = LocalChat::new();
+    /// let node = Node::builder("Henders/EC2")
+    ///     .transport(chat.join("smokey"))
+    ///     .state(Config { greeting: "hi".into() })
+    ///     .start()
+    ///     .await?;
+    /// node.register(|_: Hello, cx: Context| {
+    ///     let config: &Config = cx.state().expect("set by NodeBuilder::state");
+    ///     println!("{}", config.greeting);
+    /// });
+    /// node.send(Hello).await?;
+    /// node.shutdown().await
+    /// # }
+    /// ```
+    pub fn state<T: 'static>(&self) -> Option<&T> {
+        self.node.state::<T>()
     }
 }
 

@@ -11,7 +11,24 @@ use std::sync::RwLock;
 use crate::error::{Error, Result};
 use crate::node::Node;
 
-static DEFAULT: RwLock<Option<Node>> = RwLock::new(None);
+/// The default node; or, once it shut down and until another takes its
+/// place, its name (so that `broadcast()` can say what happened).
+static DEFAULT: RwLock<Slot> = RwLock::new(Slot::None);
+
+enum Slot {
+    None,
+    Running(Node),
+    Stopped(String),
+}
+
+impl Slot {
+    fn node(&self) -> Option<&Node> {
+        match self {
+            Slot::Running(node) => Some(node),
+            _ => None,
+        }
+    }
+}
 
 tokio::task_local! {
     static SCOPED: Node;
@@ -23,29 +40,31 @@ pub(crate) fn current() -> Result<Node> {
     if let Ok(node) = SCOPED.try_with(Node::clone) {
         return Ok(node);
     }
-    crate::sync::read(&DEFAULT)
-        .clone()
-        .ok_or(Error::NoDefaultNode)
+    match &*crate::sync::read(&DEFAULT) {
+        Slot::Running(node) => Ok(node.clone()),
+        Slot::Stopped(name) => Err(Error::DefaultNodeStopped { name: name.clone() }),
+        Slot::None => Err(Error::NoDefaultNode),
+    }
 }
 
 /// Makes `node` the default if there is none.
 pub(crate) fn offer(node: &Node) {
     let mut default = crate::sync::write(&DEFAULT);
-    if default.is_none() {
-        *default = Some(node.clone());
+    if default.node().is_none() {
+        *default = Slot::Running(node.clone());
     }
 }
 
 /// Makes `node` the default.
 pub(crate) fn replace(node: &Node) {
-    *crate::sync::write(&DEFAULT) = Some(node.clone());
+    *crate::sync::write(&DEFAULT) = Slot::Running(node.clone());
 }
 
 /// Clears the default if it is `node`.
 pub(crate) fn withdraw(node: &Node) {
     let mut default = crate::sync::write(&DEFAULT);
-    if default.as_ref() == Some(node) {
-        *default = None;
+    if default.node() == Some(node) {
+        *default = Slot::Stopped(node.name().to_owned());
     }
 }
 

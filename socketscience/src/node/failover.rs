@@ -14,37 +14,80 @@ use crate::failover::Role;
 use crate::presence::Peer;
 use crate::send::Bus;
 
-/// The failover task of a node: heartbeats every interval, evaluates the
-/// rule on every tick. Ends when the node shuts down.
+/// The failover task of a node: evaluates the rule on every tick,
+/// heartbeats, and answers what it heard (a weaker claim) with a
+/// heartbeat, at most once per half the interval (a flood of claims cannot
+/// make the node post more). While active it heartbeats every interval,
+/// whatever else it posts (its lease runs from them); while standing by,
+/// when it posted nothing for its interval, stretched by the presence
+/// budget and drawn anew each time (`presence::Options::stretched`,
+/// `drawn`). A newcomer is told the roles by the presence task's answer
+/// (`node::presence`): every heartbeat carries them. Ends when the node
+/// shuts down.
 pub(crate) async fn run(bus: Arc<Bus>) {
     let Some(election) = bus.election.clone() else {
         return;
     };
+    let presence = &bus.presence;
+    let options = presence.options;
     let tick = (election.heartbeat / 8).clamp(Duration::from_millis(1), Duration::from_millis(250));
+    let answer_gap = election.heartbeat / 2;
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rng = fastrand::Rng::with_seed(bus.session ^ 0x2545_f491_4f6c_dd1d);
+    let mut draw = rng.f64();
     // The first heartbeat at once: the others learn of this node (and it
     // of them, as they answer a newcomer's heartbeat with theirs).
-    let mut next_heartbeat = Instant::now();
-    let mut known = 0usize;
+    let mut last_heartbeat: Option<Instant> = None;
+    // When it last posted something other than a heartbeat (a standby's
+    // heartbeat rides in it).
+    let mut last_post: Option<Instant> = None;
+    let mut posts = other_posts(&bus);
+    let mut answer = false;
     loop {
         ticks.tick().await;
         if bus.outbox.is_closed() {
             return;
         }
-        let mut now_announce = election.tick();
-        // A newcomer is told the roles at once.
-        let peers = election.peer_count();
-        if peers > known {
-            now_announce = true;
-        }
-        known = peers;
+        presence.with_peers(|peers| {
+            let heard = peers
+                .iter()
+                .map(|p| (p.instance(), p.session(), p.last_heard()));
+            election.refresh(presence.peer_timeout(), heard);
+        });
+        answer |= election.tick();
+        answer |= bus
+            .answer_due
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
         let now = Instant::now();
-        if now_announce || now >= next_heartbeat {
-            next_heartbeat = now + election.heartbeat;
+        let now_posts = other_posts(&bus);
+        if now_posts != posts {
+            posts = now_posts;
+            last_post = Some(now);
+        }
+        let due = match last_heartbeat {
+            None => true,
+            Some(at) if *election.role.borrow() == Role::Active => now >= at + election.heartbeat,
+            Some(at) => {
+                now >= last_post.map_or(at, |p| p.max(at))
+                    + options.drawn(presence.interval(), draw)
+            }
+        };
+        let may_answer = last_heartbeat.is_none_or(|at| now >= at + answer_gap);
+        if due || (answer && may_answer) {
+            last_heartbeat = Some(now);
+            draw = rng.f64();
+            answer = false;
             bus.announce();
         }
     }
+}
+
+/// How many posts the node made other than heartbeats (envelopes,
+/// repair traffic).
+fn other_posts(bus: &Bus) -> u64 {
+    let stats = bus.counters.snapshot();
+    stats.posts.wrapping_sub(stats.heartbeats)
 }
 
 impl Node {
@@ -60,11 +103,67 @@ impl Node {
 
     /// The node's role as a [`tokio::sync::watch::Receiver`]:
     /// `changed().await` waits for the next change. A node that takes no
-    /// part in an election never changes ([`Role::Active`]).
+    /// part in an election never changes ([`Role::Active`]). When told of a
+    /// change to active, [`fencing_token`](Node::fencing_token) already
+    /// gives the new tenure's token.
     pub fn watch_role(&self) -> watch::Receiver<Role> {
         match &self.bus().election {
             Some(e) => e.role.subscribe(),
             None => watch::Sender::new(Role::Active).subscribe(),
+        }
+    }
+
+    /// The fencing token of this node's tenure: while it is active, the
+    /// term it claimed, strictly greater than the token of every earlier
+    /// active instance it or the instances it heard knew of; `None` while
+    /// it stands by, and on a node that takes no part in an election.
+    ///
+    /// Give it with every write to a service that must hear from one active
+    /// instance only (for SmokeDetector: metasmoke). The service keeps the
+    /// highest token it has seen and refuses writes with a lower one: an
+    /// active instance that was cut off and replaced (a partition, a
+    /// stalled process) cannot write once its successor has.
+    ///
+    /// ```
+    /// # use std::sync::atomic::{AtomicU64, Ordering};
+    /// /// The service's side: refuse a stale active.
+    /// struct Fence(AtomicU64);
+    /// impl Fence {
+    ///     fn admit(&self, token: u64) -> bool {
+    ///         // Keep the highest token seen; refuse lower ones.
+    ///         self.0.fetch_max(token, Ordering::SeqCst) <= token
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> socketscience::Result<()> {
+    /// # use socketscience::{Failover, LocalChat, Node};
+    /// # let chat = LocalChat::new();
+    /// # let node = Node::builder("Henders/EC2").transport(chat.join("smokey"))
+    /// #     .failover(Failover::new()).start().await?;
+    /// let fence = Fence(AtomicU64::new(0));
+    /// // The node's side: write only while active, with the token.
+    /// if let Some(token) = node.fencing_token() {
+    ///     assert!(fence.admit(token));
+    /// }
+    /// # node.shutdown().await }
+    /// ```
+    ///
+    /// Terms start over when every instance of the fleet stops at once (no
+    /// instance is left to tell a new one the last term): a service that
+    /// outlives the whole fleet resets its fence then.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.bus().election.as_ref().and_then(|e| *e.token.borrow())
+    }
+
+    /// The fencing token ([`fencing_token`](Node::fencing_token)) as a
+    /// [`tokio::sync::watch::Receiver`]: `changed().await` waits for the
+    /// next change (a tenure that starts or ends, or a new term while
+    /// active). It changes before [`watch_role`](Node::watch_role) is told
+    /// of the role change that goes with it.
+    pub fn watch_fencing_token(&self) -> watch::Receiver<Option<u64>> {
+        match &self.bus().election {
+            Some(e) => e.token.subscribe(),
+            None => watch::Sender::new(None).subscribe(),
         }
     }
 
@@ -104,7 +203,9 @@ impl Node {
     pub(crate) fn with_roles(&self, mut peers: Vec<Peer>) -> Vec<Peer> {
         if let Some(e) = &self.bus().election {
             for p in &mut peers {
-                p.role = e.role_of(p.instance(), p.session());
+                if let Some((role, term)) = e.role_of(p.instance(), p.session()) {
+                    (p.role, p.term) = (Some(role), Some(term));
+                }
             }
         }
         peers

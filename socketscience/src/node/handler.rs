@@ -40,11 +40,56 @@ impl<E: Display> HandlerResult for Result<(), E> {
 /// A boxed handler future.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
-/// What calling a handler gives: done at once (sync) or a future (async).
+/// What calling a handler gives: done at once (sync) or a future (async);
+/// or nothing, for a handler that does not run in the node's present
+/// role (`#[handler(active)]` on a standby).
 #[doc(hidden)]
 pub enum Call {
     Ready(Result<(), String>),
     Pending(BoxFuture),
+    Skipped,
+}
+
+/// When a handler runs: the `#[handler(...)]` keyword, or the `register_*`
+/// method, that registered it. Not public API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerMode {
+    /// `#[handler]`, [`Node::register`](crate::Node::register): in every
+    /// node, for every envelope.
+    Every,
+    /// `#[handler(active)]`, [`Node::register_active`](crate::Node::register_active):
+    /// only while the node is the active instance of its election.
+    Active,
+    /// `#[handler(shared)]`, [`Node::register_shared`](crate::Node::register_shared):
+    /// for each envelope, in one live instance among those with a shared
+    /// handler for its kind (the dispatcher decides: `node/shared.rs`).
+    Shared,
+}
+
+impl HandlerMode {
+    /// The `#[handler(...)]` keyword of the mode, for messages.
+    pub(crate) fn keyword(self) -> &'static str {
+        match self {
+            HandlerMode::Every => "",
+            HandlerMode::Active => "active",
+            HandlerMode::Shared => "shared",
+        }
+    }
+}
+
+/// The erased handler `call`, run only while the node is active.
+pub(crate) fn active_only<F>(call: F) -> Arc<ErasedFn>
+where
+    F: Fn(RawValueRef<'_>, &Context) -> Result<Call, String> + Send + Sync + 'static,
+{
+    Arc::new(move |raw: RawValueRef<'_>, cx: &Context| {
+        if cx.node().role() == crate::failover::Role::Active {
+            call(raw, cx)
+        } else {
+            Ok(Call::Skipped)
+        }
+    })
 }
 
 /// Markers telling the handler shapes apart; not public API.
@@ -138,6 +183,7 @@ pub struct StaticHandler {
     kind: &'static str,
     name: &'static str,
     call: fn(RawValueRef<'_>, &Context) -> Result<Call, String>,
+    mode: HandlerMode,
 }
 
 impl StaticHandler {
@@ -147,7 +193,18 @@ impl StaticHandler {
         name: &'static str,
         call: fn(RawValueRef<'_>, &Context) -> Result<Call, String>,
     ) -> Self {
-        StaticHandler { kind, name, call }
+        StaticHandler {
+            kind,
+            name,
+            call,
+            mode: HandlerMode::Every,
+        }
+    }
+
+    /// The handler with another mode (`#[handler(active)]`).
+    #[doc(hidden)]
+    pub const fn mode(self, mode: HandlerMode) -> Self {
+        StaticHandler { mode, ..self }
     }
 }
 
@@ -158,6 +215,7 @@ inventory::collect!(StaticHandler);
 pub(crate) struct Registered {
     pub(crate) name: Cow<'static, str>,
     pub(crate) call: Arc<ErasedFn>,
+    pub(crate) mode: HandlerMode,
 }
 
 /// Kind to handlers; built once at start, replaced (never mutated) when a
@@ -173,15 +231,37 @@ impl Registry {
     pub(crate) fn from_inventory() -> Registry {
         let mut registry = Registry::default();
         for h in inventory::iter::<StaticHandler> {
+            let call = match h.mode {
+                HandlerMode::Every | HandlerMode::Shared => Arc::new(h.call) as Arc<ErasedFn>,
+                HandlerMode::Active => active_only(h.call),
+            };
             registry.add(
                 h.kind,
                 Registered {
                     name: Cow::Borrowed(h.name),
-                    call: Arc::new(h.call),
+                    call,
+                    mode: h.mode,
                 },
             );
         }
         registry
+    }
+
+    /// The first handler whose mode needs failover (see
+    /// [`HandlerMode::Active`]), for the check at start.
+    pub(crate) fn needing_failover(&self) -> Option<&Registered> {
+        self.by_kind
+            .iter()
+            .flat_map(|(_, handlers)| handlers)
+            .find(|h| h.mode == HandlerMode::Active)
+    }
+
+    /// The first shared handler, for the check at start.
+    pub(crate) fn shared_handler(&self) -> Option<&Registered> {
+        self.by_kind
+            .iter()
+            .flat_map(|(_, handlers)| handlers)
+            .find(|h| h.mode == HandlerMode::Shared)
     }
 
     pub(crate) fn add(&mut self, kind: &'static str, handler: Registered) {
@@ -210,6 +290,25 @@ impl Registry {
 
     pub(crate) fn kinds(&self) -> Vec<&'static str> {
         self.by_kind.iter().map(|(k, _)| *k).collect()
+    }
+
+    /// The kinds it has shared handlers for, sorted.
+    pub(crate) fn shared_kinds_sorted(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<&'static str> = self
+            .by_kind
+            .iter()
+            .filter(|(_, handlers)| handlers.iter().any(|h| h.mode == HandlerMode::Shared))
+            .map(|(k, _)| *k)
+            .collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    /// The kinds it has handlers for, sorted.
+    pub(crate) fn kinds_sorted(&self) -> Vec<&'static str> {
+        let mut kinds = self.kinds();
+        kinds.sort_unstable();
+        kinds
     }
 
     pub(crate) fn handler_count(&self) -> usize {

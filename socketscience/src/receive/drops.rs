@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 use tracing::{trace, warn};
 
 use super::{Deliver, Dispatcher};
+use crate::security::Counted;
 use crate::send::Bus;
 use crate::stats::{Counters, Stats};
+use crate::transport::ChatMessage;
+use crate::wire::{self, ChatText};
 
 /// How often drops are summarised in the log, at most.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -76,13 +79,69 @@ pub(super) enum Refusal {
 }
 
 impl<D: Deliver> Dispatcher<D> {
-    /// Counts a message from an account not trusted.
+    /// Counts a message from an account not trusted; a framed one also
+    /// per account, and the first of each account is logged at WARN with
+    /// the `.trust(..)` that would admit it.
     #[cold]
     #[inline(never)]
-    pub(super) fn untrusted(&mut self, account: &str) {
+    pub(super) fn untrusted(&mut self, message: &ChatMessage) {
+        let account = &*message.account;
         Counters::add_owned(&self.bus.counters.untrusted, 1);
         trace!(node = %self.bus.name, account, "ignored a message from an untrusted account");
+        let text = wire::clean(&message.text);
+        let body = match wire::parse_chat_text(&text) {
+            Ok(ChatText::Frame { body }) => Some(body),
+            Ok(ChatText::Chunk(_)) => None,
+            _ => return self.drops.note(&self.bus),
+        };
+        match self.bus.untrusted.count(account) {
+            Counted::Again => {}
+            Counted::Unlisted => Counters::add_owned(&self.bus.counters.untrusted_unlisted, 1),
+            Counted::First => self.first_untrusted(account, body),
+        }
         self.drops.note(&self.bus);
+    }
+
+    /// The first envelope of an untrusted account: says who it claims to
+    /// be and how to admit it.
+    fn first_untrusted(&mut self, account: &str, body_b64: Option<&str>) {
+        let bus = &self.bus;
+        let mut bytes = Vec::new();
+        let mut instance = None;
+        let mut election = false;
+        if let Some(b64) = body_b64.filter(|b| b.len() / 4 * 3 <= bus.max_envelope_bytes) {
+            if wire::decode_base64(b64, &mut bytes).is_ok() {
+                if let Ok(body) = wire::parse_body(&bytes, self.checks.body_limits) {
+                    instance = body.meta.from.map(|f| f.into_owned());
+                    election = body.meta.control.is_some_and(|c| c.election.is_some());
+                }
+            }
+        }
+        if let Some(instance) = &instance {
+            bus.untrusted.claimed(account, instance);
+        }
+        let own = &*bus.account;
+        let suggestion = self.checks.trust.suggest(own, account);
+        let claims = instance.as_deref().unwrap_or("unknown");
+        warn!(
+            node = %bus.name,
+            account,
+            instance = claims,
+            "ignored an envelope from chat account `{account}` (instance `{claims}`), which this \
+             node does not trust (it trusts {}); if it is one of this fleet's instances, add \
+             `{suggestion}` to every node's builder (until then the fleet is split: each part \
+             hears only itself); `node.untrusted_accounts()` lists the accounts ignored",
+            self.checks.trust.describe(own)
+        );
+        if election && bus.election.as_ref().is_some_and(|e| e.peer_count() == 0) {
+            warn!(
+                node = %bus.name,
+                account,
+                "this node takes part in failover, and the only election traffic it hears is \
+                 from untrusted accounts (`{account}`): it will elect itself alone while other \
+                 instances elect among themselves; add `{suggestion}` to every node's builder"
+            );
+        }
     }
 
     /// Counts a refusal, traces it, and now and then summarises drops in the log.

@@ -4,32 +4,60 @@
 //! timers, and what is given up. The dispatcher's rare paths: the usual
 //! one stays in `mod.rs`.
 
-use super::senders::{followed, sender_state, Followed, SESSIONS_PER_SENDER};
+use super::senders::{
+    followed, sender_state, silent_for_long, Followed, NewSession, RETIRED_PER_SENDER,
+    SESSIONS_PER_SENDER,
+};
 use super::*;
 
 impl<D: Deliver> Dispatcher<D> {
-    /// A session of `from` heard for the first time, first at `seq`. A
-    /// node is owed everything a session posts after the node started: a
-    /// session that replaces one heard before (a restart) is followed
-    /// from its first envelope; one already running when this node started
-    /// from the first heard. What the replaced sessions still miss can no
-    /// longer be repaired.
+    /// A session of `from` heard for the first time, first at `seq`, from
+    /// `account`. A node is owed everything a session posts after the node
+    /// started: a session that replaces one of the same account heard before
+    /// (a restart) is followed from its first envelope; one already running
+    /// when this node started from the first heard. What the replaced
+    /// sessions still miss can no longer be repaired. A session forgotten
+    /// to make room is not followed again (what it posts was seen), and a
+    /// new session never replaces or pushes out a live session of another
+    /// account: only the owner (the instance on the account it posts from)
+    /// restarts.
     #[cold]
     #[inline(never)]
-    pub(super) fn new_session(&mut self, from: &str, session: u64, seq: u64) {
+    pub(super) fn new_session(
+        &mut self,
+        from: &str,
+        session: u64,
+        seq: u64,
+        account: &Arc<str>,
+    ) -> NewSession {
         let now = tokio::time::Instant::now();
         let window = self.bus.presence.options.repair_window;
         let state = sender_state(&mut self.senders, from, self.heard);
-        let restarted = !state.sessions.is_empty();
+        if state.retired.contains(&session) {
+            return NewSession::Retired;
+        }
+        let others_live = !silent_for_long(&self.bus.presence, state.published)
+            && state.sessions.iter().any(|t| !t.owned_by(account));
+        if others_live && state.sessions.len() >= SESSIONS_PER_SENDER {
+            // Room is made by forgetting a session of this account only.
+            if !state.sessions.iter().any(|t| t.owned_by(account)) {
+                let instance = state.instance.clone();
+                self.not_owner(account, &instance, session);
+                return NewSession::NotOwner;
+            }
+        }
+        let restarted = state.sessions.iter().any(|t| t.owned_by(account));
         let mut lost = Vec::new();
-        for (i, old) in state.sessions.iter_mut().enumerate() {
+        let mut probed = false;
+        for old in state.sessions.iter_mut().filter(|t| t.owned_by(account)) {
             let (next, end) = (old.next, old.end);
             let n = old.give_up_all();
             if n > 0 {
                 lost.push((old.session, next, end, n));
                 self.to_release.push((state.instance.clone(), old.session));
             }
-            if i == 0 {
+            if !probed {
+                probed = true;
                 self.probes.push(Probe {
                     instance: state.instance.clone(),
                     session: old.session,
@@ -38,15 +66,31 @@ impl<D: Deliver> Dispatcher<D> {
                 });
             }
         }
-        state
-            .sessions
-            .insert(0, Track::new(session, if restarted { 0 } else { seq }));
-        state.sessions.truncate(SESSIONS_PER_SENDER);
+        state.sessions.insert(
+            0,
+            Track::new(session, if restarted { 0 } else { seq }, account.clone()),
+        );
+        if state.sessions.len() > SESSIONS_PER_SENDER {
+            // The least recently heard session of this account goes (there
+            // is one: see above), or else the least recently heard.
+            let i = state
+                .sessions
+                .iter()
+                .rposition(|t| t.owned_by(account))
+                .filter(|&i| i > 0)
+                .unwrap_or(state.sessions.len() - 1);
+            let gone = state.sessions.remove(i);
+            if state.retired.len() >= RETIRED_PER_SENDER {
+                state.retired.remove(0);
+            }
+            state.retired.push(gone.session);
+        }
         state.published = u64::MAX;
         let instance = state.instance.clone();
         for (old, first, end, n) in lost {
             self.lose(&instance, old, first, end, n, "the sender restarted");
         }
+        NewSession::Followed
     }
 
     /// The rest of [`read_frame`](Self::read_frame) when there is more to do than
@@ -65,7 +109,9 @@ impl<D: Deliver> Dispatcher<D> {
     ) {
         match accepted {
             Accept::Now { release } => {
-                self.deliver.room(messages, meta.count).await;
+                self.deliver
+                    .room(messages, meta.count, meta.seq, meta.session, false)
+                    .await;
                 if release {
                     self.release_after(meta);
                 }
@@ -125,6 +171,7 @@ impl<D: Deliver> Dispatcher<D> {
             return;
         };
         let instance = instance.clone();
+        self.held_estimate += body.bytes.len();
         track.hold(seq, end, body);
         trace!(node = %self.bus.name, from, seq, next = track.next, "holding an envelope that came early");
         if track.held_count > max_held || track.held_bytes > repair::MAX_HELD_BYTES {
@@ -133,6 +180,49 @@ impl<D: Deliver> Dispatcher<D> {
             self.to_release.push((instance.clone(), session));
             self.lose(&instance, session, next, end, n, "too many envelopes held");
         }
+        if self.held_estimate > repair::MAX_HELD_BYTES_TOTAL {
+            self.held_over_total();
+        }
+    }
+
+    /// The bytes held may be over the bound for all sessions: counted
+    /// exactly, and if so, the session holding the most gives up its gap
+    /// (what it held is released, freeing it).
+    #[cold]
+    #[inline(never)]
+    fn held_over_total(&mut self) {
+        let mut total = 0;
+        let mut most: Option<(usize, Arc<str>, u64)> = None;
+        for state in self.senders.values() {
+            for track in &state.sessions {
+                total += track.held_bytes;
+                if most.as_ref().is_none_or(|m| track.held_bytes > m.0) {
+                    most = Some((track.held_bytes, state.instance.clone(), track.session));
+                }
+            }
+        }
+        self.held_estimate = total;
+        if total <= repair::MAX_HELD_BYTES_TOTAL {
+            return;
+        }
+        let Some((bytes, instance, session)) = most else {
+            return;
+        };
+        let Some(Followed { track, .. }) = followed(&mut self.senders, &instance, session) else {
+            return;
+        };
+        let (next, end) = (track.next, track.end);
+        let n = track.give_up_all();
+        self.held_estimate = total - bytes;
+        self.to_release.push((instance.clone(), session));
+        self.lose(
+            &instance,
+            session,
+            next,
+            end,
+            n,
+            "too many bytes held in total",
+        );
     }
 
     /// After an envelope of the body `meta` ran: releases those held after it.
@@ -175,7 +265,15 @@ impl<D: Deliver> Dispatcher<D> {
                     if body.repaired {
                         Counters::add_owned(&self.bus.counters.repaired, n);
                     }
-                    self.deliver.room(&messages, (n > 1).then_some(n)).await;
+                    self.deliver
+                        .room(
+                            &messages,
+                            (n > 1).then_some(n),
+                            Some(first),
+                            Some(session),
+                            body.repaired,
+                        )
+                        .await;
                 }
                 Err(e) => self.refuse(Refusal::Malformed, &body.account, &e),
             }
@@ -202,44 +300,81 @@ impl<D: Deliver> Dispatcher<D> {
         let ms = presence.coarse_ms();
         self.heard += 1;
         let heard = self.heard;
-        // The sender's track: a heartbeat says how far it got.
+        // The sender's session, followed from its heartbeat's end if new.
         let state = sender_state(&mut self.senders, from, heard);
-        if !state.sessions.iter().any(|t| t.session == session) {
-            self.new_session(from, session, control.heartbeat.unwrap_or(0));
+        if !state.sessions.iter().any(|t| t.session == session)
+            && self
+                .first_of_session(from, session, control.heartbeat.unwrap_or(0), account)
+                .is_some()
+        {
+            return;
         }
         let state = sender_state(&mut self.senders, from, heard);
         let instance = state.instance.clone();
-        let signed = !bus.keys.is_empty();
-        // A signed post older than the last taken from this session is a
-        // replay (`accept` lets through what is within the clock skew):
-        // it says nothing of whether the sender lives, nor how far it got.
-        let live = match state.sessions.iter_mut().find(|t| t.session == session) {
-            Some(track) => {
-                let fresh = match meta.timestamp {
-                    Some(ts) if signed => track.fresh_presence(ts),
-                    _ => true,
-                };
-                if fresh {
-                    if let Some(posted) = control.heartbeat {
-                        track.learn_end(posted);
-                    }
-                }
-                fresh
-            }
-            None => true,
+        let silent = silent_for_long(presence, state.published);
+        let Some(track) = state.sessions.iter_mut().find(|t| t.session == session) else {
+            return;
         };
-        if live {
-            state.last_heard = heard;
-            state.published = ms;
-            presence.heard(&instance, account, session, ms);
-            // Failover: the sender's election state.
-            if let Some(raw) = control.election {
-                bus.election_heard(&instance, session, codec, raw);
-            }
-        } else {
-            Counters::add_owned(&bus.counters.replayed, 1);
-            debug!(node = %bus.name, from, session, "a replayed presence post: not taken as a sign of life");
+        // Only the owner speaks for its session.
+        if !track.owned_by(account) {
+            self.not_owner(account, from, session);
+            return;
         }
+        // A signed post no newer than the last taken from this session is a
+        // replay (`accept` lets through what is within the clock skew): it
+        // says nothing of whether the sender lives, nor how far it got, and
+        // what it asks or gives up is not acted on: dropped whole.
+        if let (Some(ts), true) = (meta.timestamp, !bus.keys.is_empty()) {
+            if !track.fresh_presence(ts) {
+                Counters::add_owned(&bus.counters.replayed, 1);
+                debug!(node = %bus.name, from, session, "a replayed presence or repair post: dropped");
+                return;
+            }
+        }
+        if let Some(posted) = control.heartbeat {
+            if !silent && !track.within_reach(posted) {
+                self.absurd(account, from, posted);
+                return;
+            }
+            track.learn_end(posted);
+        }
+        state.last_heard = heard;
+        state.published = ms;
+        // Failover: the sender's election state; then what it says of
+        // itself. Both before the peer list hears of it, so that a
+        // newcomer joins with them.
+        let mut said = crate::presence::Said::default();
+        if let Some(raw) = control.election {
+            if bus.election_heard(&instance, session, codec, raw) {
+                self.absurd(account, from, 0);
+            }
+            if let Some((role, term)) = bus
+                .election
+                .as_ref()
+                .and_then(|e| e.role_of(&instance, session))
+            {
+                (said.role, said.term) = (Some(role), Some(term));
+            }
+        }
+        if let Some(raw) = control.meta {
+            said.meta = crate::presence::read_meta(codec, raw, &bus.name, from);
+        }
+        if let Some(raw) = control.kinds {
+            said.kinds = crate::presence::read_kinds(codec, raw, &bus.name, from);
+        }
+        if let Some(raw) = control.shared {
+            said.shared = crate::presence::read_kinds(codec, raw, &bus.name, from);
+        }
+        // Shared handlers: what it confirms, before the peer list hears of
+        // a change of what it shares (a peer that gives up its share
+        // confirms what it dealt with in the same post).
+        if let Some(raw) = control.confirmed {
+            if let Some(list) = crate::shared::read_confirmations(codec, raw, &bus.name, from) {
+                self.deliver.confirmed(&instance, session, &list);
+            }
+        }
+        let forgotten = presence.heard(&instance, account, session, ms, said);
+        self.count(&bus.counters.peers_dropped, forgotten);
         let mut serve = Vec::new();
         let mut unrepairable = Vec::new();
         let mut refused = 0;
@@ -248,7 +383,7 @@ impl<D: Deliver> Dispatcher<D> {
             refused += self.requests(raw, codec, from, quiet_until, &mut serve, &mut unrepairable);
         }
         if let Some(raw) = control.unrepairable {
-            refused += self.unrepairable(raw, codec, from);
+            refused += self.unrepairable(raw, codec, from, account);
         }
         if let Some(raw) = control.repairs {
             self.repairs(raw, codec, &instance, session, account).await;
@@ -262,14 +397,12 @@ impl<D: Deliver> Dispatcher<D> {
                 self.to_serve.push(range);
             }
         }
-        if !unrepairable.is_empty() {
-            bus.push_control(|q| {
-                for range in unrepairable {
-                    if q.unrepairable.len() < crate::repair::MAX_QUEUED {
-                        q.unrepairable.push(range);
-                    }
-                }
-            });
+        // Answered at the next tick, with the ranges to serve: requests
+        // heard cannot make this node post more than once per tick.
+        for range in unrepairable {
+            if self.to_nak.len() < crate::repair::MAX_QUEUED && !self.to_nak.contains(&range) {
+                self.to_nak.push(range);
+            }
         }
     }
 
@@ -291,6 +424,9 @@ impl<D: Deliver> Dispatcher<D> {
             return 1;
         };
         let mut refused = 0;
+        // (Which ranges the post asks, to tell whether it asks what this
+        // node misses.)
+        let asked_ranges: Vec<(u64, u64, u64)> = ranges.iter().map(|r| (r.1, r.2, r.3)).collect();
         for (asked, asked_session, first, end) in ranges {
             if *asked == *self.bus.name && asked_session == self.bus.session {
                 let posted = self
@@ -311,15 +447,29 @@ impl<D: Deliver> Dispatcher<D> {
                 }
                 continue;
             }
-            // Another receiver asked: this one waits for the repair.
+            // Another receiver asked: this one waits for the repair, if
+            // what it misses was asked for (another range does not bring
+            // it).
             let Some(Followed {
                 track, replaced, ..
             }) = self.heard_about(&asked, asked_session)
             else {
                 continue;
             };
-            if let Some(gap) = &mut track.gap {
-                gap.ask_at = gap.ask_at.max(quiet_until);
+            let covered = |(a, b): (u64, u64)| {
+                asked_ranges
+                    .iter()
+                    .any(|&(s, f, e)| s == asked_session && f <= a && b <= e.max(f))
+            };
+            if track.gap.is_some()
+                && track
+                    .missing(repair::RANGES_PER_ASK)
+                    .into_iter()
+                    .all(covered)
+            {
+                if let Some(gap) = &mut track.gap {
+                    gap.ask_at = gap.ask_at.max(quiet_until);
+                }
             }
             // A restarted sender cannot answer for its old session: who
             // heard further says how far.
@@ -330,25 +480,39 @@ impl<D: Deliver> Dispatcher<D> {
         refused
     }
 
-    /// Ranges `from` says cannot be repaired: given up here too (counted as
-    /// lost, and what was held behind them released). Gives how many were
-    /// refused.
-    fn unrepairable(&mut self, raw: &[u8], codec: Codec, from: &str) -> u64 {
+    /// Ranges `from` (posting from `account`) says cannot be repaired:
+    /// given up here too (counted as lost, and what was held behind them
+    /// released). Only the owner of a session says so, but of a session its
+    /// owner replaced (it restarted and cannot answer for it), anyone who
+    /// heard further. Gives how many were refused.
+    fn unrepairable(&mut self, raw: &[u8], codec: Codec, from: &str, account: &Arc<str>) -> u64 {
         let Some(ranges) = self.ranges(raw, codec, from, "a list of unrepairable ranges") else {
             return 1;
         };
         let mut refused = 0;
+        let mut not_owner = 0;
         for (gone, gone_session, first, end) in ranges {
             if first > end || end - first > repair::MAX_GIVE_UP {
                 refused += 1;
                 continue;
             }
             let Some(Followed {
-                instance, track, ..
+                instance,
+                track,
+                replaced,
             }) = self.heard_about(&gone, gone_session)
             else {
                 continue;
             };
+            let owner = **instance == *from && track.owned_by(account);
+            if !owner && !replaced {
+                not_owner += 1;
+                continue;
+            }
+            if !track.within_reach(end) {
+                refused += 1;
+                continue;
+            }
             let gone_instance = instance.clone();
             let next = track.next;
             let n = track.give_up(first, end);
@@ -363,6 +527,10 @@ impl<D: Deliver> Dispatcher<D> {
                     "it cannot be repaired",
                 );
             }
+        }
+        if not_owner > 0 {
+            Counters::add_owned(&self.bus.counters.not_owner, not_owner);
+            trace!(node = %self.bus.name, from, account = &**account, "refused ranges given up by another than their owner");
         }
         refused
     }
@@ -429,7 +597,9 @@ impl<D: Deliver> Dispatcher<D> {
                             self.deliver
                                 .set_sender(account, Some(instance), |_| instance.clone());
                             Counters::add_owned(&bus.counters.repaired, 1);
-                            self.deliver.room(&messages, None).await;
+                            self.deliver
+                                .room(&messages, None, Some(seq), Some(session), true)
+                                .await;
                         }
                         Err(e) => self.refuse(Refusal::Malformed, account, &e),
                     }
@@ -442,9 +612,14 @@ impl<D: Deliver> Dispatcher<D> {
                         bytes: item.to_vec(),
                         repaired: true,
                     };
-                    self.hold_body(instance, session, seq, seq + 1, body);
+                    // (`admit` refused what would overflow.)
+                    self.hold_body(instance, session, seq, seq.saturating_add(1), body);
                 }
                 Admit::Duplicate | Admit::Partial => {}
+                Admit::TooFar => {
+                    self.absurd(account, instance, seq);
+                    return;
+                }
             }
         }
     }
@@ -505,11 +680,17 @@ impl<D: Deliver> Dispatcher<D> {
             false
         });
         let serve = std::mem::take(&mut self.to_serve);
-        if !serve.is_empty() {
+        let naks = std::mem::take(&mut self.to_nak);
+        if !serve.is_empty() || !naks.is_empty() {
             bus.push_control(|q| {
                 for range in serve {
                     if q.serve.len() < crate::repair::MAX_QUEUED && !q.serve.contains(&range) {
                         q.serve.push(range);
+                    }
+                }
+                for range in naks {
+                    if q.unrepairable.len() < crate::repair::MAX_QUEUED {
+                        q.unrepairable.push(range);
                     }
                 }
             });
@@ -531,5 +712,12 @@ impl<D: Deliver> Dispatcher<D> {
             }
             self.release(&instance, session).await;
         }
+        let held = self
+            .senders
+            .values()
+            .flat_map(|state| &state.sessions)
+            .map(|track| track.held_count)
+            .sum();
+        bus.held.store(held, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -95,20 +95,33 @@ pub(crate) trait Deliver {
     );
 
     /// Runs the handlers of this node's own envelope (`count`: how many
-    /// envelopes the body holds, if more than one).
+    /// envelopes the body holds, if more than one; `seq`: the sequence
+    /// number of the first, for the handlers' tracing span).
     fn own(
         &self,
         messages: &Messages<'_>,
         count: Option<u64>,
+        seq: Option<u64>,
     ) -> impl std::future::Future<Output = ()> + Send;
 
     /// Runs the handlers of an envelope from the room, of the sender last
-    /// set.
+    /// set (`session`: its session, when it says).
+    /// (`repaired`: it arrived through repair.)
     fn room(
         &self,
         messages: &Messages<'_>,
         count: Option<u64>,
+        seq: Option<u64>,
+        session: Option<u64>,
+        repaired: bool,
     ) -> impl std::future::Future<Output = ()> + Send;
+
+    /// Shared handlers: peer `instance` (session `session`) confirms how
+    /// far it dealt with each sender session's shared jobs.
+    fn confirmed(&mut self, instance: &Arc<str>, session: u64, list: &[(u64, u64)]);
+
+    /// The receive path's tick: shared jobs to take over run now.
+    fn tick(&mut self) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// The node's receive path.
@@ -140,9 +153,20 @@ pub(crate) struct Dispatcher<D> {
     probes: Vec<Probe>,
     /// Sessions with held envelopes that may now be due.
     to_release: Vec<(Arc<str>, u64)>,
+    /// The sequence number of this node's next own envelope to run (the
+    /// outbox numbers them in the order the dispatcher takes them).
+    own_seq: u64,
     /// Ranges of this node's envelopes asked for since the last tick: posted
     /// again together at the next (several receivers' requests in one post).
     to_serve: Vec<(u64, u64)>,
+    /// Ranges others asked for that this node heard further than their
+    /// restarted sender can answer for: said at the next tick.
+    to_nak: Vec<wire::WireRange>,
+    /// What a chunk's tag covers, kept for its allocation.
+    covered: String,
+    /// At least the bytes held by every sender session (grown as bodies
+    /// are held, counted exactly when it passes the bound).
+    held_estimate: usize,
 }
 
 impl<D: Deliver> Dispatcher<D> {
@@ -172,6 +196,10 @@ impl<D: Deliver> Dispatcher<D> {
             probes: Vec::new(),
             to_release: Vec::new(),
             to_serve: Vec::new(),
+            own_seq: 0,
+            to_nak: Vec::new(),
+            held_estimate: 0,
+            covered: String::new(),
             in_rx,
             checks,
             deliver,
@@ -215,6 +243,7 @@ impl<D: Deliver> Dispatcher<D> {
                     self.count(&self.bus.counters.partials_dropped, dropped);
                     self.drops.note(&self.bus);
                     self.repair_tick().await;
+                    self.deliver.tick().await;
                 }
             }
         }
@@ -234,7 +263,11 @@ impl<D: Deliver> Dispatcher<D> {
         };
         let mut messages = self.take_messages();
         match self.read(body, limits, &mut messages) {
-            Ok(meta) => self.deliver.own(&messages, meta.count).await,
+            Ok(meta) => {
+                let seq = self.own_seq;
+                self.own_seq += 1;
+                self.deliver.own(&messages, meta.count, Some(seq)).await
+            }
             // The node wrote it; this would be a bug.
             Err(e) => error!(node = %self.bus.name, error = %e, "cannot read own envelope"),
         }
@@ -270,20 +303,43 @@ impl<D: Deliver> Dispatcher<D> {
         let bus = &self.bus;
         Counters::add_owned(&bus.counters.received, 1);
         if !self.checks.trust.allows(&message.account) {
-            return self.untrusted(&message.account);
+            return self.untrusted(&message);
         }
         let text = wire::clean(&message.text);
         match wire::parse_chat_text(&text) {
-            Ok(ChatText::Frame { body }) => self.read_frame(body, &message.account).await,
+            Ok(ChatText::Frame { body }) => self.read_frame(body, &message.account, None).await,
             Ok(ChatText::Chunk(chunk)) => {
                 Counters::add_owned(&self.bus.counters.chunks, 1);
+                // With a secret, a chunk is checked before it is kept.
+                if !self.bus.keys.is_empty() {
+                    match self.bus.keys.verify_chunk(&chunk, &mut self.covered) {
+                        Verdict::Valid => {}
+                        Verdict::Unsigned => {
+                            return self.refuse(
+                                Refusal::Unsigned,
+                                &message.account,
+                                &"a chunk without a signature",
+                            )
+                        }
+                        Verdict::Forged => {
+                            return self.refuse(
+                                Refusal::BadSignature,
+                                &message.account,
+                                &"the chunk's signature does not match",
+                            )
+                        }
+                    }
+                }
+                let session = chunk.session;
                 let mut dropped = 0;
                 let added =
                     self.reassembly
                         .add(&message.account, chunk, Instant::now(), &mut dropped);
                 self.count(&self.bus.counters.partials_dropped, dropped);
                 match added {
-                    Added::Complete(body) => self.read_frame(&body, &message.account).await,
+                    Added::Complete(body) => {
+                        self.read_frame(&body, &message.account, session).await
+                    }
                     Added::Pending | Added::Duplicate => {}
                     Added::Rejected => self.refuse(
                         Refusal::Malformed,
@@ -297,8 +353,9 @@ impl<D: Deliver> Dispatcher<D> {
         }
     }
 
-    /// A whole base64 body from the room.
-    async fn read_frame(&mut self, body_b64: &str, account: &Arc<str>) {
+    /// A whole base64 body from the room (`bound`: the session its chunks
+    /// were bound to, which must be the body's).
+    async fn read_frame(&mut self, body_b64: &str, account: &Arc<str>, bound: Option<u64>) {
         let bus = &self.bus;
         let max = bus.max_envelope_bytes;
         let size = body_b64.len() / 4 * 3;
@@ -348,13 +405,20 @@ impl<D: Deliver> Dispatcher<D> {
             Verdict::Valid => {
                 let mut messages = self.take_messages();
                 match self.read(body, self.checks.body_limits, &mut messages) {
+                    Ok(meta) if bound.is_some() && meta.session != bound => {
+                        // Chunks bound to one session, carrying another's body.
+                        let from = meta.from.as_deref().unwrap_or("?");
+                        self.not_owner(account, from, bound.unwrap_or(0));
+                    }
                     Ok(meta) => {
                         if meta.from.is_none() && !self.warned_python {
                             self.python_frame(body, account);
                         }
                         match self.accept(&meta, account, signed, !messages.is_empty()) {
                             Accept::Now { release: false } if meta.control.is_none() => {
-                                self.deliver.room(&messages, meta.count).await
+                                self.deliver
+                                    .room(&messages, meta.count, meta.seq, meta.session, false)
+                                    .await
                             }
                             accepted => {
                                 Box::pin(

@@ -47,15 +47,22 @@ pub(crate) enum Added {
     Rejected,
 }
 
-/// Partial envelopes, keyed by the posting account and the chunk id.
+/// A partial envelope's key: the posting account, the session its chunks
+/// are bound to (`None`: unbound chunks) and the chunk id. Nobody else's
+/// pieces join it: another account's are collected apart, and so are
+/// another session's.
+type Key = (Arc<str>, Option<u64>, u32);
+
+/// Partial envelopes, keyed by the posting account, the session and the
+/// chunk id.
 pub(crate) struct Reassembly {
     limits: ReassemblyLimits,
     max_body: usize,
-    partials: HashMap<(Arc<str>, u32), Partial>,
+    partials: HashMap<Key, Partial>,
     /// Insertion order, for dropping the oldest.
-    order: VecDeque<(Arc<str>, u32)>,
+    order: VecDeque<Key>,
     /// Recently completed ids, so late duplicates do not start a new partial.
-    done: VecDeque<(Arc<str>, u32)>,
+    done: VecDeque<Key>,
     bytes: usize,
 }
 
@@ -80,7 +87,7 @@ impl Reassembly {
         dropped: &mut u64,
     ) -> Added {
         *dropped += self.expire(now);
-        let key = (account.clone(), chunk.id);
+        let key = (account.clone(), chunk.session, chunk.id);
         if self.done.contains(&key) {
             return Added::Duplicate;
         }
@@ -178,7 +185,7 @@ impl Reassembly {
         }
     }
 
-    fn remove(&mut self, key: &(Arc<str>, u32)) -> Option<Partial> {
+    fn remove(&mut self, key: &Key) -> Option<Partial> {
         let p = self.partials.remove(key)?;
         self.bytes -= p.bytes;
         self.order.retain(|k| k != key);
@@ -202,6 +209,8 @@ mod tests {
             index,
             total,
             piece,
+            session: None,
+            tag: None,
         }
     }
 

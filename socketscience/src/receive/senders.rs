@@ -17,10 +17,16 @@ pub(super) const MAX_SENDERS: usize = 4_096;
 /// Sessions remembered per sender (a restart starts a new one; replays of
 /// an older one are still recognised).
 pub(super) const SESSIONS_PER_SENDER: usize = 4;
+/// Sessions forgotten per sender whose ids are still remembered: what they
+/// post is dropped as seen (eviction never makes an envelope run twice).
+pub(super) const RETIRED_PER_SENDER: usize = 32;
 pub(super) struct SenderState {
     pub(super) instance: Arc<str>,
     /// Its sessions, most recently heard first.
     pub(super) sessions: Vec<Track>,
+    /// Sessions forgotten to make room, oldest first (at most
+    /// [`RETIRED_PER_SENDER`]).
+    pub(super) retired: Vec<u64>,
     pub(super) last_heard: u64,
     /// When its presence was last noted (coarse clock; `u64::MAX`: never).
     pub(super) published: u64,
@@ -35,19 +41,19 @@ pub(super) fn sender_state<'s>(
 ) -> &'s mut SenderState {
     if !senders.contains_key(from) {
         if senders.len() >= MAX_SENDERS {
-            let oldest = senders
-                .iter()
-                .min_by_key(|(_, s)| s.last_heard)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                senders.remove(&oldest);
-            }
+            // The least recently heard eighth at once: a flood of new
+            // names costs one pass per eighth, not one per name.
+            let mut heard: Vec<u64> = senders.values().map(|s| s.last_heard).collect();
+            let cut = MAX_SENDERS / 8;
+            let (_, &mut oldest_kept, _) = heard.select_nth_unstable(cut);
+            senders.retain(|_, s| s.last_heard >= oldest_kept);
         }
         senders.insert(
             from.into(),
             SenderState {
                 instance: from.into(),
                 sessions: Vec::new(),
+                retired: Vec::new(),
                 last_heard: heard,
                 published: u64::MAX,
             },
@@ -73,11 +79,14 @@ pub(super) fn followed<'s>(
 ) -> Option<Followed<'s>> {
     let state = senders.get_mut(instance)?;
     let i = state.sessions.iter().position(|t| t.session == session)?;
+    let (later, rest) = state.sessions.split_at_mut(i);
+    let track = &mut rest[0];
+    // (Most recently heard first.)
+    let replaced = later.iter().any(|t| t.owned_by(&track.account));
     Some(Followed {
         instance: &state.instance,
-        track: &mut state.sessions[i],
-        // (Most recently heard first.)
-        replaced: i > 0,
+        track,
+        replaced,
     })
 }
 
@@ -134,7 +143,9 @@ impl<D: Deliver> Dispatcher<D> {
             Some(state) => match state.sessions.iter().position(|t| t.session == session) {
                 Some(i) => (state, i),
                 None => {
-                    self.new_session(from, session, seq);
+                    if let Some(refused) = self.first_of_session(from, session, seq, account) {
+                        return refused;
+                    }
                     match self.senders.get_mut(from) {
                         Some(state) => (state, 0),
                         None => return Accept::Reject,
@@ -142,15 +153,30 @@ impl<D: Deliver> Dispatcher<D> {
                 }
             },
             None => {
-                self.new_session(from, session, seq);
+                if let Some(refused) = self.first_of_session(from, session, seq, account) {
+                    return refused;
+                }
                 match self.senders.get_mut(from) {
                     Some(state) => (state, 0),
                     None => return Accept::Reject,
                 }
             }
         };
+        if !state.sessions[i].owned_by(account) {
+            return self.not_owner(account, from, session);
+        }
         state.last_heard = heard;
-        let admitted = state.sessions[i].admit(seq, count);
+        let mut admitted = state.sessions[i].admit(seq, count);
+        if admitted == Admit::TooFar {
+            let silent = silent_for_long(&self.bus.presence, state.published);
+            let track = &mut state.sessions[i];
+            if !silent {
+                return self.absurd(account, from, seq);
+            }
+            // Cut off for long: followed wherever the session got.
+            track.learn_end(seq);
+            admitted = track.admit(seq, count);
+        }
         let release = !state.sessions[i].held.is_empty();
         // Most recently used first (usually it is already).
         if i > 0 {
@@ -163,7 +189,11 @@ impl<D: Deliver> Dispatcher<D> {
             let ms = presence.coarse_ms();
             if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {
                 state.published = ms;
-                presence.heard(&state.instance, account, session, ms);
+                let forgotten =
+                    presence.heard(&state.instance, account, session, ms, Default::default());
+                if forgotten > 0 {
+                    Counters::add_owned(&self.bus.counters.peers_dropped, forgotten);
+                }
             }
         }
         match admitted {
@@ -184,10 +214,77 @@ impl<D: Deliver> Dispatcher<D> {
                 );
                 Accept::Reject
             }
-            Admit::Partial => {
+            Admit::Partial | Admit::TooFar => {
                 trace!(node = %self.bus.name, from, seq, count, "dropped a body that repeats part of what arrived");
                 Accept::Reject
             }
         }
     }
+
+    /// The first post heard of `from`'s `session` (an envelope numbered
+    /// `seq`, or a heartbeat saying it reached `seq`): the session is
+    /// followed (first in its sender's list) if it may be (see
+    /// `new_session`); otherwise what to answer.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn first_of_session(
+        &mut self,
+        from: &str,
+        session: u64,
+        seq: u64,
+        account: &Arc<str>,
+    ) -> Option<Accept> {
+        match self.new_session(from, session, seq, account) {
+            NewSession::Followed => None,
+            NewSession::Retired => {
+                self.refuse(
+                    Refusal::Duplicate,
+                    account,
+                    &format_args!("{from} #{seq} of a session forgotten"),
+                );
+                Some(Accept::Reject)
+            }
+            NewSession::NotOwner => Some(Accept::Reject),
+        }
+    }
+
+    /// Counts a statement about `from`'s `session` not from its owner.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn not_owner(&mut self, account: &str, from: &str, session: u64) -> Accept {
+        Counters::add_owned(&self.bus.counters.not_owner, 1);
+        trace!(node = %self.bus.name, account, from, session, "refused a post about a session of another account");
+        self.drops.note(&self.bus);
+        Accept::Reject
+    }
+
+    /// Counts an absurd value from the room.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn absurd(&mut self, account: &str, from: &str, value: u64) -> Accept {
+        Counters::add_owned(&self.bus.counters.absurd, 1);
+        trace!(node = %self.bus.name, account, from, value, "refused an absurd value");
+        self.drops.note(&self.bus);
+        Accept::Reject
+    }
+}
+
+/// Whether a sender last heard at coarse time `published` has been silent
+/// for longer than the peer timeout (`u64::MAX`: just heard).
+pub(super) fn silent_for_long(presence: &crate::presence::Presence, published: u64) -> bool {
+    published != u64::MAX
+        && presence.coarse_ms().saturating_sub(published)
+            > presence.peer_timeout().as_millis() as u64
+}
+
+/// What became of a session heard for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NewSession {
+    /// Followed from now on (the sender's first session).
+    Followed,
+    /// A session forgotten to make room: what it posts was seen.
+    Retired,
+    /// Refused: a live session of another account holds the instance, and
+    /// no room is left (counted).
+    NotOwner,
 }

@@ -7,12 +7,16 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::repair::MAX_ASK;
+use crate::repair::{MAX_AHEAD, MAX_ASK};
 
 /// What a receiver knows of one sender session.
 #[derive(Debug)]
 pub(crate) struct Track {
     pub(crate) session: u64,
+    /// The chat account the session posted from when it was first heard:
+    /// with the instance, its owner. Only the owner's statements about the
+    /// session (its envelopes, where it ends, what it gave up) are taken.
+    pub(crate) account: Arc<str>,
     /// Every envelope below was dispatched or given up.
     pub(crate) next: u64,
     /// One past the highest envelope known to exist (heard, or announced
@@ -66,15 +70,19 @@ pub(crate) enum Admit {
     Duplicate,
     /// Later than the next one: hold it; there is a gap before it.
     Ahead,
+    /// Further than [`MAX_AHEAD`] beyond what the session is known to
+    /// have reached: absurd, refused (nothing changed).
+    TooFar,
     /// Partly seen already (only when a body's grouping differs from what
     /// arrived before): dropped, what it lacks is asked for.
     Partial,
 }
 
 impl Track {
-    pub(crate) fn new(session: u64, next: u64) -> Track {
+    pub(crate) fn new(session: u64, next: u64, account: Arc<str>) -> Track {
         Track {
             session,
+            account,
             next,
             end: next,
             held: BTreeMap::new(),
@@ -128,6 +136,9 @@ impl Track {
             }
         }
         if self.end < end {
+            if !self.within_reach(end) {
+                return Admit::TooFar;
+            }
             self.end = end;
         }
         if seq == self.next {
@@ -151,7 +162,20 @@ impl Track {
         );
     }
 
-    /// A heartbeat or a `_nak` says the session reached `end`.
+    /// Whether the session may have reached `end`: at most [`MAX_AHEAD`]
+    /// beyond what is known of it (further is absurd).
+    pub(crate) fn within_reach(&self, end: u64) -> bool {
+        end <= self.end.saturating_add(MAX_AHEAD)
+    }
+
+    /// Whether `account` is the session's owner's.
+    #[inline]
+    pub(crate) fn owned_by(&self, account: &Arc<str>) -> bool {
+        Arc::ptr_eq(&self.account, account) || *self.account == **account
+    }
+
+    /// A heartbeat or a `_nak` of the owner says the session reached `end`
+    /// (checked [`within_reach`](Self::within_reach) by the caller).
     pub(crate) fn learn_end(&mut self, end: u64) {
         if end > self.end {
             self.end = end;
@@ -258,7 +282,7 @@ mod tests {
 
     #[test]
     fn a_track_holds_what_comes_early_and_releases_it_in_order() {
-        let mut t = Track::new(1, 0);
+        let mut t = Track::new(1, 0, "a".into());
         assert_eq!(t.admit(0, 1), Admit::InOrder);
         assert_eq!(t.admit(0, 1), Admit::Duplicate);
         assert_eq!(t.admit(3, 2), Admit::Ahead);
@@ -281,7 +305,7 @@ mod tests {
 
     #[test]
     fn giving_up_skips_what_is_held() {
-        let mut t = Track::new(1, 0);
+        let mut t = Track::new(1, 0, "a".into());
         t.hold(2, 3, body());
         t.hold(5, 6, body());
         assert_eq!(t.give_up(0, 8), 2 + 2 + 2);

@@ -6,7 +6,9 @@
 //! (It lives in `send/` because the poster reads it for every post, and
 //! it holds the outbox.)
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::envelope::{overhead, BodyWriter, Origin};
 use super::outbox::Outbox;
@@ -34,8 +36,28 @@ pub(crate) struct Bus {
     pub(crate) counters: Counters,
     pub(crate) outbox: Outbox,
     pub(crate) presence: Presence,
+    /// Shared handlers: this node's candidacy and confirmations.
+    pub(crate) shared: crate::shared::Shared,
     /// Failover: the node's election, when it takes part in one.
     pub(crate) election: Option<Arc<Election>>,
+    /// The untrusted accounts heard (filled by the receive path).
+    pub(crate) untrusted: crate::security::UntrustedAccounts,
+    /// One past the highest sequence number whose post the transport is
+    /// done with (see `Poster::through`): what `shutdown` did not get
+    /// posted is the outbox's numbered envelopes past it.
+    pub(crate) confirmed_end: AtomicU64,
+    /// Envelopes from the room held until the ones missing before them
+    /// are repaired or given up, as of the receive path's last tick (a
+    /// gauge of feature `metrics`).
+    pub(crate) held: AtomicU64,
+    /// The bound on `shutdown` ([`NodeBuilder::shutdown_timeout`](crate::NodeBuilder::shutdown_timeout)).
+    pub(crate) shutdown_timeout: Duration,
+    /// [`NodeBuilder::read_only`](crate::NodeBuilder::read_only): posts nothing.
+    pub(crate) read_only: bool,
+    /// Failover: a peer's claim is to be answered with a heartbeat. The
+    /// failover task posts it, at most once per half the heartbeat
+    /// interval: others cannot drive this node's posting.
+    pub(crate) answer_due: AtomicBool,
 }
 
 impl Bus {
@@ -46,6 +68,9 @@ impl Bus {
     /// messages, questions and answers).
     #[inline]
     pub(crate) fn check(&self, writer: &BodyWriter) -> Result<()> {
+        if self.read_only {
+            return Err(self.read_only_error());
+        }
         let size = writer.len() + overhead(&self.origin);
         if size > self.max_envelope_bytes {
             return Err(Error::TooLarge {
@@ -56,6 +81,17 @@ impl Bus {
         match self.python_peers {
             Some(room) => self.check_for_python(writer, room),
             None => Ok(()),
+        }
+    }
+
+    #[cold]
+    fn read_only_error(&self) -> Error {
+        Error::InvalidOption {
+            option: "read_only",
+            reason: format!(
+                "node `{}` is read-only (NodeBuilder::read_only): it posts nothing",
+                self.name
+            ),
         }
     }
 
@@ -72,9 +108,24 @@ impl Bus {
             })
     }
 
+    /// The transport is done with the envelopes numbered below `end`.
+    pub(crate) fn confirm_through(&self, end: u64) {
+        self.confirmed_end.fetch_max(end, Ordering::Relaxed);
+    }
+
+    /// Envelopes accepted by `send` that the transport is not done with.
+    pub(crate) fn unposted(&self) -> u64 {
+        self.outbox
+            .numbered()
+            .saturating_sub(self.confirmed_end.load(Ordering::Relaxed))
+    }
+
     /// Adds presence or repair traffic for the transport to post, and wakes
     /// it.
     pub(crate) fn push_control(&self, add: impl FnOnce(&mut Queue)) {
+        if self.read_only {
+            return;
+        }
         if self.presence.push(add) {
             self.outbox.wake_transport();
         }
@@ -85,22 +136,26 @@ impl Bus {
         self.push_control(|q| q.heartbeat = true);
     }
 
-    /// Failover: a peer's `_el` arrived (called by the dispatcher).
+    /// Failover: a peer's `_el` arrived (called by the dispatcher);
+    /// returns whether it was refused as absurd (a term beyond what was
+    /// seen).
     pub(crate) fn election_heard(
         &self,
         instance: &Arc<str>,
         session: u64,
         codec: Codec,
         raw: &[u8],
-    ) {
-        if let Some(election) = &self.election {
-            let (now, role_changed) = election.heard(instance, session, codec, raw);
-            if role_changed {
-                self.presence.role_changed();
-            }
-            if now {
-                self.announce();
-            }
+    ) -> bool {
+        let Some(election) = &self.election else {
+            return false;
+        };
+        // A role change reaches the peer list (and its events) as the
+        // dispatcher notes the post (`Presence::heard`).
+        let heard = election.heard(instance, session, codec, raw);
+        if heard.announce {
+            // Answered by the failover task, rate-bounded (see `answer_due`).
+            self.answer_due.store(true, Ordering::Relaxed);
         }
+        heard.absurd
     }
 }

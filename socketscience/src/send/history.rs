@@ -26,6 +26,10 @@ pub(crate) struct History {
     entries: VecDeque<Entry>,
     capacity: usize,
     max_age_ms: u64,
+    /// When the current repair window of the budget began (coarse clock),
+    /// and how many envelopes were posted again within it.
+    window_start_ms: u64,
+    served_in_window: usize,
 }
 
 /// Most bytes of envelopes a history keeps (a power of two).
@@ -60,6 +64,8 @@ impl History {
             entries: VecDeque::new(),
             capacity,
             max_age_ms,
+            window_start_ms: 0,
+            served_in_window: 0,
         }
     }
 
@@ -114,14 +120,17 @@ impl History {
             .next_power_of_two()
             .min(MAX_HISTORY_BYTES);
         if needed > self.ring.len() {
-            // The kept bytes, moved to where they fall in the larger ring.
+            // The kept bytes, moved to where they fall in the larger ring:
+            // one span (at most two pieces in the old ring), not one copy
+            // per envelope (growing to hold 16 384 envelopes copied each
+            // of them several times).
             let mut ring = vec![0; needed];
-            let mut kept = Vec::new();
-            for e in &self.entries {
-                kept.clear();
-                read_ring(&self.ring, e.start, e.len as usize, &mut kept);
-                write_ring(&mut ring, e.start, &kept);
-            }
+            let kept = self.kept_bytes();
+            let oldest = self.written - kept as u64;
+            let at = oldest as usize & (self.ring.len() - 1);
+            let first = kept.min(self.ring.len() - at);
+            write_ring(&mut ring, oldest, &self.ring[at..at + first]);
+            write_ring(&mut ring, oldest + first as u64, &self.ring[..kept - first]);
             self.ring = ring;
         }
         while self.kept_bytes() + len > self.ring.len() {
@@ -138,8 +147,10 @@ impl History {
     }
 
     /// The kept envelopes of `ranges` not posted again within `window_ms`
-    /// (marked as posted again now), in order; and the parts of the ranges
-    /// no longer kept (or never posted).
+    /// (marked as posted again now), in order, at most
+    /// [`MAX_SERVED_PER_WINDOW`](crate::repair::MAX_SERVED_PER_WINDOW) per
+    /// window (the rest wait for their askers to ask again); and the parts
+    /// of the ranges no longer kept (or never posted).
     pub(crate) fn select(
         &mut self,
         ranges: &[(u64, u64)],
@@ -159,6 +170,10 @@ impl History {
         wanted.dedup();
         let mut picked = Vec::new();
         let mut gone: Vec<(u64, u64)> = Vec::new();
+        if now_ms.saturating_sub(self.window_start_ms) >= window_ms {
+            self.window_start_ms = now_ms;
+            self.served_in_window = 0;
+        }
         for seq in wanted {
             // (In order of their numbers; consecutive but where one could
             // not be kept.)
@@ -174,6 +189,10 @@ impl History {
             {
                 continue;
             }
+            if self.served_in_window >= crate::repair::MAX_SERVED_PER_WINDOW {
+                continue;
+            }
+            self.served_in_window += 1;
             entry.reposted_ms = now_ms;
             let mut bytes = Vec::with_capacity(entry.len as usize);
             read_ring(&self.ring, entry.start, entry.len as usize, &mut bytes);

@@ -278,6 +278,11 @@ impl Outbox {
         wake(transport);
     }
 
+    /// How many envelopes were numbered (accepted) so far.
+    pub(crate) fn numbered(&self) -> u64 {
+        self.lock().next_seq
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub(crate) fn is_closed(&self) -> bool {
         !self.lock().open

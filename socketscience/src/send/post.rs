@@ -33,6 +33,21 @@ pub(crate) struct Poster {
     packed: Vec<u8>,
     /// The envelopes posted, kept to post again when asked.
     history: History,
+    /// One past the highest sequence number of the envelopes assembled
+    /// into posts so far.
+    assembled_end: u64,
+    /// One past the highest sequence number the transport is done with
+    /// once the last post handed over is posted (a frame's envelopes once
+    /// its last chunk is).
+    through: u64,
+    /// Whether the transport says itself which posts are done
+    /// ([`TransportIo::confirm_explicitly`](crate::TransportIo)); otherwise
+    /// a post is done when the transport asks for the next.
+    explicit: bool,
+    /// The node's session, which its chunks are bound to, and its keys,
+    /// which sign them.
+    session: u64,
+    keys: crate::security::Keys,
 }
 
 /// What [`Poster::gather`] found.
@@ -63,6 +78,8 @@ impl Poster {
         lines: LineMode,
         rng: fastrand::Rng,
         history: History,
+        session: u64,
+        keys: crate::security::Keys,
     ) -> Poster {
         Poster {
             max_len,
@@ -74,7 +91,25 @@ impl Poster {
             carry: VecDeque::new(),
             packed: Vec::new(),
             history,
+            assembled_end: 0,
+            through: 0,
+            explicit: false,
+            session,
+            keys,
         }
+    }
+
+    /// The transport confirms its posts itself (see [`Poster::through`]).
+    #[cfg(feature = "irc")]
+    pub(crate) fn confirm_explicitly(&mut self) {
+        self.explicit = true;
+    }
+
+    /// One past the highest sequence number the transport is done with once
+    /// the last post it was given is posted.
+    #[cfg(feature = "irc")]
+    pub(crate) fn through(&self) -> u64 {
+        self.through
     }
 
     /// How many envelopes the last post (the frame of the last chunk) held.
@@ -85,6 +120,11 @@ impl Poster {
 
     /// The next text to post: see [`TransportIo::next_post`](crate::TransportIo::next_post).
     pub(crate) async fn next_post(&mut self, bus: &Bus) -> Option<String> {
+        if !self.explicit {
+            // Asked again: the last post is done. (One writer: a plain store.)
+            bus.confirmed_end
+                .store(self.through, std::sync::atomic::Ordering::Relaxed);
+        }
         let post = match self.pending.pop_front() {
             Some(chunk) => chunk,
             None => loop {
@@ -108,9 +148,10 @@ impl Poster {
                 let body = self.assemble(bus, &mut group);
                 if let Some(last) = group.last() {
                     let presence = &bus.presence;
+                    self.assembled_end = last.seq + 1;
                     presence
                         .posted_end
-                        .store(last.seq + 1, std::sync::atomic::Ordering::Relaxed);
+                        .store(self.assembled_end, std::sync::atomic::Ordering::Relaxed);
                     // A copy kept for repair.
                     self.history.keep(&group, presence.coarse_ms());
                 }
@@ -125,6 +166,10 @@ impl Poster {
                 }
             },
         };
+        if self.pending.is_empty() {
+            // The post is a whole frame or the last chunk of one.
+            self.through = self.assembled_end;
+        }
         Counters::add_owned(&bus.counters.posts, 1);
         Some(post)
     }
@@ -223,6 +268,19 @@ impl Poster {
         let counters = &bus.counters;
         let election = bus.election.as_deref().map(|e| e.entry(codec));
         if queue.heartbeat || !queue.requests.is_empty() || !unrepairable.is_empty() {
+            // This node's meta and kinds, when they changed or a newcomer
+            // has not heard them; how far it dealt with shared jobs.
+            let own = presence
+                .take_own()
+                .map(|said| crate::presence::own_entries(codec, &said))
+                .unwrap_or_default();
+            let confirmed = bus.shared.take_confirmations(codec);
+            let entries: Vec<&[u8]> = election
+                .as_deref()
+                .into_iter()
+                .chain(own.iter().map(Vec::as_slice))
+                .chain(confirmed.as_deref())
+                .collect();
             wire::write_control_body(
                 &mut body,
                 codec,
@@ -231,7 +289,7 @@ impl Poster {
                 &queue.requests,
                 &unrepairable,
                 &[],
-                election.as_deref(),
+                &entries,
                 Signer::now(&bus.keys)
                     .as_ref()
                     .map(|s| s as &dyn wire::Sign),
@@ -270,7 +328,7 @@ impl Poster {
                 &[],
                 &[],
                 &group,
-                election.as_deref(),
+                &election.as_deref().into_iter().collect::<Vec<_>>(),
                 Signer::now(&bus.keys)
                     .as_ref()
                     .map(|s| s as &dyn wire::Sign),
@@ -369,7 +427,19 @@ impl Poster {
         let b64 = &frame[start..frame.len() - 1];
         // The node checked at start that chunks fit this transport (were it
         // not so, the whole frame would go).
-        match wire::split_into_chunks(self.lines, self.rng.u32(..), b64, self.max_len) {
+        let keys = &self.keys;
+        let sign = |covered: &[u8]| keys.chunk_tag(covered).unwrap_or_default();
+        let binding = wire::Binding {
+            session: self.session,
+            signer: (!keys.is_empty()).then_some(&sign as wire::ChunkSigner<'_>),
+        };
+        match wire::split_into_bound_chunks(
+            self.lines,
+            self.rng.u32(..),
+            binding,
+            b64,
+            self.max_len,
+        ) {
             Some(chunks) => {
                 self.pending.extend(chunks);
                 None

@@ -124,6 +124,12 @@ impl Transport for LocalTransport {
         self.chat.max_len
     }
 
+    /// With a [`throttle`](LocalChat::throttle): one post per throttle
+    /// interval.
+    fn posts_per_minute(&self) -> Option<f64> {
+        (!self.chat.throttle.is_zero()).then(|| 60.0 / self.chat.throttle.as_secs_f64())
+    }
+
     fn run(self: Box<Self>, mut io: TransportIo) -> BoxFuture<Result<()>> {
         let LocalTransport {
             chat,

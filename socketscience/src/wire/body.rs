@@ -72,6 +72,14 @@ pub struct Control<'a> {
     pub repairs: Option<&'a [u8]>,
     /// `_el`: the sender's election state (failover), still in the codec.
     pub election: Option<&'a [u8]>,
+    /// `_pv`: what the sender says about itself, still in the codec.
+    pub meta: Option<&'a [u8]>,
+    /// `_pk`: the kinds the sender handles, still in the codec.
+    pub kinds: Option<&'a [u8]>,
+    /// `_ps`: the kinds the sender handles shared, still in the codec.
+    pub shared: Option<&'a [u8]>,
+    /// `_sc`: the sender's confirmations of shared jobs, still in the codec.
+    pub confirmed: Option<&'a [u8]>,
 }
 
 /// A decoded body: its messages in order, and its metadata.

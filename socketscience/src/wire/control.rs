@@ -1,4 +1,4 @@
-//! Presence and repair bodies (`_hb`, `_rq`, `_nak`, `_rp`): their lists
+//! Presence and repair bodies (`_hb`, `_rq`, `_nak`, `_rp`; `_el`, `_pv`, `_pk` are written elsewhere): their lists
 //! read, and the bodies written (reserved keys only; docs/wire-format.md,
 //! sections 4 and 6).
 
@@ -152,7 +152,7 @@ pub(crate) fn write_control_body(
     requests: &[WireRange],
     unrepairable: &[WireRange],
     repairs: &[Repost],
-    election: Option<&[u8]>,
+    entries: &[&[u8]],
     signer: Option<&dyn Sign>,
 ) {
     buf.clear();
@@ -162,8 +162,9 @@ pub(crate) fn write_control_body(
             buf.extend_from_slice(origin.entries(codec));
             buf.push(b',');
             write_uint_entry(codec, buf, KEY_HEARTBEAT, heartbeat);
-            // Failover: the election's `_el` entry, written by the election.
-            if let Some(entry) = election {
+            // Entries written elsewhere: the election's `_el`, presence's
+            // `_pv` and `_pk`.
+            for entry in entries {
                 buf.push(b',');
                 buf.extend_from_slice(entry);
             }
@@ -192,16 +193,16 @@ pub(crate) fn write_control_body(
             }
         }
         Codec::MessagePack => {
-            let entries = 3
+            let count = 3
+                + entries.len()
                 + usize::from(!requests.is_empty())
                 + usize::from(!unrepairable.is_empty())
                 + usize::from(!repairs.is_empty())
-                + usize::from(election.is_some())
                 + if signer.is_some() { 2 } else { 0 };
-            write_map_len(buf, entries);
+            write_map_len(buf, count);
             buf.extend_from_slice(origin.entries(codec));
             write_uint_entry(codec, buf, KEY_HEARTBEAT, heartbeat);
-            if let Some(entry) = election {
+            for entry in entries {
                 buf.extend_from_slice(entry);
             }
             for (key, list) in [(KEY_REQUEST, requests), (KEY_UNREPAIRABLE, unrepairable)] {

@@ -62,6 +62,37 @@ pub struct Chunk<'a> {
     pub total: u32,
     /// This piece of the base64 body.
     pub piece: &'a str,
+    /// The session (`_sid`) of the sender the chunk is bound to: only its
+    /// chunks are collected with it, and the whole body must be that
+    /// session's. `None`: an unbound chunk (an older writer's).
+    pub session: Option<u64>,
+    /// The chunk's own signature (base64 of a truncated HMAC-SHA256 over
+    /// `Chunk::covered`), written by a node with a secret.
+    pub tag: Option<&'a str>,
+}
+
+/// Length in bytes of a chunk's tag (HMAC-SHA256 truncated).
+pub(crate) const CHUNK_TAG_LEN: usize = 16;
+/// Base64 length of a chunk's tag.
+const CHUNK_TAG_B64_LEN: usize = CHUNK_TAG_LEN.div_ceil(3) * 4;
+
+impl Chunk<'_> {
+    /// What a bound chunk's tag covers: `ID " " INDEX "/" TOTAL " "
+    /// SESSION " " PIECE`, as its writer writes them (lowercase hex, no
+    /// leading zeros), into `out` (emptied first).
+    pub(crate) fn covered(&self, out: &mut String) {
+        use fmt::Write as _;
+        out.clear();
+        let _ = write!(
+            out,
+            "{:08x} {}/{} {:016x} ",
+            self.id,
+            self.index,
+            self.total,
+            self.session.unwrap_or(0)
+        );
+        out.push_str(self.piece);
+    }
 }
 
 /// Reads cleaned chat text (see [`clean`]) as a frame or a chunk.
@@ -140,6 +171,25 @@ fn parse_chunk(rest: &str) -> Result<Chunk<'_>, WireError> {
     if index == 0 || index > total || total < 2 {
         return Err(bad("the position is out of range"));
     }
+    // A bound chunk: `SESSION[.TAG] PIECE`.
+    let (session, tag, piece) = match piece.split_once(' ') {
+        None => (None, None, piece),
+        Some((binding, piece)) => {
+            let (session, tag) = match binding.split_once('.') {
+                Some((session, tag)) => (session, Some(tag)),
+                None => (binding, None),
+            };
+            if session.len() != 16 || !session.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad("the session is not 16 hex digits"));
+            }
+            let session = u64::from_str_radix(session, 16)
+                .map_err(|_| bad("the session is not 16 hex digits"))?;
+            if tag.is_some_and(|t| t.len() != CHUNK_TAG_B64_LEN) {
+                return Err(bad("the tag is not a chunk's signature"));
+            }
+            (Some(session), tag, piece)
+        }
+    };
     if piece.is_empty() {
         return Err(bad("the piece is empty"));
     }
@@ -148,6 +198,8 @@ fn parse_chunk(rest: &str) -> Result<Chunk<'_>, WireError> {
         index,
         total,
         piece,
+        session,
+        tag,
     })
 }
 
@@ -183,33 +235,91 @@ pub(crate) fn write_frame_of(out: &mut String, lines: LineMode, digits: u16, bod
     out.push(FRAME_END);
 }
 
-/// Writes one chunk.
-fn write_chunk(out: &mut String, lines: LineMode, id: u32, index: u32, total: u32, piece: &str) {
-    use fmt::Write as _;
-    out.push_str(lines.chunk_start());
-    let _ = write!(out, "{id:08x} {index}/{total} ");
-    out.push_str(piece);
+/// Signs a bound chunk: the tag of the bytes it covers ([`Chunk::covered`]).
+pub(crate) type ChunkSigner<'a> = &'a dyn Fn(&[u8]) -> [u8; CHUNK_TAG_LEN];
+
+/// The sender session a node's chunks are bound to, and what signs them
+/// (with a secret).
+#[derive(Clone, Copy)]
+pub(crate) struct Binding<'a> {
+    pub(crate) session: u64,
+    pub(crate) signer: Option<ChunkSigner<'a>>,
 }
 
-/// The longest chunk header for `total` pieces, to size the pieces.
+/// Writes one chunk (`binding`: its session and tag).
+fn write_chunk(
+    out: &mut String,
+    lines: LineMode,
+    chunk: &Chunk<'_>,
+    binding: Option<Binding<'_>>,
+    covered: &mut String,
+) {
+    use fmt::Write as _;
+    out.push_str(lines.chunk_start());
+    let _ = write!(out, "{:08x} {}/{} ", chunk.id, chunk.index, chunk.total);
+    if let Some(binding) = binding {
+        let _ = write!(out, "{:016x}", binding.session);
+        if let Some(sign) = binding.signer {
+            chunk.covered(covered);
+            out.push('.');
+            super::append_base64(&sign(covered.as_bytes()), out);
+        }
+        out.push(' ');
+    }
+    out.push_str(chunk.piece);
+}
+
+/// The longest chunk header for `total` pieces, to size the pieces (an
+/// unbound chunk; a bound one adds [`binding_len`]).
 pub(crate) fn chunk_overhead(lines: LineMode, total: u32) -> usize {
     let digits = total.to_string().len();
     lines.chunk_start().len() + 8 + 1 + digits + 1 + digits + 1
 }
 
-/// Splits a base64 body into chunk texts of at most `max_len` bytes each.
-/// Returns `None` when `max_len` is too small to carry any piece.
+/// What binding a chunk to a session adds to its header: the session and
+/// a space, and with a signature its tag.
+pub(crate) fn binding_len(signed: bool) -> usize {
+    16 + 1 + if signed { 1 + CHUNK_TAG_B64_LEN } else { 0 }
+}
+
+/// Splits a base64 body into chunk texts of at most `max_len` bytes each
+/// (unbound chunks: see `docs/wire-format.md`). Returns `None` when
+/// `max_len` is too small to carry any piece.
 pub fn split_into_chunks(
     lines: LineMode,
     id: u32,
     body_b64: &str,
     max_len: usize,
 ) -> Option<Vec<String>> {
+    split(lines, id, None, body_b64, max_len)
+}
+
+/// Splits a base64 body into chunks bound to `binding`'s session (and
+/// signed, with its signer), of at most `max_len` bytes each.
+pub(crate) fn split_into_bound_chunks(
+    lines: LineMode,
+    id: u32,
+    binding: Binding<'_>,
+    body_b64: &str,
+    max_len: usize,
+) -> Option<Vec<String>> {
+    split(lines, id, Some(binding), body_b64, max_len)
+}
+
+fn split(
+    lines: LineMode,
+    id: u32,
+    binding: Option<Binding<'_>>,
+    body_b64: &str,
+    max_len: usize,
+) -> Option<Vec<String>> {
+    let extra = binding.map_or(0, |b| binding_len(b.signer.is_some()));
     // The header grows with the number of pieces; find the smallest count
     // whose pieces fit.
     let mut total: u32 = 2;
+    let mut covered = String::new();
     loop {
-        let room = max_len.checked_sub(chunk_overhead(lines, total))?;
+        let room = max_len.checked_sub(chunk_overhead(lines, total) + extra)?;
         if room == 0 {
             return None;
         }
@@ -224,8 +334,15 @@ pub fn split_into_chunks(
                 .enumerate()
                 .map(|(i, piece)| {
                     let mut out = String::with_capacity(max_len);
-                    let piece = std::str::from_utf8(piece).unwrap_or_default();
-                    write_chunk(&mut out, lines, id, i as u32 + 1, total, piece);
+                    let chunk = Chunk {
+                        id,
+                        index: i as u32 + 1,
+                        total,
+                        piece: std::str::from_utf8(piece).unwrap_or_default(),
+                        session: binding.map(|b| b.session),
+                        tag: None,
+                    };
+                    write_chunk(&mut out, lines, &chunk, binding, &mut covered);
                     out
                 })
                 .collect::<Vec<_>>();

@@ -11,8 +11,8 @@ use serde_json::value::RawValue;
 use super::body::{check_count, BodyError, Messages, MAX_BATCH};
 use super::{
     BodyLimits, Meta, RawValueRef, WireError, KEY_ASK, KEY_BATCH, KEY_COUNT, KEY_ELECTION,
-    KEY_FROM, KEY_HEARTBEAT, KEY_REPAIR, KEY_REPLY_TO, KEY_REQUEST, KEY_SEQ, KEY_SESSION,
-    KEY_TIMESTAMP, KEY_UNREPAIRABLE,
+    KEY_FROM, KEY_HEARTBEAT, KEY_PEER_KINDS, KEY_PEER_META, KEY_REPAIR, KEY_REPLY_TO, KEY_REQUEST,
+    KEY_SEQ, KEY_SESSION, KEY_SHARED_CONFIRMED, KEY_SHARED_KINDS, KEY_TIMESTAMP, KEY_UNREPAIRABLE,
 };
 
 /// A map key that borrows when it can.
@@ -108,13 +108,21 @@ impl<'de> JsonBody<'_, 'de> {
                     let control = self.meta.control.get_or_insert_with(Default::default);
                     control.heartbeat = Some(map.next_value()?);
                 }
-                (KEY_REQUEST | KEY_UNREPAIRABLE | KEY_REPAIR | KEY_ELECTION, true) => {
+                (
+                    KEY_REQUEST | KEY_UNREPAIRABLE | KEY_REPAIR | KEY_ELECTION | KEY_PEER_META
+                    | KEY_PEER_KINDS | KEY_SHARED_KINDS | KEY_SHARED_CONFIRMED,
+                    true,
+                ) => {
                     let raw = map.next_value::<&'de RawValue>()?.get().as_bytes();
                     let control = self.meta.control.get_or_insert_with(Default::default);
                     *match &*key {
                         KEY_REQUEST => &mut control.requests,
                         KEY_UNREPAIRABLE => &mut control.unrepairable,
                         KEY_ELECTION => &mut control.election,
+                        KEY_PEER_META => &mut control.meta,
+                        KEY_PEER_KINDS => &mut control.kinds,
+                        KEY_SHARED_KINDS => &mut control.shared,
+                        KEY_SHARED_CONFIRMED => &mut control.confirmed,
                         _ => &mut control.repairs,
                     } = Some(raw);
                 }

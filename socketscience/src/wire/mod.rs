@@ -27,8 +27,8 @@
 //! - `frame.rs`: the chat text, frames and chunks (and `clean`);
 //! - `base64.rs`: the body's base64;
 //! - `body.rs`: a body read (its messages and metadata) and the limits;
-//!   `json.rs` and `msgpack.rs` read it in each codec, and `msgpack.rs`
-//!   also writes MessagePack as Python reads it;
+//!   `json.rs` and `msgpack.rs` read it in each codec, and
+//!   `msgpack_write.rs` writes MessagePack as Python reads it;
 //! - `write.rs`: a body written (one envelope's entries, the sender's
 //!   metadata, a post's body), `batch.rs` several envelopes in one body
 //!   and compressed bodies, `signature.rs` where the signature sits;
@@ -67,7 +67,10 @@ pub(crate) use self::control::{read_ranges, read_repairs, write_control_body, Re
 pub(crate) use self::frame::frame_head;
 #[doc(hidden)]
 pub use self::frame::write_frame;
-pub(crate) use self::frame::{chunk_overhead, frame_len, write_frame_of};
+pub(crate) use self::frame::{
+    binding_len, chunk_overhead, frame_len, split_into_bound_chunks, write_frame_of, Binding,
+    ChunkSigner, CHUNK_TAG_LEN,
+};
 pub use self::frame::{clean, parse_chat_text, split_into_chunks, ChatText, Chunk};
 pub(crate) use self::msgpack::write_msgpack;
 pub use self::owned::{decode_body, encode_frame, Decoded, FramePayload, Value};
@@ -156,6 +159,18 @@ pub(crate) const KEY_REPAIR: &str = "_rp";
 /// Reserved key (failover): the sender's election state, `[term, active,
 /// priority, eligible]` (see `docs/wire-format.md`, "Failover").
 pub(crate) const KEY_ELECTION: &str = "_el";
+/// Reserved key (presence): what the sender says about itself
+/// (`NodeBuilder::meta`), any value; in heartbeats, when it changed.
+pub(crate) const KEY_PEER_META: &str = "_pv";
+/// Reserved key (presence): the kinds the sender handles, a list of
+/// strings; in heartbeats, when they changed.
+pub(crate) const KEY_PEER_KINDS: &str = "_pk";
+/// Reserved key (shared handlers): the kinds the sender takes its share
+/// of, a list of strings; in heartbeats, when they changed.
+pub(crate) const KEY_SHARED_KINDS: &str = "_ps";
+/// Reserved key (shared handlers): how far the sender has dealt with each
+/// sender session's shared jobs, `[[session, end], ...]`; in heartbeats.
+pub(crate) const KEY_SHARED_CONFIRMED: &str = "_sc";
 /// Reserved key (questions): the envelope's next entry is a question, this
 /// its id (see `docs/wire-format.md`, "Questions and replies"). Kept in
 /// the body's list of messages, in order, in batches too.

@@ -179,7 +179,7 @@ fn msgpack_batch<'a>(
 }
 
 /// Reads a reserved key's value other than the envelope's metadata: a
-/// `_hb`, `_rq`, `_nak`, `_rp` or `_el` into `control` (the lists raw); any other
+/// `_hb`, `_rq`, `_nak`, `_rp`, `_el`, `_pv` or `_pk` into `control` (the lists raw); any other
 /// (`_sig`, keys of later versions) is skipped. Out of line: the usual body
 /// has none but `_sig`.
 #[cold]
@@ -202,6 +202,10 @@ fn reserved_entry<'a>(
         b"_nak" => &mut control.get_or_insert_with(Default::default).unrepairable,
         b"_rp" => &mut control.get_or_insert_with(Default::default).repairs,
         b"_el" => &mut control.get_or_insert_with(Default::default).election,
+        b"_pv" => &mut control.get_or_insert_with(Default::default).meta,
+        b"_pk" => &mut control.get_or_insert_with(Default::default).kinds,
+        b"_ps" => &mut control.get_or_insert_with(Default::default).shared,
+        b"_sc" => &mut control.get_or_insert_with(Default::default).confirmed,
         _ => return Ok(()),
     };
     *slot = Some(value);

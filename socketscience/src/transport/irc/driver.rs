@@ -8,15 +8,16 @@ mod events;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, error, info, warn};
 
 use super::proto::{push_line, LineBuffer};
-use super::rate::TokenBucket;
+use super::tls::{Tls, TlsFailure};
 use super::{IrcChat, IrcStatus};
 use crate::error::{Error, Result};
+use crate::rate::TokenBucket;
 use crate::transport::backoff::Backoff;
 use crate::transport::{Transport, TransportIo};
 
@@ -43,6 +44,9 @@ const CLOSE_CHECK: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 struct InFlight {
     line: String,
+    /// What to confirm to the node once it is delivered (see
+    /// `TransportIo::post_through`).
+    through: u64,
     /// The id of the first `PING` sent after the line.
     cover: u64,
     /// When the server answered that `PING`.
@@ -58,7 +62,16 @@ enum End {
     GaveUp,
     /// The connection was lost or refused; reconnect.
     Lost(String),
+    /// The server cannot be used as configured, and trying again will not
+    /// change that (a certificate that does not verify, a SASL login
+    /// refused): fails `start`; later, logged as an error before
+    /// reconnecting.
+    Refused(String),
 }
+
+/// A connection to the server: TCP, or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Where one connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +107,8 @@ struct Conn {
     /// Delays between tries to rejoin the channel.
     rejoin: Backoff,
     close_reason: Option<String>,
+    /// The SASL login succeeded (`903`, or `907`: already logged in).
+    pub(super) logged_in: bool,
 }
 
 /// One [`IrcChat`] at work: what lives across its connections.
@@ -105,9 +120,10 @@ pub(super) struct Driver {
     backoff: Backoff,
     /// Posts taken from the node, not yet written: one at most, but all
     /// that is left once the node shuts down.
-    held: VecDeque<String>,
+    /// (Each line with what to confirm to the node once it is delivered.)
+    held: VecDeque<(String, u64)>,
     /// Lines to post again, oldest first, before `held`.
-    resend: VecDeque<String>,
+    resend: VecDeque<(String, u64)>,
     /// Lines written whose delivery is not known yet, oldest first.
     in_flight: VecDeque<InFlight>,
     /// The id of our next `PING`.
@@ -117,11 +133,18 @@ pub(super) struct Driver {
     /// Who was in the channel when we last left it.
     peers_before: BTreeMap<String, String>,
     status: IrcStatus,
+    /// TLS, if [`IrcChat::tls`]: made when the transport starts.
+    tls: Option<Tls>,
+    /// Whether `start` was told how the first connection went.
+    reported: bool,
 }
 
 impl Driver {
-    pub(super) fn new(cfg: IrcChat, io: TransportIo) -> Driver {
+    pub(super) fn new(cfg: IrcChat, mut io: TransportIo) -> Driver {
         let now = Instant::now();
+        // Posts are taken ahead of writing them (all that is left at
+        // shutdown): one is posted when the server confirmed it.
+        io.confirm_explicitly();
         Driver {
             bucket: TokenBucket::new(cfg.rate, cfg.burst, now),
             backoff: Backoff::new(cfg.backoff_initial, cfg.backoff_max)
@@ -133,6 +156,8 @@ impl Driver {
             shutdown_by: None,
             peers_before: BTreeMap::new(),
             status: cfg.status.clone(),
+            tls: None,
+            reported: false,
             io,
             cfg,
         }
@@ -145,25 +170,53 @@ impl Driver {
             nick = %self.cfg.nick,
             channel = %self.cfg.channel,
             max_text = self.cfg.max_message_len(),
+            tls = self.cfg.tls,
+            sasl = self.cfg.sasl.as_ref().map(|s| s.mechanism()),
             "IRC transport starting"
         );
+        if self.cfg.tls {
+            let client = match &self.cfg.sasl {
+                Some(super::Sasl::External { cert_pem, key_pem }) => {
+                    Some((cert_pem.as_slice(), key_pem.as_slice()))
+                }
+                _ => None,
+            };
+            match Tls::new(&self.cfg.server, self.cfg.tls_ca_file.as_deref(), client) {
+                Ok(tls) => self.tls = Some(tls),
+                Err(why) => return Err(self.refuse_start(why)),
+            }
+        }
         loop {
             let end = self.connection().await;
             {
                 let mut status = self.status.lock();
                 status.joined = false;
                 status.members.clear();
-                if let End::Lost(reason) = &end {
+                if let End::Lost(reason) | End::Refused(reason) = &end {
                     status.last_disconnect = Some(reason.clone());
                 }
             }
+            let refused = matches!(end, End::Refused(_));
             match end {
                 End::Done => {
                     info!(node = %self.io.node_name(), "IRC transport stopped: everything posted");
                     return Ok(());
                 }
-                End::GaveUp => return Err(self.give_up()),
-                End::Lost(reason) => {
+                // The node names what was not posted (`Error::Unposted`).
+                End::GaveUp => return self.give_up(),
+                End::Refused(reason) if !self.reported => {
+                    return Err(self.refuse_start(reason));
+                }
+                End::Lost(reason) | End::Refused(reason) => {
+                    if !self.reported {
+                        // Unreachable for now: `start` returns, and the
+                        // transport keeps trying.
+                        self.report(Ok(()));
+                    } else if refused {
+                        // A refusal after a good start (a certificate
+                        // replaced, services down): said loudly, tried again.
+                        error!(node = %self.io.node_name(), server = %self.cfg.server, reason = %reason, "IRC: the server refused the connection");
+                    }
                     self.requeue(Instant::now());
                     if self.finished() {
                         return Ok(());
@@ -178,7 +231,7 @@ impl Driver {
                         "IRC connection lost; reconnecting"
                     );
                     if !self.pause(delay).await {
-                        return Err(self.give_up());
+                        return self.give_up();
                     }
                     if self.finished() {
                         return Ok(());
@@ -186,6 +239,22 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Tells `start` how the first connection went (once).
+    pub(super) fn report(&mut self, outcome: Result<()>) {
+        if !self.reported {
+            self.reported = true;
+            self.io.connected(outcome);
+        }
+    }
+
+    /// The first connection showed the settings cannot work: `start`
+    /// fails with `why`, and so does the transport.
+    fn refuse_start(&mut self, why: String) -> Error {
+        error!(node = %self.io.node_name(), server = %self.cfg.server, reason = %why, "IRC: cannot connect as configured");
+        self.report(Err(Error::transport(why.clone())));
+        Error::transport(why)
     }
 
     /// Whether the node shut down and nothing is left to post.
@@ -200,29 +269,33 @@ impl Driver {
         self.held.len() + self.resend.len() + self.in_flight.len()
     }
 
-    fn give_up(&self) -> Error {
+    /// Stops at the shutdown timeout with lines unposted: logged here; the
+    /// node counts the envelopes and `shutdown` names them.
+    fn give_up(&self) -> Result<()> {
         let lines = self.unposted();
         error!(
             node = %self.io.node_name(),
             lines,
-            timeout = ?self.cfg.shutdown_timeout,
+            timeout = ?self.shutdown_timeout(),
             "IRC transport shut down with lines it could not post (or not confirm)"
         );
-        Error::transport(format!(
-            "the IRC transport shut down with {lines} chat line(s) it could not post or confirm \
-             within the shutdown timeout of {:?}",
-            self.cfg.shutdown_timeout
-        ))
+        Ok(())
+    }
+
+    /// The node's bound on shutdown, or the shorter one set for IRC.
+    fn shutdown_timeout(&self) -> Duration {
+        let node = self.io.shutdown_timeout();
+        self.cfg.shutdown_timeout.map_or(node, |irc| irc.min(node))
     }
 
     /// Takes what `next_post` gave.
     fn accept_post(&mut self, post: Option<String>) {
         match post {
-            Some(line) => self.held.push_back(line),
+            Some(line) => self.held.push_back((line, self.io.post_through())),
             None => {
                 if self.shutdown_by.is_none() {
                     debug!(node = %self.io.node_name(), "node shutting down: flushing the IRC queue");
-                    self.shutdown_by = Some(Instant::now() + self.cfg.shutdown_timeout);
+                    self.shutdown_by = Some(Instant::now() + self.shutdown_timeout());
                 }
             }
         }
@@ -256,15 +329,17 @@ impl Driver {
     /// Moves the lines of uncertain delivery to the front of the resend queue.
     fn requeue(&mut self, now: Instant) {
         let settle = self.cfg.settle;
-        let mut again: VecDeque<String> = self
-            .in_flight
-            .drain(..)
-            .filter(|f| {
-                f.confirmed
-                    .is_none_or(|at| now.saturating_duration_since(at) < settle)
-            })
-            .map(|f| f.line)
-            .collect();
+        let mut again: VecDeque<(String, u64)> = VecDeque::new();
+        for f in self.in_flight.drain(..) {
+            let settled = f
+                .confirmed
+                .is_some_and(|at| now.saturating_duration_since(at) >= settle);
+            if settled {
+                self.io.confirm_through(f.through);
+            } else {
+                again.push_back((f.line, f.through));
+            }
+        }
         again.append(&mut self.resend);
         self.resend = again;
     }
@@ -274,7 +349,7 @@ impl Driver {
         let server = self.cfg.server.clone();
         let connect = timeout(
             self.cfg.connect_timeout,
-            TcpStream::connect(server.as_str()),
+            open(server.clone(), self.tls.clone()),
         );
         tokio::pin!(connect);
         let stream = loop {
@@ -284,7 +359,7 @@ impl Driver {
             tokio::select! {
                 result = &mut connect => match result {
                     Ok(Ok(stream)) => break stream,
-                    Ok(Err(e)) => return End::Lost(format!("cannot connect to {server}: {e}")),
+                    Ok(Err(end)) => return end,
                     Err(_) => return End::Lost(format!("connecting to {server} timed out")),
                 },
                 post = self.io.next_post(), if pull => self.accept_post(post),
@@ -292,8 +367,7 @@ impl Driver {
                 _ = sleep_until(check), if !pull => {}
             }
         };
-        let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let now = Instant::now();
         let mut conn = Conn {
             phase: Phase::Registering {
@@ -310,7 +384,10 @@ impl Driver {
             ready_since: None,
             rejoin: Backoff::new(self.cfg.backoff_initial, self.cfg.backoff_max),
             close_reason: None,
+            logged_in: false,
         };
+        // TLS holds what was written until it is flushed.
+        let mut unflushed = false;
         let mut out: Vec<u8> = Vec::with_capacity(2 * WRITE_AHEAD);
         self.register(&conn, &mut out);
         let mut lines = LineBuffer::default();
@@ -338,11 +415,19 @@ impl Driver {
                     }
                     Err(e) => break self.closed(&conn, format!("read error: {e}")),
                 },
-                written = writer.write(&out), if !out.is_empty() => match written {
-                    Ok(0) => break self.closed(&conn, "the server stopped taking data".into()),
-                    Ok(n) => { out.drain(..n); }
-                    Err(e) => break self.closed(&conn, format!("write error: {e}")),
-                },
+                written = write_or_flush(&mut writer, &out), if !out.is_empty() || unflushed => {
+                    match written {
+                        Ok(Some(0)) => {
+                            break self.closed(&conn, "the server stopped taking data".into());
+                        }
+                        Ok(Some(n)) => {
+                            out.drain(..n);
+                            unflushed = true;
+                        }
+                        Ok(None) => unflushed = false,
+                        Err(e) => break self.closed(&conn, format!("write error: {e}")),
+                    }
+                }
                 post = self.io.next_post(), if pull => self.accept_post(post),
                 _ = sleep_until(wake) => {}
             }
@@ -374,7 +459,7 @@ impl Driver {
     }
 
     fn register(&self, conn: &Conn, out: &mut Vec<u8>) {
-        if self.cfg.echo_message {
+        if self.cfg.echo_message || self.cfg.sasl.is_some() {
             // Servers without CAP answer 421 and register us anyway.
             push_line(out, "CAP LS 302");
         }
@@ -479,7 +564,9 @@ impl Driver {
             f.confirmed
                 .is_some_and(|at| now.saturating_duration_since(at) >= settle)
         }) {
-            self.in_flight.pop_front();
+            if let Some(done) = self.in_flight.pop_front() {
+                self.io.confirm_through(done.through);
+            }
         }
         if self.finished() && out.is_empty() && !matches!(conn.phase, Phase::Quitting { .. }) {
             push_line(out, "QUIT :shutting down");
@@ -500,7 +587,7 @@ impl Driver {
             if !self.bucket.take(now) {
                 break;
             }
-            let line = match self.resend.pop_front() {
+            let (line, through) = match self.resend.pop_front() {
                 Some(line) => line,
                 None => match self.held.pop_front() {
                     Some(line) => line,
@@ -515,6 +602,7 @@ impl Driver {
             push_line(out, &format!("PRIVMSG {} :{line}", self.cfg.channel));
             self.in_flight.push_back(InFlight {
                 line,
+                through,
                 cover: self.next_ping,
                 confirmed: None,
             });
@@ -599,6 +687,36 @@ impl Driver {
             to_resend = self.resend.len(),
             "in the IRC channel"
         );
+    }
+}
+
+/// Writes some of `out`, or, once it is all written, flushes (TLS holds
+/// the last bytes until then): `None` when flushed.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    out: &[u8],
+) -> std::io::Result<Option<usize>> {
+    if out.is_empty() {
+        writer.flush().await.map(|()| None)
+    } else {
+        writer.write(out).await.map(Some)
+    }
+}
+
+/// Connects to `server`, with TLS if given. A certificate that does not
+/// verify is [`End::Refused`]; everything else [`End::Lost`].
+async fn open(server: String, tls: Option<Tls>) -> std::result::Result<Box<dyn Stream>, End> {
+    let tcp = TcpStream::connect(server.as_str())
+        .await
+        .map_err(|e| End::Lost(format!("cannot connect to {server}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => Ok(Box::new(tcp)),
+        Some(tls) => match tls.connect(tcp).await {
+            Ok(stream) => Ok(Box::new(stream)),
+            Err(TlsFailure::Certificate(why)) => Err(End::Refused(why)),
+            Err(TlsFailure::Io(why)) => Err(End::Lost(why)),
+        },
     }
 }
 

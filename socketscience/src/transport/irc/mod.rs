@@ -9,16 +9,17 @@
 //!
 //! The files: this one holds the settings and their checks; `status` the
 //! handle on the connection's state; `proto` the protocol (parsing and
-//! writing lines, case mapping); `rate` the token bucket; `driver` the
+//! writing lines, case mapping, with `crate::rate`'s token bucket); `driver` the
 //! connection loop, with what each line from the server does in
 //! `driver/events`.
 
 mod driver;
 mod proto;
-mod rate;
 mod status;
+mod tls;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -59,7 +60,20 @@ const MAX_ALTERNATE_NICKS: usize = 3;
 /// [`NodeBuilder::trust("smokey-*")`](crate::NodeBuilder::trust). The
 /// account of a chat message is the nick of its sender. If the nick is
 /// taken when connecting, the transport tries it with one to three `_`
-/// appended (a pattern ending in `*` still matches).
+/// appended (a pattern ending in `*` still matches). Anyone can take a
+/// free nick: with [`sasl`](IrcChat::sasl), the account of a message is
+/// instead the services account the server vouches for (IRCv3
+/// `account-tag`), and messages from no account are never trusted.
+///
+/// # TLS and SASL
+///
+/// [`tls`](IrcChat::tls) verifies the server's certificate (no way to skip
+/// it); [`sasl`](IrcChat::sasl) and [`sasl_external`](IrcChat::sasl_external)
+/// log in. [`NodeBuilder::start`](crate::NodeBuilder::start) waits for the
+/// first connection's registration, and fails on what reconnecting cannot
+/// mend: a certificate that does not verify, a login refused, a server
+/// without SASL or `account-tag`. If the server cannot be reached at all,
+/// `start` returns and the transport keeps trying.
 ///
 /// # Echoes
 ///
@@ -120,16 +134,15 @@ const MAX_ALTERNATE_NICKS: usize = 3;
 /// [`Node::shutdown`](crate::Node::shutdown) makes the transport post
 /// everything still queued (at the send rate, reconnecting if it must),
 /// wait until the server confirmed the last line and the settle time
-/// passed, then `QUIT`. It gives up after
-/// [`shutdown_timeout`](IrcChat::shutdown_timeout) (60 s): the lines not
-/// posted by then are dropped, logged with their count, and `shutdown`
-/// returns [`Error::Transport`] saying how many. The queue does not
-/// outlive the process.
+/// passed, then `QUIT`. It gives up after the node's
+/// [`shutdown_timeout`](crate::NodeBuilder::shutdown_timeout) (30 s): the
+/// lines not posted by then are dropped, logged with their count, and
+/// `shutdown` returns [`Error::Unposted`] saying how many envelopes were
+/// not posted. The queue does not outlive the process.
 ///
 /// # Not covered
 ///
-/// Plain TCP only (run a TLS tunnel, or a server on the same host, for
-/// encryption); no SASL (a server password is supported). A node that is
+/// SASL mechanisms other than `PLAIN` and `EXTERNAL`. A node that is
 /// cut off while the others stay connected (its own network, a kick) misses
 /// what they post meanwhile: the server keeps no history.
 pub struct IrcChat {
@@ -147,11 +160,31 @@ pub struct IrcChat {
     peer_wait: Duration,
     settle: Duration,
     resend_window: usize,
-    shutdown_timeout: Duration,
+    shutdown_timeout: Option<Duration>,
     connect_timeout: Duration,
     echo_message: bool,
     max_host_len: usize,
+    tls: bool,
+    tls_ca_file: Option<PathBuf>,
+    sasl: Option<Sasl>,
     status: IrcStatus,
+}
+
+/// How to log in with SASL.
+enum Sasl {
+    /// `PLAIN`: an account and its password.
+    Plain { account: String, password: String },
+    /// `EXTERNAL`: the client certificate of the TLS connection (PEM).
+    External { cert_pem: Vec<u8>, key_pem: Vec<u8> },
+}
+
+impl Sasl {
+    fn mechanism(&self) -> &'static str {
+        match self {
+            Sasl::Plain { .. } => "PLAIN",
+            Sasl::External { .. } => "EXTERNAL",
+        }
+    }
 }
 
 impl fmt::Debug for IrcChat {
@@ -161,6 +194,15 @@ impl fmt::Debug for IrcChat {
             .field("nick", &self.nick)
             .field("channel", &self.channel)
             .field("has_password", &self.password.is_some())
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field(
+                "sasl",
+                &self.sasl.as_ref().map(|sasl| match sasl {
+                    Sasl::Plain { account, .. } => format!("PLAIN {account} (password redacted)"),
+                    Sasl::External { .. } => "EXTERNAL (client certificate)".to_owned(),
+                }),
+            )
             .field("rate", &self.rate)
             .field("burst", &self.burst)
             .finish_non_exhaustive()
@@ -195,10 +237,13 @@ impl IrcChat {
             peer_wait: Duration::from_secs(30),
             settle: Duration::from_secs(3),
             resend_window: 256,
-            shutdown_timeout: Duration::from_secs(60),
+            shutdown_timeout: None,
             connect_timeout: Duration::from_secs(20),
             echo_message: true,
             max_host_len: 63,
+            tls: false,
+            tls_ca_file: None,
+            sasl: None,
             status: IrcStatus::default(),
         }
     }
@@ -206,6 +251,71 @@ impl IrcChat {
     /// The server password (`PASS`), if the server wants one.
     pub fn password(mut self, password: impl Into<String>) -> Self {
         self.password = Some(password.into());
+        self
+    }
+
+    /// Connects with TLS, verifying the server's certificate against the
+    /// usual roots (Mozilla's, from `webpki-roots`) and its name against
+    /// the host of the server address. A certificate that does not verify
+    /// fails [`start`](crate::NodeBuilder::start) with an error that names
+    /// the host and why; there is no setting that skips the check.
+    /// Reconnects use TLS too. Networks listen for TLS on port 6697.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Also trusts the certificate authorities in the PEM file at `path`
+    /// (a private network's CA, a test CA), besides the usual roots. Turns
+    /// on [`tls`](IrcChat::tls). The file is read when the node starts; an
+    /// unreadable one fails `start`.
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls = true;
+        self.tls_ca_file = Some(path.into());
+        self
+    }
+
+    /// Logs in to the services account `account` with SASL `PLAIN`, and
+    /// trusts accounts, not nicks: a chat message's account is then the
+    /// account the server vouches for (its IRCv3 `account` tag), so trust
+    /// patterns ([`NodeBuilder::trust`](crate::NodeBuilder::trust)) match
+    /// account names, a message from someone not logged in is never
+    /// trusted (counted in [`Stats::untrusted`](crate::Stats::untrusted)),
+    /// and the node trusts its own account by default: every instance
+    /// logged into it, whatever its nick.
+    ///
+    /// [`start`](crate::NodeBuilder::start) fails with the server's reason
+    /// if the login is refused, and saying so if the server offers no SASL
+    /// or no `account-tag`; it never connects without logging in. The
+    /// password is sent inside SASL only, never logged, and redacted from
+    /// `Debug`. Use it with [`tls`](IrcChat::tls): without TLS the password
+    /// crosses the network readable.
+    pub fn sasl(mut self, account: impl Into<String>, password: impl Into<String>) -> Self {
+        self.sasl = Some(Sasl::Plain {
+            account: account.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Logs in with SASL `EXTERNAL`: the server knows the account by the
+    /// TLS client certificate (CertFP; register its fingerprint with the
+    /// network's services first, `/msg NickServ CERT ADD` on Atheme).
+    /// `cert_pem` and `key_pem` are the certificate chain and private key,
+    /// in PEM. Needs [`tls`](IrcChat::tls). Trust works as with
+    /// [`sasl`](IrcChat::sasl), except that the account is known only once
+    /// the server names it: give it to
+    /// [`NodeBuilder::trust`](crate::NodeBuilder::trust) (the node trusts
+    /// no account by default).
+    pub fn sasl_external(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.sasl = Some(Sasl::External {
+            cert_pem: cert_pem.into(),
+            key_pem: key_pem.into(),
+        });
         self
     }
 
@@ -283,9 +393,12 @@ impl IrcChat {
     }
 
     /// How long [`Node::shutdown`](crate::Node::shutdown) may take to post
-    /// what is queued (default 60 s).
+    /// what is queued: the same bound as
+    /// [`NodeBuilder::shutdown_timeout`](crate::NodeBuilder::shutdown_timeout)
+    /// (default 30 s), which every transport honours; set here, it can
+    /// only shorten it for this transport. Prefer the node's.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
+        self.shutdown_timeout = Some(timeout);
         self
     }
 
@@ -348,8 +461,26 @@ fn valid_channel(channel: &str) -> bool {
 }
 
 impl Transport for IrcChat {
+    /// The nick; with [`sasl`](IrcChat::sasl), the account; with
+    /// [`sasl_external`](IrcChat::sasl_external), none (empty: trusted by
+    /// no default).
     fn account(&self) -> &str {
-        &self.nick
+        match &self.sasl {
+            None => &self.nick,
+            Some(Sasl::Plain { account, .. }) => account,
+            Some(Sasl::External { .. }) => "",
+        }
+    }
+
+    /// Always: `start` fails on what reconnecting cannot mend (a
+    /// certificate, a login).
+    fn connects_before_start(&self) -> bool {
+        true
+    }
+
+    /// Each connection has its own nick.
+    fn account_per_instance(&self) -> bool {
+        true
     }
 
     fn max_message_len(&self) -> usize {
@@ -431,6 +562,28 @@ impl Transport for IrcChat {
                 };
                 return invalid(option, format!("the {what} must not hold {allowed}"));
             }
+        }
+        match &self.sasl {
+            Some(Sasl::Plain { account, password })
+                if account.is_empty()
+                    || password.is_empty()
+                    || bad_char(account)
+                    || account.contains(' ') =>
+            {
+                return invalid(
+                    "IrcChat::sasl",
+                    "the account and the password must not be empty, and the account must                      not hold a space or a line break"
+                        .into(),
+                );
+            }
+            Some(Sasl::External { .. }) if !self.tls => {
+                return invalid(
+                    "IrcChat::sasl_external",
+                    "SASL EXTERNAL logs in with the TLS client certificate: call                      IrcChat::tls too"
+                        .into(),
+                );
+            }
+            _ => {}
         }
         if !(self.rate.is_finite() && self.rate > 0.0) || self.burst == 0 {
             return invalid(

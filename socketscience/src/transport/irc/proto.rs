@@ -75,6 +75,32 @@ impl<'a> IrcLine<'a> {
         (!nick.is_empty()).then_some(nick)
     }
 
+    /// The value of the IRCv3 tag `key`, unescaped; `None` if the line
+    /// does not carry it or carries it empty.
+    pub(super) fn tag(&self, key: &str) -> Option<String> {
+        let raw = self.tags?.split(';').find_map(|t| {
+            let (k, v) = t.split_once('=').unwrap_or((t, ""));
+            (k == key).then_some(v)
+        })?;
+        let mut value = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                value.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some(':') => value.push(';'),
+                Some('s') => value.push(' '),
+                Some('r') => value.push('\r'),
+                Some('n') => value.push('\n'),
+                Some(other) => value.push(other),
+                None => {}
+            }
+        }
+        (!value.is_empty()).then_some(value)
+    }
+
     pub(super) fn param(&self, i: usize) -> &'a str {
         self.params.get(i).copied().unwrap_or("")
     }
@@ -234,6 +260,24 @@ mod tests {
             let line = String::from_utf8_lossy(&bytes);
             let _ = IrcLine::parse(&line);
         }
+    }
+
+    #[test]
+    fn tags_are_found_and_unescaped() {
+        let m = IrcLine::parse("@time=x;account=smokey :n!u@h PRIVMSG #c :hi").unwrap();
+        assert_eq!(m.tag("account").as_deref(), Some("smokey"));
+        assert_eq!(m.tag("acc"), None);
+        let m = IrcLine::parse(r"@account=a\sb\:c\\d;x :n!u@h PRIVMSG #c :hi").unwrap();
+        assert_eq!(m.tag("account").as_deref(), Some("a b;c\\d"));
+        assert_eq!(m.tag("x"), None);
+        let m = IrcLine::parse("@account= :n!u@h PRIVMSG #c :hi").unwrap();
+        assert_eq!(m.tag("account"), None);
+        assert_eq!(
+            IrcLine::parse(":n!u@h PRIVMSG #c :hi")
+                .unwrap()
+                .tag("account"),
+            None
+        );
     }
 
     #[test]

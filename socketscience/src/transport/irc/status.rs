@@ -20,6 +20,7 @@ pub struct IrcStatus {
 #[derive(Debug, Default)]
 pub(super) struct StatusInner {
     pub(super) nick: Option<String>,
+    pub(super) account: Option<String>,
     pub(super) joined: bool,
     /// Other members of the channel, by lowercased nick.
     pub(super) members: BTreeMap<String, String>,
@@ -50,6 +51,12 @@ impl IrcStatus {
     /// or it with `_` appended if that was taken).
     pub fn nick(&self) -> Option<String> {
         self.lock().nick.clone()
+    }
+
+    /// The services account the server logged us into with SASL, as the
+    /// server spells it (what other nodes' trust patterns must match).
+    pub fn account(&self) -> Option<String> {
+        self.lock().account.clone()
     }
 
     /// The other members of the channel, as last seen.

@@ -18,6 +18,16 @@
 //! # node.shutdown().await }
 //! ```
 //!
+//! **Posts are not end-to-end encrypted.** `MatrixChat` has no E2EE (no
+//! Olm or Megolm): it posts plain `m.room.message` events and reads only
+//! those. The homeserver (and every server the room federates to) can read
+//! every envelope; sign them ([`NodeBuilder::secret`](crate::NodeBuilder::secret),
+//! `SOCKETSCIENCE_SECRET`) so that nobody can forge one, and keep secrets
+//! out of messages. In a room with encryption turned on, its posts still go
+//! out unencrypted (clients show them as such), and what other clients post
+//! encrypted (`m.room.encrypted`) it never sees: give the fleet a room
+//! without encryption.
+//!
 //! How it speaks to the homeserver (the client-server API, with ruma's
 //! typed requests and events over reqwest):
 //!
@@ -339,6 +349,11 @@ impl MatrixChat {
 impl Transport for MatrixChat {
     fn account(&self) -> &str {
         &self.account
+    }
+
+    /// Instances usually log in as users of their own.
+    fn account_per_instance(&self) -> bool {
+        true
     }
 
     fn max_message_len(&self) -> usize {

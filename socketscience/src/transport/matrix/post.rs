@@ -33,25 +33,31 @@ impl Drop for AbortOnDrop {
 /// down (or the room cannot be used).
 pub(crate) async fn run(client: Arc<Client>, mut io: TransportIo) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
+    let (caught_up, mut reading) = watch::channel(false);
     let mut follower = tokio::spawn(sync::follow(
         client.clone(),
         io.inbound.clone(),
         io.link(),
         stopped,
+        caught_up,
     ));
     let _abort = AbortOnDrop(follower.abort_handle());
     let mut sequence = 0u64;
-    let mut in_flight: Option<BoxFuture<std::result::Result<(), MatrixError>>> = None;
+    let mut in_flight: Option<BoxFuture<std::result::Result<bool, MatrixError>>> = None;
     let mut open = true;
     let mut follower_done = false;
+    let mut caught_up = false;
     let result = loop {
         if !open && in_flight.is_none() {
             break Ok(());
         }
         tokio::select! {
+            // The first posts wait until what was posted since the last
+            // run is read (`sync::follow`; a reader gone is told below).
+            _ = reading.wait_for(|c| *c), if !caught_up => caught_up = true,
             // Ask for the next text only when free to post: while a post
             // waits out a rate limit, envelopes gather in the node's queue.
-            post = io.next_post(), if open && in_flight.is_none() => match post {
+            post = io.next_post(), if caught_up && open && in_flight.is_none() => match post {
                 Some(text) => {
                     sequence += 1;
                     let txn = OwnedTransactionId::from(format!("{}{sequence}", client.txn_prefix));
@@ -61,9 +67,15 @@ pub(crate) async fn run(client: Arc<Client>, mut io: TransportIo) -> Result<()> 
             },
             Some(done) = OptionFuture::from(in_flight.as_mut()), if in_flight.is_some() => {
                 in_flight = None;
-                if let Err(e) = done {
-                    error!(node = io.node_name(), error = %e, "cannot post to the Matrix room");
-                    break Err(e.into());
+                match done {
+                    Ok(true) => {}
+                    // Given up while shutting down: the homeserver is not
+                    // answering; stop, and the node counts what is left.
+                    Ok(false) => break Ok(()),
+                    Err(e) => {
+                        error!(node = io.node_name(), error = %e, "cannot post to the Matrix room");
+                        break Err(e.into());
+                    }
                 }
             },
             ended = &mut follower => {
@@ -89,15 +101,15 @@ pub(crate) async fn run(client: Arc<Client>, mut io: TransportIo) -> Result<()> 
 }
 
 /// Posts one text, waiting out rate limits and retrying failures with the
-/// same transaction id (a retry is never doubled). Gives up (logged) only
-/// once the node is shutting down and a few tries failed; an error when
-/// the homeserver refuses this account's posts.
+/// same transaction id (a retry is never doubled). Gives up (logged,
+/// `Ok(false)`) only once the node is shutting down and a few tries failed;
+/// an error when the homeserver refuses this account's posts.
 async fn post_text(
     client: Arc<Client>,
     shared: NodeLink,
     text: String,
     txn: OwnedTransactionId,
-) -> std::result::Result<(), MatrixError> {
+) -> std::result::Result<bool, MatrixError> {
     let settings = &client.settings;
     let content = RoomMessageEventContent::notice_plain(text);
     let request =
@@ -110,7 +122,7 @@ async fn post_text(
         let failure = match client.request(request.clone()).await {
             Ok(answer) => {
                 debug!(event_id = %answer.event_id, %txn, bytes, "posted to Matrix");
-                return Ok(());
+                return Ok(true);
             }
             Err(Failure::Fatal(e)) => return Err(e),
             Err(e) => e,
@@ -123,7 +135,7 @@ async fn post_text(
         if let Failure::Matrix(e) = &failure {
             if e.status_code.as_u16() == 413 {
                 error!(%txn, bytes, error = %e, "the homeserver refused a post as too large; its envelopes are lost (lower max_message_len)");
-                return Ok(());
+                return Ok(true);
             }
             if e.status_code.is_client_error() {
                 return Err(MatrixError::Room {
@@ -135,7 +147,7 @@ async fn post_text(
         failures += 1;
         if shared.is_closing() && failures >= settings.shutdown_tries {
             error!(%txn, failures, error = %failure, "gave up on a post while shutting down; its envelopes are lost");
-            return Ok(());
+            return Ok(false);
         }
         if failures == 1 {
             warn!(%txn, error = %failure, "a post failed; retrying it with the same transaction id");

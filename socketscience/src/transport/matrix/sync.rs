@@ -153,11 +153,18 @@ pub(crate) async fn start_point(client: &Client) -> Result<(), MatrixError> {
 
 /// Follows the room until told to stop; hands every message event to the
 /// node. An error only when it cannot go on (token refused, room left).
+///
+/// The first request reads what was posted since the saved position
+/// without waiting for more; `caught_up` is told once it is handed over
+/// (or failed): the node posts only then, so that its first posts (and
+/// the heartbeats others answer them with) do not take the places of
+/// older messages in the sync's timeline and the backfill.
 pub(crate) async fn follow(
     client: Arc<Client>,
     inbound: mpsc::Sender<ChatMessage>,
     shared: NodeLink,
     mut stop: watch::Receiver<bool>,
+    caught_up: watch::Sender<bool>,
 ) -> Result<(), MatrixError> {
     let settings = client.settings.clone();
     let mut backoff = Backoff::new(settings.reconnect_delay, settings.max_reconnect_delay);
@@ -167,19 +174,29 @@ pub(crate) async fn follow(
             return Ok(());
         }
         let since = client.session().next_batch;
-        let request = sync_request(&client, since, settings.timeline_limit, settings.sync_wait);
+        let wait = if *caught_up.borrow() {
+            settings.sync_wait
+        } else {
+            Duration::ZERO
+        };
+        let request = sync_request(&client, since, settings.timeline_limit, wait);
         let answer = tokio::select! {
             answer = client.sync(request) => answer,
             _ = stop.wait_for(|stop| *stop) => return Ok(()),
         };
-        let wait = match answer {
-            Ok(answer) => {
+        let handed = match answer {
+            Ok(answer) => Ok(hand_over(&client, &inbound, &shared, answer).await?),
+            Err(e) => Err(e),
+        };
+        caught_up.send_if_modified(|c| !std::mem::replace(c, true));
+        let wait = match handed {
+            Ok(handed) => {
                 if failing {
                     info!(homeserver = %client.base, "reading the Matrix room again");
                     failing = false;
                 }
                 backoff.reset();
-                if !hand_over(&client, &inbound, &shared, answer).await? {
+                if !handed {
                     // The node stopped.
                     return Ok(());
                 }

@@ -262,6 +262,12 @@ impl Transport for StackExchangeChat {
         self.client.settings.max_message_len
     }
 
+    /// About one a second: what Stack Exchange chat lets an established
+    /// account post (it answers faster posts with HTTP 409).
+    fn posts_per_minute(&self) -> Option<f64> {
+        Some(60.0)
+    }
+
     fn run(self: Box<Self>, io: TransportIo) -> BoxFuture<Result<()>> {
         Box::pin(run(*self, io))
     }

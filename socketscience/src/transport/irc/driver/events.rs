@@ -6,7 +6,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{Conn, Driver, End, Phase, PING_TOKEN};
 use crate::transport::irc::proto::{irc_lower, is_flood_reason, push_line, same_name, IrcLine};
-use crate::transport::irc::{LINE_LIMIT, MAX_ALTERNATE_NICKS};
+use crate::transport::irc::{Sasl, LINE_LIMIT, MAX_ALTERNATE_NICKS};
 use crate::transport::{ChatMessage, Transport};
 
 impl Driver {
@@ -31,8 +31,26 @@ impl Driver {
             "PING" => push_line(out, &format!("PONG :{}", msg.last())),
             "PONG" => self.on_pong(conn, &msg, now),
             "PRIVMSG" if same_name(msg.param(0), channel) => self.on_privmsg(&msg).await,
-            "001" => self.on_welcome(conn, out, &msg, now),
-            "CAP" => self.on_cap(conn, out, &msg),
+            "001" => return self.on_welcome(conn, out, &msg, now),
+            "CAP" => return self.on_cap(conn, out, &msg),
+            "AUTHENTICATE" if msg.param(0) == "+" => self.on_authenticate(out),
+            "900" => self.on_logged_in(&msg),
+            // Logged in, or already.
+            "903" | "907" => {
+                conn.logged_in = true;
+                push_line(out, "CAP END");
+            }
+            // Nick locked, login failed, too long, aborted, no such mechanism.
+            "902" | "904" | "905" | "906" | "908" => return Some(self.sasl_refused(&msg)),
+            // `421 nick CAP :Unknown command`: a server without CAP has no SASL.
+            "421" if msg.param(1).eq_ignore_ascii_case("CAP") && self.cfg.sasl.is_some() => {
+                return Some(End::Refused(format!(
+                    "{} does not support IRCv3 capabilities, so it has no SASL login \
+                     (IrcChat::sasl): it answered CAP with: {}",
+                    self.cfg.server,
+                    msg.last()
+                )));
+            }
             // Nick in use, or unavailable: try an alternate while registering.
             "433" | "436" | "437" if matches!(conn.phase, Phase::Registering { .. }) => {
                 return self.on_nick_taken(conn, out);
@@ -106,17 +124,37 @@ impl Driver {
         }
     }
 
-    /// A post in the channel: handed to the node with its sender's nick.
+    /// A post in the channel: handed to the node with its sender's nick,
+    /// or with SASL, with the account the server vouches for (empty, so
+    /// untrusted, if none).
     async fn on_privmsg(&mut self, msg: &IrcLine<'_>) {
         let Some(nick) = msg.nick() else { return };
         let text = msg.param(1);
-        if self.io.receive(ChatMessage::new(nick, text)).await.is_err() {
+        let message = if self.cfg.sasl.is_some() {
+            ChatMessage::new(msg.tag("account").unwrap_or_default(), text)
+        } else {
+            ChatMessage::new(nick, text)
+        };
+        if self.io.receive(message).await.is_err() {
             debug!("the node stopped taking chat messages");
         }
     }
 
-    /// `001`, the welcome: registered, so join.
-    fn on_welcome(&mut self, conn: &mut Conn, out: &mut Vec<u8>, msg: &IrcLine<'_>, now: Instant) {
+    /// `001`, the welcome: registered, so join; `start` may return.
+    fn on_welcome(
+        &mut self,
+        conn: &mut Conn,
+        out: &mut Vec<u8>,
+        msg: &IrcLine<'_>,
+        now: Instant,
+    ) -> Option<End> {
+        if self.cfg.sasl.is_some() && !conn.logged_in {
+            return Some(End::Refused(format!(
+                "{} registered us without the SASL login (IrcChat::sasl); refusing to go on \
+                 without it",
+                self.cfg.server
+            )));
+        }
         if let Some(nick) = msg.params.first() {
             conn.nick = (*nick).to_owned();
         }
@@ -126,39 +164,157 @@ impl Driver {
             status.nick = Some(conn.nick.clone());
         }
         info!(node = %self.io.node_name(), server = %self.cfg.server, nick = %conn.nick, "registered with the IRC server");
+        self.report(Ok(()));
         self.join(conn, out, now);
+        None
     }
 
-    /// Capability negotiation: ask for `echo-message` if offered, then end.
-    fn on_cap(&mut self, conn: &mut Conn, out: &mut Vec<u8>, msg: &IrcLine<'_>) {
+    /// Capability negotiation: ask for `echo-message` if offered, and with
+    /// SASL for `sasl` and `account-tag` (refused if not offered), then
+    /// log in or end.
+    fn on_cap(&mut self, conn: &mut Conn, out: &mut Vec<u8>, msg: &IrcLine<'_>) -> Option<End> {
         let sub = msg.param(1).to_ascii_uppercase();
+        let server = &self.cfg.server;
         match sub.as_str() {
             "LS" => {
                 // `CAP * LS * :caps` continues; `CAP * LS :caps` ends.
                 let more = msg.params.len() >= 4 && msg.param(2) == "*";
                 conn.cap_ls.push_str(msg.last());
                 conn.cap_ls.push(' ');
-                if !more {
-                    let offered = conn
-                        .cap_ls
-                        .split_whitespace()
-                        .any(|c| c.split('=').next() == Some("echo-message"));
-                    if offered && self.cfg.echo_message {
-                        push_line(out, "CAP REQ :echo-message");
-                    } else {
-                        push_line(out, "CAP END");
+                if more {
+                    return None;
+                }
+                // `name` or `name=value`.
+                let offered = |name: &str| {
+                    conn.cap_ls.split_whitespace().find_map(|c| {
+                        let (cap, value) = c.split_once('=').unwrap_or((c, ""));
+                        (cap == name).then_some(value)
+                    })
+                };
+                let mut wanted = Vec::new();
+                if let Some(sasl) = &self.cfg.sasl {
+                    let mechanism = sasl.mechanism();
+                    match offered("sasl") {
+                        None => {
+                            return Some(End::Refused(format!(
+                                "{server} offers no SASL login (IrcChat::sasl): its \
+                                 capabilities are `{}`",
+                                conn.cap_ls.trim()
+                            )))
+                        }
+                        Some(mechs)
+                            if !mechs.is_empty()
+                                && !mechs.split(',').any(|m| m.eq_ignore_ascii_case(mechanism)) =>
+                        {
+                            return Some(End::Refused(format!(
+                                "{server} does not offer SASL {mechanism}, only {mechs}"
+                            )))
+                        }
+                        Some(_) => {}
                     }
+                    if offered("account-tag").is_none() {
+                        return Some(End::Refused(format!(
+                            "{server} does not offer the IRCv3 `account-tag` capability: \
+                             with SASL, trust rests on the account the server tags each \
+                             message with, and without the tag no message could be trusted; \
+                             its capabilities are `{}`",
+                            conn.cap_ls.trim()
+                        )));
+                    }
+                    wanted.extend(["sasl", "account-tag"]);
+                }
+                if self.cfg.echo_message && offered("echo-message").is_some() {
+                    wanted.push("echo-message");
+                }
+                if wanted.is_empty() {
+                    push_line(out, "CAP END");
+                } else {
+                    push_line(out, &format!("CAP REQ :{}", wanted.join(" ")));
                 }
             }
             "ACK" => {
                 if msg.last().split_whitespace().any(|c| c == "echo-message") {
                     debug!("the IRC server echoes our messages (echo-message)");
                 }
-                push_line(out, "CAP END");
+                match &self.cfg.sasl {
+                    Some(sasl) if !conn.logged_in => {
+                        push_line(out, &format!("AUTHENTICATE {}", sasl.mechanism()));
+                    }
+                    _ => push_line(out, "CAP END"),
+                }
+            }
+            "NAK" if self.cfg.sasl.is_some() => {
+                return Some(End::Refused(format!(
+                    "{server} refused the capabilities SASL needs (`{}`)",
+                    msg.last()
+                )));
             }
             "NAK" => push_line(out, "CAP END"),
             _ => {}
         }
+        None
+    }
+
+    /// `AUTHENTICATE +`: the server waits for our SASL credentials. They
+    /// go in 400-byte pieces (a last one of exactly 400 is followed by
+    /// `+`), and are never logged.
+    fn on_authenticate(&mut self, out: &mut Vec<u8>) {
+        match &self.cfg.sasl {
+            Some(Sasl::Plain { account, password }) => {
+                // authzid NUL authcid NUL password (RFC 4616), authzid empty.
+                let plain = format!("\0{account}\0{password}");
+                let encoded = base64_simd::STANDARD.encode_to_string(plain.as_bytes());
+                for piece in encoded.as_bytes().chunks(400) {
+                    out.extend_from_slice(b"AUTHENTICATE ");
+                    out.extend_from_slice(piece);
+                    out.extend_from_slice(b"\r\n");
+                }
+                if encoded.len().is_multiple_of(400) {
+                    push_line(out, "AUTHENTICATE +");
+                }
+            }
+            // EXTERNAL: the certificate says who we are; no authzid.
+            Some(Sasl::External { .. }) => push_line(out, "AUTHENTICATE +"),
+            None => {}
+        }
+    }
+
+    /// `900 nick nick!user@host account :You are now logged in as account`.
+    fn on_logged_in(&mut self, msg: &IrcLine<'_>) {
+        let account = msg.param(2).to_owned();
+        info!(node = %self.io.node_name(), account = %account, "logged in with SASL");
+        match &self.cfg.sasl {
+            Some(Sasl::Plain { account: given, .. }) if *given != account => warn!(
+                node = %self.io.node_name(),
+                given = %given,
+                account = %account,
+                "the server spells the account otherwise than IrcChat::sasl: messages carry \
+                 its spelling, so trust that (NodeBuilder::trust)"
+            ),
+            Some(Sasl::External { .. }) => info!(
+                node = %self.io.node_name(),
+                account = %account,
+                "SASL EXTERNAL logged in: trust this account with NodeBuilder::trust"
+            ),
+            _ => {}
+        }
+        self.status.lock().account = Some(account);
+    }
+
+    /// A SASL failure numeric: the server's reason, and no connection
+    /// without the login.
+    fn sasl_refused(&self, msg: &IrcLine<'_>) -> End {
+        let mechanism = self.cfg.sasl.as_ref().map_or("", |s| s.mechanism());
+        let reason = if msg.command == "908" {
+            format!("the server offers only the mechanisms {}", msg.param(1))
+        } else {
+            msg.last().to_owned()
+        };
+        End::Refused(format!(
+            "the SASL {mechanism} login to {} was refused ({} {reason}); check the account \
+             and password (IrcChat::sasl) or the certificate (IrcChat::sasl_external)",
+            self.cfg.server, msg.command
+        ))
     }
 
     /// The nick is taken while registering: the next alternate, or give up

@@ -1,5 +1,6 @@
-//! The send rate: a token bucket that lets a burst of lines out, then a
-//! steady rate, and slows down when the server says we flooded.
+//! A token bucket: a burst, then a steady rate. IRC's send rate (which
+//! slows down when the server says we flooded) and the node's answers to
+//! newcomers (which a flood of new names must not drive).
 
 use std::time::Duration;
 
@@ -8,9 +9,10 @@ use tokio::time::Instant;
 /// The slowest a flood response may make the send rate, in lines per second.
 const MIN_RATE: f64 = 0.05;
 
-/// Lines may leave at `rate` per second after a burst of `burst`.
+/// Tokens (lines, posts) may be taken at `rate` per second after a burst
+/// of `burst`.
 #[derive(Debug, Clone)]
-pub(super) struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -18,7 +20,7 @@ pub(super) struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub(super) fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
+    pub(crate) fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
         TokenBucket {
             rate,
             burst: f64::from(burst),
@@ -33,14 +35,14 @@ impl TokenBucket {
         self.last = now;
     }
 
-    /// Whether a line may leave now.
-    pub(super) fn ready(&mut self, now: Instant) -> bool {
+    /// Whether a token may be taken now.
+    pub(crate) fn ready(&mut self, now: Instant) -> bool {
         self.refill(now);
         self.tokens >= 1.0
     }
 
     /// Takes a token, if there is one.
-    pub(super) fn take(&mut self, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         let ready = self.ready(now);
         if ready {
             self.tokens -= 1.0;
@@ -49,7 +51,7 @@ impl TokenBucket {
     }
 
     /// When the next token is there.
-    pub(super) fn next_token(&mut self, now: Instant) -> Instant {
+    pub(crate) fn next_token(&mut self, now: Instant) -> Instant {
         self.refill(now);
         if self.tokens >= 1.0 {
             return now;
@@ -59,7 +61,7 @@ impl TokenBucket {
     }
 
     /// The server said we flooded: half the rate, and start from empty.
-    pub(super) fn slow_down(&mut self, now: Instant) -> f64 {
+    pub(crate) fn slow_down(&mut self, now: Instant) -> f64 {
         self.refill(now);
         self.rate = (self.rate / 2.0).max(MIN_RATE.min(self.rate));
         self.tokens = 0.0;

@@ -1,0 +1,484 @@
+//! `socketscience watch`: the fleet as the room shows it. A read-only node
+//! (`NodeBuilder::read_only`: it posts nothing, never counts as a peer,
+//! never votes) joins the room with the fleet's settings; the node frames,
+//! trusts, checks and orders what it reads, as every node does, and tells
+//! this module of each envelope it accepts (`NodeBuilder::observe`). This
+//! module only counts and draws.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use socketscience::wire::Value;
+use socketscience::{IrcChat, Node, Observed, Peer, Role, Stats};
+
+/// The options of `watch`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The IRC server, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    irc: String,
+    /// The fleet's channel.
+    #[arg(long, value_name = "#NAME")]
+    channel: String,
+    /// The nick to read the channel as (not one of the fleet's).
+    #[arg(long, default_value = "socketscience-watch")]
+    nick: String,
+    /// Connect with TLS (verified against the usual roots).
+    #[arg(long)]
+    tls: bool,
+    /// Also trust the CAs in this PEM file (implies --tls).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// The chat accounts (IRC nicks) of the fleet, `*` globs; repeatable.
+    /// What is posted from other accounts is refused and counted.
+    #[arg(long = "trust", value_name = "PATTERN", required = true)]
+    trust: Vec<String>,
+    /// The fleet's heartbeat interval, in milliseconds: an instance not
+    /// heard for three is shown gone.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    heartbeat: u64,
+    /// Show an instance gone after this many milliseconds unheard
+    /// [default: three heartbeats].
+    #[arg(long, value_name = "MS")]
+    peer_timeout: Option<u64>,
+    /// Print each envelope decoded, as JSON.
+    #[arg(long)]
+    frames: bool,
+    /// Print one line per change instead of redrawing the screen.
+    #[arg(long)]
+    plain: bool,
+}
+
+pub const WATCH_ABOUT: &str = "\
+Watch a fleet from its room: every instance heard (account, session, role and election term, when \
+last heard), envelopes per kind and chat posts in the last minute, and per sender the envelopes \
+missed, repaired and lost. It joins the room read-only: it posts nothing (no heartbeat, no repair \
+request, no vote), so it never counts as a peer or takes part in an election. It reads as a node \
+does: envelopes from accounts not matched by --trust, and, with a secret in SOCKETSCIENCE_SECRET, \
+unsigned or badly signed ones, are refused and counted (REFUSED).
+
+The screen is redrawn every second; with --plain, one line is printed per change instead \
+(JOINED, ROLE, LEFT, LOST, REFUSED), for logs and scripts. With --frames, each envelope is printed \
+as JSON ({\"from\", \"account\", \"seq\", \"messages\": {kind: value}}).
+
+Stop it with Ctrl-C.";
+
+pub const WATCH_EXAMPLES: &str = "\
+Examples:
+  socketscience watch --irc irc.libera.chat:6697 --tls --channel '#smokey' --trust 'smokey-*'
+  SOCKETSCIENCE_SECRET=... socketscience watch --irc 127.0.0.1:6667 --channel '#smokey' \\
+      --trust 'smokey-*' --heartbeat 1000 --plain --frames";
+
+/// How many decoded envelopes the screen keeps.
+const FRAMES_SHOWN: usize = 8;
+const MINUTE: Duration = Duration::from_secs(60);
+/// Senders listed at most (their names come from the room, as the node's
+/// own tables): past it the least recently heard goes.
+const MAX_SENDERS: usize = 4_096;
+/// How long a sender not heard stays listed.
+const SENDER_KEPT: Duration = Duration::from_secs(3_600);
+
+/// What one sender's envelopes showed.
+#[derive(Debug)]
+struct SenderLine {
+    /// One past the last sequence number delivered.
+    next: Option<u64>,
+    envelopes: u64,
+    repaired: u64,
+    lost: u64,
+    /// When it was last heard.
+    last: Instant,
+}
+
+/// What the observer saw.
+#[derive(Debug, Default)]
+struct Board {
+    /// When each kind's envelopes arrived, within the last minute.
+    kinds: BTreeMap<String, VecDeque<Instant>>,
+    senders: BTreeMap<String, SenderLine>,
+    /// Decoded envelopes not yet shown or printed.
+    frames: VecDeque<String>,
+}
+
+impl Board {
+    fn observed(&mut self, e: &Observed<'_>, frames: bool) {
+        let sender = e.sender();
+        let who = sender.instance().unwrap_or(sender.account()).to_owned();
+        let now = Instant::now();
+        if !self.senders.contains_key(&who) && self.senders.len() >= MAX_SENDERS {
+            let oldest = self.senders.iter().min_by_key(|(_, l)| l.last);
+            if let Some(oldest) = oldest.map(|(w, _)| w.clone()) {
+                self.senders.remove(&oldest);
+            }
+        }
+        let line = self.senders.entry(who.clone()).or_insert(SenderLine {
+            next: None,
+            envelopes: 0,
+            repaired: 0,
+            lost: 0,
+            last: now,
+        });
+        line.last = now;
+        let count = e.count();
+        line.envelopes += count;
+        if e.repaired() {
+            line.repaired += count;
+        }
+        if let Some(seq) = e.seq() {
+            // The node delivers each sender's envelopes in order, holding
+            // what comes early: a jump is a range it gave up (lost); a step
+            // back, a new session (a restart).
+            if let Some(next) = line.next {
+                if seq > next {
+                    line.lost = line.lost.saturating_add(seq - next);
+                }
+            }
+            line.next = Some(seq.saturating_add(count));
+        }
+        for (kind, _) in e.messages() {
+            if !kind.starts_with('_') {
+                self.kinds
+                    .entry(kind.to_owned())
+                    .or_default()
+                    .push_back(now);
+            }
+        }
+        if frames {
+            let text = |s: &str| Value::String(s.to_owned());
+            let messages = e
+                .messages()
+                .map(|(kind, raw)| {
+                    let value = raw
+                        .decode::<Value>()
+                        .unwrap_or_else(|err| text(&format!("<unreadable: {err}>")));
+                    (text(kind), value)
+                })
+                .collect();
+            let mut fields = vec![
+                (text("from"), text(&who)),
+                (text("account"), text(sender.account())),
+                (
+                    text("seq"),
+                    e.seq().map_or(Value::Null, |s| Value::Int(s.into())),
+                ),
+            ];
+            if count > 1 {
+                fields.push((text("count"), Value::Int(count.into())));
+            }
+            if e.repaired() {
+                fields.push((text("repaired"), Value::Bool(true)));
+            }
+            fields.push((text("messages"), Value::Map(messages)));
+            self.frames.push_back(Value::Map(fields).to_string());
+        }
+    }
+
+    /// Forgets the traffic older than a minute (and the kinds without
+    /// any), and the senders not heard for [`SENDER_KEPT`].
+    fn expire(&mut self, now: Instant) {
+        self.kinds.retain(|_, times| {
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > MINUTE)
+            {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        self.senders
+            .retain(|_, line| now.duration_since(line.last) <= SENDER_KEPT);
+    }
+}
+
+fn role_name(role: Option<Role>) -> &'static str {
+    match role {
+        Some(Role::Active) => "active",
+        Some(Role::Standby) => "standby",
+        None => "-",
+    }
+}
+
+/// The refusals shown, by counter name.
+fn refused(stats: &Stats) -> String {
+    const SHOWN: &[&str] = &[
+        "untrusted",
+        "unsigned",
+        "bad_signature",
+        "stale",
+        "replayed",
+        "malformed",
+    ];
+    stats
+        .iter()
+        .filter(|(name, _, _)| SHOWN.contains(name))
+        .map(|(name, value, _)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `watch` until Ctrl-C or SIGTERM.
+pub fn watch(args: WatchArgs) -> Result<ExitCode, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: WatchArgs) -> Result<ExitCode, String> {
+    let mut chat = IrcChat::new(&args.irc, &args.nick, &args.channel);
+    if args.tls {
+        chat = chat.tls();
+    }
+    if let Some(ca) = &args.tls_ca {
+        chat = chat.tls_ca_file(ca);
+    }
+    let board = Arc::new(Mutex::new(Board::default()));
+    let mut builder = Node::builder(format!("watch/{}", args.nick))
+        .transport(chat)
+        .read_only()
+        .default_node(false)
+        .heartbeat(Duration::from_millis(args.heartbeat))
+        .observe({
+            let board = board.clone();
+            let frames = args.frames;
+            move |e| lock(&board).observed(e, frames)
+        });
+    if let Some(ms) = args.peer_timeout {
+        builder = builder.peer_timeout(Duration::from_millis(ms));
+    }
+    for pattern in &args.trust {
+        builder = builder.trust(pattern);
+    }
+    let node = builder
+        .start()
+        .await
+        .map_err(|e| format!("cannot join {} on {}: {e}", args.channel, args.irc))?;
+    let started = Instant::now();
+    let mut posts: VecDeque<(Instant, u64)> = VecDeque::new();
+    let mut shown: HashMap<String, (u64, Option<Role>, Option<u64>)> = HashMap::new();
+    let mut lost_shown: HashMap<String, u64> = HashMap::new();
+    let mut refused_shown = String::new();
+    let mut recent: VecDeque<String> = VecDeque::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let stop = socketscience::stop_signal();
+    tokio::pin!(stop);
+    let mut out = io::stdout();
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = &mut stop => break,
+        }
+        let now = Instant::now();
+        let stats = node.stats();
+        posts.push_back((now, stats.received));
+        while posts
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > MINUTE)
+        {
+            posts.pop_front();
+        }
+        let posts_minute = stats.received - posts.front().map_or(0, |(_, n)| *n);
+        let mut peers = node.peers();
+        peers.sort_by(|a, b| a.instance().cmp(b.instance()));
+        let mut board = lock(&board);
+        board.expire(now);
+        let frames: Vec<String> = board.frames.drain(..).collect();
+        let result = if args.plain {
+            let mut lines = Vec::new();
+            for frame in &frames {
+                lines.push(format!("FRAME {frame}"));
+            }
+            plain_changes(&peers, &mut shown, &mut lines);
+            lost_shown.retain(|who, _| board.senders.contains_key(who));
+            for (who, line) in &board.senders {
+                let before = lost_shown.insert(who.clone(), line.lost).unwrap_or(0);
+                if line.lost > before {
+                    lines.push(format!(
+                        "LOST {who} {} (in all {})",
+                        line.lost - before,
+                        line.lost
+                    ));
+                }
+            }
+            let refusals = refused(&stats);
+            if refusals != refused_shown {
+                lines.push(format!("REFUSED {refusals}"));
+                refused_shown = refusals;
+            }
+            lines.iter().try_for_each(|l| writeln!(out, "{l}"))
+        } else {
+            recent.extend(frames);
+            while recent.len() > FRAMES_SHOWN {
+                recent.pop_front();
+            }
+            let screen = screen(
+                &args,
+                &peers,
+                &board,
+                &stats,
+                posts_minute,
+                started,
+                &recent,
+            );
+            write!(out, "\x1b[H\x1b[2J{screen}")
+        };
+        drop(board);
+        if let Err(e) = result.and_then(|()| out.flush()) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                break;
+            }
+            return Err(e.to_string());
+        }
+    }
+    let _ = node.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lock(board: &Mutex<Board>) -> std::sync::MutexGuard<'_, Board> {
+    board
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `--plain`: the instances that joined, changed role or term, or left.
+fn plain_changes(
+    peers: &[Peer],
+    shown: &mut HashMap<String, (u64, Option<Role>, Option<u64>)>,
+    lines: &mut Vec<String>,
+) {
+    for p in peers {
+        let now = (p.session(), p.role(), p.term());
+        match shown.insert(p.instance().to_owned(), now) {
+            Some(before) if before.0 == now.0 => {
+                if before != now {
+                    lines.push(format!(
+                        "ROLE {} {} term={}",
+                        p.instance(),
+                        role_name(p.role()),
+                        p.term().map_or("-".into(), |t| t.to_string())
+                    ));
+                }
+            }
+            _ => lines.push(format!(
+                "JOINED {} account={} session={:016x} role={} term={}",
+                p.instance(),
+                p.account(),
+                p.session(),
+                role_name(p.role()),
+                p.term().map_or("-".into(), |t| t.to_string())
+            )),
+        }
+    }
+    shown.retain(|instance, _| {
+        let here = peers.iter().any(|p| p.instance() == instance);
+        if !here {
+            lines.push(format!("LEFT {instance}"));
+        }
+        here
+    });
+}
+
+/// The screen, redrawn every second.
+fn screen(
+    args: &WatchArgs,
+    peers: &[Peer],
+    board: &Board,
+    stats: &Stats,
+    posts_minute: u64,
+    started: Instant,
+    frames: &VecDeque<String>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "socketscience watch: {} on {}, read-only (posts nothing); up {}s",
+        args.channel,
+        args.irc,
+        started.elapsed().as_secs()
+    );
+    let active = peers
+        .iter()
+        .find(|p| p.role() == Some(Role::Active))
+        .map_or("none heard", |p| p.instance());
+    let _ = writeln!(s, "\nINSTANCES {} heard, active: {active}", peers.len());
+    let _ = writeln!(
+        s,
+        "  {:<20} {:<20} {:<16} {:<8} {:>5} {:>10}",
+        "INSTANCE", "ACCOUNT", "SESSION", "ROLE", "TERM", "LAST HEARD"
+    );
+    let now = tokio::time::Instant::now();
+    for p in peers {
+        let _ = writeln!(
+            s,
+            "  {:<20} {:<20} {:016x} {:<8} {:>5} {:>9.1}s",
+            p.instance(),
+            p.account(),
+            p.session(),
+            role_name(p.role()),
+            p.term().map_or("-".into(), |t| t.to_string()),
+            now.saturating_duration_since(p.last_heard()).as_secs_f64()
+        );
+    }
+    let _ = writeln!(s, "\nTRAFFIC posts in the last minute: {posts_minute}");
+    let _ = writeln!(s, "  {:<30} {:>12}", "KIND", "ENVELOPES/MIN");
+    for (kind, times) in &board.kinds {
+        let _ = writeln!(s, "  {kind:<30} {:>12}", times.len());
+    }
+    let _ = writeln!(
+        s,
+        "\nSENDERS\n  {:<20} {:>10} {:>8} {:>9} {:>6}",
+        "SENDER", "ENVELOPES", "MISSED", "REPAIRED", "LOST"
+    );
+    for (who, line) in &board.senders {
+        let _ = writeln!(
+            s,
+            "  {who:<20} {:>10} {:>8} {:>9} {:>6}",
+            line.envelopes,
+            line.repaired + line.lost,
+            line.repaired,
+            line.lost
+        );
+    }
+    let _ = writeln!(s, "\nREFUSED {}", refused(stats));
+    if args.frames {
+        let _ = writeln!(s, "\nFRAMES (latest {FRAMES_SHOWN})");
+        for frame in frames {
+            let _ = writeln!(s, "  {frame}");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_board_forgets_quiet_kinds_and_senders() {
+        let mut board = Board::default();
+        let t0 = Instant::now();
+        board.kinds.insert("ping".into(), VecDeque::from([t0]));
+        board.senders.insert(
+            "Henders/EC2".into(),
+            SenderLine {
+                next: Some(1),
+                envelopes: 1,
+                repaired: 0,
+                lost: 0,
+                last: t0,
+            },
+        );
+        board.expire(t0 + MINUTE + Duration::from_secs(1));
+        assert!(board.kinds.is_empty(), "{board:?}");
+        assert_eq!(board.senders.len(), 1);
+        board.expire(t0 + SENDER_KEPT + Duration::from_secs(1));
+        assert!(board.senders.is_empty(), "{board:?}");
+    }
+}

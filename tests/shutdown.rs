@@ -1,0 +1,142 @@
+//! `Node::shutdown` returns within `NodeBuilder::shutdown_timeout` whatever
+//! the transport does: a transport of the user's own that never takes its
+//! posts is stopped at the bound, and the envelopes it did not post are
+//! named in the error and counted in `stats()`. (The chats' own cases are
+//! in tests/irc.rs, tests/matrix.rs and tests/sechat.rs.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::messages::Ping;
+use common::{Log, RecordingChat};
+use socketscience::transport::BoxFuture;
+use socketscience::{Error, LineMode, LocalChat, Node, Transport, TransportIo};
+
+/// A chat that connects and then never takes a post.
+struct Stuck;
+
+impl Transport for Stuck {
+    fn account(&self) -> &str {
+        "smokey"
+    }
+
+    fn max_message_len(&self) -> usize {
+        4096
+    }
+
+    fn run(self: Box<Self>, _io: TransportIo) -> BoxFuture<socketscience::Result<()>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+fn ping(n: u32) -> Ping {
+    Ping {
+        location: format!("Henders/EC2 #{n}"),
+        timestamp: f64::from(n),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_that_never_takes_its_posts_is_stopped_at_the_bound() {
+    let node = Node::builder("Henders/EC2")
+        .transport(Stuck)
+        .default_node(false)
+        .shutdown_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    for n in 0..3 {
+        node.send(ping(n)).await.unwrap();
+    }
+    // A guard only: it must return at all.
+    let err = tokio::time::timeout(Duration::from_secs(30), node.shutdown())
+        .await
+        .expect("shutdown returned")
+        .expect_err("three envelopes were not posted");
+    assert!(matches!(err, Error::Unposted { unposted: 3, .. }), "{err}");
+    assert!(
+        err.to_string().contains("3 envelope(s) not posted"),
+        "{err}"
+    );
+    let stats = node.stats();
+    assert_eq!(stats.unposted, 3);
+    assert_eq!(stats.posts, 0);
+    // The node's own handlers still ran: the envelopes were accepted.
+    assert_eq!(stats.envelopes, 3);
+    // Once stopped, it stays stopped.
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_that_takes_everything_stops_cleanly_with_nothing_unposted() {
+    let posts = Log::default();
+    let node = Node::builder("Henders/EC2")
+        .transport(RecordingChat {
+            lines: LineMode::Multi,
+            max_len: 200,
+            gate: None,
+            posts: posts.clone(),
+        })
+        .default_node(false)
+        .heartbeat(Duration::ZERO)
+        .shutdown_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    // Long enough to go in chunks: done once the last chunk is.
+    // (Letters that do not deflate: an LCG's.)
+    let mut x = 7u32;
+    let location: String = (0..1_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'a' + (x >> 16) as u8 % 26)
+        })
+        .collect();
+    node.send(Ping {
+        location,
+        timestamp: 1.0,
+    })
+    .await
+    .unwrap();
+    node.send(ping(2)).await.unwrap();
+    node.shutdown().await.expect("everything was posted");
+    assert_eq!(node.stats().unposted, 0);
+    assert!(posts.len() > 2, "{} posts", posts.len());
+
+    let chat = LocalChat::new();
+    let local = Node::builder("teward/vps")
+        .transport(chat.join("smokey"))
+        .default_node(false)
+        .shutdown_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    local.send(ping(3)).await.unwrap();
+    local.shutdown().await.expect("LocalChat takes everything");
+    assert_eq!(local.stats().unposted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_iter_names_every_counter_with_its_value_and_help() {
+    let node = Node::builder("Henders/EC2")
+        .transport(Stuck)
+        .default_node(false)
+        .shutdown_timeout(Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    node.send(ping(1)).await.unwrap();
+    let _ = node.shutdown().await;
+    let stats = node.stats();
+    let all: Vec<_> = stats.iter().collect();
+    let value = |name: &str| all.iter().find(|c| c.0 == name).map(|c| c.1);
+    assert_eq!(value("sent"), Some(stats.sent));
+    assert_eq!(value("unposted"), Some(1));
+    assert_eq!(value("rejected"), None, "sums are not counters");
+    // Every field once (Debug lists the fields), each with a help text.
+    assert_eq!(all.len(), format!("{stats:?}").matches(": ").count());
+    assert!(all
+        .iter()
+        .all(|(_, _, help)| !help.is_empty() && !help.contains("\n\n")));
+}
