@@ -1,7 +1,8 @@
 //! The runtime crate's parts depend on each other one way: each top-level
 //! module of `socketscience/src` imports only the modules below it in
-//! [`LAYERS`] (README, "Contributing"). Read from the source: a `crate::`
-//! path in code (not in comments) names what a file imports.
+//! [`LAYERS`] (ARCHITECTURE.md, "Layers of the runtime"). Read from the
+//! source: a `crate::` path in code (not in comments) names what a file
+//! imports.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -119,6 +120,44 @@ fn every_module_imports_only_the_modules_below_it() {
             "LAYERS names `{module}`, which is not a module"
         );
     }
+}
+
+/// The layers ARCHITECTURE.md describes, in its order: its `### ` headings
+/// under "Layers of the runtime", each a file (`clock.rs`) or a folder
+/// (`wire/`) in backticks.
+fn documented_layers(text: &str) -> Vec<String> {
+    let section = text
+        .split("\n## Layers of the runtime\n")
+        .nth(1)
+        .expect("ARCHITECTURE.md has a section \"Layers of the runtime\"");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
+        .lines()
+        .filter_map(|line| line.strip_prefix("### `")?.strip_suffix('`'))
+        .map(|name| {
+            name.trim_end_matches(".rs")
+                .trim_end_matches('/')
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn architecture_md_describes_the_layers_in_order() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md");
+    let text = std::fs::read_to_string(&path).expect("ARCHITECTURE.md is readable");
+    let documented = documented_layers(&text);
+    let layers: Vec<String> = LAYERS.iter().map(|m| (*m).to_owned()).collect();
+    assert_eq!(
+        documented, layers,
+        "ARCHITECTURE.md's layer headings (left) and LAYERS in tests/layers.rs (right) differ"
+    );
+}
+
+#[test]
+fn the_architecture_check_sees_a_missing_layer() {
+    let text = "# A\n\n## Layers of the runtime\n\n### `clock.rs`\n\ntext\n\n### `wire/`\n\n## Tests\n\n### `later`\n";
+    assert_eq!(documented_layers(text), ["clock", "wire"]);
 }
 
 #[test]

@@ -248,7 +248,7 @@ impl Node {
     /// Encodes the messages into `writer` (the metadata follows when the
     /// outbox numbers the envelope), and checks that receivers take them.
     /// (The writer stays where the caller made it, rather than moving out
-    /// in a `Result`: 21 instructions fewer per MessagePack roundtrip.)
+    /// in a `Result`: this runs for every message sent.)
     #[inline]
     fn encode(&self, payload: &impl Payload, writer: &mut BodyWriter) -> Result<()> {
         payload.write_messages(writer)?;

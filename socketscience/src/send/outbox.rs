@@ -167,9 +167,7 @@ impl Outbox {
     /// first. `fits` sees each envelope with the group so far, the first
     /// too (which is taken whatever it says). `Ready(false)` once the
     /// outbox is closed and empty.
-    // (Inlined into the poster's one caller, as the compiler chose until
-    // a change elsewhere in the crate tipped its heuristic: 17 instructions
-    // per post.)
+    // Inline: the poster is its one caller.
     #[inline]
     pub(crate) fn poll_posts(
         &self,

@@ -186,8 +186,7 @@ impl Poster {
     /// deflated it is too long, the last envelopes go back to wait for the
     /// next post (in `carry`) until it fits, or one envelope is left. (With
     /// `python_peers`, groups are of one envelope: posted as it is.)
-    // Inlined into `next_post` (callgrind: about 200 instructions per
-    // roundtrip fewer than as calls).
+    // Inline: `next_post` is its one caller, once per post.
     #[inline]
     fn assemble(&mut self, bus: &Bus, group: &mut Vec<Encoded>) -> Vec<u8> {
         let signer = Signer::now(&bus.keys);

@@ -225,9 +225,8 @@ fn trailing(bytes: usize) -> BodyError {
 }
 
 /// A MessagePack string's bytes (not checked for UTF-8), and what follows.
-/// (Read here rather than with rmp's `read_str_len`: this runs for every key
-/// of every body, and rmp's reader costs 2.2 % more instructions per
-/// MessagePack roundtrip; see BENCHMARKS.md, "The MessagePack readers".)
+/// (Read here rather than with rmp's `read_str_len`, which reads through
+/// `Read` and its error paths: this runs for every key of every body.)
 pub(super) fn msgpack_str(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let (&marker, rest) = bytes.split_first()?;
     let (len, rest) = match marker {
@@ -265,9 +264,8 @@ fn not_uint(key: &str) -> BodyError {
 
 /// A MessagePack integer that is not negative, in any integer form, at the
 /// front of `bytes`, and what follows. (Read here rather than with rmp's
-/// `read_int`, which costs about 64 instructions more per MessagePack
-/// roundtrip, 1.1 %: every body has two or three of these; see
-/// BENCHMARKS.md, "The MessagePack readers".)
+/// `read_int`, which reads through `Read` and converts through a generic
+/// number: every body has two or three of these.)
 #[inline(always)]
 pub(super) fn msgpack_uint(bytes: &[u8]) -> Option<(u64, &[u8])> {
     fn take<const N: usize>(bytes: &[u8]) -> Option<([u8; N], &[u8])> {

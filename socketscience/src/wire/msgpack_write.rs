@@ -265,11 +265,10 @@ fields!(SerializeStruct);
 fields!(SerializeStructVariant);
 
 // rmp's writers for a `Vec` (which never fails), each behind one plain
-// function: rmp's generic code is compiled once, not inlined at every use
-// (callgrind: about 150 instructions per roundtrip fewer). The short forms
-// every envelope uses (a key of under 32 bytes, a map of under 16 entries)
-// push rmp's one-byte marker inline: rmp's writer goes through `Write` and
-// its error paths for that byte (callgrind: about 50 instructions a call).
+// function: rmp's generic code is compiled once, not at every use. The
+// short forms every envelope uses (a key of under 32 bytes, a map of under
+// 16 entries) push rmp's one-byte marker directly: rmp's writer goes
+// through `Write` and its error paths for that one byte.
 
 #[inline]
 pub(crate) fn write_msgpack_str(buf: &mut Vec<u8>, s: &str) {
