@@ -179,28 +179,38 @@ impl Handlers {
                         Decision::Elsewhere => continue,
                         Decision::Run(false) => {}
                         Decision::Run(true) => {
-                            cx = &*takeover_cx.get_or_insert_with(|| cx.taking_over());
+                            cx = &**takeover_cx.get_or_insert_with(|| Box::new(cx.taking_over()));
                         }
                     }
                 }
-                let span = spans.then(|| {
-                    handler_span(
-                        bus,
-                        kind,
-                        cx,
-                        Place {
-                            seq,
-                            count,
-                            at,
-                            of: messages.len(),
+                // The span ends with the call, or goes into the future: it
+                // is not kept across the await (the receive path's future
+                // holds what is).
+                let called = {
+                    let span = spans.then(|| {
+                        handler_span(
+                            bus,
+                            kind,
+                            cx,
+                            Place {
+                                seq,
+                                count,
+                                at,
+                                of: messages.len(),
+                            },
+                        )
+                    });
+                    let call =
+                        || std::panic::catch_unwind(AssertUnwindSafe(|| (handler.call)(*raw, cx)));
+                    match span {
+                        None => call(),
+                        Some(span) => match span.in_scope(call) {
+                            Ok(Ok(Call::Pending(future))) => {
+                                Ok(Ok(Call::Pending(Box::pin(future.instrument(span)))))
+                            }
+                            called => called,
                         },
-                    )
-                });
-                let call =
-                    || std::panic::catch_unwind(AssertUnwindSafe(|| (handler.call)(*raw, cx)));
-                let called = match &span {
-                    None => call(),
-                    Some(span) => span.in_scope(call),
+                    }
                 };
                 let outcome = match called {
                     Ok(Ok(Call::Ready(Ok(())))) => {
@@ -209,12 +219,7 @@ impl Handlers {
                     }
                     Ok(Ok(Call::Skipped)) => continue,
                     Ok(Ok(Call::Ready(result))) => Ok(result),
-                    Ok(Ok(Call::Pending(mut future))) => {
-                        if let Some(span) = span {
-                            future = Box::pin(future.instrument(span));
-                        }
-                        AssertUnwindSafe(future).catch_unwind().await
-                    }
+                    Ok(Ok(Call::Pending(future))) => AssertUnwindSafe(future).catch_unwind().await,
                     Ok(Err(e)) => {
                         self.mismatch(kind, cx, What::Bad(&e));
                         break;
