@@ -16,10 +16,13 @@ use socketscience::wire::Value;
 use socketscience::{IrcChat, Node, NodeBuilder, Observed, Peer, Role, Stats};
 
 /// The environment variable with the Matrix password of `--user`.
+#[cfg(feature = "matrix")]
 pub const MATRIX_PASSWORD_VAR: &str = "SOCKETSCIENCE_MATRIX_PASSWORD";
 /// The environment variable with a Matrix access token.
+#[cfg(feature = "matrix")]
 pub const MATRIX_TOKEN_VAR: &str = "SOCKETSCIENCE_MATRIX_TOKEN";
 /// The environment variable with the Stack Exchange password of `--email`.
+#[cfg(feature = "stackexchange")]
 pub const STACKEXCHANGE_PASSWORD_VAR: &str = "SOCKETSCIENCE_STACKEXCHANGE_PASSWORD";
 
 /// The options of `watch`.
@@ -326,6 +329,7 @@ struct Place {
 }
 
 /// A secret from the environment; unset or empty is none.
+#[cfg(any(feature = "matrix", feature = "stackexchange"))]
 fn env_secret(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
