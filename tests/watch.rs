@@ -11,45 +11,20 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::irc_server::IrcServer;
-use common::processes::{describe_all, spawn_failover, wait_until, Process, HEARTBEAT, NICKS};
+use common::processes::{
+    cli_binary, describe_all, spawn_failover, wait_until, Process, HEARTBEAT, NICKS,
+};
 
 const CHANNEL: &str = "#watched";
 const WATCH_NICK: &str = "fleet-watcher";
 
 fn spawn(server: &str, i: usize) -> Process {
     spawn_failover(server, CHANNEL, i, &[])
-}
-
-/// The `socketscience` command, built from this checkout.
-fn cli_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "socketscience-cli",
-            "--bin",
-            "socketscience",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building socketscience-cli failed");
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("socketscience");
-    assert!(binary.is_file(), "{} is missing", binary.display());
-    binary
 }
 
 /// A plain IRC client in the channel, counting the messages each nick

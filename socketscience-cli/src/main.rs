@@ -112,7 +112,7 @@ enum Command {
     },
     /// Watch a fleet from its room, read-only: instances, roles, traffic, losses.
     #[command(long_about = watch::WATCH_ABOUT, after_help = watch::WATCH_EXAMPLES)]
-    Watch(watch::WatchArgs),
+    Watch(Box<watch::WatchArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -143,7 +143,7 @@ fn main() -> ExitCode {
             max_len,
             json,
         } => encode(codec.into(), single_line, digits, max_len, json),
-        Command::Watch(args) => watch::watch(args).map_err(Failure::Input),
+        Command::Watch(args) => watch::watch(*args).map_err(Failure::Input),
     };
     match result {
         Ok(code) => code,

@@ -13,28 +13,105 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socketscience::wire::Value;
-use socketscience::{IrcChat, Node, Observed, Peer, Role, Stats};
+use socketscience::{IrcChat, Node, NodeBuilder, Observed, Peer, Role, Stats};
+
+/// The environment variable with the Matrix password of `--user`.
+#[cfg(feature = "matrix")]
+pub const MATRIX_PASSWORD_VAR: &str = "SOCKETSCIENCE_MATRIX_PASSWORD";
+/// The environment variable with a Matrix access token.
+#[cfg(feature = "matrix")]
+pub const MATRIX_TOKEN_VAR: &str = "SOCKETSCIENCE_MATRIX_TOKEN";
+/// The environment variable with the Stack Exchange password of `--email`.
+#[cfg(feature = "stackexchange")]
+pub const STACKEXCHANGE_PASSWORD_VAR: &str = "SOCKETSCIENCE_STACKEXCHANGE_PASSWORD";
 
 /// The options of `watch`.
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("chat")
+        .args(["irc", "matrix", "stackexchange"])
+        .required(true)
+        .multiple(false)
+))]
 pub struct WatchArgs {
     /// The IRC server, HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT")]
-    irc: String,
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        requires = "channel",
+        help_heading = "IRC"
+    )]
+    irc: Option<String>,
     /// The fleet's channel.
-    #[arg(long, value_name = "#NAME")]
-    channel: String,
+    #[arg(long, value_name = "#NAME", conflicts_with_all = ["matrix", "stackexchange"], help_heading = "IRC")]
+    channel: Option<String>,
     /// The nick to read the channel as (not one of the fleet's).
-    #[arg(long, default_value = "socketscience-watch")]
+    #[arg(
+        long,
+        default_value = "socketscience-watch",
+        conflicts_with_all = ["matrix", "stackexchange"],
+        help_heading = "IRC"
+    )]
     nick: String,
     /// Connect with TLS (verified against the usual roots).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["matrix", "stackexchange"], help_heading = "IRC")]
     tls: bool,
     /// Also trust the CAs in this PEM file (implies --tls).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["matrix", "stackexchange"], help_heading = "IRC")]
     tls_ca: Option<PathBuf>,
-    /// The chat accounts (IRC nicks) of the fleet, `*` globs; repeatable.
-    /// What is posted from other accounts is refused and counted.
+    /// The Matrix homeserver's address, such as https://matrix.example.org.
+    /// Log in with --user and the password in SOCKETSCIENCE_MATRIX_PASSWORD,
+    /// or with an access token in SOCKETSCIENCE_MATRIX_TOKEN.
+    #[arg(long, value_name = "URL", requires = "room", help_heading = "Matrix")]
+    matrix: Option<String>,
+    /// The Matrix user to log in as (`smokey-watch` or
+    /// `@smokey-watch:example.org`; best not one of the fleet's); its
+    /// password is read from SOCKETSCIENCE_MATRIX_PASSWORD, never from the
+    /// command line.
+    #[arg(long, value_name = "USER", conflicts_with_all = ["irc", "stackexchange"], help_heading = "Matrix")]
+    user: Option<String>,
+    /// The Stack Exchange chat host: stackexchange.com, stackoverflow.com
+    /// or meta.stackexchange.com (or the http:// address of a server
+    /// speaking the chat's protocol, also its login host, such as a test
+    /// stand-in). Log in with --email and the password in
+    /// SOCKETSCIENCE_STACKEXCHANGE_PASSWORD, or with --cookie-file.
+    #[arg(
+        long,
+        value_name = "HOST",
+        requires = "room",
+        help_heading = "Stack Exchange chat"
+    )]
+    stackexchange: Option<String>,
+    /// The Stack Exchange login (email) to read the room as; its password
+    /// is read from SOCKETSCIENCE_STACKEXCHANGE_PASSWORD, never from the
+    /// command line.
+    #[arg(
+        long,
+        value_name = "EMAIL",
+        conflicts_with_all = ["irc", "matrix"],
+        help_heading = "Stack Exchange chat"
+    )]
+    email: Option<String>,
+    /// Stack Exchange login cookies, kept in this file (read if it exists,
+    /// written after a login with --email): with a valid file no password
+    /// is needed. Keep it as secret as one.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["irc", "matrix"],
+        help_heading = "Stack Exchange chat"
+    )]
+    cookie_file: Option<PathBuf>,
+    /// The fleet's room: with --matrix its id or alias (`!abc:example.org`,
+    /// `#smokey:example.org`), with --stackexchange its number (the N of
+    /// chat.stackexchange.com/rooms/N).
+    #[arg(long, value_name = "ROOM", conflicts_with = "irc")]
+    room: Option<String>,
+    /// The chat accounts of the fleet, `*` globs; repeatable. The account
+    /// is what each chat says posted: on IRC the nick (`smokey-*`), on
+    /// Matrix the full user id (`@smokey-*:example.org`), on Stack Exchange
+    /// the numeric user id (`120914`; user names are not accounts). What is
+    /// posted from other accounts is refused and counted.
     #[arg(long = "trust", value_name = "PATTERN", required = true)]
     trust: Vec<String>,
     /// The fleet's heartbeat interval, in milliseconds: an instance not
@@ -54,7 +131,8 @@ pub struct WatchArgs {
 }
 
 pub const WATCH_ABOUT: &str = "\
-Watch a fleet from its room: every instance heard (account, session, role and election term, when \
+Watch a fleet from its room on IRC (--irc), Matrix (--matrix) or Stack Exchange chat \
+(--stackexchange): every instance heard (account, session, role and election term, when \
 last heard), envelopes per kind and chat posts in the last minute, and per sender the envelopes \
 missed, repaired and lost. It joins the room read-only: it posts nothing (no heartbeat, no repair \
 request, no vote), so it never counts as a peer or takes part in an election. It reads as a node \
@@ -65,13 +143,24 @@ The screen is redrawn every second; with --plain, one line is printed per change
 (JOINED, ROLE, LEFT, LOST, REFUSED), for logs and scripts. With --frames, each envelope is printed \
 as JSON ({\"from\", \"account\", \"seq\", \"messages\": {kind: value}}).
 
+It reads the room through an account of its own, best not one of the fleet's: on IRC the --nick \
+it joins as; on Matrix a user (--user, with its password in SOCKETSCIENCE_MATRIX_PASSWORD) or an \
+access token (SOCKETSCIENCE_MATRIX_TOKEN); on Stack Exchange chat a login (--email, with its \
+password in SOCKETSCIENCE_STACKEXCHANGE_PASSWORD) or saved cookies (--cookie-file). Passwords are \
+never taken on the command line. --trust names the fleet's accounts as each chat reports them: \
+IRC nicks, Matrix full user ids (@smokey-*:example.org), Stack Exchange numeric user ids.
+
 Stop it with Ctrl-C.";
 
 pub const WATCH_EXAMPLES: &str = "\
 Examples:
   socketscience watch --irc irc.libera.chat:6697 --tls --channel '#smokey' --trust 'smokey-*'
   SOCKETSCIENCE_SECRET=... socketscience watch --irc 127.0.0.1:6667 --channel '#smokey' \\
-      --trust 'smokey-*' --heartbeat 1000 --plain --frames";
+      --trust 'smokey-*' --heartbeat 1000 --plain --frames
+  SOCKETSCIENCE_MATRIX_PASSWORD=... socketscience watch --matrix https://matrix.example.org \\
+      --room '#smokey:example.org' --user smokey-watch --trust '@smokey-*:example.org'
+  SOCKETSCIENCE_STACKEXCHANGE_PASSWORD=... socketscience watch --stackexchange stackexchange.com \\
+      --room 11540 --email watch@example.com --trust 120914";
 
 /// How many decoded envelopes the screen keeps.
 const FRAMES_SHOWN: usize = 8;
@@ -230,17 +319,210 @@ pub fn watch(args: WatchArgs) -> Result<ExitCode, String> {
     runtime.block_on(run(args))
 }
 
+/// Where `watch` reads: for the screen's title and for errors.
+#[derive(Debug)]
+struct Place {
+    /// The channel or room.
+    room: String,
+    /// The IRC server, Matrix homeserver or Stack Exchange chat host.
+    server: String,
+}
+
+/// A secret from the environment; unset or empty is none.
+#[cfg(any(feature = "matrix", feature = "stackexchange"))]
+fn env_secret(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The one place the chat is made from the options: a node builder with
+/// it as transport, and where it reads. Matrix and Stack Exchange chat log
+/// in and join here; IRC connects when the node starts.
+async fn join(args: &WatchArgs) -> Result<(NodeBuilder, Place), String> {
+    if let Some(server) = &args.irc {
+        // clap requires --channel with --irc.
+        let channel = args.channel.clone().unwrap_or_default();
+        let mut chat = IrcChat::new(server, &args.nick, &channel);
+        if args.tls {
+            chat = chat.tls();
+        }
+        if let Some(ca) = &args.tls_ca {
+            chat = chat.tls_ca_file(ca);
+        }
+        let node = Node::builder(format!("watch/{}", args.nick)).transport(chat);
+        let place = Place {
+            room: channel,
+            server: server.clone(),
+        };
+        return Ok((node, place));
+    }
+    // clap requires --room with --matrix and --stackexchange.
+    let room = args.room.clone().unwrap_or_default();
+    match (&args.matrix, &args.stackexchange) {
+        (Some(homeserver), _) => join_matrix(args, homeserver, room).await,
+        (_, Some(host)) => join_stackexchange(args, host, room).await,
+        _ => Err("give one of --irc, --matrix and --stackexchange".into()),
+    }
+}
+
+/// The error of a flag whose chat this build left out.
+#[cfg(not(all(feature = "matrix", feature = "stackexchange")))]
+fn left_out(flag: &str, feature: &str) -> String {
+    format!(
+        "{flag}: this socketscience was built without the `{feature}` feature; \
+         `cargo install socketscience-cli` (default features) has every chat, \
+         or add `--features {feature}`"
+    )
+}
+
+#[cfg(feature = "matrix")]
+async fn join_matrix(
+    args: &WatchArgs,
+    homeserver: &str,
+    room: String,
+) -> Result<(NodeBuilder, Place), String> {
+    use socketscience::matrix::MatrixError;
+    let place = Place {
+        room,
+        server: homeserver.to_owned(),
+    };
+    let here = format!("Matrix room {} on {}", place.room, place.server);
+    let token = env_secret(MATRIX_TOKEN_VAR);
+    let mut chat = socketscience::MatrixChat::builder(homeserver, place.room.as_str());
+    match (&args.user, env_secret(MATRIX_PASSWORD_VAR)) {
+        (Some(user), Some(password)) => chat = chat.credentials(user, password),
+        (Some(user), None) if token.is_none() => {
+            return Err(format!(
+                "cannot read {here}: set {MATRIX_PASSWORD_VAR} to the password of {user} \
+                 (or {MATRIX_TOKEN_VAR} to an access token); passwords are not taken on \
+                 the command line"
+            ))
+        }
+        (None, _) if token.is_none() => {
+            return Err(format!(
+                "cannot read {here}: watch needs a Matrix account; give --user USER and set \
+                 {MATRIX_PASSWORD_VAR} to its password, or set {MATRIX_TOKEN_VAR} to an \
+                 access token"
+            ))
+        }
+        _ => {}
+    }
+    if let Some(token) = token {
+        chat = chat.access_token(token);
+    }
+    let chat = chat.connect().await.map_err(|e| {
+        let hint = match transport_error::<MatrixError>(&e) {
+            Some(MatrixError::Login { .. }) => {
+                format!("; check --user and {MATRIX_PASSWORD_VAR}")
+            }
+            Some(MatrixError::TokenRefused { .. }) => format!(
+                "; set a new token in {MATRIX_TOKEN_VAR}, or give --user and \
+                 {MATRIX_PASSWORD_VAR}"
+            ),
+            Some(MatrixError::Room { .. }) => {
+                "; check --room, and that the user may join the room".into()
+            }
+            _ => String::new(),
+        };
+        format!("cannot join {here}: {e}{hint}")
+    })?;
+    let node = Node::builder(format!("watch/{}", chat.user_id())).transport(chat);
+    Ok((node, place))
+}
+
+#[cfg(not(feature = "matrix"))]
+async fn join_matrix(_: &WatchArgs, _: &str, _: String) -> Result<(NodeBuilder, Place), String> {
+    Err(left_out("--matrix", "matrix"))
+}
+
+#[cfg(feature = "stackexchange")]
+async fn join_stackexchange(
+    args: &WatchArgs,
+    host: &str,
+    room: String,
+) -> Result<(NodeBuilder, Place), String> {
+    use socketscience::stackexchange::StackExchangeError;
+    let number: u64 = room.trim().parse().map_err(|_| {
+        format!(
+            "--room {room}: a Stack Exchange chat room is a number (the N of \
+             https://chat.stackexchange.com/rooms/N)"
+        )
+    })?;
+    let place = Place {
+        room: format!("room {number}"),
+        server: host.to_owned(),
+    };
+    let here = format!("Stack Exchange chat {} on {}", place.room, place.server);
+    let mut chat = socketscience::StackExchangeChat::builder(host, number);
+    // An address with a scheme or a port is a server of its own (such as
+    // a stand-in), its own login host; a site name maps to the real hosts.
+    let url = host.trim().trim_end_matches('/');
+    if url.starts_with("http://") || url.trim_start_matches("https://").contains(':') {
+        chat = chat.base_urls(url, url);
+    }
+    match (&args.email, env_secret(STACKEXCHANGE_PASSWORD_VAR)) {
+        (Some(email), Some(password)) => chat = chat.credentials(email, password),
+        (Some(email), None) => {
+            return Err(format!(
+                "cannot read {here}: set {STACKEXCHANGE_PASSWORD_VAR} to the password of \
+                 {email}; passwords are not taken on the command line"
+            ))
+        }
+        (None, _) if args.cookie_file.is_none() => {
+            return Err(format!(
+                "cannot read {here}: watch needs a Stack Exchange account; give --email EMAIL \
+                 and set {STACKEXCHANGE_PASSWORD_VAR} to its password, or --cookie-file FILE \
+                 with a saved login"
+            ))
+        }
+        _ => {}
+    }
+    if let Some(file) = &args.cookie_file {
+        chat = chat.cookie_file(file);
+    }
+    // The transport keeps trying while the site cannot be reached (its
+    // warnings go to logs watch does not print).
+    eprintln!("socketscience: logging in to {here}; it tries again while the chat cannot be reached (Ctrl-C stops)");
+    let chat = chat.connect().await.map_err(|e| {
+        let hint = match transport_error::<StackExchangeError>(&e) {
+            Some(StackExchangeError::Login(_)) => {
+                format!("; check --email and {STACKEXCHANGE_PASSWORD_VAR} (or the cookie file)")
+            }
+            Some(StackExchangeError::Unavailable { .. }) => {
+                "; check --stackexchange, or try again later".into()
+            }
+            Some(StackExchangeError::Refused { .. }) => {
+                "; check --room, and that the account may read the room".into()
+            }
+            _ => String::new(),
+        };
+        format!("cannot join {here}: {e}{hint}")
+    })?;
+    let node = Node::builder(format!("watch/{}", chat.user_id())).transport(chat);
+    Ok((node, place))
+}
+
+#[cfg(not(feature = "stackexchange"))]
+async fn join_stackexchange(
+    _: &WatchArgs,
+    _: &str,
+    _: String,
+) -> Result<(NodeBuilder, Place), String> {
+    Err(left_out("--stackexchange", "stackexchange"))
+}
+
+/// The transport's own error inside a node error, if it is an `E`.
+#[cfg(any(feature = "matrix", feature = "stackexchange"))]
+fn transport_error<E: std::error::Error + 'static>(e: &socketscience::Error) -> Option<&E> {
+    match e {
+        socketscience::Error::Transport(inner) => inner.downcast_ref::<E>(),
+        _ => None,
+    }
+}
+
 async fn run(args: WatchArgs) -> Result<ExitCode, String> {
-    let mut chat = IrcChat::new(&args.irc, &args.nick, &args.channel);
-    if args.tls {
-        chat = chat.tls();
-    }
-    if let Some(ca) = &args.tls_ca {
-        chat = chat.tls_ca_file(ca);
-    }
+    let (builder, place) = join(&args).await?;
     let board = Arc::new(Mutex::new(Board::default()));
-    let mut builder = Node::builder(format!("watch/{}", args.nick))
-        .transport(chat)
+    let mut builder = builder
         .read_only()
         .default_node(false)
         .heartbeat(Duration::from_millis(args.heartbeat))
@@ -258,7 +540,7 @@ async fn run(args: WatchArgs) -> Result<ExitCode, String> {
     let node = builder
         .start()
         .await
-        .map_err(|e| format!("cannot join {} on {}: {e}", args.channel, args.irc))?;
+        .map_err(|e| format!("cannot join {} on {}: {e}", place.room, place.server))?;
     let started = Instant::now();
     let mut posts: VecDeque<(Instant, u64)> = VecDeque::new();
     let mut shown: HashMap<String, (u64, Option<Role>, Option<u64>)> = HashMap::new();
@@ -318,13 +600,13 @@ async fn run(args: WatchArgs) -> Result<ExitCode, String> {
                 recent.pop_front();
             }
             let screen = screen(
-                &args,
+                &place,
                 &peers,
                 &board,
                 &stats,
                 posts_minute,
                 started,
-                &recent,
+                args.frames.then_some(&recent),
             );
             write!(out, "\x1b[H\x1b[2J{screen}")
         };
@@ -386,21 +668,21 @@ fn plain_changes(
 
 /// The screen, redrawn every second.
 fn screen(
-    args: &WatchArgs,
+    place: &Place,
     peers: &[Peer],
     board: &Board,
     stats: &Stats,
     posts_minute: u64,
     started: Instant,
-    frames: &VecDeque<String>,
+    frames: Option<&VecDeque<String>>,
 ) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(
         s,
         "socketscience watch: {} on {}, read-only (posts nothing); up {}s",
-        args.channel,
-        args.irc,
+        place.room,
+        place.server,
         started.elapsed().as_secs()
     );
     let active = peers
@@ -447,7 +729,7 @@ fn screen(
         );
     }
     let _ = writeln!(s, "\nREFUSED {}", refused(stats));
-    if args.frames {
+    if let Some(frames) = frames {
         let _ = writeln!(s, "\nFRAMES (latest {FRAMES_SHOWN})");
         for frame in frames {
             let _ = writeln!(s, "  {frame}");

@@ -439,3 +439,87 @@ fn decode_shows_bytes_and_prints_floats_as_python_json_does() {
 }"#;
     assert!(stdout(&output).contains(expected), "{}", stdout(&output));
 }
+
+#[test]
+fn watch_takes_exactly_one_chat_and_only_its_options() {
+    let usage_error = |args: &[&str], says: &str| {
+        let output = run(
+            &[&["watch", "--trust", "smokey-*"][..], args].concat(),
+            None,
+        );
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        assert!(
+            stderr(&output).contains(says),
+            "{args:?}: {says:?} missing from {}",
+            stderr(&output)
+        );
+    };
+    let required = "<--irc <HOST:PORT>|--matrix <URL>|--stackexchange <HOST>>";
+    usage_error(&[], required);
+    usage_error(&["--channel", "#smokey"], required);
+    usage_error(
+        &["--irc", "h:1", "--channel", "#c", "--matrix", "http://h"],
+        "cannot be used with",
+    );
+    usage_error(
+        &[
+            "--matrix",
+            "http://h",
+            "--room",
+            "1",
+            "--stackexchange",
+            "h",
+        ],
+        "cannot be used with",
+    );
+    usage_error(&["--irc", "h:1"], "--channel <#NAME>");
+    usage_error(&["--matrix", "http://h"], "--room <ROOM>");
+    usage_error(&["--stackexchange", "stackexchange.com"], "--room <ROOM>");
+    // Each chat's own options only with it.
+    for (chat, foreign) in [
+        (
+            &["--irc", "h:1", "--channel", "#c"][..],
+            &["--room", "1"][..],
+        ),
+        (
+            &["--irc", "h:1", "--channel", "#c"][..],
+            &["--user", "u"][..],
+        ),
+        (
+            &["--irc", "h:1", "--channel", "#c"][..],
+            &["--email", "e"][..],
+        ),
+        (
+            &["--matrix", "http://h", "--room", "r"][..],
+            &["--channel", "#c"][..],
+        ),
+        (
+            &["--matrix", "http://h", "--room", "r"][..],
+            &["--nick", "n"][..],
+        ),
+        (&["--matrix", "http://h", "--room", "r"][..], &["--tls"][..]),
+        (
+            &["--matrix", "http://h", "--room", "r"][..],
+            &["--cookie-file", "f"][..],
+        ),
+        (
+            &["--stackexchange", "h", "--room", "1"][..],
+            &["--tls-ca", "f"][..],
+        ),
+        (
+            &["--stackexchange", "h", "--room", "1"][..],
+            &["--user", "u"][..],
+        ),
+    ] {
+        usage_error(&[chat, foreign].concat(), "cannot be used with");
+    }
+    let output = run(&["watch", "--help"], None);
+    for flag in [
+        "--irc",
+        "--matrix",
+        "--stackexchange",
+        "SOCKETSCIENCE_MATRIX_PASSWORD",
+    ] {
+        assert!(stdout(&output).contains(flag), "{flag}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Example programs run as OS processes by the multi-process tests
-//! (irc_fleet, irc_repair, irc_failover, watch).
+//! (irc_fleet, irc_repair, irc_failover, watch, watch_rooms), and the
+//! `socketscience` command they watch with.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
@@ -51,6 +52,32 @@ pub fn example_binary(name: &str) -> PathBuf {
          --example {name}`, with the same features)",
         binary.display()
     );
+    binary
+}
+
+/// The `socketscience` command, built from this checkout.
+pub fn cli_binary() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "socketscience-cli",
+            "--bin",
+            "socketscience",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building socketscience-cli failed");
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("socketscience");
+    assert!(binary.is_file(), "{} is missing", binary.display());
     binary
 }
 
