@@ -7,7 +7,7 @@
 #
 # Why: on this machine the roundtrip's clock moves by up to 10 % with where
 # the linker puts the functions alone (the same code, a few bytes of the
-# benchmark's own code apart; see BENCHMARKS.md, "Over many layouts").
+# benchmark's own code apart; see BENCHMARKS.md, "Reading the figures").
 # One build is one draw. Each binary (the as-built one, then SEEDS
 # shuffled ones, per tree) runs ROUNDS times, all interleaved in a random
 # order; per binary the median of its runs' fastest passes; per tree the
