@@ -20,12 +20,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use common::messages::{Heartbeat, Location, MetasmokeState, Ping};
+use common::python::{
+    json_string, python_decode, python_encode, python_encode_signed, python_json_string,
+    smokedetector_on_msg, smokedetector_receive, smokedetector_send_receive,
+};
 use common::{python, within};
 use socketscience::wire::{self, BodyLimits, ChatText};
 use socketscience::{
@@ -155,205 +158,6 @@ fn pings_seen_by(node: &str) -> Vec<SeenPing> {
         .iter()
         .filter(|p| p.node == node)
         .cloned()
-        .collect()
-}
-
-// ---------------------------------------------------------------------------
-// Python (the processes: tests/common/python.rs)
-
-/// `s` as a JSON string literal, ASCII only.
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            ' '..='~' => out.push(c),
-            c => {
-                for unit in c.encode_utf16(&mut [0; 2]) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// `s` as Python's `json.dumps(s, ensure_ascii=False)` writes it.
-fn python_json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c < ' ' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn json_strings(texts: &[String]) -> String {
-    let items: Vec<String> = texts.iter().map(|t| json_string(t)).collect();
-    format!("[{}]", items.join(","))
-}
-
-/// Reads a JSON string literal (as wire.py prints frames), through the
-/// crate's public body parser.
-fn parse_json_string(literal: &str) -> String {
-    let body = format!("{{\"s\":{literal}}}");
-    let parsed = wire::parse_body(body.as_bytes(), BodyLimits::default())
-        .unwrap_or_else(|e| panic!("not a JSON string: {literal}: {e}"));
-    parsed.messages[0]
-        .1
-        .decode::<String>()
-        .unwrap_or_else(|e| panic!("not a JSON string: {literal}: {e}"))
-}
-
-/// The frames Python's SocketScience writes for these payload dicts (JSON
-/// text) with these four digits.
-fn python_encode(payloads: &[(&str, u16)]) -> Vec<String> {
-    let unsigned: Vec<(&str, u16, Option<&str>)> =
-        payloads.iter().map(|&(p, d)| (p, d, None)).collect();
-    python_encode_signed(&unsigned)
-}
-
-/// Like [`python_encode`], each body signed under its secret if it has one.
-fn python_encode_signed(payloads: &[(&str, u16, Option<&str>)]) -> Vec<String> {
-    let items: Vec<String> = payloads
-        .iter()
-        .map(|(payload, digits, secret)| match secret {
-            Some(secret) => format!(
-                "{{\"payload\":{payload},\"digits\":{digits},\"secret\":{}}}",
-                json_string(secret)
-            ),
-            None => format!("{{\"payload\":{payload},\"digits\":{digits}}}"),
-        })
-        .collect();
-    let lines = python::wire("encode", &format!("[{}]", items.join(",")));
-    assert_eq!(lines.len(), payloads.len(), "one frame per payload");
-    lines.iter().map(|l| parse_json_string(l)).collect()
-}
-
-/// What Python reads from each chat text, as compact JSON with the keys in
-/// the order they were written.
-fn python_decode(texts: &[String]) -> Vec<String> {
-    let lines = python::wire("decode", &json_strings(texts));
-    assert_eq!(lines.len(), texts.len(), "one dict per frame");
-    lines
-}
-
-// ---------------------------------------------------------------------------
-// SmokeDetector, transcribed (tests/python/smokedetector.py)
-
-/// What SmokeDetector did with one chat message: the payload `msgpack.loads`
-/// gave (compact JSON), the callbacks called (kind and Python `repr` of the
-/// value), what `handle` did besides, whether it logged "malformed direct
-/// message", and the exception that escaped, if one did.
-#[derive(Debug, Clone, PartialEq)]
-struct Outcome {
-    payload: Option<String>,
-    calls: Vec<(String, String)>,
-    effects: Vec<String>,
-    malformed: bool,
-    raised: Option<String>,
-    error: Option<String>,
-}
-
-impl Outcome {
-    fn from_json(v: &serde_json::Value) -> Outcome {
-        let text = |key: &str| v.get(key).and_then(|t| t.as_str()).map(str::to_owned);
-        let list = |key: &str| {
-            v.get(key)
-                .and_then(|l| l.as_array())
-                .cloned()
-                .unwrap_or_default()
-        };
-        Outcome {
-            payload: text("payload"),
-            calls: list("calls")
-                .iter()
-                .map(|c| {
-                    (
-                        c[0].as_str().unwrap().to_owned(),
-                        c[1].as_str().unwrap().to_owned(),
-                    )
-                })
-                .collect(),
-            effects: list("effects")
-                .iter()
-                .map(|e| e.as_str().unwrap().to_owned())
-                .collect(),
-            malformed: v
-                .get("malformed")
-                .and_then(|m| m.as_bool())
-                .unwrap_or(false),
-            raised: text("raised"),
-            error: text("error"),
-        }
-    }
-
-    /// The outcome in brief: `{"payload":..}`, `{"malformed":true}` or
-    /// `{"exception":"TypeName"}`.
-    fn brief(&self) -> String {
-        match (&self.raised, self.malformed, &self.payload) {
-            (Some(raised), ..) => format!("{{\"exception\":\"{raised}\"}}"),
-            (None, true, _) => r#"{"malformed":true}"#.to_owned(),
-            (None, false, payload) => {
-                format!("{{\"payload\":{}}}", payload.as_deref().unwrap_or("null"))
-            }
-        }
-    }
-}
-
-/// What SmokeDetector does with each chat text posted in its "direct" room
-/// (by its own account, or by another one), with recording callbacks for
-/// `callbacks`.
-fn smokedetector_on_msg(texts: &[String], callbacks: &[&str], own_account: bool) -> Vec<Outcome> {
-    let answer = python::smokedetector(&serde_json::json!({
-        "on_msg": texts, "callbacks": callbacks, "own_account": own_account,
-    }));
-    let outcomes: Vec<Outcome> = answer
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(Outcome::from_json)
-        .collect();
-    assert_eq!(outcomes.len(), texts.len(), "one outcome per text");
-    outcomes
-}
-
-/// What SmokeDetector does with each of its own `send`s of these payloads
-/// (JSON text, read by Python's `json.loads`) when it reads them back.
-fn smokedetector_send_receive(payloads: &[String], callbacks: &[&str]) -> Vec<Outcome> {
-    let answer = python::smokedetector(&serde_json::json!({
-        "send_receive": payloads, "callbacks": callbacks,
-    }));
-    let outcomes: Vec<Outcome> = answer
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(Outcome::from_json)
-        .collect();
-    assert_eq!(outcomes.len(), payloads.len(), "one outcome per payload");
-    outcomes
-}
-
-/// What SmokeDetector's receive path does with each chat text of its own
-/// account, in brief (see [`Outcome::brief`]).
-fn smokedetector_receive(texts: &[String]) -> Vec<String> {
-    smokedetector_on_msg(texts, &[], true)
-        .iter()
-        .map(Outcome::brief)
         .collect()
 }
 
