@@ -262,33 +262,33 @@ pub fn smokedetector_on_msg(
     callbacks: &[&str],
     own_account: bool,
 ) -> Vec<Outcome> {
-    let answer = smokedetector(&serde_json::json!({
+    let request = serde_json::json!({
         "on_msg": texts, "callbacks": callbacks, "own_account": own_account,
-    }));
+    });
+    outcomes(&request, texts.len())
+}
+
+/// SmokeDetector's answer to `request`, `n` outcomes (one per text or
+/// payload asked about).
+fn outcomes(request: &serde_json::Value, n: usize) -> Vec<Outcome> {
+    let answer = smokedetector(request);
     let outcomes: Vec<Outcome> = answer
         .as_array()
-        .expect("a list")
+        .unwrap_or_else(|| panic!("smokedetector.py answered {answer}, not a list"))
         .iter()
         .map(Outcome::from_json)
         .collect();
-    assert_eq!(outcomes.len(), texts.len(), "one outcome per text");
+    assert_eq!(outcomes.len(), n, "one outcome per text or payload");
     outcomes
 }
 
 /// What SmokeDetector does with each of its own `send`s of these payloads
 /// (JSON text, read by Python's `json.loads`) when it reads them back.
 pub fn smokedetector_send_receive(payloads: &[String], callbacks: &[&str]) -> Vec<Outcome> {
-    let answer = smokedetector(&serde_json::json!({
+    let request = serde_json::json!({
         "send_receive": payloads, "callbacks": callbacks,
-    }));
-    let outcomes: Vec<Outcome> = answer
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(Outcome::from_json)
-        .collect();
-    assert_eq!(outcomes.len(), payloads.len(), "one outcome per payload");
-    outcomes
+    });
+    outcomes(&request, payloads.len())
 }
 
 /// What SmokeDetector's receive path does with each chat text of its own
