@@ -61,9 +61,13 @@ async fn the_environment_s_secret_signs_unless_a_node_opts_out() {
         "the environment's secret signed the first, not the opted-out node's"
     );
     assert_eq!(explicit.bad_signature, 0);
-    assert_eq!(explicit.unsigned, 1, "the opted-out node signed nothing");
-    assert_eq!(other.bad_signature, 1);
-    assert_eq!(other.unsigned, 1);
+    // At least the order each; a node's presence posts (a goodbye at
+    // shutdown, an answer to a newcomer) are refused the same way when they
+    // arrive first.
+    assert!(explicit.unsigned >= 1, "the opted-out node signed nothing");
+    assert!(other.bad_signature >= 1);
+    assert!(other.unsigned >= 1);
+    assert_eq!(other.dispatched, 0, "nothing the other secret refused ran");
 
     // Asking for both is a mistake the builder names.
     let both = Node::builder("both")
