@@ -353,10 +353,7 @@ impl Election {
         codec: Codec,
         raw: &[u8],
     ) -> Heard {
-        let decoded: Result<(u64, u8, i64, u8, u8), String> = match codec {
-            Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string()),
-            Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string()),
-        };
+        let decoded: Result<(u64, u8, i64, u8, u8), String> = codec.decode(raw);
         let (term, active, priority, eligible, forced) = match decoded {
             Ok(v) => v,
             Err(e) => {

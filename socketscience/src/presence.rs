@@ -907,10 +907,7 @@ pub(crate) fn read_meta(
         );
         return None;
     }
-    let value: Result<serde_json::Value, String> = match codec {
-        crate::wire::Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string()),
-        crate::wire::Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string()),
-    };
+    let value: Result<serde_json::Value, String> = codec.decode(raw);
     match value.and_then(|v| canonical_meta(&v)) {
         Ok(json) => Some(json.into()),
         Err(e) => {
@@ -928,11 +925,7 @@ pub(crate) fn read_kinds(
     node: &str,
     from: &str,
 ) -> Option<Arc<[String]>> {
-    let kinds: Result<Vec<String>, String> = match codec {
-        crate::wire::Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string()),
-        crate::wire::Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string()),
-    };
-    match kinds {
+    match codec.decode::<Vec<String>>(raw) {
         Ok(mut kinds)
             if kinds.len() <= MAX_PEER_KINDS && kinds.iter().all(|k| k.len() <= MAX_KIND_BYTES) =>
         {

@@ -192,11 +192,7 @@ pub(crate) fn read_confirmations(
     node: &str,
     from: &str,
 ) -> Option<Vec<(u64, u64)>> {
-    let list: Result<Vec<(u64, u64)>, String> = match codec {
-        crate::wire::Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string()),
-        crate::wire::Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string()),
-    };
-    match list {
+    match codec.decode::<Vec<(u64, u64)>>(raw) {
         Ok(list) if list.len() <= MAX_CONFIRMED_READ => Some(list),
         Ok(list) => {
             tracing::debug!(

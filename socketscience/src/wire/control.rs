@@ -17,10 +17,7 @@ pub(crate) type WireRange = (String, u64, u64, u64);
 
 /// Reads a `_rq` or `_nak` list (at most `max` ranges).
 pub(crate) fn read_ranges(codec: Codec, raw: &[u8], max: usize) -> Result<Vec<WireRange>, String> {
-    let ranges: Vec<WireRange> = match codec {
-        Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string())?,
-        Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string())?,
-    };
+    let ranges: Vec<WireRange> = codec.decode(raw)?;
     if ranges.len() > max {
         return Err(format!("{} ranges, more than {max}", ranges.len()));
     }

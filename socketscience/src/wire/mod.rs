@@ -201,6 +201,15 @@ impl Codec {
             Codec::MessagePack
         }
     }
+
+    /// Reads a whole value written in this codec (a presence or repair
+    /// entry's value); the error as text.
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(self, raw: &[u8]) -> Result<T, String> {
+        match self {
+            Codec::Json => serde_json::from_slice(raw).map_err(|e| e.to_string()),
+            Codec::MessagePack => rmp_serde::from_slice(raw).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl fmt::Display for Codec {
