@@ -127,6 +127,27 @@ async fn absurd_numbers_from_the_owners_account_neither_panic_nor_silence_it() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_envelope_numbered_at_the_end_of_u64_never_runs_twice() {
+    // A session first heard at 2^64-1 (a new instance of the fleet's
+    // account): its envelope, posted again and again, is not taken as
+    // the next in order each time.
+    let chat = LocalChat::new();
+    let b = repairing("b", &chat, "smokey-b")
+        .start()
+        .await
+        .expect("start");
+    let log = record(&b);
+    let max = u64::MAX;
+    let body = format!(r#"{{"note":{{"index":7}},"_from":"x","_sid":5,"_seq":{max}}}"#);
+    for _ in 0..3 {
+        chat.say("smokey", &json_frame(&body));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ran_of(&log, "x").len() <= 1, "{:?}", log.items());
+    b.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_nak_from_another_instance_is_refused_even_from_the_fleets_account() {
     let chat = LocalChat::new();
     let (a, b, log) = sender_and_receiver(&chat, "smokey").await;

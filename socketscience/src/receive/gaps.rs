@@ -613,7 +613,7 @@ impl<D: Deliver> Dispatcher<D> {
                         repaired: true,
                     };
                     // (`admit` refused what would overflow.)
-                    self.hold_body(instance, session, seq, seq.saturating_add(1), body);
+                    self.hold_body(instance, session, seq, seq + 1, body);
                 }
                 Admit::Duplicate | Admit::Partial => {}
                 Admit::TooFar => {

@@ -71,7 +71,7 @@ pub(crate) enum Admit {
     /// Later than the next one: hold it; there is a gap before it.
     Ahead,
     /// Further than [`MAX_AHEAD`] beyond what the session is known to
-    /// have reached: absurd, refused (nothing changed).
+    /// have reached, or ending past u64: absurd, refused (nothing changed).
     TooFar,
     /// Partly seen already (only when a body's grouping differs from what
     /// arrived before): dropped, what it lacks is asked for.
@@ -105,7 +105,11 @@ impl Track {
 
     #[inline]
     pub(crate) fn admit(&mut self, seq: u64, count: u64) -> Admit {
-        let end = seq.saturating_add(count);
+        // Numbers past the end of u64 follow nothing: a session at 2^64-1
+        // would otherwise take that envelope as the next, again and again.
+        let Some(end) = seq.checked_add(count) else {
+            return Admit::TooFar;
+        };
         if seq == self.next && self.held.is_empty() {
             self.next = end;
             if self.end < end {
