@@ -261,13 +261,12 @@ impl<D: Deliver> Dispatcher<D> {
             max_kinds: usize::MAX,
             max_depth: usize::MAX,
         };
+        // Numbered as the outbox numbered it, read or not.
+        let seq = self.own_seq;
+        self.own_seq += 1;
         let mut messages = self.take_messages();
         match self.read(body, limits, &mut messages) {
-            Ok(meta) => {
-                let seq = self.own_seq;
-                self.own_seq += 1;
-                self.deliver.own(&messages, meta.count, Some(seq)).await
-            }
+            Ok(meta) => self.deliver.own(&messages, meta.count, Some(seq)).await,
             // The node wrote it; this would be a bug.
             Err(e) => error!(node = %self.bus.name, error = %e, "cannot read own envelope"),
         }
