@@ -560,7 +560,10 @@ pub(crate) fn no_heartbeats(node: &str, handler: &str, registered_by: &str) -> E
     Error::InvalidOption {
         option: "heartbeat",
         reason: format!(
-            "the handler `{handler}` ({registered_by}) shares its jobs with the fleet, and node              `{node}` posts no heartbeats (heartbeat zero, or read-only), in which it would              confirm what it ran: give it a `.heartbeat(..)`, or register it as an ordinary              handler (`#[handler]`, `node.register(..)`)"
+            "the handler `{handler}` ({registered_by}) shares its jobs with the fleet, and node \
+             `{node}` posts no heartbeats (heartbeat zero, or read-only), in which it would \
+             confirm what it ran: give it a `.heartbeat(..)`, or register it as an ordinary \
+             handler (`#[handler]`, `node.register(..)`)"
         ),
     }
 }

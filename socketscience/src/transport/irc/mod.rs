@@ -572,14 +572,16 @@ impl Transport for IrcChat {
             {
                 return invalid(
                     "IrcChat::sasl",
-                    "the account and the password must not be empty, and the account must                      not hold a space or a line break"
+                    "the account and the password must not be empty, and the account must \
+                     not hold a space or a line break"
                         .into(),
                 );
             }
             Some(Sasl::External { .. }) if !self.tls => {
                 return invalid(
                     "IrcChat::sasl_external",
-                    "SASL EXTERNAL logs in with the TLS client certificate: call                      IrcChat::tls too"
+                    "SASL EXTERNAL logs in with the TLS client certificate: call \
+                     IrcChat::tls too"
                         .into(),
                 );
             }
