@@ -36,17 +36,14 @@ impl<D: Deliver> Dispatcher<D> {
         if state.retired.contains(&session) {
             return NewSession::Retired;
         }
+        let restarted = state.sessions.iter().any(|t| t.owned_by(account));
         let others_live = !silent_for_long(&self.bus.presence, state.published)
             && state.sessions.iter().any(|t| !t.owned_by(account));
-        if others_live && state.sessions.len() >= SESSIONS_PER_SENDER {
-            // Room is made by forgetting a session of this account only.
-            if !state.sessions.iter().any(|t| t.owned_by(account)) {
-                let instance = state.instance.clone();
-                self.not_owner(account, &instance, session);
-                return NewSession::NotOwner;
-            }
+        // Room is made by forgetting a session of this account only.
+        if others_live && !restarted && state.sessions.len() >= SESSIONS_PER_SENDER {
+            self.not_owner(account, from, session);
+            return NewSession::NotOwner;
         }
-        let restarted = state.sessions.iter().any(|t| t.owned_by(account));
         let mut lost = Vec::new();
         let mut probed = false;
         for old in state.sessions.iter_mut().filter(|t| t.owned_by(account)) {
