@@ -423,7 +423,7 @@ impl<'n, Q: Question + Sync> IntoFuture for Within<'n, Q> {
 fn waited_for(node: &Node, kind: &str) -> (Vec<String>, bool) {
     let presence = &node.bus().presence;
     let mut waiting = Vec::new();
-    if node.shared.read_registry().kinds().contains(&kind) {
+    if node.shared.read_registry().get(kind).is_some() {
         waiting.push(node.name().to_owned());
     }
     let mut all_known = true;
