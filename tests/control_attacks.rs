@@ -356,6 +356,51 @@ async fn weak_active_claims_cannot_drive_the_actives_posting() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn another_account_cannot_step_the_active_down_in_its_name() {
+    // a is active on account smokey-a, b stands by on smokey-b. A third
+    // trusted account posts heartbeats under a's name, in a session of
+    // its own, saying a stands by and may not be active: b must not take
+    // that for a's word and claim while a lives (two actives).
+    let chat = LocalChat::new();
+    let a = repairing("a", &chat, "smokey-a")
+        .failover(Failover::new().priority(10))
+        .start()
+        .await
+        .expect("start");
+    let mut role = a.watch_role();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        role.wait_for(|r| *r == Role::Active),
+    )
+    .await
+    .expect("a becomes active")
+    .expect("a runs");
+    let b = repairing("b", &chat, "smokey-b")
+        .failover(Failover::new())
+        .start()
+        .await
+        .expect("start");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!((a.role(), b.role()), (Role::Active, Role::Standby));
+    let term = a.fencing_token().expect("a is active");
+    for _ in 0..20 {
+        chat.say(
+            "smokey-evil",
+            &json_frame(&format!(
+                r#"{{"_from":"a","_sid":99,"_hb":0,"_el":[{term},0,{},0,0]}}"#,
+                i64::MIN
+            )),
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(b.role(), Role::Standby, "{:#?}", b.stats());
+    }
+    assert_eq!(a.role(), Role::Active);
+    for node in [a, b] {
+        node.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_flood_of_newcomers_cannot_drive_a_nodes_posting() {
     // The default heartbeat (30 s): a node answers a newcomer at once (so
     // that a fleet finds itself), but new names and sessions posted ten a

@@ -841,6 +841,20 @@ impl Presence {
         forgotten
     }
 
+    /// Whether `account` may speak for `instance`: the instance is not
+    /// listed, is of that account, or was not heard within the timeout
+    /// (the rule of [`heard`](Self::heard), for what the peer list does not
+    /// hold: the election's view of the instance).
+    pub(crate) fn speaks_for(&self, instance: &str, account: &Arc<str>) -> bool {
+        let peers = self.peers.borrow();
+        let index = crate::sync::lock(&self.index);
+        index.get(instance).is_none_or(|&i| {
+            let peer = &peers[i];
+            peer.account == *account
+                || Instant::now().saturating_duration_since(peer.last_heard) > self.peer_timeout()
+        })
+    }
+
     /// Drops the peers not heard within the timeout (watchers are told).
     pub(crate) fn expire(&self) {
         let timeout = self.peer_timeout();

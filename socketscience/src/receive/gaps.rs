@@ -341,7 +341,17 @@ impl<D: Deliver> Dispatcher<D> {
         // itself. Both before the peer list hears of it, so that a
         // newcomer joins with them.
         let mut said = crate::presence::Said::default();
-        if let Some(raw) = control.election {
+        // Only the account the peer list knows for the instance speaks for
+        // it in the election too (another account's session under its name
+        // could otherwise say it stepped down).
+        let election = match control.election {
+            Some(_) if !presence.speaks_for(&instance, account) => {
+                self.not_owner(account, from, session);
+                None
+            }
+            election => election,
+        };
+        if let Some(raw) = election {
             if bus.election_heard(&instance, session, codec, raw) {
                 self.absurd(account, from, 0);
             }
