@@ -214,6 +214,10 @@ impl std::fmt::Debug for Election {
     }
 }
 
+/// Most instances the election follows (as many as the peer list holds):
+/// past it, the state of instances not yet followed is not taken.
+pub(crate) const MAX_PEERS: usize = 4_096;
+
 /// Highest term a claim may carry when this node has seen none yet; past
 /// it (or past [`MAX_TERM_STEP`] above the highest term seen) a claim is
 /// absurd, refused and counted (`Stats::absurd`). A term grows by one per
@@ -377,8 +381,11 @@ impl Election {
                     ..Heard::default()
                 };
             }
-            s.heard_any = true;
             let before = s.peers.get(instance).cloned();
+            if before.is_none() && s.peers.len() >= MAX_PEERS {
+                return Heard::default();
+            }
+            s.heard_any = true;
             // An active that steps down (or restarts) says so: the others
             // need not wait out its lease.
             if let Some(before) = &before {

@@ -547,8 +547,9 @@ pub(crate) struct Presence {
 }
 
 /// Most peers listed; past it the least recently heard eighth is
-/// forgotten at once (counted in `Stats::peers_dropped`).
-pub(crate) const MAX_PEERS: usize = 4_096;
+/// forgotten at once (counted in `Stats::peers_dropped`). The election
+/// follows as many.
+pub(crate) const MAX_PEERS: usize = crate::failover::MAX_PEERS;
 
 impl Presence {
     pub(crate) fn new(options: Options) -> Presence {
