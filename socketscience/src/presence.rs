@@ -546,6 +546,15 @@ pub(crate) struct Presence {
     timeout_ms: AtomicU64,
 }
 
+/// Makes `list` hold `kinds`; whether it changed.
+fn replace_if_changed(list: &mut Vec<String>, kinds: Vec<&str>) -> bool {
+    if list.iter().map(String::as_str).eq(kinds.iter().copied()) {
+        return false;
+    }
+    *list = kinds.into_iter().map(String::from).collect();
+    true
+}
+
 /// Most peers listed; past it the least recently heard eighth is
 /// forgotten at once (counted in `Stats::peers_dropped`). The election
 /// follows as many.
@@ -613,32 +622,13 @@ impl Presence {
         }
     }
 
-    /// Sets the kinds this node handles; announced at the next heartbeat
-    /// if they changed.
-    pub(crate) fn set_kinds(&self, kinds: Vec<&str>) {
+    /// Sets the kinds this node handles, and those it handles shared;
+    /// announced at the next heartbeat if they changed.
+    pub(crate) fn set_kinds(&self, kinds: Vec<&str>, shared: Vec<&str>) {
         let mut own = crate::sync::lock(&self.own);
-        if own
-            .kinds
-            .iter()
-            .map(String::as_str)
-            .ne(kinds.iter().copied())
-        {
-            own.kinds = kinds.into_iter().map(String::from).collect();
-            self.own_is_due.store(true, Ordering::SeqCst);
-        }
-    }
-
-    /// Sets the kinds this node handles shared; announced at the next
-    /// heartbeat if they changed (and it takes its share).
-    pub(crate) fn set_shared_kinds(&self, kinds: Vec<&str>) {
-        let mut own = crate::sync::lock(&self.own);
-        if own
-            .shared
-            .iter()
-            .map(String::as_str)
-            .ne(kinds.iter().copied())
-        {
-            own.shared = kinds.into_iter().map(String::from).collect();
+        let own = &mut *own;
+        // (Both replaced: `|`, not `||`.)
+        if replace_if_changed(&mut own.kinds, kinds) | replace_if_changed(&mut own.shared, shared) {
             self.own_is_due.store(true, Ordering::SeqCst);
         }
     }

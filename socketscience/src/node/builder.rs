@@ -791,9 +791,8 @@ impl NodeBuilder {
             read_only,
         });
         bus.presence.set_meta(meta);
-        bus.presence.set_kinds(registry.kinds_sorted());
         bus.presence
-            .set_shared_kinds(registry.shared_kinds_sorted());
+            .set_kinds(registry.kinds_sorted(), registry.shared_kinds_sorted());
         let node = Node {
             shared: Arc::new(NodeShared {
                 bus: bus.clone(),

@@ -407,8 +407,7 @@ impl Node {
         // The kinds it handles go with its next heartbeat.
         let registry = self.shared.read_registry();
         let presence = &self.bus().presence;
-        presence.set_kinds(registry.kinds_sorted());
-        presence.set_shared_kinds(registry.shared_kinds_sorted());
+        presence.set_kinds(registry.kinds_sorted(), registry.shared_kinds_sorted());
         if mode == HandlerMode::Shared {
             // Said at once: until the others hear it, what it runs may
             // run elsewhere too (marked as takeovers).
