@@ -21,9 +21,10 @@ const LAYERS: &[&str] = &[
     "failover",
     "presence",
     "shared",
+    "core",
     "send",
-    "transport",
     "receive",
+    "transport",
     "node",
     "harness",
 ];

@@ -2,10 +2,10 @@
 //! node's send and receive paths driven synchronously, without tasks. Not
 //! for production; it may change in any release.
 
+use crate::core::envelope::Payload;
 use crate::error::{Error, Result};
 use crate::node::{Handlers, Node, NodeBuilder, Parts};
 use crate::receive::Dispatcher;
-use crate::send::envelope::Payload;
 use crate::transport::local::LocalChat;
 use crate::transport::{ChatMessage, TransportIo};
 
@@ -43,7 +43,7 @@ impl Harness {
     /// The node's own dispatch of it is skipped.
     pub fn post(&mut self, payload: impl Payload) -> Result<String> {
         self.node.try_send(payload)?;
-        self.node.bus().outbox.discard_own();
+        self.node.core().outbox.discard_own();
         once(self.io.next_post())
             .flatten()
             .ok_or_else(|| Error::NodeStopped {

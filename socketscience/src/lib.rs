@@ -158,6 +158,7 @@
 extern crate self as socketscience;
 
 mod clock;
+mod core;
 mod error;
 mod failover;
 #[cfg(feature = "test-util")]
@@ -177,6 +178,7 @@ mod sync;
 pub mod transport;
 pub mod wire;
 
+pub use core::envelope::{Envelope, Payload};
 pub use error::{Error, Result};
 pub use failover::{Failover, Role};
 pub use message::{message_types, Message, MessageType};
@@ -188,7 +190,6 @@ pub use node::{
 pub use presence::{Peer, PeerChange, PeerEvent, PeerEvents, MAX_META_BYTES};
 pub use receive::ReassemblyLimits;
 pub use security::{UntrustedAccount, PREVIOUS_SECRET_ENV, SECRET_ENV};
-pub use send::envelope::{Envelope, Payload};
 pub use stats::Stats;
 #[cfg(feature = "irc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "irc")))]

@@ -23,8 +23,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use crate::core::ChatMessage;
+use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::send::Bus;
 use crate::send::Poster;
 #[cfg(any(feature = "stackexchange", feature = "matrix"))]
 use crate::stats::Counters;
@@ -32,27 +33,6 @@ use crate::wire::LineMode;
 
 /// A boxed, sendable future, as [`Transport::run`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// One message seen in the chat room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatMessage {
-    /// The chat account that posted it, as the chat reports it (user id,
-    /// nick, ...). Trust is decided on this. Empty when the chat does not
-    /// vouch for the sender: such a message is never trusted.
-    pub account: Arc<str>,
-    /// The message's text, as posted (the node cleans it).
-    pub text: Arc<str>,
-}
-
-impl ChatMessage {
-    /// A chat message from `account` saying `text`.
-    pub fn new(account: impl Into<Arc<str>>, text: impl Into<Arc<str>>) -> ChatMessage {
-        ChatMessage {
-            account: account.into(),
-            text: text.into(),
-        }
-    }
-}
 
 /// A chat room connection a [`Node`](crate::Node) can use.
 ///
@@ -148,8 +128,8 @@ pub trait Transport: Send + 'static {
 /// The node's side of a transport: what to post, where to deliver.
 pub struct TransportIo {
     pub(crate) inbound: mpsc::Sender<ChatMessage>,
-    /// The node's side of the bus.
-    pub(crate) bus: Arc<Bus>,
+    /// The node's core.
+    pub(crate) core: Arc<Core>,
     /// What waits to be posted, grouped, framed and chunked (`send/`).
     pub(crate) poster: Poster,
     /// Where `start` waits for the first connection
@@ -175,7 +155,7 @@ impl TransportIo {
     // (The send path's future itself, not wrapped in another.)
     #[inline]
     pub fn next_post(&mut self) -> impl Future<Output = Option<String>> + Send + '_ {
-        self.poster.next_post(&self.bus)
+        self.poster.next_post(&self.core)
     }
 
     /// How many envelopes the last post (the frame of the last chunk) held.
@@ -203,7 +183,7 @@ impl TransportIo {
             .send(message)
             .await
             .map_err(|_| Error::NodeStopped {
-                name: self.bus.name.to_string(),
+                name: self.core.name.to_string(),
             })
     }
 
@@ -212,7 +192,7 @@ impl TransportIo {
     /// A transport that cannot post right now (disconnected) checks it to
     /// decide between waiting and giving up.
     pub fn is_closing(&self) -> bool {
-        self.bus.outbox.is_closed()
+        self.core.outbox.is_closed()
     }
 
     /// The bound on the node's shutdown
@@ -221,7 +201,7 @@ impl TransportIo {
     /// A transport that has its own flushing steps may use it to give up
     /// in time, with its own log.
     pub fn shutdown_timeout(&self) -> std::time::Duration {
-        self.bus.shutdown_timeout
+        self.core.shutdown_timeout
     }
 
     /// From now on, a post counts as posted only when the transport says
@@ -242,18 +222,18 @@ impl TransportIo {
     /// The posts tagged up to `through` (from [`post_through`](Self::post_through)) are posted.
     #[cfg(feature = "irc")]
     pub(crate) fn confirm_through(&self, through: u64) {
-        self.bus.confirm_through(through);
+        self.core.confirm_through(through);
     }
 
     /// The sending node's instance name (for a transport's logs).
     pub fn node_name(&self) -> &str {
-        &self.bus.name
+        &self.core.name
     }
 
     /// What the transport's own tasks may keep of the node.
     #[cfg(any(feature = "stackexchange", feature = "matrix"))]
     pub(crate) fn link(&self) -> NodeLink {
-        NodeLink(self.bus.clone())
+        NodeLink(self.core.clone())
     }
 }
 
@@ -262,7 +242,7 @@ impl TransportIo {
 /// transports see the node through this and [`TransportIo`] only.
 #[cfg(any(feature = "stackexchange", feature = "matrix"))]
 #[derive(Clone)]
-pub(crate) struct NodeLink(Arc<Bus>);
+pub(crate) struct NodeLink(Arc<Core>);
 
 #[cfg(any(feature = "stackexchange", feature = "matrix"))]
 impl NodeLink {

@@ -23,11 +23,11 @@ use tokio::sync::mpsc;
 use tracing::trace;
 
 use super::{Context, Node, NodeShared, Sender};
+use crate::core::envelope::{BodyWriter, Payload};
+use crate::core::outbox::Refused;
+use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::send::envelope::{BodyWriter, Payload};
-use crate::send::outbox::Refused;
-use crate::send::Bus;
 use crate::wire::{RawValueRef, KEY_ASK, KEY_REPLY_TO};
 
 /// A message kind that expects replies of kind [`Reply`](Question::Reply):
@@ -158,13 +158,13 @@ fn reply<Q: Question, O: IntoReply<Q::Reply>>(
         return Ok(());
     };
     let node = cx.node();
-    let writer = encode(node.bus(), |w| {
+    let writer = encode(node.core(), |w| {
         w.message(KEY_REPLY_TO, &(&*asked.asker, asked.id))?;
         reply.write_messages(w)
     })
     .map_err(|e| e.to_string())?;
-    let bus = node.bus();
-    match bus.outbox.try_push(writer, &bus.counters.sent) {
+    let core = node.core();
+    match core.outbox.try_push(writer, &core.counters.sent) {
         Ok(()) => Ok(()),
         Err(Refused::Full(..)) => Err(format!(
             "the reply to {} could not be queued: the outgoing queue is full",
@@ -204,10 +204,10 @@ pub fn answer_with<O, Q: Answering<O>>(out: O, cx: &Context) -> std::result::Res
 
 /// A new envelope written by `write`, checked as every envelope is
 /// ([`Bus::check`]: its size, and with Python peers what they can read).
-fn encode(bus: &Bus, write: impl FnOnce(&mut BodyWriter) -> Result<()>) -> Result<BodyWriter> {
-    let mut writer = BodyWriter::new(bus.codec);
+fn encode(core: &Core, write: impl FnOnce(&mut BodyWriter) -> Result<()>) -> Result<BodyWriter> {
+    let mut writer = BodyWriter::new(core.codec);
     write(&mut writer)?;
-    bus.check(&writer)?;
+    core.check(&writer)?;
     Ok(writer)
 }
 
@@ -370,14 +370,14 @@ impl<'n, Q: Question + Sync> Within<'n, Q> {
             id,
         };
         let question = &self.ask.question;
-        let writer = encode(&shared.bus, |w| {
+        let writer = encode(&shared.core, |w| {
             w.message(KEY_ASK, &id)?;
             question.write_messages(w)
         })?;
         if shared
-            .bus
+            .core
             .outbox
-            .push(writer, &shared.bus.counters.sent)
+            .push(writer, &shared.core.counters.sent)
             .await
             .is_err()
         {
@@ -421,7 +421,7 @@ impl<'n, Q: Question + Sync> IntoFuture for Within<'n, Q> {
 /// node has run for a peer timeout (before, it may not have heard every
 /// live instance yet).
 fn waited_for(node: &Node, kind: &str) -> (Vec<String>, bool) {
-    let presence = &node.bus().presence;
+    let presence = &node.core().presence;
     let mut waiting = Vec::new();
     if node.shared.read_registry().get(kind).is_some() {
         waiting.push(node.name().to_owned());
@@ -540,10 +540,10 @@ impl<R> Answers<R> {
     /// ```
     pub fn silent(&self) -> Vec<String> {
         let shared = &self.registration.shared;
-        let live = shared.bus.presence.peers();
+        let live = shared.core.presence.peers();
         self.waiting
             .iter()
-            .filter(|w| **w == *shared.bus.name || live.iter().any(|p| p.instance() == w.as_str()))
+            .filter(|w| **w == *shared.core.name || live.iter().any(|p| p.instance() == w.as_str()))
             .cloned()
             .collect()
     }

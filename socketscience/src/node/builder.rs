@@ -13,14 +13,14 @@ use super::default;
 use super::dispatch::Handlers;
 use super::handler::Registry;
 use super::{Node, NodeShared, Tasks};
+use crate::core::envelope::Origin;
+use crate::core::outbox::Outbox;
+use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::message;
 use crate::presence::{self, Presence};
 use crate::receive::{Checks, Dispatcher, ReassemblyLimits};
 use crate::security::{Keys, Trust};
-use crate::send::envelope::Origin;
-use crate::send::outbox::Outbox;
-use crate::send::Bus;
 use crate::send::Poster;
 use crate::stats::Counters;
 use crate::sync::lock;
@@ -529,7 +529,7 @@ impl NodeBuilder {
         let span = |task: &'static str| task_span(&node, task);
         let mut transport_task = runtime.spawn(
             {
-                let name = node.bus().name.clone();
+                let name = node.core().name.clone();
                 async move {
                     let result = transport.run(io).await;
                     if let Err(e) = &result {
@@ -563,11 +563,11 @@ impl NodeBuilder {
         }
         let dispatch_task = runtime.spawn(dispatcher.run().instrument(span("dispatcher")));
         let presence_task = runtime
-            .spawn(super::presence::run(node.shared.bus.clone()).instrument(span("presence")));
-        if node.bus().election.is_some() && !node.bus().read_only {
+            .spawn(super::presence::run(node.shared.core.clone()).instrument(span("presence")));
+        if node.core().election.is_some() && !node.core().read_only {
             // Failover: ends by itself when the node shuts down.
             runtime
-                .spawn(super::failover::run(node.shared.bus.clone()).instrument(span("failover")));
+                .spawn(super::failover::run(node.shared.core.clone()).instrument(span("failover")));
         }
         #[cfg(feature = "metrics")]
         runtime.spawn(super::metrics::run(node.clone()).instrument(span("metrics")));
@@ -579,14 +579,14 @@ impl NodeBuilder {
         if make_default {
             default::offer(&node);
         }
-        let bus = node.bus();
+        let core = node.core();
         info!(
-            node = %bus.name,
-            account = %bus.account,
-            session = format_args!("{:016x}", bus.session),
-            codec = %bus.codec,
-            python_peers = bus.python_peers.is_some(),
-            signed = !bus.keys.is_empty(),
+            node = %core.name,
+            account = %core.account,
+            session = format_args!("{:016x}", core.session),
+            codec = %core.codec,
+            python_peers = core.python_peers.is_some(),
+            signed = !core.keys.is_empty(),
             handlers = node.shared.read_registry().handler_count(),
             "socketscience node started"
         );
@@ -769,7 +769,7 @@ impl NodeBuilder {
                 return Err(super::no_heartbeats(&name, &h.name, "`#[handler(shared)]`"));
             }
         }
-        let bus = Arc::new(Bus {
+        let core = Arc::new(Core {
             name: name.as_str().into(),
             account: account.clone(),
             session,
@@ -790,12 +790,12 @@ impl NodeBuilder {
             shutdown_timeout,
             read_only,
         });
-        bus.presence.set_meta(meta);
-        bus.presence
+        core.presence.set_meta(meta);
+        core.presence
             .set_kinds(registry.kinds_sorted(), registry.shared_kinds_sorted());
         let node = Node {
             shared: Arc::new(NodeShared {
-                bus: bus.clone(),
+                core: core.clone(),
                 registry: Arc::new(ArcSwap::from_pointee(registry)),
                 tasks: Mutex::new(None),
                 asks: Default::default(),
@@ -805,7 +805,7 @@ impl NodeBuilder {
         };
         let io = TransportIo {
             inbound: in_tx,
-            bus: bus.clone(),
+            core: core.clone(),
             connected: None,
             poster: Poster::new(
                 max_len,
@@ -815,8 +815,8 @@ impl NodeBuilder {
                     presence.history,
                     presence.history_age.as_millis() as u64,
                 ),
-                bus.session,
-                bus.keys.clone(),
+                core.session,
+                core.keys.clone(),
             ),
         };
         let checks = Checks {
@@ -825,7 +825,8 @@ impl NodeBuilder {
             body_limits,
             reassembly,
         };
-        let dispatcher = Dispatcher::new(bus, checks, Handlers::new(node.clone(), observer), in_rx);
+        let dispatcher =
+            Dispatcher::new(core, checks, Handlers::new(node.clone(), observer), in_rx);
         Ok(Parts {
             node,
             transport,
@@ -839,7 +840,7 @@ impl NodeBuilder {
 /// spans of its handler runs (`handler{..}`, `dispatch.rs`) are inside the
 /// dispatcher's.
 fn task_span(node: &Node, task: &'static str) -> tracing::Span {
-    tracing::info_span!("node", node = %node.bus().name, task)
+    tracing::info_span!("node", node = %node.core().name, task)
 }
 
 /// The codec a node writes, and, with `python_peers`, the most body bytes

@@ -16,17 +16,17 @@ use super::handler::{Call, HandlerMode, Registered, Registry};
 use super::mismatch::What;
 use super::shared::{Decision, Jobs, Origin, Takeover};
 use super::{Context, Node, Sender};
+use crate::core::Core;
 use crate::receive::Deliver;
-use crate::send::Bus;
 use crate::stats::Counters;
 use crate::wire::Messages;
 
 /// A node's handlers as its dispatcher runs them.
 pub(crate) struct Handlers {
     node: Node,
-    /// The node's side of the bus (its counters, without going through the
+    /// The node's core (its counters, without going through the
     /// node's handle).
-    bus: Arc<Bus>,
+    core: Arc<Core>,
     /// The node's registry as last taken (see `refresh`).
     registry: Arc<Registry>,
     /// The node's registry, looked at (one atomic load) before each body.
@@ -92,10 +92,10 @@ impl Observed<'_> {
 impl Handlers {
     pub(crate) fn new(node: Node, observer: Option<Arc<Observer>>) -> Handlers {
         let shared = &node.shared;
-        let bus = shared.bus.clone();
+        let core = shared.core.clone();
         let own_cx = Context::new(
             node.clone(),
-            Sender::own(bus.account.clone(), bus.name.clone()),
+            Sender::own(core.account.clone(), core.name.clone()),
         );
         Handlers {
             registry: shared.registry.load_full(),
@@ -104,7 +104,7 @@ impl Handlers {
             room_cx: own_cx,
             observer,
             jobs: Default::default(),
-            bus,
+            core,
             node,
         }
     }
@@ -121,8 +121,8 @@ impl Handlers {
         session: Option<u64>,
         cx: &Context,
     ) {
-        let bus = &*self.bus;
-        let counters = &bus.counters;
+        let core = &*self.core;
+        let counters = &core.counters;
         Counters::add_owned(&counters.envelopes, count.unwrap_or(1));
         // Questions: what an `_ask` or `_re` entry says of the next message.
         let mut tag = None;
@@ -149,7 +149,7 @@ impl Handlers {
                 }
             }
             let Some(handlers) = self.registry.get(kind) else {
-                match super::ask::read_tag(kind, *raw, &bus.name) {
+                match super::ask::read_tag(kind, *raw, &core.name) {
                     Some(t) => tag = Some(t),
                     None => self.mismatch(kind, cx, What::Unknown),
                 }
@@ -189,7 +189,7 @@ impl Handlers {
                 let called = {
                     let span = spans.then(|| {
                         handler_span(
-                            bus,
+                            core,
                             kind,
                             cx,
                             Place {
@@ -226,12 +226,12 @@ impl Handlers {
                     }
                     Err(panic) => Err(panic),
                 };
-                ran(bus, handler, kind, outcome);
+                ran(core, handler, kind, outcome);
             }
         }
         if shared_seen {
             if let (Some(session), Some(seq)) = (session, seq) {
-                bus.shared.handled(session, seq + count.unwrap_or(1));
+                core.shared.handled(session, seq + count.unwrap_or(1));
             }
         }
     }
@@ -248,7 +248,7 @@ impl Handlers {
         seq: Option<u64>,
         at: usize,
     ) -> Decision {
-        let bus = &*self.bus;
+        let core = &*self.core;
         // The registry's own string, which held jobs keep.
         let Some(kind) = self.registry.kind_of(kind.as_bytes()) else {
             return Decision::Elsewhere;
@@ -260,11 +260,11 @@ impl Handlers {
             at,
         };
         let decision =
-            super::shared::decide(bus, &mut crate::sync::lock(&self.jobs), kind, raw, origin);
+            super::shared::decide(core, &mut crate::sync::lock(&self.jobs), kind, raw, origin);
         if let Decision::Run(takeover) = decision {
-            Counters::add_owned(&bus.counters.shared_runs, 1);
+            Counters::add_owned(&core.counters.shared_runs, 1);
             if takeover {
-                Counters::add_owned(&bus.counters.shared_takeovers, 1);
+                Counters::add_owned(&core.counters.shared_takeovers, 1);
             }
         }
         decision
@@ -274,9 +274,9 @@ impl Handlers {
     #[cold]
     #[inline(never)]
     async fn take_over(&self, job: Takeover) {
-        let bus = &*self.bus;
-        Counters::add_owned(&bus.counters.shared_runs, 1);
-        Counters::add_owned(&bus.counters.shared_takeovers, 1);
+        let core = &*self.core;
+        Counters::add_owned(&core.counters.shared_runs, 1);
+        Counters::add_owned(&core.counters.shared_takeovers, 1);
         let Some(handlers) = self.registry.get(job.kind) else {
             return;
         };
@@ -293,7 +293,7 @@ impl Handlers {
                 }
                 Err(panic) => Err(panic),
             };
-            ran(bus, handler, job.kind, outcome);
+            ran(core, handler, job.kind, outcome);
         }
     }
 }
@@ -304,7 +304,7 @@ impl Handlers {
     #[cold]
     #[inline(never)]
     fn mismatch(&self, kind: &str, cx: &Context, what: What<'_>) {
-        let counters = &self.bus.counters;
+        let counters = &self.core.counters;
         match what {
             What::Unknown => Counters::add_owned(&counters.unknown_kinds, 1),
             What::Bad(_) => Counters::add_owned(&counters.bad_values, 1),
@@ -312,7 +312,7 @@ impl Handlers {
         self.node
             .shared
             .mismatches
-            .note(&self.bus.name, kind, cx.sender(), what);
+            .note(&self.core.name, kind, cx.sender(), what);
     }
 }
 
@@ -353,7 +353,7 @@ impl Deliver for Handlers {
         count: Option<u64>,
         seq: Option<u64>,
     ) -> impl Future<Output = ()> + Send {
-        self.dispatch(messages, count, seq, Some(self.bus.session), &self.own_cx)
+        self.dispatch(messages, count, seq, Some(self.core.session), &self.own_cx)
     }
 
     #[inline]
@@ -378,7 +378,7 @@ impl Deliver for Handlers {
     async fn tick(&mut self) {
         let takeovers = {
             let mut jobs = crate::sync::lock(&self.jobs);
-            super::shared::tick(&self.bus, &self.node, &mut jobs)
+            super::shared::tick(&self.core, &self.node, &mut jobs)
         };
         for job in takeovers {
             self.take_over(job).await;
@@ -406,10 +406,10 @@ struct Place {
 /// `seq` is then the first's, and `envelopes` how many the body holds.
 /// Made only when a subscriber may take INFO (see `dispatch`).
 #[inline(never)]
-fn handler_span(bus: &Bus, kind: &str, cx: &Context, place: Place) -> tracing::Span {
+fn handler_span(core: &Core, kind: &str, cx: &Context, place: Place) -> tracing::Span {
     let span = tracing::info_span!(
         "handler",
-        node = %bus.name,
+        node = %core.name,
         kind,
         sender = cx.sender().instance().unwrap_or(cx.sender().account()),
         seq = tracing::field::Empty,
@@ -456,17 +456,17 @@ fn observe(
 #[cold]
 #[inline(never)]
 fn ran(
-    bus: &Bus,
+    core: &Core,
     handler: &Registered,
     kind: &str,
     outcome: std::thread::Result<Result<(), String>>,
 ) {
-    let counters = &bus.counters;
+    let counters = &core.counters;
     match outcome {
         Ok(Ok(())) => Counters::add_owned(&counters.dispatched, 1),
         Ok(Err(e)) => {
             Counters::add_owned(&counters.handler_errors, 1);
-            warn!(node = %bus.name, handler = %handler.name, kind = %kind, error = %e, "handler failed");
+            warn!(node = %core.name, handler = %handler.name, kind = %kind, error = %e, "handler failed");
         }
         Err(panic) => {
             Counters::add_owned(&counters.handler_panics, 1);
@@ -475,7 +475,7 @@ fn ran(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a non-string payload".into());
-            error!(node = %bus.name, handler = %handler.name, kind = %kind, panic = %what, "handler panicked");
+            error!(node = %core.name, handler = %handler.name, kind = %kind, panic = %what, "handler panicked");
         }
     }
 }

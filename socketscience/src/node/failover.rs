@@ -10,9 +10,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Node;
+use crate::core::Core;
 use crate::failover::Role;
 use crate::presence::Peer;
-use crate::send::Bus;
 
 /// The failover task of a node: evaluates the rule on every tick,
 /// heartbeats, and answers what it heard (a weaker claim) with a
@@ -24,17 +24,17 @@ use crate::send::Bus;
 /// `drawn`). A newcomer is told the roles by the presence task's answer
 /// (`node::presence`): every heartbeat carries them. Ends when the node
 /// shuts down.
-pub(crate) async fn run(bus: Arc<Bus>) {
-    let Some(election) = bus.election.clone() else {
+pub(crate) async fn run(core: Arc<Core>) {
+    let Some(election) = core.election.clone() else {
         return;
     };
-    let presence = &bus.presence;
+    let presence = &core.presence;
     let options = presence.options;
     let tick = (election.heartbeat / 8).clamp(Duration::from_millis(1), Duration::from_millis(250));
     let answer_gap = election.heartbeat / 2;
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rng = fastrand::Rng::with_seed(bus.session ^ 0x2545_f491_4f6c_dd1d);
+    let mut rng = fastrand::Rng::with_seed(core.session ^ 0x2545_f491_4f6c_dd1d);
     let mut draw = rng.f64();
     // The first heartbeat at once: the others learn of this node (and it
     // of them, as they answer a newcomer's heartbeat with theirs).
@@ -42,11 +42,11 @@ pub(crate) async fn run(bus: Arc<Bus>) {
     // When it last posted something other than a heartbeat (a standby's
     // heartbeat rides in it).
     let mut last_post: Option<Instant> = None;
-    let mut posts = other_posts(&bus);
+    let mut posts = other_posts(&core);
     let mut answer = false;
     loop {
         ticks.tick().await;
-        if bus.outbox.is_closed() {
+        if core.outbox.is_closed() {
             return;
         }
         presence.with_peers(|peers| {
@@ -56,11 +56,11 @@ pub(crate) async fn run(bus: Arc<Bus>) {
             election.refresh(presence.peer_timeout(), heard);
         });
         answer |= election.tick();
-        answer |= bus
+        answer |= core
             .answer_due
             .swap(false, std::sync::atomic::Ordering::Relaxed);
         let now = Instant::now();
-        let now_posts = other_posts(&bus);
+        let now_posts = other_posts(&core);
         if now_posts != posts {
             posts = now_posts;
             last_post = Some(now);
@@ -78,15 +78,15 @@ pub(crate) async fn run(bus: Arc<Bus>) {
             last_heartbeat = Some(now);
             draw = rng.f64();
             answer = false;
-            bus.announce();
+            core.announce();
         }
     }
 }
 
 /// How many posts the node made other than heartbeats (envelopes,
 /// repair traffic).
-fn other_posts(bus: &Bus) -> u64 {
-    let stats = bus.counters.snapshot();
+fn other_posts(core: &Core) -> u64 {
+    let stats = core.counters.snapshot();
     stats.posts.wrapping_sub(stats.heartbeats)
 }
 
@@ -95,7 +95,7 @@ impl Node {
     /// A node that takes no part is always [`Role::Active`]: alone, it
     /// does the job.
     pub fn role(&self) -> Role {
-        match &self.bus().election {
+        match &self.core().election {
             Some(e) => *e.role.borrow(),
             None => Role::Active,
         }
@@ -107,7 +107,7 @@ impl Node {
     /// change to active, [`fencing_token`](Node::fencing_token) already
     /// gives the new tenure's token.
     pub fn watch_role(&self) -> watch::Receiver<Role> {
-        match &self.bus().election {
+        match &self.core().election {
             Some(e) => e.role.subscribe(),
             None => watch::Sender::new(Role::Active).subscribe(),
         }
@@ -152,7 +152,10 @@ impl Node {
     /// instance is left to tell a new one the last term): a service that
     /// outlives the whole fleet resets its fence then.
     pub fn fencing_token(&self) -> Option<u64> {
-        self.bus().election.as_ref().and_then(|e| *e.token.borrow())
+        self.core()
+            .election
+            .as_ref()
+            .and_then(|e| *e.token.borrow())
     }
 
     /// The fencing token ([`fencing_token`](Node::fencing_token)) as a
@@ -161,7 +164,7 @@ impl Node {
     /// active). It changes before [`watch_role`](Node::watch_role) is told
     /// of the role change that goes with it.
     pub fn watch_fencing_token(&self) -> watch::Receiver<Option<u64>> {
-        match &self.bus().election {
+        match &self.core().election {
             Some(e) => e.token.subscribe(),
             None => watch::Sender::new(None).subscribe(),
         }
@@ -183,9 +186,9 @@ impl Node {
     ///
     /// Does nothing on a node that takes no part in an election.
     pub fn force_role(&self, role: Role) {
-        if let Some(e) = &self.bus().election {
+        if let Some(e) = &self.core().election {
             if e.force(role) {
-                self.bus().announce();
+                self.core().announce();
             }
         }
     }
@@ -193,15 +196,15 @@ impl Node {
     /// Ends a role forced with [`force_role`](Node::force_role): the node
     /// takes part in the election as usual again.
     pub fn release_role(&self) {
-        if let Some(e) = &self.bus().election {
+        if let Some(e) = &self.core().election {
             e.release();
-            self.bus().announce();
+            self.core().announce();
         }
     }
 
     /// The peers with their roles filled in (called by [`Node::peers`]).
     pub(crate) fn with_roles(&self, mut peers: Vec<Peer>) -> Vec<Peer> {
-        if let Some(e) = &self.bus().election {
+        if let Some(e) = &self.core().election {
             for p in &mut peers {
                 if let Some((role, term)) = e.role_of(p.instance(), p.session()) {
                     (p.role, p.term) = (Some(role), Some(term));

@@ -65,7 +65,7 @@ pub(crate) async fn run(node: Node) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if node.bus().outbox.is_closed() {
+        if node.core().outbox.is_closed() {
             return;
         }
         publish(&node);
@@ -74,18 +74,18 @@ pub(crate) async fn run(node: Node) {
 
 /// Publishes the node's counters and gauges now.
 pub(crate) fn publish(node: &Node) {
-    let bus = node.bus();
-    let label = || [("node", bus.name.to_string())];
+    let core = node.core();
+    let label = || [("node", core.name.to_string())];
     for (name, value, _) in node.stats().iter() {
         metrics::counter!(format!("socketscience_{name}"), &label()).absolute(value);
     }
-    let term = bus.election.as_ref().map_or(0, |e| e.term());
+    let term = core.election.as_ref().map_or(0, |e| e.term());
     let values = [
         node.peers().len() as f64,
         f64::from(u8::from(node.role() == Role::Active)),
         term as f64,
-        bus.unposted() as f64,
-        bus.held.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        core.unposted() as f64,
+        core.held.load(std::sync::atomic::Ordering::Relaxed) as f64,
     ];
     for (&(name, _), value) in GAUGES.iter().zip(values) {
         metrics::gauge!(name, &label()).set(value);

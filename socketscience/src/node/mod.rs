@@ -8,8 +8,8 @@
 //! receive path's `Deliver`), `default.rs` (the process's default node,
 //! for `broadcast()`), and the node's side of presence (`presence.rs`),
 //! failover (`failover.rs`) and questions (`ask.rs`). What the node's
-//! tasks share with the transport and the receive path is its `Bus`
-//! (`crate::send::Bus`).
+//! tasks share with the transport and the receive path is its `Core`
+//! (`crate::core::Core`).
 
 pub(crate) mod ask;
 mod builder;
@@ -41,11 +41,11 @@ use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::core::envelope::{BodyWriter, Payload};
+use crate::core::outbox::Refused;
+use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::send::envelope::{BodyWriter, Payload};
-use crate::send::outbox::Refused;
-use crate::send::Bus;
 use crate::stats::{Counters, Stats};
 use crate::sync::lock;
 use crate::wire::{Codec, RawValueRef};
@@ -87,8 +87,8 @@ pub struct Node {
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Node")
-            .field("name", &self.bus().name)
-            .field("account", &self.bus().account)
+            .field("name", &self.core().name)
+            .field("account", &self.core().account)
             .field("state", &self.shared.state.type_names())
             .finish_non_exhaustive()
     }
@@ -101,11 +101,11 @@ impl PartialEq for Node {
 }
 impl Eq for Node {}
 
-/// What the node's handles share: its side of the bus (shared in turn
-/// with the transport and the dispatcher), its handlers, its questions in
-/// flight and its tasks.
+/// What the node's handles share: its core (shared in turn with the
+/// transport and the dispatcher), its handlers, its questions in flight
+/// and its tasks.
 pub(crate) struct NodeShared {
-    pub(crate) bus: Arc<Bus>,
+    pub(crate) core: Arc<Core>,
     /// The handlers, replaced whole when one is registered (copy on
     /// write); shared with the dispatcher's cache of it.
     pub(crate) registry: Arc<ArcSwap<Registry>>,
@@ -131,30 +131,30 @@ struct Tasks {
 }
 
 impl Node {
-    /// The node's side of the bus.
+    /// The node's core.
     #[inline]
-    pub(crate) fn bus(&self) -> &Bus {
-        &self.shared.bus
+    pub(crate) fn core(&self) -> &Core {
+        &self.shared.core
     }
 
     /// This instance's name.
     pub fn name(&self) -> &str {
-        &self.bus().name
+        &self.core().name
     }
 
     /// The chat account this node posts as.
     pub fn account(&self) -> &str {
-        &self.bus().account
+        &self.core().account
     }
 
     /// This process's session id: random per start, sent with every envelope.
     pub fn session(&self) -> u64 {
-        self.bus().session
+        self.core().session
     }
 
     /// The codec this node writes.
     pub fn codec(&self) -> Codec {
-        self.bus().codec
+        self.core().codec
     }
 
     /// The value of type `T` given to
@@ -172,7 +172,7 @@ impl Node {
     /// [`Stats::untrusted_unlisted`]. Each account's first envelope is also
     /// logged at WARN with the `.trust(..)` that would admit it.
     pub fn untrusted_accounts(&self) -> Vec<crate::security::UntrustedAccount> {
-        self.bus().untrusted.list()
+        self.core().untrusted.list()
     }
 
     /// The kinds this node could not use, per kind and sender: values that
@@ -205,7 +205,7 @@ impl Node {
 
     /// A snapshot of the node's counters.
     pub fn stats(&self) -> Stats {
-        self.bus().counters.snapshot()
+        self.core().counters.snapshot()
     }
 
     /// Sends a message, or an [`Envelope`](crate::Envelope) of several, to
@@ -213,10 +213,10 @@ impl Node {
     /// queue is full; returns once the envelope is queued (it is posted,
     /// and this node's own handlers run, in order, soon after).
     pub async fn send(&self, payload: impl Payload) -> Result<()> {
-        let bus = self.bus();
-        let mut writer = BodyWriter::new(bus.codec);
+        let core = self.core();
+        let mut writer = BodyWriter::new(core.codec);
         self.encode(&payload, &mut writer)?;
-        match bus.outbox.push(writer, &bus.counters.sent).await {
+        match core.outbox.push(writer, &core.counters.sent).await {
             Ok(()) => Ok(()),
             Err(_) => Err(self.stopped()),
         }
@@ -226,14 +226,14 @@ impl Node {
     /// [`Error::QueueFull`] when the outgoing queue is full. This is what
     /// `broadcast()` uses; it works from sync code.
     pub fn try_send(&self, payload: impl Payload) -> Result<()> {
-        let bus = self.bus();
-        let mut writer = BodyWriter::new(bus.codec);
+        let core = self.core();
+        let mut writer = BodyWriter::new(core.codec);
         self.encode(&payload, &mut writer)?;
-        match bus.outbox.try_push(writer, &bus.counters.sent) {
+        match core.outbox.try_push(writer, &core.counters.sent) {
             Ok(()) => Ok(()),
             Err(Refused::Full(..)) => Err(Error::QueueFull {
-                name: bus.name.to_string(),
-                capacity: bus.outbox.capacity(),
+                name: core.name.to_string(),
+                capacity: core.outbox.capacity(),
             }),
             Err(Refused::Closed) => Err(self.stopped()),
         }
@@ -241,7 +241,7 @@ impl Node {
 
     fn stopped(&self) -> Error {
         Error::NodeStopped {
-            name: self.bus().name.to_string(),
+            name: self.core().name.to_string(),
         }
     }
 
@@ -252,7 +252,7 @@ impl Node {
     #[inline]
     fn encode(&self, payload: &impl Payload, writer: &mut BodyWriter) -> Result<()> {
         payload.write_messages(writer)?;
-        self.bus().check(writer)
+        self.core().check(writer)
     }
 
     /// Registers a handler at run time, like SocketScience's
@@ -316,7 +316,7 @@ impl Node {
         H: Handler<M, Args>,
     {
         let name = std::any::type_name::<H>();
-        if self.bus().election.is_none() {
+        if self.core().election.is_none() {
             return Err(no_election(self.name(), name, "node.register_active(..)"));
         }
         let call = handler::active_only(move |raw: RawValueRef<'_>, cx: &Context| {
@@ -372,8 +372,8 @@ impl Node {
         H: Handler<M, Args>,
     {
         let name = std::any::type_name::<H>();
-        let bus = self.bus();
-        if bus.presence.options.heartbeat.is_zero() || bus.read_only {
+        let core = self.core();
+        if core.presence.options.heartbeat.is_zero() || core.read_only {
             return Err(no_heartbeats(self.name(), name, "node.register_shared(..)"));
         }
         let call = Arc::new(move |raw: RawValueRef<'_>, cx: &Context| {
@@ -406,13 +406,13 @@ impl Node {
         });
         // The kinds it handles go with its next heartbeat.
         let registry = self.shared.read_registry();
-        let presence = &self.bus().presence;
+        let presence = &self.core().presence;
         presence.set_kinds(registry.kinds_sorted(), registry.shared_kinds_sorted());
         if mode == HandlerMode::Shared {
             // Said at once: until the others hear it, what it runs may
             // run elsewhere too (marked as takeovers).
-            self.bus().shared.rejoin();
-            self.bus().announce();
+            self.core().shared.rejoin();
+            self.core().announce();
         }
     }
 
@@ -441,20 +441,20 @@ impl Node {
     /// [`Stats::unposted`](crate::Stats::unposted), and `shutdown` returns
     /// [`Error::Unposted`] saying how many envelopes.
     pub async fn shutdown(&self) -> Result<()> {
-        let bus = self.bus();
+        let core = self.core();
         // Shared handlers: gives up its share, saying how far it got, in a
         // last heartbeat (posted before the queue closes).
-        bus.shared.leave();
-        if bus.presence.set_shared_open(false) && !bus.outbox.is_closed() {
-            bus.announce();
+        core.shared.leave();
+        if core.presence.set_shared_open(false) && !core.outbox.is_closed() {
+            core.announce();
         }
-        bus.outbox.close();
+        core.outbox.close();
         default::withdraw(self);
         let tasks = lock(&self.shared.tasks).take();
         let Some(mut tasks) = tasks else {
             return Ok(());
         };
-        let deadline = tokio::time::Instant::now() + bus.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + core.shutdown_timeout;
         let transport = match tokio::time::timeout_at(deadline, &mut tasks.transport).await {
             Ok(joined) => Some(joined),
             Err(_) => {
@@ -470,28 +470,28 @@ impl Node {
         let handlers_until = deadline.max(tokio::time::Instant::now() + HANDLERS_GRACE);
         match tokio::time::timeout_at(handlers_until, &mut tasks.dispatcher).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => error!(node = %bus.name, error = %e, "the dispatcher task failed"),
+            Ok(Err(e)) => error!(node = %core.name, error = %e, "the dispatcher task failed"),
             Err(_) => {
                 tasks.dispatcher.abort();
                 warn!(
-                    node = %bus.name,
-                    timeout = ?bus.shutdown_timeout,
+                    node = %core.name,
+                    timeout = ?core.shutdown_timeout,
                     "handlers still running at the shutdown timeout were stopped"
                 );
             }
         }
-        let unposted = bus.unposted();
+        let unposted = core.unposted();
         if unposted > 0 {
             // `shutdown` runs this once (the tasks are taken): one writer.
-            Counters::add_owned(&bus.counters.unposted, unposted);
+            Counters::add_owned(&core.counters.unposted, unposted);
             error!(
-                node = %bus.name,
+                node = %core.name,
                 unposted,
-                timeout = ?bus.shutdown_timeout,
+                timeout = ?core.shutdown_timeout,
                 "socketscience node stopped with envelopes not posted: dropped"
             );
         } else {
-            info!(node = %bus.name, "socketscience node stopped");
+            info!(node = %core.name, "socketscience node stopped");
         }
         #[cfg(feature = "metrics")]
         metrics::publish(self);
@@ -500,15 +500,15 @@ impl Node {
             Some(Ok(Err(e))) => Err(e),
             Some(Err(e)) => Err(Error::transport(e)),
             _ if unposted > 0 => Err(Error::Unposted {
-                name: bus.name.to_string(),
+                name: core.name.to_string(),
                 unposted,
-                timeout: bus.shutdown_timeout,
+                timeout: core.shutdown_timeout,
             }),
             Some(Ok(Ok(()))) => Ok(()),
             None => {
                 warn!(
-                    node = %bus.name,
-                    timeout = ?bus.shutdown_timeout,
+                    node = %core.name,
+                    timeout = ?core.shutdown_timeout,
                     "the chat transport had posted everything but did not stop within the \
                      shutdown timeout; it was stopped"
                 );
@@ -528,7 +528,7 @@ impl Node {
     /// ```
     pub async fn shutdown_on(&self, signal: impl std::future::Future) -> Result<()> {
         signal.await;
-        info!(node = %self.bus().name, "stop signal: shutting down");
+        info!(node = %self.core().name, "stop signal: shutting down");
         self.shutdown().await
     }
 

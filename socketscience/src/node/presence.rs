@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Node;
+use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::presence::{Peer, PeerEvents};
 use crate::rate::TokenBucket;
-use crate::send::Bus;
 
 /// The longest gap between the heartbeats
 /// [`wait_for_peers`](Node::wait_for_peers) posts while it waits.
@@ -24,7 +24,7 @@ impl Node {
     /// a post of any kind, heartbeats included, counts. Not this node
     /// itself.
     pub fn peers(&self) -> Vec<Peer> {
-        self.with_roles(self.bus().presence.peers())
+        self.with_roles(self.core().presence.peers())
     }
 
     /// How long a silent peer stays listed ([`peers`](Node::peers)), as it
@@ -41,7 +41,7 @@ impl Node {
     /// (its heartbeats are never stretched). Worked out again on every
     /// tick of the node's clock (at most a second).
     pub fn peer_timeout(&self) -> Duration {
-        self.bus().presence.peer_timeout()
+        self.core().presence.peer_timeout()
     }
 
     /// The peer list, as a [`tokio::sync::watch::Receiver`] that is told
@@ -51,7 +51,7 @@ impl Node {
     /// [`peers`](Node::peers) (the watched value also holds peers that are
     /// about to leave).
     pub fn watch_peers(&self) -> tokio::sync::watch::Receiver<Vec<Peer>> {
-        self.bus().presence.watch()
+        self.core().presence.watch()
     }
 
     /// The changes of the peer list one by one, from now on:
@@ -81,7 +81,7 @@ impl Node {
     /// # }
     /// ```
     pub fn peer_events(&self) -> PeerEvents {
-        self.bus().presence.events()
+        self.core().presence.events()
     }
 
     /// Replaces what this node says about itself
@@ -100,7 +100,7 @@ impl Node {
                     self.name()
                 ),
             })?;
-        self.bus().presence.set_meta(Some(json));
+        self.core().presence.set_meta(Some(json));
         Ok(())
     }
 
@@ -144,7 +144,7 @@ impl Node {
         // Announced now and then again, further and further apart: a
         // newcomer's first post is answered, so one that reaches them is
         // enough.
-        let heartbeat = self.bus().presence.options.heartbeat;
+        let heartbeat = self.core().presence.options.heartbeat;
         let most = if heartbeat.is_zero() {
             ANNOUNCE_MOST
         } else {
@@ -153,7 +153,7 @@ impl Node {
         let mut gap = Duration::from_secs(1).min(most);
         let mut announce_at = Instant::now();
         loop {
-            if self.bus().outbox.is_closed() {
+            if self.core().outbox.is_closed() {
                 return Err(self.stopped());
             }
             let peers = self.peers();
@@ -161,7 +161,7 @@ impl Node {
                 return Ok(peers);
             }
             if Instant::now() >= announce_at {
-                self.bus().announce();
+                self.core().announce();
                 announce_at = Instant::now() + gap;
                 gap = (gap * 2).min(most);
             }
@@ -197,14 +197,14 @@ const ANSWER_BURST: u32 = 4;
 /// one per half the interval (as answers to claims, `node::failover`): a
 /// flood of new names cannot drive the node's posting; an answer held
 /// back is posted when it may be. Ends when the node shuts down.
-pub(crate) async fn run(bus: Arc<Bus>) {
-    let presence = &bus.presence;
+pub(crate) async fn run(core: Arc<Core>) {
+    let presence = &core.presence;
     let options = presence.options;
     let mut ticks = tokio::time::interval(options.tick());
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut posts = bus.counters.snapshot().posts;
+    let mut posts = core.counters.snapshot().posts;
     let mut last_active = Instant::now();
-    let mut rng = fastrand::Rng::with_seed(bus.session ^ 0x9e37_79b9_7f4a_7c15);
+    let mut rng = fastrand::Rng::with_seed(core.session ^ 0x9e37_79b9_7f4a_7c15);
     let mut draw = rng.f64();
     let mut answers = TokenBucket::new(
         2.0 / options.heartbeat.as_secs_f64().max(0.001),
@@ -213,7 +213,7 @@ pub(crate) async fn run(bus: Arc<Bus>) {
     );
     let mut answer_due = false;
     // The failover task heartbeats for a node taking part in an election.
-    let idle_heartbeats = bus.election.is_none();
+    let idle_heartbeats = core.election.is_none();
     // Shared handlers: the node takes its share once it has heard the
     // others answer its first heartbeat; it confirms what it ran at most
     // every half interval.
@@ -222,7 +222,7 @@ pub(crate) async fn run(bus: Arc<Bus>) {
     let mut last_confirmed = Instant::now();
     loop {
         ticks.tick().await;
-        if bus.outbox.is_closed() {
+        if core.outbox.is_closed() {
             return;
         }
         presence.tick();
@@ -232,8 +232,8 @@ pub(crate) async fn run(bus: Arc<Bus>) {
         }
         if !sharing && Instant::now() >= share_at {
             sharing = true;
-            if bus.shared.open() && presence.set_shared_open(true) {
-                bus.announce();
+            if core.shared.open() && presence.set_shared_open(true) {
+                core.announce();
             }
         }
         answer_due |= presence.newcomer.swap(false, Ordering::Relaxed);
@@ -243,10 +243,10 @@ pub(crate) async fn run(bus: Arc<Bus>) {
             draw = rng.f64();
             // It has not heard this node's meta and kinds either.
             presence.own_due();
-            bus.announce();
+            core.announce();
             continue;
         }
-        let now_posts = bus.counters.snapshot().posts;
+        let now_posts = core.counters.snapshot().posts;
         if now_posts != posts {
             posts = now_posts;
             last_active = Instant::now();
@@ -255,13 +255,13 @@ pub(crate) async fn run(bus: Arc<Bus>) {
         {
             last_active = Instant::now();
             draw = rng.f64();
-            bus.announce();
+            core.announce();
         }
         // Shared jobs dealt with since the last heartbeat are confirmed
         // within half an interval, whatever else the node posts.
-        if bus.shared.unconfirmed() && last_confirmed.elapsed() >= options.heartbeat / 2 {
+        if core.shared.unconfirmed() && last_confirmed.elapsed() >= options.heartbeat / 2 {
             last_confirmed = Instant::now();
-            bus.announce();
+            core.announce();
         }
     }
 }

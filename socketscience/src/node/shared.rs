@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{Context, Sender};
-use crate::send::Bus;
+use crate::core::Core;
 use crate::shared::{choose, job_id, job_id_of_value, peer_candidates, Candidate};
 use crate::stats::Counters;
 use crate::wire::RawValueRef;
@@ -126,22 +126,22 @@ pub(crate) struct Origin<'a> {
 /// Decides who runs a shared job of `kind`; holds it when another
 /// instance does.
 pub(crate) fn decide(
-    bus: &Bus,
+    core: &Core,
     jobs: &mut Jobs,
     kind: &'static str,
     raw: RawValueRef<'_>,
     origin: Origin<'_>,
 ) -> Decision {
-    let presence = &bus.presence;
+    let presence = &core.presence;
     let options = presence.options;
-    let own = bus.shared.candidate(options.heartbeat);
+    let own = core.shared.candidate(options.heartbeat);
     let peers = presence.with_peers(|p| peer_candidates(p, kind, presence.peer_timeout()));
     let holdable = origin.session.zip(origin.seq);
     let job = match holdable {
         Some((session, seq)) => job_id(session, seq, origin.at),
         None => job_id_of_value(origin.cx.sender().account(), raw_bytes(raw)),
     };
-    let chosen = choose(job, own.map(|_| &*bus.name), &peers);
+    let chosen = choose(job, own.map(|_| &*core.name), &peers);
     if let (Some(None), Some(takeover)) = (chosen, own) {
         return Decision::Run(takeover);
     }
@@ -155,10 +155,10 @@ pub(crate) fn decide(
             return Decision::Elsewhere;
         }
     }
-    let max = bus.shared.options.max_held;
+    let max = core.shared.options.max_held;
     if jobs.held.len() >= max {
         if let Some(old) = jobs.held.pop_front() {
-            dropped(bus, &[old], "more jobs held than the bound");
+            dropped(core, &[old], "more jobs held than the bound");
         }
     }
     if max > 0 {
@@ -201,11 +201,11 @@ impl Takeover {
 /// At the dispatcher's tick: drops what is past the age bound, and takes
 /// out the jobs whose chosen instance is gone without confirming them and
 /// that fall to this node now (the rest go to their next choice).
-pub(crate) fn tick(bus: &Bus, node: &super::Node, jobs: &mut Jobs) -> Vec<Takeover> {
-    let presence = &bus.presence;
+pub(crate) fn tick(core: &Core, node: &super::Node, jobs: &mut Jobs) -> Vec<Takeover> {
+    let presence = &core.presence;
     let options = presence.options;
     let timeout = presence.peer_timeout();
-    let max_age = bus.shared.options.max_age.unwrap_or(timeout * 4);
+    let max_age = core.shared.options.max_age.unwrap_or(timeout * 4);
     let now = Instant::now();
     let mut old = Vec::new();
     while jobs
@@ -216,7 +216,7 @@ pub(crate) fn tick(bus: &Bus, node: &super::Node, jobs: &mut Jobs) -> Vec<Takeov
         old.extend(jobs.held.pop_front());
     }
     if !old.is_empty() {
-        dropped(bus, &old, "held longer than the bound");
+        dropped(core, &old, "held longer than the bound");
     }
     // Live peers and what each shares, looked at once.
     let live: Vec<(Candidate, Vec<String>)> = presence.with_peers(|peers| {
@@ -232,7 +232,7 @@ pub(crate) fn tick(bus: &Bus, node: &super::Node, jobs: &mut Jobs) -> Vec<Takeov
         live.iter()
             .any(|(l, kinds)| l == c && kinds.iter().any(|k| k == kind))
     };
-    let own = bus.shared.candidate(options.heartbeat);
+    let own = core.shared.candidate(options.heartbeat);
     let mut takeovers = Vec::new();
     let mut kept = VecDeque::with_capacity(jobs.held.len());
     for mut h in std::mem::take(&mut jobs.held) {
@@ -258,7 +258,7 @@ pub(crate) fn tick(bus: &Bus, node: &super::Node, jobs: &mut Jobs) -> Vec<Takeov
         // This node, if the others counted it, or if nobody else is left.
         let own_name = own
             .filter(|_| h.was_candidate || candidates.is_empty())
-            .map(|_| &*bus.name);
+            .map(|_| &*core.name);
         match choose(h.job, own_name, &candidates) {
             Some(None) => takeovers.push(Takeover {
                 kind: h.kind,
@@ -280,18 +280,18 @@ pub(crate) fn tick(bus: &Bus, node: &super::Node, jobs: &mut Jobs) -> Vec<Takeov
     }
     jobs.held = kept;
     if !takeovers.is_empty() {
-        info!(node = %bus.name, jobs = takeovers.len(), "taking over shared jobs of an instance gone before it confirmed them");
+        info!(node = %core.name, jobs = takeovers.len(), "taking over shared jobs of an instance gone before it confirmed them");
     }
     takeovers
 }
 
 /// Counts and logs jobs that fell out of the bound.
 #[cold]
-fn dropped(bus: &Bus, jobs: &[Held], why: &str) {
-    Counters::add_owned(&bus.counters.shared_dropped, jobs.len() as u64);
+fn dropped(core: &Core, jobs: &[Held], why: &str) {
+    Counters::add_owned(&core.counters.shared_dropped, jobs.len() as u64);
     let first = &jobs[0];
     warn!(
-        node = %bus.name,
+        node = %core.name,
         jobs = jobs.len(),
         kind = first.kind,
         sender = first.sender.instance().unwrap_or(first.sender.account()),

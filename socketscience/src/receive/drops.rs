@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use tracing::{trace, warn};
 
 use super::{Deliver, Dispatcher};
+use crate::core::ChatMessage;
+use crate::core::Core;
 use crate::security::Counted;
-use crate::send::Bus;
 use crate::stats::{Counters, Stats};
-use crate::transport::ChatMessage;
 use crate::wire::{self, ChatText};
 
 /// How often drops are summarised in the log, at most.
@@ -31,12 +31,12 @@ impl DropLog {
     }
 
     /// Summarises the drops since the last summary, if the interval passed.
-    pub(super) fn note(&mut self, bus: &Bus) {
+    pub(super) fn note(&mut self, core: &Core) {
         let now = Instant::now();
         if now.duration_since(self.last) < LOG_INTERVAL {
             return;
         }
-        let stats = bus.counters.snapshot();
+        let stats = core.counters.snapshot();
         let before = self.at_last;
         // One list of drop counters (stats.rs), the one `Stats::rejected`
         // sums: the two cannot disagree.
@@ -48,7 +48,7 @@ impl DropLog {
             .collect();
         if !summary.is_empty() {
             warn!(
-                node = %bus.name,
+                node = %core.name,
                 since_secs = now.duration_since(self.last).as_secs(),
                 "dropped from the room: {}",
                 summary.join(" ")
@@ -60,9 +60,9 @@ impl DropLog {
 
     /// Summarises the drops since the last summary now (the receive path
     /// ends).
-    pub(super) fn flush(&mut self, bus: &Bus) {
+    pub(super) fn flush(&mut self, core: &Core) {
         self.last = Instant::now() - LOG_INTERVAL;
-        self.note(bus);
+        self.note(core);
     }
 }
 
@@ -86,30 +86,30 @@ impl<D: Deliver> Dispatcher<D> {
     #[inline(never)]
     pub(super) fn untrusted(&mut self, message: &ChatMessage) {
         let account = &*message.account;
-        Counters::add_owned(&self.bus.counters.untrusted, 1);
-        trace!(node = %self.bus.name, account, "ignored a message from an untrusted account");
+        Counters::add_owned(&self.core.counters.untrusted, 1);
+        trace!(node = %self.core.name, account, "ignored a message from an untrusted account");
         let text = wire::clean(&message.text);
         let body = match wire::parse_chat_text(&text) {
             Ok(ChatText::Frame { body }) => Some(body),
             Ok(ChatText::Chunk(_)) => None,
-            _ => return self.drops.note(&self.bus),
+            _ => return self.drops.note(&self.core),
         };
-        match self.bus.untrusted.count(account) {
+        match self.core.untrusted.count(account) {
             Counted::Again => {}
-            Counted::Unlisted => Counters::add_owned(&self.bus.counters.untrusted_unlisted, 1),
+            Counted::Unlisted => Counters::add_owned(&self.core.counters.untrusted_unlisted, 1),
             Counted::First => self.first_untrusted(account, body),
         }
-        self.drops.note(&self.bus);
+        self.drops.note(&self.core);
     }
 
     /// The first envelope of an untrusted account: says who it claims to
     /// be and how to admit it.
     fn first_untrusted(&mut self, account: &str, body_b64: Option<&str>) {
-        let bus = &self.bus;
+        let core = &self.core;
         let mut bytes = Vec::new();
         let mut instance = None;
         let mut election = false;
-        if let Some(b64) = body_b64.filter(|b| b.len() / 4 * 3 <= bus.max_envelope_bytes) {
+        if let Some(b64) = body_b64.filter(|b| b.len() / 4 * 3 <= core.max_envelope_bytes) {
             if wire::decode_base64(b64, &mut bytes).is_ok() {
                 if let Ok(body) = wire::parse_body(&bytes, self.checks.body_limits) {
                     instance = body.meta.from.map(|f| f.into_owned());
@@ -118,13 +118,13 @@ impl<D: Deliver> Dispatcher<D> {
             }
         }
         if let Some(instance) = &instance {
-            bus.untrusted.claimed(account, instance);
+            core.untrusted.claimed(account, instance);
         }
-        let own = &*bus.account;
+        let own = &*core.account;
         let suggestion = self.checks.trust.suggest(own, account);
         let claims = instance.as_deref().unwrap_or("unknown");
         warn!(
-            node = %bus.name,
+            node = %core.name,
             account,
             instance = claims,
             "ignored an envelope from chat account `{account}` (instance `{claims}`), which this \
@@ -133,9 +133,9 @@ impl<D: Deliver> Dispatcher<D> {
              hears only itself); `node.untrusted_accounts()` lists the accounts ignored",
             self.checks.trust.describe(own)
         );
-        if election && bus.election.as_ref().is_some_and(|e| e.peer_count() == 0) {
+        if election && core.election.as_ref().is_some_and(|e| e.peer_count() == 0) {
             warn!(
-                node = %bus.name,
+                node = %core.name,
                 account,
                 "this node takes part in failover, and the only election traffic it hears is \
                  from untrusted accounts (`{account}`): it will elect itself alone while other \
@@ -150,27 +150,27 @@ impl<D: Deliver> Dispatcher<D> {
     #[cold]
     #[inline(never)]
     pub(super) fn refuse(&mut self, why: Refusal, account: &str, detail: &dyn std::fmt::Display) {
-        let c = &self.bus.counters;
+        let c = &self.core.counters;
         let counter = match why {
             Refusal::Malformed => &c.malformed,
             Refusal::TooLarge => &c.too_large,
             Refusal::Unsigned => &c.unsigned,
             Refusal::BadSignature => &c.bad_signature,
             Refusal::Stale => &c.stale,
-            Refusal::Duplicate if self.bus.keys.is_empty() => &c.duplicates,
+            Refusal::Duplicate if self.core.keys.is_empty() => &c.duplicates,
             Refusal::Duplicate => &c.replayed,
             Refusal::Compressed => &c.compressed_refused,
         };
         Counters::add_owned(counter, 1);
-        trace!(node = %self.bus.name, account, reason = ?why, %detail, "dropped a message from the room");
-        self.drops.note(&self.bus);
+        trace!(node = %self.core.name, account, reason = ?why, %detail, "dropped a message from the room");
+        self.drops.note(&self.core);
     }
 }
 
 /// Counts a chat message that is not a frame (people talking).
 #[cold]
 #[inline(never)]
-pub(super) fn not_a_frame(bus: &Bus, account: &str) {
-    Counters::add_owned(&bus.counters.not_frames, 1);
-    trace!(node = %bus.name, account, "not a frame");
+pub(super) fn not_a_frame(core: &Core, account: &str) {
+    Counters::add_owned(&core.counters.not_frames, 1);
+    trace!(node = %core.name, account, "not a frame");
 }

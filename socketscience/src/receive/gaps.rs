@@ -31,13 +31,13 @@ impl<D: Deliver> Dispatcher<D> {
         account: &Arc<str>,
     ) -> NewSession {
         let now = tokio::time::Instant::now();
-        let window = self.bus.presence.options.repair_window;
+        let window = self.core.presence.options.repair_window;
         let state = sender_state(&mut self.senders, from, self.heard);
         if state.retired.contains(&session) {
             return NewSession::Retired;
         }
         let restarted = state.sessions.iter().any(|t| t.owned_by(account));
-        let others_live = !silent_for_long(&self.bus.presence, state.published)
+        let others_live = !silent_for_long(&self.core.presence, state.published)
             && state.sessions.iter().any(|t| !t.owned_by(account));
         // Room is made by forgetting a session of this account only.
         if others_live && !restarted && state.sessions.len() >= SESSIONS_PER_SENDER {
@@ -131,9 +131,9 @@ impl<D: Deliver> Dispatcher<D> {
     #[cold]
     #[inline(never)]
     fn lose(&self, instance: &str, session: u64, first: u64, end: u64, n: u64, why: &str) {
-        Counters::add_owned(&self.bus.counters.lost, n);
+        Counters::add_owned(&self.core.counters.lost, n);
         warn!(
-            node = %self.bus.name,
+            node = %self.core.name,
             sender = instance,
             session = format_args!("{session:016x}"),
             range = format_args!("{first}..{end}"),
@@ -160,7 +160,7 @@ impl<D: Deliver> Dispatcher<D> {
     }
 
     fn hold_body(&mut self, from: &str, session: u64, seq: u64, end: u64, body: HeldBody) {
-        let max_held = self.bus.presence.options.max_held as u64;
+        let max_held = self.core.presence.options.max_held as u64;
         let Some(Followed {
             instance, track, ..
         }) = followed(&mut self.senders, from, session)
@@ -170,7 +170,7 @@ impl<D: Deliver> Dispatcher<D> {
         let instance = instance.clone();
         self.held_estimate += body.bytes.len();
         track.hold(seq, end, body);
-        trace!(node = %self.bus.name, from, seq, next = track.next, "holding an envelope that came early");
+        trace!(node = %self.core.name, from, seq, next = track.next, "holding an envelope that came early");
         if track.held_count > max_held || track.held_bytes > repair::MAX_HELD_BYTES {
             let (next, end) = (track.next, track.end);
             let n = track.give_up_all();
@@ -260,7 +260,7 @@ impl<D: Deliver> Dispatcher<D> {
                     self.deliver
                         .set_sender(&body.account, Some(&instance), |_| instance.clone());
                     if body.repaired {
-                        Counters::add_owned(&self.bus.counters.repaired, n);
+                        Counters::add_owned(&self.core.counters.repaired, n);
                     }
                     self.deliver
                         .room(
@@ -290,8 +290,8 @@ impl<D: Deliver> Dispatcher<D> {
         let (Some(from), Some(session)) = (meta.from.as_deref(), meta.session) else {
             return;
         };
-        let bus = self.bus.clone();
-        let presence = &bus.presence;
+        let core = self.core.clone();
+        let presence = &core.presence;
         let options = presence.options;
         let now = tokio::time::Instant::now();
         let ms = presence.coarse_ms();
@@ -321,10 +321,10 @@ impl<D: Deliver> Dispatcher<D> {
         // replay (`accept` lets through what is within the clock skew): it
         // says nothing of whether the sender lives, nor how far it got, and
         // what it asks or gives up is not acted on: dropped whole.
-        if let (Some(ts), true) = (meta.timestamp, !bus.keys.is_empty()) {
+        if let (Some(ts), true) = (meta.timestamp, !core.keys.is_empty()) {
             if !track.fresh_presence(ts) {
-                Counters::add_owned(&bus.counters.replayed, 1);
-                debug!(node = %bus.name, from, session, "a replayed presence or repair post: dropped");
+                Counters::add_owned(&core.counters.replayed, 1);
+                debug!(node = %core.name, from, session, "a replayed presence or repair post: dropped");
                 return;
             }
         }
@@ -352,10 +352,10 @@ impl<D: Deliver> Dispatcher<D> {
             election => election,
         };
         if let Some(raw) = election {
-            if bus.election_heard(&instance, session, codec, raw) {
+            if core.election_heard(&instance, session, codec, raw) {
                 self.absurd(account, from, 0);
             }
-            if let Some((role, term)) = bus
+            if let Some((role, term)) = core
                 .election
                 .as_ref()
                 .and_then(|e| e.role_of(&instance, session))
@@ -364,24 +364,24 @@ impl<D: Deliver> Dispatcher<D> {
             }
         }
         if let Some(raw) = control.meta {
-            said.meta = crate::presence::read_meta(codec, raw, &bus.name, from);
+            said.meta = crate::presence::read_meta(codec, raw, &core.name, from);
         }
         if let Some(raw) = control.kinds {
-            said.kinds = crate::presence::read_kinds(codec, raw, &bus.name, from);
+            said.kinds = crate::presence::read_kinds(codec, raw, &core.name, from);
         }
         if let Some(raw) = control.shared {
-            said.shared = crate::presence::read_kinds(codec, raw, &bus.name, from);
+            said.shared = crate::presence::read_kinds(codec, raw, &core.name, from);
         }
         // Shared handlers: what it confirms, before the peer list hears of
         // a change of what it shares (a peer that gives up its share
         // confirms what it dealt with in the same post).
         if let Some(raw) = control.confirmed {
-            if let Some(list) = crate::shared::read_confirmations(codec, raw, &bus.name, from) {
+            if let Some(list) = crate::shared::read_confirmations(codec, raw, &core.name, from) {
                 self.deliver.confirmed(&instance, session, &list);
             }
         }
         let forgotten = presence.heard(&instance, account, session, ms, said);
-        self.count(&bus.counters.peers_dropped, forgotten);
+        self.count(&core.counters.peers_dropped, forgotten);
         let mut serve = Vec::new();
         let mut unrepairable = Vec::new();
         let mut refused = 0;
@@ -396,8 +396,8 @@ impl<D: Deliver> Dispatcher<D> {
             self.repairs(raw, codec, &instance, session, account).await;
         }
         if refused > 0 {
-            Counters::add_owned(&bus.counters.repairs_refused, refused);
-            self.drops.note(&self.bus);
+            Counters::add_owned(&core.counters.repairs_refused, refused);
+            self.drops.note(&self.core);
         }
         for range in serve {
             if self.to_serve.len() < crate::repair::MAX_QUEUED && !self.to_serve.contains(&range) {
@@ -435,9 +435,9 @@ impl<D: Deliver> Dispatcher<D> {
         // node misses.)
         let asked_ranges: Vec<(u64, u64, u64)> = ranges.iter().map(|r| (r.1, r.2, r.3)).collect();
         for (asked, asked_session, first, end) in ranges {
-            if *asked == *self.bus.name && asked_session == self.bus.session {
+            if *asked == *self.core.name && asked_session == self.core.session {
                 let posted = self
-                    .bus
+                    .core
                     .presence
                     .posted_end
                     .load(std::sync::atomic::Ordering::Relaxed);
@@ -448,7 +448,7 @@ impl<D: Deliver> Dispatcher<D> {
                 };
                 if first > end || end > posted || end - first > repair::MAX_ASK {
                     refused += 1;
-                    warn!(node = %self.bus.name, from, range = format_args!("{first}..{end}"), posted, "refused an absurd repair request");
+                    warn!(node = %self.core.name, from, range = format_args!("{first}..{end}"), posted, "refused an absurd repair request");
                 } else if first < end {
                     serve.push((first, end));
                 }
@@ -536,8 +536,8 @@ impl<D: Deliver> Dispatcher<D> {
             }
         }
         if not_owner > 0 {
-            Counters::add_owned(&self.bus.counters.not_owner, not_owner);
-            trace!(node = %self.bus.name, from, account = &**account, "refused ranges given up by another than their owner");
+            Counters::add_owned(&self.core.counters.not_owner, not_owner);
+            trace!(node = %self.core.name, from, account = &**account, "refused ranges given up by another than their owner");
         }
         refused
     }
@@ -554,7 +554,7 @@ impl<D: Deliver> Dispatcher<D> {
         match wire::read_ranges(codec, raw, repair::MAX_RANGES) {
             Ok(ranges) => Some(ranges),
             Err(e) => {
-                trace!(node = %self.bus.name, from, error = %e, "refused {what}");
+                trace!(node = %self.core.name, from, error = %e, "refused {what}");
                 None
             }
         }
@@ -579,9 +579,9 @@ impl<D: Deliver> Dispatcher<D> {
         session: u64,
         account: &Arc<str>,
     ) {
-        let bus = self.bus.clone();
+        let core = self.core.clone();
         let limits = self.checks.body_limits;
-        let window = bus.presence.options.repair_window;
+        let window = core.presence.options.repair_window;
         let items = match wire::read_repairs(codec, raw, repair::MAX_REPAIRS, limits.max_depth) {
             Ok(items) => items,
             Err(e) => return self.refuse(Refusal::Malformed, account, &e),
@@ -603,7 +603,7 @@ impl<D: Deliver> Dispatcher<D> {
                         Ok(_) => {
                             self.deliver
                                 .set_sender(account, Some(instance), |_| instance.clone());
-                            Counters::add_owned(&bus.counters.repaired, 1);
+                            Counters::add_owned(&core.counters.repaired, 1);
                             self.deliver
                                 .room(&messages, None, Some(seq), Some(session), true)
                                 .await;
@@ -635,8 +635,8 @@ impl<D: Deliver> Dispatcher<D> {
     /// unless another node asked first), gives up what waited too long,
     /// asks the room about replaced sessions; drops peers not heard.
     pub(super) async fn repair_tick(&mut self) {
-        let bus = self.bus.clone();
-        let presence = &bus.presence;
+        let core = self.core.clone();
+        let presence = &core.presence;
         presence.tick();
         presence.expire();
         let options = presence.options;
@@ -689,7 +689,7 @@ impl<D: Deliver> Dispatcher<D> {
         let serve = std::mem::take(&mut self.to_serve);
         let naks = std::mem::take(&mut self.to_nak);
         if !serve.is_empty() || !naks.is_empty() {
-            bus.push_control(|q| {
+            core.push_control(|q| {
                 for range in serve {
                     if q.serve.len() < crate::repair::MAX_QUEUED && !q.serve.contains(&range) {
                         q.serve.push(range);
@@ -703,9 +703,9 @@ impl<D: Deliver> Dispatcher<D> {
             });
         }
         if !requests.is_empty() {
-            Counters::add_owned(&bus.counters.repair_requests, requests.len() as u64);
-            trace!(node = %bus.name, ?requests, "asking for repair");
-            bus.push_control(|q| {
+            Counters::add_owned(&core.counters.repair_requests, requests.len() as u64);
+            trace!(node = %core.name, ?requests, "asking for repair");
+            core.push_control(|q| {
                 for request in requests {
                     if q.requests.len() < crate::repair::MAX_QUEUED {
                         q.requests.push(request);
@@ -725,6 +725,6 @@ impl<D: Deliver> Dispatcher<D> {
             .flat_map(|state| &state.sessions)
             .map(|track| track.held_count)
             .sum();
-        bus.held.store(held, std::sync::atomic::Ordering::Relaxed);
+        core.held.store(held, std::sync::atomic::Ordering::Relaxed);
     }
 }

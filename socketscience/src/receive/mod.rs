@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, error, trace, warn};
 
+use crate::core::ChatMessage;
+use crate::core::Core;
 use crate::repair;
 use crate::security::{Trust, Verdict};
-use crate::send::Bus;
 use crate::stats::{Counter, Counters};
-use crate::transport::ChatMessage;
 use crate::wire::{self, BodyLimits, ChatText, Codec, Control, Messages, Meta, WireError};
 
 use window::{Admit, Gap, HeldBody, Track};
@@ -64,7 +64,7 @@ struct Probe {
 }
 
 /// What the receive path checks envelopes from the room against, besides
-/// the node's keys and envelope size (`Bus`); fixed at start.
+/// the node's keys and envelope size (`Core`); fixed at start.
 pub(crate) struct Checks {
     pub(crate) trust: Trust,
     pub(crate) max_skew: Duration,
@@ -126,7 +126,7 @@ pub(crate) trait Deliver {
 
 /// The node's receive path.
 pub(crate) struct Dispatcher<D> {
-    bus: Arc<Bus>,
+    core: Arc<Core>,
     checks: Checks,
     /// What runs the handlers.
     deliver: D,
@@ -171,7 +171,7 @@ pub(crate) struct Dispatcher<D> {
 
 impl<D: Deliver> Dispatcher<D> {
     pub(crate) fn new(
-        bus: Arc<Bus>,
+        core: Arc<Core>,
         checks: Checks,
         deliver: D,
         in_rx: mpsc::Receiver<ChatMessage>,
@@ -179,11 +179,11 @@ impl<D: Deliver> Dispatcher<D> {
         Dispatcher {
             senders: foldhash::HashMap::default(),
             heard: 0,
-            reassembly: Reassembly::new(checks.reassembly, bus.max_envelope_bytes.div_ceil(3) * 4),
+            reassembly: Reassembly::new(checks.reassembly, core.max_envelope_bytes.div_ceil(3) * 4),
             buf: Vec::new(),
             messages: Vec::new(),
             own_prefix_b64: {
-                let prefix = wire::batch_prefix(&bus.origin);
+                let prefix = wire::batch_prefix(&core.origin);
                 let mut b64 = String::new();
                 wire::encode_base64(&prefix[..prefix.len() / 3 * 3], &mut b64);
                 b64
@@ -203,22 +203,22 @@ impl<D: Deliver> Dispatcher<D> {
             in_rx,
             checks,
             deliver,
-            bus,
+            core,
         }
     }
 
     pub(crate) async fn run(mut self) {
-        let tick = Duration::from_secs(5).min(self.bus.presence.options.tick());
+        let tick = Duration::from_secs(5).min(self.core.presence.options.tick());
         let mut expiry = tokio::time::interval(tick);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let bus = self.bus.clone();
+        let core = self.core.clone();
         let mut own_open = true;
         let mut in_open = true;
         while own_open || in_open {
             tokio::select! {
                 biased;
                 // A burst at a time: one lock and at most one wake-up.
-                more = std::future::poll_fn(|cx| bus.outbox.poll_own(cx, &mut self.own_batch, BURST, &mut self.own_done)), if own_open => {
+                more = std::future::poll_fn(|cx| core.outbox.poll_own(cx, &mut self.own_batch, BURST, &mut self.own_done)), if own_open => {
                     if more {
                         while let Some(body) = self.own_batch.pop_front() {
                             self.run_own(&body).await;
@@ -240,14 +240,14 @@ impl<D: Deliver> Dispatcher<D> {
                 },
                 _ = expiry.tick() => {
                     let dropped = self.reassembly.expire(Instant::now());
-                    self.count(&self.bus.counters.partials_dropped, dropped);
-                    self.drops.note(&self.bus);
+                    self.count(&self.core.counters.partials_dropped, dropped);
+                    self.drops.note(&self.core);
                     self.repair_tick().await;
                     self.deliver.tick().await;
                 }
             }
         }
-        self.drops.flush(&self.bus);
+        self.drops.flush(&self.core);
     }
 
     fn count(&self, counter: &Counter, n: u64) {
@@ -268,7 +268,7 @@ impl<D: Deliver> Dispatcher<D> {
         match self.read(body, limits, &mut messages) {
             Ok(meta) => self.deliver.own(&messages, meta.count, Some(seq)).await,
             // The node wrote it; this would be a bug.
-            Err(e) => error!(node = %self.bus.name, error = %e, "cannot read own envelope"),
+            Err(e) => error!(node = %self.core.name, error = %e, "cannot read own envelope"),
         }
         self.keep(messages);
     }
@@ -296,11 +296,11 @@ impl<D: Deliver> Dispatcher<D> {
         self.messages = wire::recycle(messages);
     }
 
-    // The node's side of the bus is borrowed afresh where it is used (the
+    // The node's core is borrowed afresh where it is used (the
     // borrow checker allows no longer), rather than cloned per message.
     pub(crate) async fn receive(&mut self, message: ChatMessage) {
-        let bus = &self.bus;
-        Counters::add_owned(&bus.counters.received, 1);
+        let core = &self.core;
+        Counters::add_owned(&core.counters.received, 1);
         if !self.checks.trust.allows(&message.account) {
             return self.untrusted(&message);
         }
@@ -308,10 +308,10 @@ impl<D: Deliver> Dispatcher<D> {
         match wire::parse_chat_text(&text) {
             Ok(ChatText::Frame { body }) => self.read_frame(body, &message.account, None).await,
             Ok(ChatText::Chunk(chunk)) => {
-                Counters::add_owned(&self.bus.counters.chunks, 1);
+                Counters::add_owned(&self.core.counters.chunks, 1);
                 // With a secret, a chunk is checked before it is kept.
-                if !self.bus.keys.is_empty() {
-                    match self.bus.keys.verify_chunk(&chunk, &mut self.covered) {
+                if !self.core.keys.is_empty() {
+                    match self.core.keys.verify_chunk(&chunk, &mut self.covered) {
                         Verdict::Valid => {}
                         Verdict::Unsigned => {
                             return self.refuse(
@@ -334,7 +334,7 @@ impl<D: Deliver> Dispatcher<D> {
                 let added =
                     self.reassembly
                         .add(&message.account, chunk, Instant::now(), &mut dropped);
-                self.count(&self.bus.counters.partials_dropped, dropped);
+                self.count(&self.core.counters.partials_dropped, dropped);
                 match added {
                     Added::Complete(body) => {
                         self.read_frame(&body, &message.account, session).await
@@ -347,7 +347,7 @@ impl<D: Deliver> Dispatcher<D> {
                     ),
                 }
             }
-            Err(WireError::NotAFrame) => not_a_frame(&self.bus, &message.account),
+            Err(WireError::NotAFrame) => not_a_frame(&self.core, &message.account),
             Err(e) => self.refuse(Refusal::Malformed, &message.account, &e),
         }
     }
@@ -355,8 +355,8 @@ impl<D: Deliver> Dispatcher<D> {
     /// A whole base64 body from the room (`bound`: the session its chunks
     /// were bound to, which must be the body's).
     async fn read_frame(&mut self, body_b64: &str, account: &Arc<str>, bound: Option<u64>) {
-        let bus = &self.bus;
-        let max = bus.max_envelope_bytes;
+        let core = &self.core;
+        let max = core.max_envelope_bytes;
         let size = body_b64.len() / 4 * 3;
         if size > max {
             let e = WireError::TooLarge {
@@ -368,14 +368,14 @@ impl<D: Deliver> Dispatcher<D> {
         }
         // (Its first character tells a JSON body, which this prefix is of,
         // from a MessagePack one without comparing the rest.)
-        if bus.keys.is_empty()
+        if core.keys.is_empty()
             && body_b64.as_bytes().first() == self.own_prefix_b64.as_bytes().first()
             && body_b64.starts_with(&self.own_prefix_b64)
         {
             // This node's own post of several envelopes, echoed by the chat
             // (its handlers ran at send time): not even decoded. Signed
             // echoes are verified first and dropped by `accept`.
-            Counters::add_owned(&bus.counters.own_echoes, 1);
+            Counters::add_owned(&core.counters.own_echoes, 1);
             return;
         }
         let mut buf = std::mem::take(&mut self.buf);
@@ -393,7 +393,7 @@ impl<D: Deliver> Dispatcher<D> {
                 return self.refuse(Refusal::Compressed, account, &e);
             }
         };
-        let keys = &self.bus.keys;
+        let keys = &self.core.keys;
         let signed = !keys.is_empty();
         let verdict = if signed {
             keys.verify(body)
@@ -451,13 +451,13 @@ impl<D: Deliver> Dispatcher<D> {
     #[cold]
     #[inline(never)]
     fn python_frame(&mut self, body: &[u8], account: &str) {
-        let bus = &self.bus;
-        if bus.python_peers.is_some() || wire::Codec::sniff(body) == wire::Codec::Json {
+        let core = &self.core;
+        if core.python_peers.is_some() || wire::Codec::sniff(body) == wire::Codec::Json {
             return;
         }
         self.warned_python = true;
         warn!(
-            node = %bus.name,
+            node = %core.name,
             account,
             "a Python SocketScience instance seems to share this room (a MessagePack envelope \
              without `_from`): what this node posts (JSON, envelopes sharing a post, chunks) can \

@@ -122,9 +122,9 @@ impl<D: Deliver> Dispatcher<D> {
             self.deliver.set_sender(account, None, |name| name.into());
             return Accept::Now { release: false };
         };
-        let bus = &self.bus;
-        if meta.session == Some(bus.session) && from == &*bus.name {
-            Counters::add_owned(&bus.counters.own_echoes, 1);
+        let core = &self.core;
+        if meta.session == Some(core.session) && from == &*core.name {
+            Counters::add_owned(&core.counters.own_echoes, 1);
             return Accept::Reject;
         }
         let (Some(session), Some(seq)) = (meta.session, meta.seq) else {
@@ -168,7 +168,7 @@ impl<D: Deliver> Dispatcher<D> {
         state.last_heard = heard;
         let mut admitted = state.sessions[i].admit(seq, count);
         if admitted == Admit::TooFar {
-            let silent = silent_for_long(&self.bus.presence, state.published);
+            let silent = silent_for_long(&self.core.presence, state.published);
             let track = &mut state.sessions[i];
             if !silent {
                 return self.absurd(account, from, seq);
@@ -185,14 +185,14 @@ impl<D: Deliver> Dispatcher<D> {
         // A sign of life, unless it was seen before (a replay says nothing
         // of whether the sender still lives).
         if matches!(admitted, Admit::InOrder | Admit::Ahead) {
-            let presence = &self.bus.presence;
+            let presence = &self.core.presence;
             let ms = presence.coarse_ms();
             if state.published == u64::MAX || ms >= state.published.saturating_add(1_000) {
                 state.published = ms;
                 let forgotten =
                     presence.heard(&state.instance, account, session, ms, Default::default());
                 if forgotten > 0 {
-                    Counters::add_owned(&self.bus.counters.peers_dropped, forgotten);
+                    Counters::add_owned(&self.core.counters.peers_dropped, forgotten);
                 }
             }
         }
@@ -215,7 +215,7 @@ impl<D: Deliver> Dispatcher<D> {
                 Accept::Reject
             }
             Admit::Partial | Admit::TooFar => {
-                trace!(node = %self.bus.name, from, seq, count, "dropped a body that repeats part of what arrived");
+                trace!(node = %self.core.name, from, seq, count, "dropped a body that repeats part of what arrived");
                 Accept::Reject
             }
         }
@@ -252,9 +252,9 @@ impl<D: Deliver> Dispatcher<D> {
     #[cold]
     #[inline(never)]
     pub(super) fn not_owner(&mut self, account: &str, from: &str, session: u64) -> Accept {
-        Counters::add_owned(&self.bus.counters.not_owner, 1);
-        trace!(node = %self.bus.name, account, from, session, "refused a post about a session of another account");
-        self.drops.note(&self.bus);
+        Counters::add_owned(&self.core.counters.not_owner, 1);
+        trace!(node = %self.core.name, account, from, session, "refused a post about a session of another account");
+        self.drops.note(&self.core);
         Accept::Reject
     }
 
@@ -262,9 +262,9 @@ impl<D: Deliver> Dispatcher<D> {
     #[cold]
     #[inline(never)]
     pub(super) fn absurd(&mut self, account: &str, from: &str, value: u64) -> Accept {
-        Counters::add_owned(&self.bus.counters.absurd, 1);
-        trace!(node = %self.bus.name, account, from, value, "refused an absurd value");
-        self.drops.note(&self.bus);
+        Counters::add_owned(&self.core.counters.absurd, 1);
+        trace!(node = %self.core.name, account, from, value, "refused an absurd value");
+        self.drops.note(&self.core);
         Accept::Reject
     }
 }

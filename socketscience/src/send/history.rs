@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::envelope::Encoded;
+use crate::core::envelope::Encoded;
 use crate::wire::Repost;
 
 /// The envelopes a node posted, kept to post again when asked: bounded by

@@ -6,11 +6,11 @@
 use std::collections::VecDeque;
 use std::task::Poll;
 
-use super::envelope::{
+use super::history::History;
+use crate::core::envelope::{
     assemble_into, assemble_msgpack_batch_into, grown_size, mergeable, overhead, Encoded, Signer,
 };
-use super::history::History;
-use super::Bus;
+use crate::core::Core;
 use crate::stats::Counters;
 use crate::wire::{self, Codec, LineMode};
 
@@ -119,22 +119,22 @@ impl Poster {
     }
 
     /// The next text to post: see [`TransportIo::next_post`](crate::TransportIo::next_post).
-    pub(crate) async fn next_post(&mut self, bus: &Bus) -> Option<String> {
+    pub(crate) async fn next_post(&mut self, core: &Core) -> Option<String> {
         if !self.explicit {
             // Asked again: the last post is done. (One writer: a plain store.)
-            bus.confirmed_end
+            core.confirmed_end
                 .store(self.through, std::sync::atomic::Ordering::Relaxed);
         }
         let post = match self.pending.pop_front() {
             Some(chunk) => chunk,
             None => loop {
                 let mut group = std::mem::take(&mut self.group);
-                let gathered = std::future::poll_fn(|cx| self.gather(cx, bus, &mut group)).await;
+                let gathered = std::future::poll_fn(|cx| self.gather(cx, core, &mut group)).await;
                 match gathered {
                     Gathered::Envelopes => {}
                     Gathered::Control => {
                         self.group = group;
-                        self.control(bus);
+                        self.control(core);
                         match self.pending.pop_front() {
                             Some(post) => break post,
                             None => continue,
@@ -145,9 +145,9 @@ impl Poster {
                         return None;
                     }
                 }
-                let body = self.assemble(bus, &mut group);
+                let body = self.assemble(core, &mut group);
                 if let Some(last) = group.last() {
-                    let presence = &bus.presence;
+                    let presence = &core.presence;
                     self.assembled_end = last.seq + 1;
                     presence
                         .posted_end
@@ -170,7 +170,7 @@ impl Poster {
             // The post is a whole frame or the last chunk of one.
             self.through = self.assembled_end;
         }
-        Counters::add_owned(&bus.counters.posts, 1);
+        Counters::add_owned(&core.counters.posts, 1);
         Some(post)
     }
 
@@ -188,14 +188,14 @@ impl Poster {
     /// `python_peers`, groups are of one envelope: posted as it is.)
     // Inline: `next_post` is its one caller, once per post.
     #[inline]
-    fn assemble(&mut self, bus: &Bus, group: &mut Vec<Encoded>) -> Vec<u8> {
-        let signer = Signer::now(&bus.keys);
+    fn assemble(&mut self, core: &Core, group: &mut Vec<Encoded>) -> Vec<u8> {
+        let signer = Signer::now(&core.keys);
         let mut body = std::mem::take(&mut self.body);
-        write_group(&mut body, bus, group, signer);
+        write_group(&mut body, core, group, signer);
         if self.fits(group, &body) {
             return body;
         }
-        self.shrink(bus, group, body, signer)
+        self.shrink(core, group, body, signer)
     }
 
     /// Whether `body` goes in one post as it is (one envelope always does:
@@ -212,7 +212,7 @@ impl Poster {
     #[inline(never)]
     fn shrink(
         &mut self,
-        bus: &Bus,
+        core: &Core,
         group: &mut Vec<Encoded>,
         mut body: Vec<u8>,
         signer: Option<Signer<'_>>,
@@ -230,7 +230,7 @@ impl Poster {
             for e in group.drain(keep..).rev() {
                 self.carry.push_front(e);
             }
-            write_group(&mut body, bus, group, signer);
+            write_group(&mut body, core, group, signer);
             if self.fits(group, &body) {
                 return body;
             }
@@ -243,8 +243,8 @@ impl Poster {
     /// most once per repair window each), in as few posts as fit.
     #[cold]
     #[inline(never)]
-    fn control(&mut self, bus: &Bus) {
-        let presence = &bus.presence;
+    fn control(&mut self, core: &Core) {
+        let presence = &core.presence;
         let queue = presence.take();
         presence.tick();
         let posted = presence
@@ -258,14 +258,14 @@ impl Poster {
         let mut unrepairable = queue.unrepairable;
         for (first, end) in gone {
             if unrepairable.len() < crate::repair::MAX_QUEUED {
-                unrepairable.push((bus.name.to_string(), bus.session, first, end));
+                unrepairable.push((core.name.to_string(), core.session, first, end));
             }
         }
-        let codec = bus.codec;
-        let origin = &bus.origin;
+        let codec = core.codec;
+        let origin = &core.origin;
         let mut body = Vec::new();
-        let counters = &bus.counters;
-        let election = bus.election.as_deref().map(|e| e.entry(codec));
+        let counters = &core.counters;
+        let election = core.election.as_deref().map(|e| e.entry(codec));
         if queue.heartbeat || !queue.requests.is_empty() || !unrepairable.is_empty() {
             // This node's meta and kinds, when they changed or a newcomer
             // has not heard them; how far it dealt with shared jobs.
@@ -273,7 +273,7 @@ impl Poster {
                 .take_own()
                 .map(|said| crate::presence::own_entries(codec, &said))
                 .unwrap_or_default();
-            let confirmed = bus.shared.take_confirmations(codec);
+            let confirmed = core.shared.take_confirmations(codec);
             let entries: Vec<&[u8]> = election
                 .as_deref()
                 .into_iter()
@@ -289,7 +289,7 @@ impl Poster {
                 &unrepairable,
                 &[],
                 &entries,
-                Signer::now(&bus.keys)
+                Signer::now(&core.keys)
                     .as_ref()
                     .map(|s| s as &dyn wire::Sign),
             );
@@ -328,7 +328,7 @@ impl Poster {
                 &[],
                 &group,
                 &election.as_deref().into_iter().collect::<Vec<_>>(),
-                Signer::now(&bus.keys)
+                Signer::now(&core.keys)
                     .as_ref()
                     .map(|s| s as &dyn wire::Sign),
             );
@@ -348,18 +348,18 @@ impl Poster {
     fn gather(
         &mut self,
         cx: &mut std::task::Context<'_>,
-        bus: &Bus,
+        core: &Core,
         group: &mut Vec<Encoded>,
     ) -> Poll<Gathered> {
-        if bus.presence.is_pending() {
+        if core.presence.is_pending() {
             return Poll::Ready(Gathered::Control);
         }
-        match self.gather_envelopes(cx, bus, group) {
+        match self.gather_envelopes(cx, core, group) {
             Poll::Ready(true) => Poll::Ready(Gathered::Envelopes),
             Poll::Ready(false) => Poll::Ready(Gathered::Closed),
             // Looked at again after the outbox registered the waker (see
             // `Outbox::wake_transport`).
-            Poll::Pending if bus.presence.is_pending() => Poll::Ready(Gathered::Control),
+            Poll::Pending if core.presence.is_pending() => Poll::Ready(Gathered::Control),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -371,20 +371,20 @@ impl Poster {
     fn gather_envelopes(
         &mut self,
         cx: &mut std::task::Context<'_>,
-        bus: &Bus,
+        core: &Core,
         group: &mut Vec<Encoded>,
     ) -> Poll<bool> {
         let room = self.room();
         // Enough to fill a post once deflated (see `assemble`, which checks
         // what fits exactly), within what receivers inflate.
         let limit = (room * GATHER_FACTOR)
-            .saturating_sub(overhead(&bus.origin))
-            .min(bus.max_envelope_bytes / 2);
+            .saturating_sub(overhead(&core.origin))
+            .min(core.max_envelope_bytes / 2);
         let mut size = 0;
         // With Python peers, each envelope goes alone, as it was sent (so
         // never in a batch, never deflated).
-        let alone = bus.python_peers.is_some();
-        bus.outbox
+        let alone = core.python_peers.is_some();
+        core.outbox
             .poll_posts(cx, group, &mut self.carry, |group, next| {
                 if group.is_empty() {
                     // The first goes whatever its size (in chunks if need be).
@@ -452,8 +452,8 @@ impl Poster {
 /// several as a batch (or, in MessagePack where no kind repeats, a merged
 /// map).
 #[inline]
-fn write_group(body: &mut Vec<u8>, bus: &Bus, group: &[Encoded], signer: Option<Signer<'_>>) {
-    let (codec, origin) = (bus.codec, &bus.origin);
+fn write_group(body: &mut Vec<u8>, core: &Core, group: &[Encoded], signer: Option<Signer<'_>>) {
+    let (codec, origin) = (core.codec, &core.origin);
     if codec == Codec::MessagePack && group.len() > 1 && !mergeable(group, MAX_MERGED_KINDS) {
         assemble_msgpack_batch_into(body, origin, group, signer);
     } else {

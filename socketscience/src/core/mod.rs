@@ -1,26 +1,54 @@
-//! A node's side of the bus: who it is, what it counts, what waits to be
-//! posted ([`Outbox`] and the presence and repair traffic), who it has
-//! heard ([`Presence`]) and its election. Shared by the node's tasks (the
-//! transport's poster, the dispatcher, the presence and failover tasks) and
-//! its handles; the send and receive paths see the node through it only.
-//! (It lives in `send/` because the poster reads it for every post, and
-//! it holds the outbox.)
+//! The node's core, below both paths: who the node is, what it counts,
+//! what waits to be posted ([`Outbox`], and the presence and repair
+//! traffic), who it has heard ([`Presence`]) and its election. Shared by
+//! the node's tasks (the transport's poster, the receive path's
+//! dispatcher, the presence and failover tasks) and its handles; the send
+//! path (`send/`) and the receive path (`receive/`) see the node through
+//! it only, and neither sees the other.
+//!
+//! Also here: a message written into an envelope (`envelope.rs`, which
+//! [`Core::check`] measures) and the outbox (`outbox.rs`), and
+//! [`ChatMessage`], what a transport reads from the room.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::envelope::{overhead, BodyWriter, Origin};
-use super::outbox::Outbox;
+pub(crate) mod envelope;
+pub(crate) mod outbox;
+
 use crate::error::{Error, Result};
 use crate::failover::Election;
 use crate::presence::{Presence, Queue};
 use crate::security::Keys;
 use crate::stats::Counters;
 use crate::wire::Codec;
+use envelope::{overhead, BodyWriter, Origin};
+use outbox::Outbox;
 
-/// A node's side of the bus (see the module).
-pub(crate) struct Bus {
+/// One message seen in the chat room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// The chat account that posted it, as the chat reports it (user id,
+    /// nick, ...). Trust is decided on this. Empty when the chat does not
+    /// vouch for the sender: such a message is never trusted.
+    pub account: Arc<str>,
+    /// The message's text, as posted (the node cleans it).
+    pub text: Arc<str>,
+}
+
+impl ChatMessage {
+    /// A chat message from `account` saying `text`.
+    pub fn new(account: impl Into<Arc<str>>, text: impl Into<Arc<str>>) -> ChatMessage {
+        ChatMessage {
+            account: account.into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// The node's core (see the module).
+pub(crate) struct Core {
     pub(crate) name: Arc<str>,
     pub(crate) account: Arc<str>,
     pub(crate) session: u64,
@@ -60,7 +88,7 @@ pub(crate) struct Bus {
     pub(crate) answer_due: AtomicBool,
 }
 
-impl Bus {
+impl Core {
     /// Refuses an envelope (`writer`'s messages, and this node's metadata)
     /// larger than receivers take; and, with
     /// [`python_peers`](crate::NodeBuilder::python_peers), one that Python
