@@ -165,7 +165,7 @@ fn the_architecture_check_sees_a_missing_layer() {
 fn the_reader_sees_an_upward_import() {
     // The check above can fail: an import in code counts, one in a comment
     // or a doc link does not.
-    let text = "use crate::node::Node;\n/// See [`Node`](crate::receive::Dispatcher).\n";
+    let text = "use crate::node::Node;\n/// See [`Node`](crate::receive::Receiver).\n";
     assert_eq!(imports(text), BTreeSet::from(["node".to_owned()]));
     assert!(imports("macro_rules! m { () => { $crate::wire::x() } }").is_empty());
 }

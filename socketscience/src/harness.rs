@@ -5,7 +5,7 @@
 use crate::core::envelope::Payload;
 use crate::error::{Error, Result};
 use crate::node::{Handlers, Node, NodeBuilder, Parts};
-use crate::receive::Dispatcher;
+use crate::receive::Receiver;
 use crate::transport::local::LocalChat;
 use crate::transport::{ChatMessage, TransportIo};
 
@@ -13,7 +13,7 @@ use crate::transport::{ChatMessage, TransportIo};
 pub struct Harness {
     node: Node,
     io: TransportIo,
-    dispatcher: Dispatcher<Handlers>,
+    receiver: Receiver<Handlers>,
 }
 
 impl Harness {
@@ -21,16 +21,9 @@ impl Harness {
     /// length; it is not run).
     pub fn new(builder: NodeBuilder) -> Result<Harness> {
         let Parts {
-            node,
-            io,
-            dispatcher,
-            ..
+            node, io, receiver, ..
         } = builder.build()?;
-        Ok(Harness {
-            node,
-            io,
-            dispatcher,
-        })
+        Ok(Harness { node, io, receiver })
     }
 
     /// The node.
@@ -55,7 +48,7 @@ impl Harness {
     /// signature, decoding, deduplication and the sync handlers. (An async
     /// handler that does not finish at its first poll is dropped.)
     pub fn receive(&mut self, message: ChatMessage) {
-        once(self.dispatcher.receive(message));
+        once(self.receiver.receive(message));
     }
 }
 

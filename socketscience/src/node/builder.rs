@@ -19,7 +19,7 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::message;
 use crate::presence::{self, Presence};
-use crate::receive::{Checks, Dispatcher, ReassemblyLimits};
+use crate::receive::{Checks, ReassemblyLimits, Receiver};
 use crate::security::{Keys, Trust};
 use crate::send::Poster;
 use crate::stats::Counters;
@@ -36,7 +36,7 @@ pub(crate) struct Parts {
     pub(crate) node: Node,
     pub(crate) transport: Box<dyn Transport>,
     pub(crate) io: TransportIo,
-    pub(crate) dispatcher: Dispatcher<Handlers>,
+    pub(crate) receiver: Receiver<Handlers>,
 }
 
 /// Builds a [`Node`]: its transport and options. From [`Node::builder`].
@@ -517,7 +517,7 @@ impl NodeBuilder {
             node,
             transport,
             mut io,
-            dispatcher,
+            receiver,
         } = self.build()?;
         let connected = if transport.connects_before_start() {
             let (tx, rx) = oneshot::channel();
@@ -561,7 +561,7 @@ impl NodeBuilder {
                 return Err(e);
             }
         }
-        let dispatch_task = runtime.spawn(dispatcher.run().instrument(span("dispatcher")));
+        let dispatch_task = runtime.spawn(receiver.run().instrument(span("dispatcher")));
         let presence_task = runtime
             .spawn(super::presence::run(node.shared.core.clone()).instrument(span("presence")));
         if node.core().election.is_some() && !node.core().read_only {
@@ -825,13 +825,12 @@ impl NodeBuilder {
             body_limits,
             reassembly,
         };
-        let dispatcher =
-            Dispatcher::new(core, checks, Handlers::new(node.clone(), observer), in_rx);
+        let receiver = Receiver::new(core, checks, Handlers::new(node.clone(), observer), in_rx);
         Ok(Parts {
             node,
             transport,
             io,
-            dispatcher,
+            receiver,
         })
     }
 }

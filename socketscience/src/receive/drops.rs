@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{trace, warn};
 
-use super::{Deliver, Dispatcher};
+use super::{Deliver, Receiver};
 use crate::core::ChatMessage;
 use crate::core::Core;
 use crate::security::Counted;
@@ -78,7 +78,7 @@ pub(super) enum Refusal {
     Compressed,
 }
 
-impl<D: Deliver> Dispatcher<D> {
+impl<D: Deliver> Receiver<D> {
     /// Counts a message from an account not trusted; a framed one also
     /// per account, and the first of each account is logged at WARN with
     /// the `.trust(..)` that would admit it.

@@ -10,7 +10,7 @@ use super::senders::{
 };
 use super::*;
 
-impl<D: Deliver> Dispatcher<D> {
+impl<D: Deliver> Receiver<D> {
     /// A session of `from` heard for the first time, first at `seq`, from
     /// `account`. A node is owed everything a session posts after the node
     /// started: a session that replaces one of the same account heard before
@@ -104,8 +104,10 @@ impl<D: Deliver> Dispatcher<D> {
         account: &Arc<str>,
         body: &[u8],
     ) {
+        let rejected = accepted == Accept::Reject;
         match accepted {
-            Accept::Now { release } => {
+            Accept::Now { release, author } => {
+                self.name_sender(account, meta, author);
                 self.deliver
                     .room(messages, meta.count, meta.seq, meta.session, false)
                     .await;
@@ -116,7 +118,7 @@ impl<D: Deliver> Dispatcher<D> {
             Accept::Hold => self.hold(meta, account, body),
             Accept::Skip | Accept::Reject => {}
         }
-        if accepted != Accept::Reject {
+        if !rejected {
             if let Some(control) = meta.control.as_deref() {
                 self.control(meta, control, account, Codec::sniff(body))
                     .await;

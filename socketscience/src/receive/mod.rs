@@ -4,7 +4,7 @@
 //! what it accepts, one envelope at a time, to the handlers: through the
 //! [`Deliver`] trait, which the node implements (`node/dispatch.rs`).
 //!
-//! This file holds the pipeline (the dispatcher); beside it `senders.rs`
+//! This file holds the pipeline ([`Receiver`]); beside it `senders.rs`
 //! (the sender table and the check that admits an envelope), `window.rs`
 //! (each sender session's replay window), `gaps.rs`
 //! (holding, releasing and repair traffic), `reassembly.rs` (chunks made
@@ -42,16 +42,29 @@ use senders::SenderState;
 const BURST: usize = 64;
 
 /// What the receive path does with a body from the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 enum Accept {
-    /// Dispatch it now; then release held envelopes that follow it.
-    Now { release: bool },
+    /// Dispatch it now, as sent by `author`; then release held envelopes
+    /// that follow it.
+    Now { release: bool, author: Author },
     /// Hold it until the envelopes before it arrive.
     Hold,
     /// Nothing to dispatch (presence or repair traffic only).
     Skip,
     /// Dropped (stale, own echo, duplicate).
     Reject,
+}
+
+/// Who sent an envelope accepted to run now, besides its account: what
+/// its handlers' context names.
+#[derive(Debug, PartialEq)]
+enum Author {
+    /// A Python instance's envelope: its account alone.
+    Account,
+    /// An unnumbered envelope: the instance its `_from` names.
+    Unnumbered,
+    /// A followed sender's instance (its shared name).
+    Followed(Arc<str>),
 }
 
 /// A question to the room: how far did a replaced session go?
@@ -125,7 +138,7 @@ pub(crate) trait Deliver {
 }
 
 /// The node's receive path.
-pub(crate) struct Dispatcher<D> {
+pub(crate) struct Receiver<D> {
     core: Arc<Core>,
     checks: Checks,
     /// What runs the handlers.
@@ -169,14 +182,14 @@ pub(crate) struct Dispatcher<D> {
     held_estimate: usize,
 }
 
-impl<D: Deliver> Dispatcher<D> {
+impl<D: Deliver> Receiver<D> {
     pub(crate) fn new(
         core: Arc<Core>,
         checks: Checks,
         deliver: D,
         in_rx: mpsc::Receiver<ChatMessage>,
-    ) -> Dispatcher<D> {
-        Dispatcher {
+    ) -> Receiver<D> {
+        Receiver {
             senders: foldhash::HashMap::default(),
             heard: 0,
             reassembly: Reassembly::new(checks.reassembly, core.max_envelope_bytes.div_ceil(3) * 4),
@@ -414,7 +427,11 @@ impl<D: Deliver> Dispatcher<D> {
                             self.python_frame(body, account);
                         }
                         match self.accept(&meta, account, signed, !messages.is_empty()) {
-                            Accept::Now { release: false } if meta.control.is_none() => {
+                            Accept::Now {
+                                release: false,
+                                author,
+                            } if meta.control.is_none() => {
+                                self.name_sender(account, &meta, author);
                                 self.deliver
                                     .room(&messages, meta.count, meta.seq, meta.session, false)
                                     .await

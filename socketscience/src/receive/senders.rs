@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tracing::trace;
 
 use super::window::{Admit, Track};
-use super::{Accept, Deliver, Dispatcher, Refusal};
+use super::{Accept, Author, Deliver, Receiver, Refusal};
 use crate::stats::Counters;
 use crate::wire::Meta;
 
@@ -90,10 +90,9 @@ pub(super) fn followed<'s>(
     })
 }
 
-impl<D: Deliver> Dispatcher<D> {
+impl<D: Deliver> Receiver<D> {
     /// Drops own echoes, stale and repeated envelopes; holds those that
-    /// come before their turn; for the rest, makes `room_cx` their
-    /// sender's context and says so.
+    /// come before their turn; says who sent the rest.
     pub(super) fn accept(
         &mut self,
         meta: &Meta<'_>,
@@ -119,8 +118,10 @@ impl<D: Deliver> Dispatcher<D> {
         }
         let Some(from) = meta.from.as_deref() else {
             // Python SocketScience sends no metadata.
-            self.deliver.set_sender(account, None, |name| name.into());
-            return Accept::Now { release: false };
+            return Accept::Now {
+                release: false,
+                author: Author::Account,
+            };
         };
         let core = &self.core;
         if meta.session == Some(core.session) && from == &*core.name {
@@ -132,9 +133,10 @@ impl<D: Deliver> Dispatcher<D> {
                 // Presence or repair traffic only.
                 return Accept::Skip;
             }
-            self.deliver
-                .set_sender(account, Some(from), |name| name.into());
-            return Accept::Now { release: false };
+            return Accept::Now {
+                release: false,
+                author: Author::Unnumbered,
+            };
         };
         self.heard += 1;
         let heard = self.heard;
@@ -197,13 +199,10 @@ impl<D: Deliver> Dispatcher<D> {
             }
         }
         match admitted {
-            Admit::InOrder => {
-                // The state's own name: recognised by address when it goes on.
-                let instance = &state.instance;
-                self.deliver
-                    .set_sender(account, Some(instance), |_| instance.clone());
-                Accept::Now { release }
-            }
+            Admit::InOrder => Accept::Now {
+                release,
+                author: Author::Followed(state.instance.clone()),
+            },
             Admit::Ahead => Accept::Hold,
             Admit::Duplicate => {
                 let instance = state.instance.clone();
@@ -217,6 +216,23 @@ impl<D: Deliver> Dispatcher<D> {
             Admit::Partial | Admit::TooFar => {
                 trace!(node = %self.core.name, from, seq, count, "dropped a body that repeats part of what arrived");
                 Accept::Reject
+            }
+        }
+    }
+
+    /// Makes `author` (of an envelope [`accept`](Self::accept)ed, with its
+    /// `meta` and `account`) the sender its handlers see.
+    pub(super) fn name_sender(&mut self, account: &Arc<str>, meta: &Meta<'_>, author: Author) {
+        match author {
+            Author::Account => self.deliver.set_sender(account, None, |name| name.into()),
+            Author::Unnumbered => {
+                self.deliver
+                    .set_sender(account, meta.from.as_deref(), |name| name.into());
+            }
+            // The state's own name: recognised by address when it goes on.
+            Author::Followed(instance) => {
+                self.deliver
+                    .set_sender(account, Some(&instance), |_| instance.clone());
             }
         }
     }
