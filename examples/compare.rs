@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socketscience::harness::{self, Harness};
-use socketscience::{message, ChatMessage, Codec, LocalChat, Node};
+use socketscience::transport::ChatMessage;
+use socketscience::{message, Codec, LocalChat, Node};
 
 #[message("ping")]
 #[derive(Debug, Clone, PartialEq)]

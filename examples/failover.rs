@@ -56,7 +56,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use socketscience::{message, Context, Failover, IrcChat, Node, PeerChange, PeerEvent, Role};
+use socketscience::peers::{PeerChange, PeerEvent};
+use socketscience::{message, Context, Failover, IrcChat, Node, Role};
 
 /// What an instance says about itself in its heartbeats (its meta).
 #[socketscience::data]

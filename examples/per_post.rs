@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use socketscience::{message, Codec, IrcChat, LocalChat, Node, Transport};
+use socketscience::transport::Transport;
+use socketscience::{message, Codec, IrcChat, LocalChat, Node};
 
 #[message("ping")]
 #[derive(Debug, Clone)]

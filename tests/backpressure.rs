@@ -8,8 +8,9 @@ mod common;
 use std::sync::Arc;
 
 use common::{within, Log, RecordingChat};
+use socketscience::transport::LineMode;
 use socketscience::wire::{self, BodyLimits, ChatText};
-use socketscience::{message, Error, LineMode, Node};
+use socketscience::{message, Error, Node};
 use tokio::sync::Semaphore;
 
 #[message("bp_numbered")]

@@ -41,7 +41,7 @@ fn ping(i: u64) -> Ping {
 
 /// The frames `watch` saw, their bodies decoded (and inflated).
 fn posted_bodies(
-    watch: &mut tokio::sync::mpsc::UnboundedReceiver<socketscience::ChatMessage>,
+    watch: &mut tokio::sync::mpsc::UnboundedReceiver<socketscience::transport::ChatMessage>,
 ) -> Vec<(usize, wire::Decoded)> {
     let mut bodies = Vec::new();
     while let Ok(message) = watch.try_recv() {

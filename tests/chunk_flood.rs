@@ -5,7 +5,8 @@
 mod common;
 
 use common::{json_frame, rss_bytes, wait_for, Log};
-use socketscience::{message, LocalChat, ReassemblyLimits};
+use socketscience::transport::ReassemblyLimits;
+use socketscience::{message, LocalChat};
 
 #[message("flood_ping")]
 pub struct FloodPing {

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{wait_for, Log, CODECS};
-use socketscience::{message, wire, ChatMessage, Codec, Context, LocalChat, Node};
+use socketscience::transport::ChatMessage;
+use socketscience::{message, wire, Codec, Context, LocalChat, Node};
 
 #[message("blob")]
 #[derive(Debug, Clone, PartialEq)]

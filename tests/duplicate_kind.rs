@@ -1,6 +1,7 @@
 //! Two types claiming one kind: no node starts, and the error names both.
 
-use socketscience::{message, message_types, Error, LocalChat, Node};
+use socketscience::handlers::message_types;
+use socketscience::{message, Error, LocalChat, Node};
 
 mod one {
     use super::message;

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socketscience::transport::BoxFuture;
-use socketscience::{ChatMessage, Codec, Failover, Node, Role, Transport, TransportIo};
+use socketscience::transport::{ChatMessage, Transport, TransportIo};
+use socketscience::{Codec, Failover, Node, Role};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

@@ -17,10 +17,8 @@ use std::time::Duration;
 
 use common::Log;
 use socketscience::transport::BoxFuture;
-use socketscience::{
-    message, ChatMessage, Codec, Context, LocalChat, Node, NodeBuilder, Stats, Transport,
-    TransportIo,
-};
+use socketscience::transport::{ChatMessage, Transport, TransportIo};
+use socketscience::{message, Codec, Context, LocalChat, Node, NodeBuilder, Stats};
 use tokio::sync::broadcast;
 
 #[message("note")]

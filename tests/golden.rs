@@ -14,7 +14,8 @@ mod common;
 
 use common::messages::{Heartbeat, MetasmokeState, Ping};
 use common::{within, Log, RecordingChat};
-use socketscience::{wire, LineMode};
+use socketscience::transport::LineMode;
+use socketscience::wire;
 use socketscience::{Codec, Envelope, LocalChat, Message, Node, Payload};
 
 const NAME: &str = "Henders/EC2";

@@ -9,7 +9,8 @@
 mod common;
 
 use common::{json_frame, wait_for};
-use socketscience::{wire, LineMode, LocalChat};
+use socketscience::transport::LineMode;
+use socketscience::{wire, LocalChat};
 
 /// The peak resident memory of this process so far, in bytes (Linux).
 fn peak_rss_bytes() -> u64 {

@@ -190,7 +190,7 @@ fn taken<M: Clone>(seen: &Arc<Mutex<Vec<M>>>) -> Vec<M> {
 }
 
 /// Everything posted in the room so far.
-fn posted(room: &mut UnboundedReceiver<socketscience::ChatMessage>) -> Vec<String> {
+fn posted(room: &mut UnboundedReceiver<socketscience::transport::ChatMessage>) -> Vec<String> {
     let mut texts = Vec::new();
     while let Ok(message) = room.try_recv() {
         texts.push(message.text.to_string());
@@ -749,7 +749,12 @@ async fn python_ignores_chunks_and_cannot_read_json() {
         .and_then(|rest| rest.strip_suffix(wire::FRAME_END))
         .expect("a frame");
     let mut single = String::new();
-    wire::write_frame(&mut single, socketscience::LineMode::Single, 0, body);
+    wire::write_frame(
+        &mut single,
+        socketscience::transport::LineMode::Single,
+        0,
+        body,
+    );
     assert_eq!(smokedetector_receive(&[single]), [r#"{"malformed":true}"#]);
 
     // A JSON frame: SmokeDetector's msgpack.loads raises on it.
@@ -1081,7 +1086,7 @@ async fn python_peers_refuses_json_and_single_line_chats_at_start() {
         "{json:?}"
     );
     let irc_like = common::RecordingChat {
-        lines: socketscience::LineMode::Single,
+        lines: socketscience::transport::LineMode::Single,
         max_len: 400,
         gate: None,
         posts: common::Log::default(),
@@ -1206,7 +1211,7 @@ fn the_command_line_tools_agree_with_python() {
     let value: wire::Value = serde_json::from_str(payload).expect("JSON");
     let rust = wire::encode_frame(
         Codec::MessagePack,
-        socketscience::LineMode::Multi,
+        socketscience::transport::LineMode::Multi,
         77,
         &value,
     )

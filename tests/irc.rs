@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::irc_server::{IrcServer, Options};
-use socketscience::{message, Context, Error, IrcChat, IrcStatus, Node};
+use socketscience::transport::IrcStatus;
+use socketscience::{message, Context, Error, IrcChat, Node};
 
 #[message("irc_test_note")]
 #[derive(Debug, Clone, PartialEq)]

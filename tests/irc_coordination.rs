@@ -20,10 +20,8 @@ use std::time::{Duration, Instant};
 
 use common::irc_server::IrcServer;
 use common::processes::{describe_all, spawn_failover, Process, HEARTBEAT, LEASE, NAMES};
-use socketscience::{
-    data, message, Context, Envelope, Failover, IrcChat, Node, PeerChange, PeerEvent, PeerEvents,
-    Role,
-};
+use socketscience::peers::{PeerChange, PeerEvent, PeerEvents};
+use socketscience::{data, message, Context, Envelope, Failover, IrcChat, Node, Role};
 
 /// What the instances say about themselves (as `examples/failover.rs`).
 #[data]

@@ -58,7 +58,9 @@ async fn fleet(chat: &LocalChat, n: usize) -> Vec<Node> {
 }
 
 /// Counts what the room saw posted until now.
-fn drain(watch: &mut tokio::sync::mpsc::UnboundedReceiver<socketscience::ChatMessage>) -> usize {
+fn drain(
+    watch: &mut tokio::sync::mpsc::UnboundedReceiver<socketscience::transport::ChatMessage>,
+) -> usize {
     let mut n = 0;
     while watch.try_recv().is_ok() {
         n += 1;

@@ -6,9 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use socketscience::{
-    data, handler, message, Failover, LocalChat, Node, PeerChange, PeerEvent, PeerEvents, Role,
-};
+use socketscience::peers::{PeerChange, PeerEvent, PeerEvents};
+use socketscience::{data, handler, message, Failover, LocalChat, Node, Role};
 use tokio::time::Instant;
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -221,7 +220,7 @@ async fn peer_events_give_joins_meta_and_role_changes_leaves_and_restarts_once_e
 #[tokio::test(start_paused = true)]
 async fn a_meta_too_large_fails_at_start_and_set_meta_keeps_the_old_one() {
     let chat = LocalChat::new();
-    let huge = "x".repeat(socketscience::MAX_META_BYTES);
+    let huge = "x".repeat(socketscience::peers::MAX_META_BYTES);
     let err = Node::builder("big")
         .transport(chat.join("smokey"))
         .meta(&huge)

@@ -9,7 +9,8 @@ use base64::Engine as _;
 use common::messages::Ping;
 use proptest::prelude::*;
 use socketscience::harness::Harness;
-use socketscience::{message, ChatMessage, LocalChat, Node};
+use socketscience::transport::ChatMessage;
+use socketscience::{message, LocalChat, Node};
 
 #[message("state")]
 #[serde(rename_all = "lowercase")]

@@ -1,7 +1,8 @@
 //! The secret can come from the environment, and a node can refuse it on
 //! purpose (alone in their binary: the environment is process-wide).
 
-use socketscience::{message, Error, LocalChat, Node, Stats, SECRET_ENV};
+use socketscience::trust::SECRET_ENV;
+use socketscience::{message, Error, LocalChat, Node, Stats};
 
 #[message("env_order")]
 pub struct Order(pub u32);

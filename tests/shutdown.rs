@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::messages::Ping;
 use common::{Log, RecordingChat};
 use socketscience::transport::BoxFuture;
-use socketscience::{Error, LineMode, LocalChat, Node, Transport, TransportIo};
+use socketscience::transport::{LineMode, Transport, TransportIo};
+use socketscience::{Error, LocalChat, Node};
 
 /// A chat that connects and then never takes a post.
 struct Stuck;

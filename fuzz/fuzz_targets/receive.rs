@@ -18,7 +18,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use socketscience::harness::Harness;
-use socketscience::{message, ChatMessage, LocalChat, Node};
+use socketscience::{message, LocalChat, Node};
+use socketscience::transport::ChatMessage;
 
 #[message("ping")]
 pub struct Ping {

@@ -12,8 +12,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use socketscience::handlers::Observed;
+use socketscience::peers::Peer;
 use socketscience::wire::Value;
-use socketscience::{IrcChat, Node, NodeBuilder, Observed, Peer, Role, Stats};
+use socketscience::{IrcChat, Node, NodeBuilder, Role, Stats};
 
 /// The environment variable with the Matrix password of `--user`.
 #[cfg(feature = "matrix")]

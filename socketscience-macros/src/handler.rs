@@ -401,7 +401,7 @@ impl Model {
             }
         } else {
             quote_spanned! {output_span=>
-                <#output as ::socketscience::HandlerResult>::into_result
+                <#output as ::socketscience::handlers::HandlerResult>::into_result
             }
         };
         let reply_setup = if answers {

@@ -41,7 +41,7 @@ use proc_macro::TokenStream;
 /// pub struct Location { pub name: String }
 /// ```
 ///
-/// This implements `socketscience::Question` for the type, with
+/// This implements `socketscience::ask::Question` for the type, with
 /// `type Reply = Location`.
 ///
 /// # Accepted items

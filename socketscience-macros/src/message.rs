@@ -203,7 +203,7 @@ impl Model {
         let question_impl = self.reply.as_ref().map(|reply| {
             quote_spanned! {reply.span()=>
                 #[automatically_derived]
-                impl ::socketscience::Question for #ident {
+                impl ::socketscience::ask::Question for #ident {
                     type Reply = #reply;
                 }
             }

@@ -16,7 +16,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use socketscience::harness::{self, Harness};
-use socketscience::{message, ChatMessage, Codec, LocalChat, Node};
+use socketscience::transport::ChatMessage;
+use socketscience::{message, Codec, LocalChat, Node};
 
 #[message("ping")]
 #[derive(Debug, Clone, PartialEq)]

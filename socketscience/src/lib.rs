@@ -178,23 +178,17 @@ mod sync;
 pub mod transport;
 pub mod wire;
 
-pub use core::envelope::{Envelope, Payload};
+// What a first program names.
+pub use crate::core::envelope::{Envelope, Payload};
 pub use error::{Error, Result};
 pub use failover::{Failover, Role};
-pub use message::{message_types, Message, MessageType};
-pub use node::ask::{Answer, Answers, Ask, IntoReply, Question, Within};
-pub use node::handler::{Handler, HandlerResult};
-pub use node::{
-    stop_signal, Context, Mismatch, Node, NodeBuilder, Observed, Sender, MAX_MISMATCHES,
-};
-pub use presence::{Peer, PeerChange, PeerEvent, PeerEvents, MAX_META_BYTES};
-pub use receive::ReassemblyLimits;
-pub use security::{UntrustedAccount, PREVIOUS_SECRET_ENV, SECRET_ENV};
+pub use message::Message;
+pub use node::{stop_signal, Context, Node, NodeBuilder};
 pub use stats::Stats;
 #[cfg(feature = "irc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "irc")))]
-pub use transport::irc::{IrcChat, IrcStatus};
-pub use transport::local::{LocalChat, LocalTransport};
+pub use transport::irc::IrcChat;
+pub use transport::local::LocalChat;
 #[cfg(feature = "matrix")]
 #[cfg_attr(docsrs, doc(cfg(feature = "matrix")))]
 #[doc(inline)]
@@ -209,8 +203,52 @@ pub use transport::stackexchange;
 #[cfg(feature = "stackexchange")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stackexchange")))]
 pub use transport::stackexchange::StackExchangeChat;
-pub use transport::{ChatMessage, Transport, TransportIo};
-pub use wire::{Codec, LineMode};
+pub use wire::Codec;
+
+/// Questions with answers: [`Node::ask`] and what it gives back.
+pub mod ask {
+    pub use crate::node::ask::{Answer, Answers, Ask, IntoReply, Question, Within};
+}
+
+/// Who else is in the room: [`Node::peers`], [`Node::peer_events`].
+pub mod peers {
+    pub use crate::presence::{Peer, PeerChange, PeerEvent, PeerEvents, MAX_META_BYTES};
+}
+
+/// Handlers and the messages they take: what a handler returns, who sent
+/// an envelope, the kinds this program declares, and the envelopes of a
+/// known kind that did not read as it.
+pub mod handlers {
+    pub use crate::message::{message_types, MessageType};
+    pub use crate::node::handler::{Handler, HandlerResult};
+    pub use crate::node::{Mismatch, Observed, Sender, MAX_MISMATCHES};
+}
+
+/// Who may steer the fleet: the shared secret's environment variables and
+/// the untrusted accounts a node heard.
+pub mod trust {
+    pub use crate::security::{UntrustedAccount, PREVIOUS_SECRET_ENV, SECRET_ENV};
+}
+
+// The root paths of 0.1 for the names above that now live in modules:
+// kept for code written against them, hidden from the docs.
+#[doc(hidden)]
+pub use ask::{Answer, Answers, Ask, IntoReply, Question, Within};
+#[doc(hidden)]
+pub use handlers::{
+    message_types, Handler, HandlerResult, MessageType, Mismatch, Observed, Sender, MAX_MISMATCHES,
+};
+#[doc(hidden)]
+pub use peers::{Peer, PeerChange, PeerEvent, PeerEvents, MAX_META_BYTES};
+#[doc(hidden)]
+#[cfg(feature = "irc")]
+pub use transport::IrcStatus;
+#[doc(hidden)]
+pub use transport::{
+    ChatMessage, LineMode, LocalTransport, ReassemblyLimits, Transport, TransportIo,
+};
+#[doc(hidden)]
+pub use trust::{UntrustedAccount, PREVIOUS_SECRET_ENV, SECRET_ENV};
 
 pub use socketscience_macros::{data, handler, message};
 

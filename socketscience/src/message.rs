@@ -49,7 +49,7 @@ inventory::collect!(MessageType);
 /// #[message("ping")]
 /// pub struct Ping { pub location: String, pub timestamp: f64 }
 ///
-/// assert!(socketscience::message_types().iter().any(|t| t.kind == "ping"));
+/// assert!(socketscience::handlers::message_types().iter().any(|t| t.kind == "ping"));
 /// ```
 pub fn message_types() -> Vec<MessageType> {
     let mut types: Vec<MessageType> = inventory::iter::<MessageType>

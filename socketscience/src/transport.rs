@@ -26,10 +26,15 @@ use tokio::sync::{mpsc, oneshot};
 pub use crate::core::ChatMessage;
 use crate::core::Core;
 use crate::error::{Error, Result};
+pub use crate::receive::ReassemblyLimits;
 use crate::send::Poster;
 #[cfg(any(feature = "stackexchange", feature = "matrix"))]
 use crate::stats::Counters;
-use crate::wire::LineMode;
+pub use crate::wire::LineMode;
+#[cfg(feature = "irc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "irc")))]
+pub use irc::IrcStatus;
+pub use local::LocalTransport;
 
 /// A boxed, sendable future, as [`Transport::run`] returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -45,7 +50,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// A complete transport for a chat that is just a broadcast channel:
 ///
 /// ```
-/// use socketscience::{ChatMessage, Transport, TransportIo, transport::BoxFuture};
+/// use socketscience::transport::BoxFuture;
+/// use socketscience::transport::{ChatMessage, Transport, TransportIo};
 /// use tokio::sync::broadcast;
 ///
 /// struct Channel { account: String, tx: broadcast::Sender<ChatMessage> }

@@ -34,7 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socketscience::transport::BoxFuture;
-use socketscience::{wire, Codec, LineMode, LocalChat, Node, Stats, Transport, TransportIo};
+use socketscience::transport::{LineMode, Transport, TransportIo};
+use socketscience::{wire, Codec, LocalChat, Node, Stats};
 use tokio::sync::Semaphore;
 
 /// Waits until `pred` holds for the node's stats, or fails after 30 s.

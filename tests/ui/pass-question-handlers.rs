@@ -1,4 +1,5 @@
-use socketscience::{handler, message, Context, Question};
+use socketscience::{handler, message, Context};
+use socketscience::ask::Question;
 
 #[message("where_are_you", reply = Location)]
 pub struct WhereAreYou;

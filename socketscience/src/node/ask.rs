@@ -243,7 +243,7 @@ impl Node {
     /// ends sooner, as soon as every instance it waits for answered: this
     /// node if it handles the question's kind, and the live peers
     /// ([`peers`](Node::peers)) whose heartbeats say they handle it
-    /// ([`Peer::kinds`](crate::Peer::kinds)). It waits the whole deadline
+    /// ([`Peer::kinds`](crate::peers::Peer::kinds)). It waits the whole deadline
     /// when it cannot know whom to wait for: a live peer never said its
     /// kinds (an older version, a Python instance), or this node has run
     /// for less than a peer timeout (it may not have heard every live
@@ -512,7 +512,7 @@ impl<R> Answers<R> {
 
 impl<R> Answers<R> {
     /// The live instances that handle the question's kind (as they said in
-    /// their heartbeats: [`Peer::kinds`](crate::Peer::kinds)), this node
+    /// their heartbeats: [`Peer::kinds`](crate::peers::Peer::kinds)), this node
     /// included, and have not answered: once the answers ended at the
     /// deadline, those that stayed silent. Instances that never said which
     /// kinds they handle (older versions, Python) are not named; nor are

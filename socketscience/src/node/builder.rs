@@ -398,9 +398,9 @@ impl NodeBuilder {
 
     /// What this instance says about itself to the others: any serde
     /// value (its version, commit, host), at most
-    /// [`MAX_META_BYTES`](crate::MAX_META_BYTES) as JSON. It travels in
+    /// [`MAX_META_BYTES`](crate::peers::MAX_META_BYTES) as JSON. It travels in
     /// heartbeats, when it changes (and to newcomers); the others read it
-    /// with [`Peer::meta`](crate::Peer::meta). Change it later with
+    /// with [`Peer::meta`](crate::peers::Peer::meta). Change it later with
     /// [`Node::set_meta`]. A value that does not serialise or is too large
     /// fails `start()` with [`Error::InvalidOption`].
     ///
@@ -455,7 +455,7 @@ impl NodeBuilder {
     /// repair request, no election vote. The fleet never hears it, so it
     /// never counts as a peer or takes part in an election. It still
     /// follows the fleet's elections from their heartbeats
-    /// ([`Peer::role`](crate::Peer::role), [`Peer::term`](crate::Peer::term));
+    /// ([`Peer::role`](crate::peers::Peer::role), [`Peer::term`](crate::peers::Peer::term));
     /// give it the fleet's [`heartbeat`](NodeBuilder::heartbeat) interval
     /// so that it drops a peer after the same timeout as the fleet. What
     /// `socketscience watch` (the CLI) runs; not with

@@ -55,9 +55,9 @@ impl Node {
     }
 
     /// The changes of the peer list one by one, from now on:
-    /// [`PeerEvent::Joined`](crate::PeerEvent::Joined) when an instance is
-    /// first heard, [`Left`](crate::PeerEvent::Left) when it is not heard
-    /// within the peer timeout, [`Changed`](crate::PeerEvent::Changed) when
+    /// [`PeerEvent::Joined`](crate::peers::PeerEvent::Joined) when an instance is
+    /// first heard, [`Left`](crate::peers::PeerEvent::Left) when it is not heard
+    /// within the peer timeout, [`Changed`](crate::peers::PeerEvent::Changed) when
     /// its role, meta or kinds change; each once. A restarted instance (a
     /// new session) is a `Left` of its old session, then a `Joined` of its
     /// new one, as soon as its new session is heard.
@@ -66,7 +66,8 @@ impl Node {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> socketscience::Result<()> {
     /// use std::time::Duration;
-    /// use socketscience::{LocalChat, Node, PeerEvent};
+    /// use socketscience::{LocalChat, Node};
+    /// use socketscience::peers::PeerEvent;
     ///
     /// let chat = LocalChat::new();
     /// let a = Node::builder("a").transport(chat.join("smokey")).start().await?;
@@ -86,9 +87,9 @@ impl Node {
 
     /// Replaces what this node says about itself
     /// ([`NodeBuilder::meta`](crate::NodeBuilder::meta)): any serde value,
-    /// at most [`MAX_META_BYTES`](crate::MAX_META_BYTES) as JSON. Announced
+    /// at most [`MAX_META_BYTES`](crate::peers::MAX_META_BYTES) as JSON. Announced
     /// with the next heartbeat when it differs from the last; the peers'
-    /// [`PeerEvent::Changed`](crate::PeerEvent::Changed) follow. Fails with
+    /// [`PeerEvent::Changed`](crate::peers::PeerEvent::Changed) follow. Fails with
     /// [`Error::InvalidOption`] (keeping the old meta) when it does not
     /// serialise or is too large.
     pub fn set_meta<T: serde::Serialize>(&self, meta: T) -> Result<()> {

@@ -1,7 +1,7 @@
 //! The send path's last step: taking envelopes from the outbox, grouping
 //! them into posts (a batch, a merged map, deflated), framing and chunking
 //! the posts, and the presence and repair traffic, for the transport's
-//! [`TransportIo::next_post`](crate::TransportIo::next_post).
+//! [`TransportIo::next_post`](crate::transport::TransportIo::next_post).
 
 use std::collections::VecDeque;
 use std::task::Poll;
@@ -41,7 +41,7 @@ pub(crate) struct Poster {
     /// its last chunk is).
     through: u64,
     /// Whether the transport says itself which posts are done
-    /// ([`TransportIo::confirm_explicitly`](crate::TransportIo)); otherwise
+    /// ([`TransportIo::confirm_explicitly`](crate::transport::TransportIo)); otherwise
     /// a post is done when the transport asks for the next.
     explicit: bool,
     /// The node's session, which its chunks are bound to, and its keys,
@@ -118,7 +118,7 @@ impl Poster {
         self.group.len()
     }
 
-    /// The next text to post: see [`TransportIo::next_post`](crate::TransportIo::next_post).
+    /// The next text to post: see [`TransportIo::next_post`](crate::transport::TransportIo::next_post).
     pub(crate) async fn next_post(&mut self, core: &Core) -> Option<String> {
         if !self.explicit {
             // Asked again: the last post is done. (One writer: a plain store.)
