@@ -371,7 +371,13 @@ async fn an_old_and_a_new_build_share_a_room() {
         &[&old],
         || {
             node.peers().iter().any(|p| p.kinds_known())
-                && old.printed(|l| l.starts_with("EVENT joined observer/new 2.0.0"))
+                // Its version: with the heartbeat it joined by, or (when the
+                // first heard was a regular one, which carries no meta) with
+                // the answer to the newcomer right after.
+                && old.printed(|l| {
+                    l.starts_with("EVENT joined observer/new 2.0.0")
+                        || l.starts_with("EVENT changed-meta observer/new 2.0.0")
+                })
         },
     )
     .await;
