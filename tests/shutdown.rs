@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::messages::Ping;
 use common::{Log, RecordingChat};
 use socketscience::transport::BoxFuture;
-use socketscience::transport::{LineMode, Transport, TransportIo};
+use socketscience::transport::{LineMode, Mishap, Transport, TransportIo};
 use socketscience::{Error, LocalChat, Node};
 
 /// A chat that connects and then never takes a post.
@@ -38,10 +38,11 @@ fn ping(n: u32) -> Ping {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transport_that_never_takes_its_posts_is_stopped_at_the_bound() {
+/// A node on `transport` with a shutdown bound of 1 s, which has sent
+/// three envelopes.
+async fn start_sending_three(transport: impl Transport + 'static) -> Node {
     let node = Node::builder("Henders/EC2")
-        .transport(Stuck)
+        .transport(transport)
         .default_node(false)
         .shutdown_timeout(Duration::from_secs(1))
         .start()
@@ -50,6 +51,12 @@ async fn a_transport_that_never_takes_its_posts_is_stopped_at_the_bound() {
     for n in 0..3 {
         node.send(ping(n)).await.unwrap();
     }
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_that_never_takes_its_posts_is_stopped_at_the_bound() {
+    let node = start_sending_three(Stuck).await;
     // A guard only: it must return at all.
     let err = tokio::time::timeout(Duration::from_secs(30), node.shutdown())
         .await
@@ -140,4 +147,82 @@ async fn stats_iter_names_every_counter_with_its_value_and_help() {
     assert!(all
         .iter()
         .all(|(_, _, help)| !help.is_empty() && !help.contains("\n\n")));
+}
+
+/// A chat that takes posts ahead of writing them (as IRC's queue does),
+/// through `TransportIo`'s public API only: it confirms explicitly, and
+/// writes (confirms) the posts only when `writes` is set. It also counts
+/// one of each mishap only a transport sees, and records how many
+/// envelopes each post held.
+struct Ahead {
+    writes: bool,
+    held: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl Transport for Ahead {
+    fn account(&self) -> &str {
+        "smokey"
+    }
+
+    fn max_message_len(&self) -> usize {
+        4096
+    }
+
+    fn run(self: Box<Self>, mut io: TransportIo) -> BoxFuture<socketscience::Result<()>> {
+        Box::pin(async move {
+            io.confirm_explicitly();
+            let link = io.link();
+            io.count(Mishap::RoomTimeout);
+            link.count(Mishap::PostGivenUp);
+            link.count(Mishap::SourceLost);
+            link.count(Mishap::HistoryGap);
+            while io.next_post().await.is_some() {
+                self.held.lock().unwrap().push(io.last_post_envelopes());
+                if self.writes {
+                    io.confirm_through(io.post_through());
+                }
+            }
+            assert!(link.is_closing());
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transport_of_its_own_confirms_counts_and_closes_through_transport_io() {
+    for writes in [true, false] {
+        let held = std::sync::Arc::default();
+        let node = start_sending_three(Ahead {
+            writes,
+            held: std::sync::Arc::clone(&held),
+        })
+        .await;
+        let outcome = tokio::time::timeout(Duration::from_secs(30), node.shutdown())
+            .await
+            .expect("shutdown returned");
+        let stats = node.stats();
+        if writes {
+            outcome.expect("every post was written");
+            assert_eq!(stats.unposted, 0);
+        } else {
+            // Taken, never written: the node knows they were not posted.
+            let err = outcome.expect_err("nothing was written");
+            assert!(matches!(err, Error::Unposted { unposted: 3, .. }), "{err}");
+            assert_eq!(stats.unposted, 3);
+        }
+        assert_eq!(
+            held.lock().unwrap().iter().sum::<usize>(),
+            3,
+            "writes {writes}"
+        );
+        assert_eq!(
+            (
+                stats.room_timeouts,
+                stats.posts_given_up,
+                stats.sources_lost,
+                stats.history_gaps
+            ),
+            (1, 1, 1, 1)
+        );
+    }
 }

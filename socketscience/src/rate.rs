@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The slowest a flood response may make the send rate, in lines per second.
+#[cfg_attr(not(feature = "irc"), allow(dead_code))] // IRC's only
 const MIN_RATE: f64 = 0.05;
 
 /// Tokens (lines, posts) may be taken at `rate` per second after a burst
@@ -51,6 +52,7 @@ impl TokenBucket {
     }
 
     /// When the next token is there.
+    #[cfg_attr(not(feature = "irc"), allow(dead_code))] // IRC's only
     pub(crate) fn next_token(&mut self, now: Instant) -> Instant {
         self.refill(now);
         if self.tokens >= 1.0 {
@@ -61,6 +63,7 @@ impl TokenBucket {
     }
 
     /// The server said we flooded: half the rate, and start from empty.
+    #[cfg_attr(not(feature = "irc"), allow(dead_code))] // IRC's only
     pub(crate) fn slow_down(&mut self, now: Instant) -> f64 {
         self.refill(now);
         self.rate = (self.rate / 2.0).max(MIN_RATE.min(self.rate));

@@ -210,7 +210,6 @@ impl Stats {
 impl Counter {
     /// Adds to a counter that several tasks may update at once (a
     /// transport's posting and receiving sides).
-    #[cfg(any(feature = "stackexchange", feature = "matrix"))]
     pub(crate) fn add_shared(&self, n: u64) {
         self.0.fetch_add(n, Relaxed);
     }

@@ -28,8 +28,6 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 pub use crate::receive::ReassemblyLimits;
 use crate::send::Poster;
-#[cfg(any(feature = "stackexchange", feature = "matrix"))]
-use crate::stats::Counters;
 pub use crate::wire::LineMode;
 #[cfg(feature = "irc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "irc")))]
@@ -164,9 +162,10 @@ impl TransportIo {
         self.poster.next_post(&self.core)
     }
 
-    /// How many envelopes the last post (the frame of the last chunk) held.
-    #[cfg(feature = "stackexchange")]
-    pub(crate) fn last_post_envelopes(&self) -> usize {
+    /// How many envelopes the last post [`next_post`](Self::next_post)
+    /// gave held (the frame of its last chunk): for a transport that gives
+    /// a post up and logs what it held.
+    pub fn last_post_envelopes(&self) -> usize {
         self.poster.last_post_envelopes()
     }
 
@@ -212,23 +211,31 @@ impl TransportIo {
 
     /// From now on, a post counts as posted only when the transport says
     /// so ([`confirm_through`](Self::confirm_through)), not when it asks
-    /// for the next: for a transport that takes posts ahead of writing them.
-    #[cfg(feature = "irc")]
-    pub(crate) fn confirm_explicitly(&mut self) {
+    /// for the next: for a transport that takes posts ahead of writing
+    /// them (IRC's queue, which a send rate drains). What `shutdown` could
+    /// not get posted within its bound is then counted right
+    /// ([`Stats::unposted`](crate::Stats::unposted)).
+    pub fn confirm_explicitly(&mut self) {
         self.poster.confirm_explicitly();
     }
 
-    /// The value to [`confirm_through`](Self::confirm_through) once the
-    /// post `next_post` gave last is posted.
-    #[cfg(feature = "irc")]
-    pub(crate) fn post_through(&self) -> u64 {
+    /// The mark to hand [`confirm_through`](Self::confirm_through) once the
+    /// post [`next_post`](Self::next_post) gave last is posted (marks grow
+    /// with the posts).
+    pub fn post_through(&self) -> u64 {
         self.poster.through()
     }
 
-    /// The posts tagged up to `through` (from [`post_through`](Self::post_through)) are posted.
-    #[cfg(feature = "irc")]
-    pub(crate) fn confirm_through(&self, through: u64) {
+    /// The posts marked up to `through` (from
+    /// [`post_through`](Self::post_through)) are posted.
+    pub fn confirm_through(&self, through: u64) {
         self.core.confirm_through(through);
+    }
+
+    /// Counts a mishap only the transport sees in the node's
+    /// [`Stats`](crate::Stats).
+    pub fn count(&self, mishap: Mishap) {
+        count(&self.core, mishap);
     }
 
     /// The sending node's instance name (for a transport's logs).
@@ -236,31 +243,66 @@ impl TransportIo {
         &self.core.name
     }
 
-    /// What the transport's own tasks may keep of the node.
-    #[cfg(any(feature = "stackexchange", feature = "matrix"))]
-    pub(crate) fn link(&self) -> NodeLink {
+    /// What the transport's own tasks may keep of the node (its reader,
+    /// its poster): whether it is closing, and its counters.
+    pub fn link(&self) -> NodeLink {
         NodeLink(self.core.clone())
     }
 }
 
-/// What a transport's tasks may keep of the node (cheap to clone): whether
-/// it is closing, and the counters only a transport can keep. The
-/// transports see the node through this and [`TransportIo`] only.
-#[cfg(any(feature = "stackexchange", feature = "matrix"))]
+/// What a transport's tasks may keep of the node (cheap to clone), from
+/// [`TransportIo::link`]: whether it is closing, and the counters only a
+/// transport can keep. The transports of this crate see the node through
+/// this and [`TransportIo`] only.
 #[derive(Clone)]
-pub(crate) struct NodeLink(Arc<Core>);
+pub struct NodeLink(Arc<Core>);
 
-#[cfg(any(feature = "stackexchange", feature = "matrix"))]
+impl std::fmt::Debug for NodeLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("NodeLink").field(&self.0.name).finish()
+    }
+}
+
 impl NodeLink {
     /// Whether the node is shutting down (see [`TransportIo::is_closing`]).
-    #[cfg(feature = "matrix")]
-    pub(crate) fn is_closing(&self) -> bool {
+    pub fn is_closing(&self) -> bool {
         self.0.outbox.is_closed()
     }
 
-    /// The node's counters, for those only a transport keeps
-    /// (`room_timeouts`, `posts_given_up`, `sources_lost`, `history_gaps`).
-    pub(crate) fn counters(&self) -> &Counters {
-        &self.0.counters
+    /// Counts a mishap only the transport sees (see [`TransportIo::count`]).
+    pub fn count(&self, mishap: Mishap) {
+        count(&self.0, mishap);
     }
+}
+
+/// What a transport counts in the node's [`Stats`](crate::Stats): the
+/// mishaps only it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mishap {
+    /// The chat answered that the room is in timeout, and the transport
+    /// waits it out: [`Stats::room_timeouts`](crate::Stats::room_timeouts).
+    RoomTimeout,
+    /// A post given up after its tries of real failures (throttle answers
+    /// are not failures): [`Stats::posts_given_up`](crate::Stats::posts_given_up).
+    PostGivenUp,
+    /// A chat message seen whose full text could not be read, so that its
+    /// envelopes did not reach the node:
+    /// [`Stats::sources_lost`](crate::Stats::sources_lost).
+    SourceLost,
+    /// A gap in the room's history the transport could not read back
+    /// whole, so that messages may have been missed:
+    /// [`Stats::history_gaps`](crate::Stats::history_gaps).
+    HistoryGap,
+}
+
+fn count(core: &Core, mishap: Mishap) {
+    let counters = &core.counters;
+    let counter = match mishap {
+        Mishap::RoomTimeout => &counters.room_timeouts,
+        Mishap::PostGivenUp => &counters.posts_given_up,
+        Mishap::SourceLost => &counters.sources_lost,
+        Mishap::HistoryGap => &counters.history_gaps,
+    };
+    counter.add_shared(1);
 }

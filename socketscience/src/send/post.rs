@@ -100,20 +100,17 @@ impl Poster {
     }
 
     /// The transport confirms its posts itself (see [`Poster::through`]).
-    #[cfg(feature = "irc")]
     pub(crate) fn confirm_explicitly(&mut self) {
         self.explicit = true;
     }
 
     /// One past the highest sequence number the transport is done with once
     /// the last post it was given is posted.
-    #[cfg(feature = "irc")]
     pub(crate) fn through(&self) -> u64 {
         self.through
     }
 
     /// How many envelopes the last post (the frame of the last chunk) held.
-    #[cfg(feature = "stackexchange")]
     pub(crate) fn last_post_envelopes(&self) -> usize {
         self.group.len()
     }

@@ -34,6 +34,7 @@ impl Backoff {
     }
 
     /// Draws each delay between half and all of its value with `rng`.
+    #[cfg_attr(not(feature = "irc"), allow(dead_code))] // IRC's only
     pub(crate) fn jitter(mut self, rng: fastrand::Rng) -> Backoff {
         self.jitter = Some(rng);
         self

@@ -22,7 +22,7 @@ use super::client::Client;
 use super::MatrixError;
 use crate::transport::backoff::Backoff;
 use crate::transport::ChatMessage;
-use crate::transport::NodeLink;
+use crate::transport::{Mishap, NodeLink};
 
 /// One message event of the room: its id and, if it has a body, the chat
 /// message it makes.
@@ -292,7 +292,7 @@ async fn backfill(client: &Client, shared: &NodeLink, mut from: String) -> Vec<S
             }
             Err(e) => {
                 warn!(error = %e, "cannot read the room's history: messages posted in a gap may be missed");
-                shared.counters().history_gaps.add_shared(1);
+                shared.count(Mishap::HistoryGap);
                 break;
             }
         };
@@ -317,7 +317,7 @@ async fn backfill(client: &Client, shared: &NodeLink, mut from: String) -> Vec<S
                 bound = settings.max_backfill,
                 "more messages were posted during a gap than the backfill bound: the older ones are not read"
             );
-            shared.counters().history_gaps.add_shared(1);
+            shared.count(Mishap::HistoryGap);
             break;
         }
         match page.end {

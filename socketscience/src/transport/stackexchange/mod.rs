@@ -89,8 +89,8 @@ use tracing::{debug, error, warn};
 
 use crate::error::{Error, Result};
 use crate::transport::backoff::Backoff;
-use crate::transport::NodeLink;
 use crate::transport::{BoxFuture, Transport, TransportIo};
+use crate::transport::{Mishap, NodeLink};
 use crate::wire;
 pub use builder::StackExchangeChatBuilder;
 use client::{Client, PostAnswer};
@@ -456,7 +456,7 @@ async fn post_text(
             }
             PostAnswer::Refused(why) => match html::room_timeout(&why) {
                 Some(wait) => {
-                    shared.counters().room_timeouts.add_shared(1);
+                    shared.count(Mishap::RoomTimeout);
                     let wait = wait.unwrap_or(ROOM_TIMEOUT_WAIT).min(MAX_ROOM_TIMEOUT_WAIT);
                     let wait = jittered(wait, 1, &mut rng);
                     warn!(room = client.room, chat_says = %why, ?wait, "the room is in timeout; waiting it out");
@@ -492,7 +492,7 @@ async fn post_text(
             break;
         }
     }
-    shared.counters().posts_given_up.add_shared(1);
+    shared.count(Mishap::PostGivenUp);
     error!(
         room = client.room,
         failures,

@@ -20,7 +20,7 @@ use super::html::{self, Content};
 use super::StackExchangeError;
 use crate::transport::backoff::Backoff;
 use crate::transport::ChatMessage;
-use crate::transport::NodeLink;
+use crate::transport::{Mishap, NodeLink};
 
 /// `event_type` of a new message. Edits (2), deletions (10), mentions (8),
 /// replies (18) and the rest are not new messages.
@@ -113,7 +113,7 @@ impl Receiver {
                 Err(StackExchangeError::Refused { text, .. })
                     if html::room_timeout(&text).is_some() =>
                 {
-                    self.shared.counters().room_timeouts.add_shared(1);
+                    self.shared.count(Mishap::RoomTimeout);
                     let wait = html::room_timeout(&text)
                         .flatten()
                         .unwrap_or(super::ROOM_TIMEOUT_WAIT)
@@ -277,7 +277,7 @@ impl Receiver {
                 Some(text) => text,
                 None => {
                     // Logged; not fetched again on the next history read.
-                    self.shared.counters().sources_lost.add_shared(1);
+                    self.shared.count(Mishap::SourceLost);
                     self.delivered.insert(message_id);
                     return true;
                 }
