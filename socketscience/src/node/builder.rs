@@ -811,7 +811,7 @@ impl NodeBuilder {
                 max_len,
                 lines,
                 rng.fork(),
-                crate::send::History::new(
+                crate::repair::History::new(
                     presence.history,
                     presence.history_age.as_millis() as u64,
                 ),

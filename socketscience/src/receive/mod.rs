@@ -5,10 +5,10 @@
 //! [`Deliver`] trait, which the node implements (`node/dispatch.rs`).
 //!
 //! This file holds the pipeline ([`Receiver`]); beside it `senders.rs`
-//! (the sender table and the check that admits an envelope), `window.rs`
-//! (each sender session's replay window), `gaps.rs`
-//! (holding, releasing and repair traffic), `reassembly.rs` (chunks made
-//! whole again) and `drops.rs` (what is refused, counted and logged).
+//! (the sender table and the check that admits an envelope, against each
+//! sender session's replay window, `repair::window`), `gaps.rs` (holding,
+//! releasing and repair traffic), `reassembly.rs` (chunks made whole
+//! again) and `drops.rs` (what is refused, counted and logged).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,13 +24,12 @@ use crate::security::{Trust, Verdict};
 use crate::stats::{Counter, Counters};
 use crate::wire::{self, BodyLimits, ChatText, Codec, Control, Messages, Meta, WireError};
 
-use window::{Admit, Gap, HeldBody, Track};
+use crate::repair::window::{Admit, Gap, HeldBody, Track};
 
 mod drops;
 mod gaps;
 mod reassembly;
 mod senders;
-mod window;
 
 pub use reassembly::ReassemblyLimits;
 

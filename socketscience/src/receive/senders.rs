@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tracing::trace;
 
-use super::window::{Admit, Track};
 use super::{Accept, Author, Deliver, Receiver, Refusal};
+use crate::repair::window::{Admit, Track};
 use crate::stats::Counters;
 use crate::wire::Meta;
 

@@ -2,10 +2,8 @@
 //! taken by the transport, grouped into posts, framed and chunked
 //! (`post.rs`; presence and repair bodies are written by
 //! `wire::write_control_body`), and kept to be posted again when asked
-//! (`history.rs`).
+//! (`repair::History`).
 
-mod history;
 mod post;
 
-pub(crate) use history::History;
 pub(crate) use post::Poster;

@@ -6,11 +6,11 @@
 use std::collections::VecDeque;
 use std::task::Poll;
 
-use super::history::History;
 use crate::core::envelope::{
     assemble_into, assemble_msgpack_batch_into, grown_size, mergeable, overhead, Encoded, Signer,
 };
 use crate::core::Core;
+use crate::repair::History;
 use crate::stats::Counters;
 use crate::wire::{self, Codec, LineMode};
 

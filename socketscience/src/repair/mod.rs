@@ -1,13 +1,21 @@
-//! Gap repair's limits, shared by the receive path (`receive/gaps.rs`,
-//! `receive/window.rs`: what a receiver knows of each sender session) and
-//! the send path (`send/history.rs`: what a sender keeps to post again;
-//! `send/post.rs`, `Poster::control`: the presence and repair posts, whose
-//! bodies `wire/control.rs` writes).
+//! Gap repair: what a sender keeps to post again ([`History`], `history.rs`),
+//! what a receiver knows of each sender session (the replay window,
+//! `window.rs`: what ran, what is held, what is missing), and the limits
+//! both sides hold to (here). The send and receive paths call into it:
+//! the receive path's `receive/gaps.rs` drives the windows (holding,
+//! releasing, asking, giving up), the presence queue (`presence::Queue`)
+//! carries requests and answers to the poster, and `Poster::control`
+//! (`send/post.rs`) posts them, with bodies `wire/control.rs` writes.
 //!
 //! The promise ([`guide::reliability`](crate::guide::reliability)): while the sender process lives and
 //! an envelope is within its history, every node in the room at some point
 //! after the send runs each handler for it exactly once, in per-sender
 //! order. What falls outside is counted in `Stats::lost` and logged.
+
+mod history;
+pub(crate) mod window;
+
+pub(crate) use history::History;
 
 /// Most envelopes one request may ask for; a longer range is absurd and
 /// refused (a receiver asks for at most this much at a time).
