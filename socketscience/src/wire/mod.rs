@@ -35,7 +35,8 @@
 //! - `control.rs`: the presence and repair lists; `python.rs`: what Python
 //!   SocketScience would raise on;
 //! - `owned.rs`: owned decoding and encoding, for the `socketscience`
-//!   command ([`decode_body`], [`encode_frame`]).
+//!   command ([`decode_body`], [`encode_frame`]); `value.rs` the values
+//!   they carry ([`Value`]).
 
 use std::fmt;
 
@@ -50,6 +51,7 @@ mod msgpack_write;
 mod owned;
 mod python;
 mod signature;
+mod value;
 mod write;
 
 pub use self::base64::decode_base64;
@@ -73,9 +75,10 @@ pub(crate) use self::frame::{
 };
 pub use self::frame::{clean, parse_chat_text, split_into_chunks, ChatText, Chunk};
 pub(crate) use self::msgpack::write_msgpack;
-pub use self::owned::{decode_body, encode_frame, Decoded, FramePayload, Value};
+pub use self::owned::{decode_body, encode_frame, Decoded, FramePayload};
 pub(crate) use self::python::python_would_raise;
 pub(crate) use self::signature::{append_signature, split_signed, Sign, SIG_LEN};
+pub use self::value::Value;
 #[cfg(test)]
 pub(crate) use self::write::assemble;
 pub(crate) use self::write::{
