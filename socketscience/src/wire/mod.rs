@@ -27,7 +27,8 @@
 //! - `frame.rs`: the chat text, frames and chunks (and `clean`);
 //! - `base64.rs`: the body's base64;
 //! - `body.rs`: a body read (its messages and metadata) and the limits;
-//!   `json.rs` and `msgpack.rs` read it in each codec, and
+//!   `json.rs` and `msgpack.rs` read it in each codec (`msgpack_scan.rs`
+//!   steps over MessagePack values by their markers), and
 //!   `msgpack_write.rs` writes MessagePack as Python reads it;
 //! - `write.rs`: a body written (one envelope's entries, the sender's
 //!   metadata, a post's body), `batch.rs` several envelopes in one body
@@ -47,6 +48,7 @@ mod control;
 mod frame;
 mod json;
 mod msgpack;
+mod msgpack_scan;
 mod msgpack_write;
 mod owned;
 mod python;
@@ -74,7 +76,7 @@ pub(crate) use self::frame::{
     ChunkSigner, CHUNK_TAG_LEN,
 };
 pub use self::frame::{clean, parse_chat_text, split_into_chunks, ChatText, Chunk};
-pub(crate) use self::msgpack::write_msgpack;
+pub(crate) use self::msgpack_write::write_msgpack;
 pub use self::owned::{decode_body, encode_frame, Decoded, FramePayload};
 pub(crate) use self::python::python_would_raise;
 pub(crate) use self::signature::{append_signature, split_signed, Sign, SIG_LEN};

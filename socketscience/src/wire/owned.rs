@@ -156,7 +156,8 @@ pub fn encode_frame<T: FramePayload + ?Sized>(
         .encode(codec)
         .map_err(|reason| WireError::Body { codec, reason })?;
     if Codec::sniff(&body) != codec
-        || (codec == Codec::MessagePack && !super::msgpack::is_map(rmp::Marker::from_u8(body[0])))
+        || (codec == Codec::MessagePack
+            && !super::msgpack_scan::is_map(rmp::Marker::from_u8(body[0])))
     {
         return Err(WireError::Body {
             codec,
