@@ -19,8 +19,8 @@
 //! do what it does: read chat text ([`clean`], [`parse_chat_text`],
 //! [`decode_base64`], [`decode_body`]) and write frames ([`encode_frame`],
 //! [`split_into_chunks`]). Items hidden from the documentation are for the
-//! workspace's own tests and fuzz targets, not API: they may change in any
-//! release.
+//! workspace's own tests, benches and fuzz targets, not API: they may change
+//! in any release. Most are public only with the `test-util` feature.
 //!
 //! The format lives here, read and written side by side:
 //!
@@ -57,20 +57,17 @@ mod value;
 mod write;
 
 pub use self::base64::decode_base64;
-#[doc(hidden)]
-pub use self::base64::encode_base64;
 pub(crate) use self::base64::{append_base64, decode_base64_exact};
 pub(crate) use self::batch::{assemble_msgpack_batch_into, batch_prefix, grown_size, mergeable};
+// Hidden from the documentation, but public whatever the features:
+// `Observed::messages` returns it, and `__private` re-exports it for the
+// macros' expansions.
 #[doc(hidden)]
-pub use self::batch::{deflate_body, inflate_body, COMPRESSED, COMPRESSION_DEFLATE};
-#[doc(hidden)]
-pub use self::body::{parse_body, Body, BodyLimits, Control, Meta, RawValueRef};
+pub use self::body::RawValueRef;
 pub(crate) use self::body::{parse_body_with, recycle, Messages};
 pub(crate) use self::control::{read_ranges, read_repairs, write_control_body, Repost, WireRange};
 #[cfg(feature = "stackexchange")]
 pub(crate) use self::frame::frame_head;
-#[doc(hidden)]
-pub use self::frame::write_frame;
 pub(crate) use self::frame::{
     binding_len, chunk_overhead, frame_len, split_into_bound_chunks, write_frame_of, Binding,
     ChunkSigner, CHUNK_TAG_LEN,
@@ -85,6 +82,28 @@ pub use self::value::Value;
 pub(crate) use self::write::assemble;
 pub(crate) use self::write::{
     assemble_into, overhead, own_body, python_size, write_message, Encoded, Kinds, Origin,
+};
+
+// Public only with the `test-util` feature, and hidden from the
+// documentation: what the workspace's tests, benches and fuzz target build
+// and read bodies and frames with. Without it, what the crate itself uses
+// of them is `pub(crate)`.
+#[cfg(not(feature = "test-util"))]
+pub(crate) use self::{
+    base64::encode_base64,
+    batch::{deflate_body, inflate_body},
+    body::{parse_body, BodyLimits, Control, Meta},
+    frame::write_frame,
+    question_keys::{KEY_ASK, KEY_REPLY_TO},
+};
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub use self::{
+    base64::encode_base64,
+    batch::{deflate_body, inflate_body, COMPRESSED, COMPRESSION_DEFLATE},
+    body::{parse_body, Body, BodyLimits, Control, Meta},
+    frame::write_frame,
+    question_keys::{KEY_ASK, KEY_REPLY_TO},
 };
 
 /// What a frame starts with.
@@ -176,15 +195,18 @@ pub(crate) const KEY_SHARED_KINDS: &str = "_ps";
 /// Reserved key (shared handlers): how far the sender has dealt with each
 /// sender session's shared jobs, `[[session, end], ...]`; in heartbeats.
 pub(crate) const KEY_SHARED_CONFIRMED: &str = "_sc";
-/// Reserved key (questions): the envelope's next entry is a question, this
-/// its id (see `docs/wire-format.md`, "Questions and replies"). Kept in
-/// the body's list of messages, in order, in batches too.
-#[doc(hidden)]
-pub const KEY_ASK: &str = "_ask";
-/// Reserved key (questions): the envelope's next entry is a reply to the
-/// question `[asker, id]`.
-#[doc(hidden)]
-pub const KEY_REPLY_TO: &str = "_re";
+
+/// The reserved keys of questions and replies: public (hidden) only with
+/// `test-util`, see the re-exports above.
+mod question_keys {
+    /// Reserved key (questions): the envelope's next entry is a question,
+    /// this its id (see `docs/wire-format.md`, "Questions and replies").
+    /// Kept in the body's list of messages, in order, in batches too.
+    pub const KEY_ASK: &str = "_ask";
+    /// Reserved key (questions): the envelope's next entry is a reply to
+    /// the question `[asker, id]`.
+    pub const KEY_REPLY_TO: &str = "_re";
+}
 
 /// How an envelope's body is serialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -43,8 +43,9 @@ pub struct Decoded {
 const MAX_INFLATED: usize = 256 << 10;
 
 /// Decodes a body (base64 already removed, see [`decode_base64`]) into
-/// owned values, within [`BodyLimits::default`]. Every value is shown,
-/// bytes and non-finite floats included.
+/// owned values, within the default limits (at most 64 kinds, nested at
+/// most 32 deep). Every value is shown, bytes and non-finite floats
+/// included.
 ///
 /// ```
 /// use socketscience::wire::{decode_body, Codec, Value};
