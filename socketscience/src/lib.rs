@@ -137,8 +137,9 @@
 //!   (`metrics-exporter-prometheus`; `examples/irc_node.rs --metrics
 //!   127.0.0.1:9100` serves them).
 //! - `test-util`: [`harness`], a node's send and receive paths driven
-//!   synchronously, for benches, fuzzing and property tests; not for
-//!   production.
+//!   synchronously, for benches, fuzzing and property tests (and, hidden
+//!   from the documentation, the [`wire`] pieces tests build bodies and
+//!   frames with); not for production.
 //!
 //! [`LocalChat`], the chat room inside one process, needs no feature.
 //!

@@ -2,7 +2,7 @@
 //! the MessagePack batch, how a JSON batch starts, and compressed
 //! (deflated) bodies.
 
-use super::msgpack::{write_map_len, write_msgpack_str};
+use super::msgpack_write::{write_map_len, write_msgpack_str};
 use super::signature::Sign;
 use super::write::{write_uint_entry, Encoded, Origin};
 use super::{Codec, WireError, KEY_BATCH, KEY_SEQ, KEY_TIMESTAMP};

@@ -4,10 +4,8 @@
 
 use serde_json::value::RawValue;
 
-use super::msgpack::{
-    msgpack_uint, skip_msgpack, write_array_len, write_map_len, write_msgpack_str,
-    write_msgpack_uint,
-};
+use super::msgpack_scan::{msgpack_uint, skip_msgpack};
+use super::msgpack_write::{write_array_len, write_map_len, write_msgpack_str, write_msgpack_uint};
 use super::write::{write_json_list, write_uint_entry, Origin};
 use super::{Codec, Sign, KEY_HEARTBEAT, KEY_REPAIR, KEY_REQUEST, KEY_TIMESTAMP, KEY_UNREPAIRABLE};
 

@@ -19,15 +19,16 @@
 //! do what it does: read chat text ([`clean`], [`parse_chat_text`],
 //! [`decode_base64`], [`decode_body`]) and write frames ([`encode_frame`],
 //! [`split_into_chunks`]). Items hidden from the documentation are for the
-//! workspace's own tests and fuzz targets, not API: they may change in any
-//! release.
+//! workspace's own tests, benches and fuzz targets, not API: they may change
+//! in any release. Most are public only with the `test-util` feature.
 //!
 //! The format lives here, read and written side by side:
 //!
 //! - `frame.rs`: the chat text, frames and chunks (and `clean`);
 //! - `base64.rs`: the body's base64;
 //! - `body.rs`: a body read (its messages and metadata) and the limits;
-//!   `json.rs` and `msgpack.rs` read it in each codec, and
+//!   `json.rs` and `msgpack.rs` read it in each codec (`msgpack_scan.rs`
+//!   steps over MessagePack values by their markers), and
 //!   `msgpack_write.rs` writes MessagePack as Python reads it;
 //! - `write.rs`: a body written (one envelope's entries, the sender's
 //!   metadata, a post's body), `batch.rs` several envelopes in one body
@@ -35,7 +36,8 @@
 //! - `control.rs`: the presence and repair lists; `python.rs`: what Python
 //!   SocketScience would raise on;
 //! - `owned.rs`: owned decoding and encoding, for the `socketscience`
-//!   command ([`decode_body`], [`encode_frame`]).
+//!   command ([`decode_body`], [`encode_frame`]); `value.rs` the values
+//!   they carry ([`Value`]).
 
 use std::fmt;
 
@@ -46,40 +48,62 @@ mod control;
 mod frame;
 mod json;
 mod msgpack;
+mod msgpack_scan;
 mod msgpack_write;
 mod owned;
 mod python;
 mod signature;
+mod value;
 mod write;
 
 pub use self::base64::decode_base64;
-#[doc(hidden)]
-pub use self::base64::encode_base64;
 pub(crate) use self::base64::{append_base64, decode_base64_exact};
 pub(crate) use self::batch::{assemble_msgpack_batch_into, batch_prefix, grown_size, mergeable};
+// Hidden from the documentation, but public whatever the features:
+// `Observed::messages` returns it, and `__private` re-exports it for the
+// macros' expansions.
 #[doc(hidden)]
-pub use self::batch::{deflate_body, inflate_body, COMPRESSED, COMPRESSION_DEFLATE};
-#[doc(hidden)]
-pub use self::body::{parse_body, Body, BodyLimits, Control, Meta, RawValueRef};
+pub use self::body::RawValueRef;
 pub(crate) use self::body::{parse_body_with, recycle, Messages};
 pub(crate) use self::control::{read_ranges, read_repairs, write_control_body, Repost, WireRange};
 #[cfg(feature = "stackexchange")]
 pub(crate) use self::frame::frame_head;
-#[doc(hidden)]
-pub use self::frame::write_frame;
 pub(crate) use self::frame::{
     binding_len, chunk_overhead, frame_len, split_into_bound_chunks, write_frame_of, Binding,
     ChunkSigner, CHUNK_TAG_LEN,
 };
 pub use self::frame::{clean, parse_chat_text, split_into_chunks, ChatText, Chunk};
-pub(crate) use self::msgpack::write_msgpack;
-pub use self::owned::{decode_body, encode_frame, Decoded, FramePayload, Value};
+pub(crate) use self::msgpack_write::write_msgpack;
+pub use self::owned::{decode_body, encode_frame, Decoded, FramePayload};
 pub(crate) use self::python::python_would_raise;
 pub(crate) use self::signature::{append_signature, split_signed, Sign, SIG_LEN};
+pub use self::value::Value;
 #[cfg(test)]
 pub(crate) use self::write::assemble;
 pub(crate) use self::write::{
     assemble_into, overhead, own_body, python_size, write_message, Encoded, Kinds, Origin,
+};
+
+// Public only with the `test-util` feature, and hidden from the
+// documentation: what the workspace's tests, benches and fuzz target build
+// and read bodies and frames with. Without it, what the crate itself uses
+// of them is `pub(crate)`.
+#[cfg(not(feature = "test-util"))]
+pub(crate) use self::{
+    base64::encode_base64,
+    batch::{deflate_body, inflate_body},
+    body::{parse_body, BodyLimits, Control, Meta},
+    frame::write_frame,
+    question_keys::{KEY_ASK, KEY_REPLY_TO},
+};
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub use self::{
+    base64::encode_base64,
+    batch::{deflate_body, inflate_body, COMPRESSED, COMPRESSION_DEFLATE},
+    body::{parse_body, Body, BodyLimits, Control, Meta},
+    frame::write_frame,
+    question_keys::{KEY_ASK, KEY_REPLY_TO},
 };
 
 /// What a frame starts with.
@@ -171,15 +195,18 @@ pub(crate) const KEY_SHARED_KINDS: &str = "_ps";
 /// Reserved key (shared handlers): how far the sender has dealt with each
 /// sender session's shared jobs, `[[session, end], ...]`; in heartbeats.
 pub(crate) const KEY_SHARED_CONFIRMED: &str = "_sc";
-/// Reserved key (questions): the envelope's next entry is a question, this
-/// its id (see `docs/wire-format.md`, "Questions and replies"). Kept in
-/// the body's list of messages, in order, in batches too.
-#[doc(hidden)]
-pub const KEY_ASK: &str = "_ask";
-/// Reserved key (questions): the envelope's next entry is a reply to the
-/// question `[asker, id]`.
-#[doc(hidden)]
-pub const KEY_REPLY_TO: &str = "_re";
+
+/// The reserved keys of questions and replies: public (hidden) only with
+/// `test-util`, see the re-exports above.
+mod question_keys {
+    /// Reserved key (questions): the envelope's next entry is a question,
+    /// this its id (see `docs/wire-format.md`, "Questions and replies").
+    /// Kept in the body's list of messages, in order, in batches too.
+    pub const KEY_ASK: &str = "_ask";
+    /// Reserved key (questions): the envelope's next entry is a reply to
+    /// the question `[asker, id]`.
+    pub const KEY_REPLY_TO: &str = "_re";
+}
 
 /// How an envelope's body is serialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -306,3 +306,66 @@ pub(crate) fn write_array_len(buf: &mut Vec<u8>, len: usize) {
 pub(crate) fn write_msgpack_uint(buf: &mut Vec<u8>, n: u64) {
     let _ = rmp::encode::write_uint(buf, n);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+        let mut buf = Vec::new();
+        write_msgpack(&mut buf, value).map(|()| buf)
+    }
+
+    #[derive(serde::Serialize)]
+    struct Unit;
+
+    #[derive(serde::Serialize)]
+    struct Fields {
+        unit: Unit,
+        wide: u128,
+        list: Vec<Option<Unit>>,
+        map: BTreeMap<String, i128>,
+    }
+
+    #[test]
+    fn unit_structs_are_nil_at_every_level() {
+        assert_eq!(bytes(&Unit).unwrap(), [0xc0]);
+        let fields = Fields {
+            unit: Unit,
+            wide: 300,
+            list: vec![Some(Unit), None],
+            map: BTreeMap::from([("n".to_owned(), -1)]),
+        };
+        let mut expected = vec![0x84];
+        expected.extend(b"\xa4unit\xc0");
+        expected.extend(b"\xa4wide\xcd\x01\x2c");
+        expected.extend(b"\xa4list\x92\xc0\xc0");
+        expected.extend(b"\xa3map\x81\xa1n\xff");
+        assert_eq!(bytes(&fields).unwrap(), expected);
+    }
+
+    #[test]
+    fn wide_integers_are_64_bit_integers_or_refused() {
+        assert_eq!(
+            bytes(&u128::from(u64::MAX)).unwrap(),
+            b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff"
+        );
+        assert_eq!(
+            bytes(&i128::from(u64::MAX)).unwrap(),
+            b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff"
+        );
+        assert_eq!(
+            bytes(&i128::from(i64::MIN)).unwrap(),
+            b"\xd3\x80\0\0\0\0\0\0\0"
+        );
+        assert_eq!(bytes(&5i128).unwrap(), [5]);
+        for e in [
+            bytes(&(u128::from(u64::MAX) + 1)).unwrap_err(),
+            bytes(&(i128::from(i64::MIN) - 1)).unwrap_err(),
+        ] {
+            assert!(e.contains("does not fit 64 bits"), "{e}");
+        }
+    }
+}

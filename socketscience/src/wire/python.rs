@@ -3,7 +3,7 @@
 
 use rmp::Marker;
 
-use super::msgpack::{is_map, msgpack_head, msgpack_str};
+use super::msgpack_scan::{is_map, msgpack_head, msgpack_str};
 
 /// Why SmokeDetector's Python SocketScience would raise on a payload whose
 /// kinds are the MessagePack map entries `entries` (as a node writes them),

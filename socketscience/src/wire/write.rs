@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::msgpack::{write_map_len, write_msgpack, write_msgpack_str};
+use super::msgpack_write::{write_map_len, write_msgpack, write_msgpack_str};
 use super::signature::Sign;
 use super::{Codec, KEY_BATCH, KEY_COUNT, KEY_FROM, KEY_SEQ, KEY_SESSION, KEY_TIMESTAMP};
 
