@@ -687,7 +687,9 @@ async fn three_instances_of_one_account_under_one_throttle_lose_nothing() {
     tokio::join!(stream(&nodes[0]), stream(&nodes[1]), stream(&nodes[2]));
 
     let total = NAMES.len() * PER_NODE as usize;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // A guard only (it drains in about 7 s here; a starved machine once
+    // took more than 60): what is asserted is that nothing is lost.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while logs.iter().any(|log| log.len() < total) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -704,9 +706,10 @@ async fn three_instances_of_one_account_under_one_throttle_lose_nothing() {
         assert_eq!(
             missing,
             0,
-            "{} of {total} envelopes never reached {}",
+            "{} of {total} envelopes never reached {}: {:?}",
             missing,
-            node.name()
+            node.name(),
+            node.stats()
         );
         assert_eq!(
             served,
