@@ -2,7 +2,7 @@
 //! deduplicates, dispatches and counts, once, for every transport.
 //!
 //! This file holds the node's handle and what its handles share; beside
-//! it `builder.rs` (its options and start), `handler.rs` (what a handler
+//! it `builder/` (its options and start), `handler.rs` (what a handler
 //! is, the registry), `context.rs` (what a handler is given),
 //! `dispatch.rs` (running the handlers of an accepted envelope: the
 //! receive path's `Deliver`), `default.rs` (the process's default node,
