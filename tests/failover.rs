@@ -579,6 +579,18 @@ async fn after_a_partition_heals_the_old_active_holds_a_lower_fencing_token_and_
     let token_a = a.node.fencing_token().expect("the active has a token");
     assert_eq!(b.node.fencing_token(), None, "a standby has none");
     assert_eq!(*a.node.watch_fencing_token().borrow(), Some(token_a));
+    // The standbys heard a's claim (the room delays it) before the room
+    // splits: each side's next claim is of the term after a's.
+    for standby in [&b, &c] {
+        while !standby
+            .node
+            .peers()
+            .iter()
+            .any(|p| p.instance() == "a" && p.term() == Some(token_a))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 
     // c, cut off, claims; the other side fails over to b meanwhile: two
     // actives, each of the term after a's.

@@ -1,7 +1,8 @@
 //! Presence and gap repair on an in-process room whose deliveries can be
 //! lost: ten nodes with a seeded 20 % of deliveries dropped per receiver
 //! still dispatch everything exactly once, in per-sender order; a receiver
-//! cut off catches up; a restarted sender's unrepairable range is counted
+//! cut off catches up; a fleet whose heartbeats the presence budget
+//! stretches still learns a lost tail within its interval; a restarted sender's unrepairable range is counted
 //! as lost; forged, untrusted and absurd repair requests are refused and
 //! counted, and make no node post.
 //!
@@ -264,6 +265,91 @@ async fn ten_nodes_losing_a_fifth_of_deliveries_dispatch_everything_once_in_orde
         total.heartbeats,
         total.repaired,
     );
+    for node in &nodes {
+        node.shutdown().await.expect("shutdown");
+    }
+}
+
+/// Presence that scales: in a fleet whose heartbeats the presence budget
+/// stretches (ten nodes, heartbeat 1 s, 60 posts a minute: every
+/// `T = 10 × 60 s / 54 ≈ 11 s` on average), a receiver that lost a
+/// sender's tail still learns of it from the sender's next heartbeat,
+/// drawn within `3 T / 2` of its last post, and has it repaired within a
+/// repair window more; nobody drops the quiet sender meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_stretched_fleet_still_learns_a_lost_tail_within_its_interval() {
+    const NODES: usize = 10;
+    let room = LossyRoom::new();
+    let cut = Arc::new(AtomicBool::new(false));
+    let mut nodes = Vec::new();
+    for i in 0..NODES {
+        // node1 is the receiver that loses the tail.
+        let member_cut = if i == 1 { cut.clone() } else { Arc::default() };
+        let member = room.join("smokey", 0, 1 + i as u64, member_cut);
+        let node = repairing(Node::builder(format!("node{i}")).transport(member))
+            .presence_budget(60.0)
+            .start()
+            .await
+            .expect("start");
+        nodes.push(node);
+    }
+    let log = record(&nodes[1]);
+    until_peers(&nodes, NODES - 1).await;
+    // The intervals stretched as the peers were heard: `3 h × T / h`.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let interval = Duration::from_secs_f64(NODES as f64 * 60.0 / 54.0);
+    for node in &nodes {
+        let timeout = node.peer_timeout();
+        assert!(
+            timeout.abs_diff(interval * 3) <= Duration::from_millis(5),
+            "{}: peer timeout {timeout:?}, stretched to {:?}",
+            node.name(),
+            interval * 3
+        );
+    }
+
+    let (sender, receiver) = (&nodes[0], &nodes[1]);
+    for index in 0..5 {
+        sender.send(Note { index }).await.expect("send");
+    }
+    until(
+        "the receiver ran the first five",
+        Duration::from_secs(5),
+        || log.len() >= 5,
+    )
+    .await;
+    // The tail (three notes) is lost to the receiver alone.
+    cut.store(true, Ordering::SeqCst);
+    for index in 5..8 {
+        sender.send(Note { index }).await.expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cut.store(false, Ordering::SeqCst);
+    let quiet = tokio::time::Instant::now();
+    // The sender's next heartbeat (within 3 T / 2 of its last post, plus
+    // a tick) reveals the tail; a request within half a window, the
+    // answer a window later at most.
+    let bound = interval.mul_f64(1.5) + Duration::from_secs(3);
+    until("the receiver learnt the lost tail", bound, || {
+        log.len() >= 8
+    })
+    .await;
+    println!(
+        "REPORT stretched interval {:.1} s: the tail repaired {:.1} s after the sender went quiet",
+        interval.as_secs_f64(),
+        quiet.elapsed().as_secs_f64()
+    );
+    assert_eq!(by_sender(&log)["node0"], (0..8).collect::<Vec<_>>());
+    let stats = receiver.stats();
+    assert_eq!((stats.repaired, stats.lost), (3, 0), "{stats:#?}");
+    for node in &nodes {
+        assert_eq!(
+            node.peers().len(),
+            NODES - 1,
+            "{} lists the fleet",
+            node.name()
+        );
+    }
     for node in &nodes {
         node.shutdown().await.expect("shutdown");
     }

@@ -8,7 +8,10 @@
 //!
 //! - a claim carries a term that only grows; between two actives, the
 //!   higher term wins, then the higher priority, then the smaller name;
-//!   the other steps down as soon as it hears the winner;
+//!   the other steps down as soon as it hears the winner (of the same
+//!   term, once the winner, hearing it, claimed the next term: the tenure
+//!   that stays holds the higher fencing token, whichever heard the other
+//!   first);
 //! - a standby that has heard no active for the lease claims the next term
 //!   (the highest it has heard, plus one); the best-ranked standby (priority,
 //!   then name) claims first, the others wait one heartbeat interval more
@@ -490,6 +493,14 @@ impl Election {
                     if claim_key(p.term, p.forced, p.priority, name)
                         > claim_key(s.term, forced, self.priority, &self.name)
                     {
+                        // Of the same term, the stronger claim takes the
+                        // next term as soon as it hears this one (below):
+                        // this one holds on until then, so that the
+                        // tenure that stays has a fencing token above the
+                        // one that ends, whichever heard the other first.
+                        if p.term == s.term && !p.forced && !forced {
+                            return Change::None;
+                        }
                         s.term = max_term;
                         s.forced = s.forced.filter(|&r| r != Role::Active);
                         self.set_role(

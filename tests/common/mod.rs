@@ -5,6 +5,7 @@
 //! - here: in-process nodes on a [`LocalChat`] and what tests do with them
 //!   (wait on stats, logs, frames made by hand, a recording chat);
 //! - [`messages`]: the message types several tests share, declared once;
+//! - [`presence_fleet`]: a fleet measured against its presence budget;
 //! - [`python`]: Python SocketScience and SmokeDetector, run by `python3`;
 //! - [`irc_server`]: a real ngIRCd; [`tcp_proxy`]: a proxy a test can cut;
 //! - [`test_ca`]: certificates made at test time (TLS);
@@ -20,6 +21,7 @@
 pub mod irc_sasl;
 pub mod irc_server;
 pub mod messages;
+pub mod presence_fleet;
 pub mod processes;
 pub mod python;
 #[cfg(feature = "stackexchange")]

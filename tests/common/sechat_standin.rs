@@ -46,7 +46,11 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the system's, unless a test pauses it): a test on a paused
+// clock sees the throttle, timeouts and repeat windows in its own time.
+use tokio::time::Instant;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -199,8 +203,15 @@ fn fastrand_u32() -> u32 {
 }
 
 impl StandIn {
-    /// Starts a stand-in on 127.0.0.1 with room `room` and one user.
+    /// Starts a stand-in on 127.0.0.1 (add users and rooms next); its
+    /// websockets send an idle frame every 250 ms.
     pub async fn start() -> StandIn {
+        StandIn::start_with_idle_frames(Duration::from_millis(250)).await
+    }
+
+    /// Starts a stand-in whose websockets send an idle frame (no events)
+    /// every `idle_every`.
+    pub async fn start_with_idle_frames(idle_every: Duration) -> StandIn {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the stand-in");
@@ -220,7 +231,7 @@ impl StandIn {
             kill: watch::channel(0).0,
             freeze: watch::channel(0).0,
             hold: watch::channel(false).0,
-            idle_every: Duration::from_millis(250),
+            idle_every,
         });
         let app = Router::new()
             .route(

@@ -21,7 +21,8 @@ use crate::presence::Peer;
 /// whatever else it posts (its lease runs from them); while standing by,
 /// when it posted nothing for its interval, stretched by the presence
 /// budget and drawn anew each time (`presence::Options::stretched`,
-/// `drawn`). A newcomer is told the roles by the presence task's answer
+/// `drawn`), counted from its last heartbeat or post, whichever task
+/// posted it. A newcomer is told the roles by the presence task's answer
 /// (`node::presence`): every heartbeat carries them. Ends when the node
 /// shuts down.
 pub(crate) async fn run(core: Arc<Core>) {
@@ -43,6 +44,7 @@ pub(crate) async fn run(core: Arc<Core>) {
     // heartbeat rides in it).
     let mut last_post: Option<Instant> = None;
     let mut posts = other_posts(&core);
+    let mut heartbeats = core.counters.snapshot().heartbeats;
     let mut answer = false;
     loop {
         ticks.tick().await;
@@ -64,6 +66,15 @@ pub(crate) async fn run(core: Arc<Core>) {
         if now_posts != posts {
             posts = now_posts;
             last_post = Some(now);
+        }
+        // A standby's heartbeat posted for the presence task (an answer to
+        // a newcomer) stands for its next one.
+        let now_heartbeats = core.counters.snapshot().heartbeats;
+        if now_heartbeats != heartbeats {
+            heartbeats = now_heartbeats;
+            if last_heartbeat.is_some() && *election.role.borrow() == Role::Standby {
+                last_heartbeat = Some(now);
+            }
         }
         let due = match last_heartbeat {
             None => true,

@@ -120,7 +120,11 @@ impl Node {
     /// most a second; four such answers at once, then one per half
     /// heartbeat interval, each covering every newcomer heard since the
     /// last), so a fleet started together finds itself within a few round
-    /// trips of the chat, whatever the heartbeat interval. Only
+    /// trips of the chat, whatever the heartbeat interval. A fleet whose
+    /// heartbeats the presence budget stretches to an interval `T`
+    /// ([`NodeBuilder::presence_budget`](crate::NodeBuilder::presence_budget))
+    /// answers within `T` instead, each instance at a moment drawn at
+    /// random, so that its answers stay within the budget. Only
     /// trusted accounts count ([`NodeBuilder::trust`](crate::NodeBuilder::trust)):
     /// if it times out while the others run, see
     /// [`Node::untrusted_accounts`].
@@ -194,10 +198,15 @@ const ANSWER_BURST: u32 = 4;
 /// a heartbeat, and, on a node without failover, asks for one when the
 /// node has posted nothing for its interval (drawn anew each time, see
 /// `Options::drawn`; the failover task heartbeats for a node with
-/// failover). Answers leave at once up to [`ANSWER_BURST`], then at most
-/// one per half the interval (as answers to claims, `node::failover`): a
-/// flood of new names cannot drive the node's posting; an answer held
-/// back is posted when it may be. Ends when the node shuts down.
+/// failover). An answer leaves at once while the fleet's interval is not
+/// stretched, at a moment drawn within the interval when it is
+/// (`Options::answer_delay`: a large fleet's answers to a newcomer stay
+/// within the presence budget), and covers every newcomer heard until it
+/// leaves. Answers leave at once up to [`ANSWER_BURST`], then at most one
+/// per half the heartbeat interval (as answers to claims,
+/// `node::failover`): a flood of new names cannot drive the node's
+/// posting; an answer held back is posted when it may be. Ends when the
+/// node shuts down.
 pub(crate) async fn run(core: Arc<Core>) {
     let presence = &core.presence;
     let options = presence.options;
@@ -212,7 +221,8 @@ pub(crate) async fn run(core: Arc<Core>) {
         ANSWER_BURST,
         Instant::now(),
     );
-    let mut answer_due = false;
+    // When it answers the newcomers heard since its last answer.
+    let mut answer_at: Option<Instant> = None;
     // The failover task heartbeats for a node taking part in an election.
     let idle_heartbeats = core.election.is_none();
     // Shared handlers: the node takes its share once it has heard the
@@ -237,9 +247,11 @@ pub(crate) async fn run(core: Arc<Core>) {
                 core.announce();
             }
         }
-        answer_due |= presence.newcomer.swap(false, Ordering::Relaxed);
-        if answer_due && answers.take(Instant::now()) {
-            answer_due = false;
+        if presence.newcomer.swap(false, Ordering::Relaxed) && answer_at.is_none() {
+            answer_at = Some(Instant::now() + options.answer_delay(presence.interval(), rng.f64()));
+        }
+        if answer_at.is_some_and(|at| Instant::now() >= at) && answers.take(Instant::now()) {
+            answer_at = None;
             last_active = Instant::now();
             draw = rng.f64();
             // It has not heard this node's meta and kinds either.

@@ -115,16 +115,32 @@ impl Options {
         base.mul_f64(interval.as_secs_f64() / self.heartbeat.as_secs_f64())
     }
 
-    /// The interval until an instance's next heartbeat, drawn from `u` in
-    /// `[0, 1)`: the heartbeat interval as it is while not stretched; a
-    /// stretched interval `T` is drawn between `T / 2` and `3 T / 2` (never
-    /// below the heartbeat interval), so that instances started together
-    /// drift apart (RTCP does so, RFC 3550 section 6.3.1).
+    /// The interval until an instance's next heartbeat (a standby's, or
+    /// any instance's without failover), drawn from `u` in `[0, 1)` so
+    /// that instances started together, or that answered the same
+    /// newcomer, drift apart (RTCP does so, RFC 3550 section 6.3.1):
+    /// while not stretched, between `3 h / 4` and `5 h / 4` (one lost
+    /// heartbeat leaves a gap under the default peer timeout of `3 h`); a
+    /// stretched interval `T` between `T / 2` and `3 T / 2`, never below
+    /// `h`. Either way the mean is the interval.
     pub(crate) fn drawn(&self, interval: Duration, u: f64) -> Duration {
         if interval <= self.heartbeat {
-            return self.heartbeat;
+            return self.heartbeat.mul_f64(0.75 + u / 2.0);
         }
         interval.mul_f64(0.5 + u).max(self.heartbeat)
+    }
+
+    /// How long an instance waits before it answers a newcomer with a
+    /// heartbeat, drawn from `u` in `[0, 1)`: at once while the fleet's
+    /// interval is not stretched (its answers fit the budget); stretched,
+    /// anywhere within the interval `T`, so that the fleet's answers come
+    /// at the pace its heartbeats do, and a newcomer has heard every
+    /// instance within `T`.
+    pub(crate) fn answer_delay(&self, interval: Duration, u: f64) -> Duration {
+        if interval <= self.heartbeat {
+            return Duration::ZERO;
+        }
+        interval.mul_f64(u)
     }
 
     /// How often the node's clock ticks: the presence task (heartbeats,

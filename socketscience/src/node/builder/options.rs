@@ -219,7 +219,10 @@ impl NodeBuilder {
     /// keys naming the instance, its session and how many envelopes it
     /// posted: peers list the node ([`Node::peers`]) and receivers notice
     /// what they missed. Every post counts as one, so a busy node adds no
-    /// posts for it.
+    /// posts for it. Each wait is drawn between three quarters and five
+    /// quarters of the interval (the mean is the interval), so that
+    /// instances started together drift apart; the active instance of a
+    /// failover heartbeats at exactly the interval.
     pub fn heartbeat(mut self, interval: Duration) -> Self {
         self.presence.heartbeat = interval;
         self
@@ -242,13 +245,16 @@ impl NodeBuilder {
     /// random, some minutes take a little more): with `n` instances and a
     /// heartbeat interval `h`, an instance heartbeats every
     /// `max(h, n × 60 s / B')` on average (drawn between half and one and
-    /// a half times that, never below `h`); with failover the active
+    /// a half times that, never below `h`, once stretched; between three
+    /// quarters and five quarters of `h` before); with failover the active
     /// instance keeps `h` (its lease needs it) and the `n - 1` standbys
     /// share what is left, `max(h, (n - 1) × 60 s / (B' - 60 s / h))`.
     /// The peer timeout stretches as the interval does
     /// ([`Node::peer_timeout`]). Heartbeats are posted only by an instance
     /// that posted nothing else meanwhile (the active one of a failover
-    /// excepted): a busy instance spends nothing of the budget.
+    /// excepted): a busy instance spends nothing of the budget. A
+    /// stretched fleet answers a newcomer within its interval, each
+    /// instance at a moment drawn at random, instead of at once.
     ///
     /// Default: an eighth of what the transport says its room takes from
     /// the account ([`Transport::posts_per_minute`]: `LocalChat::throttle`,
