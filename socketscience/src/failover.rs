@@ -9,9 +9,9 @@
 //! - a claim carries a term that only grows; between two actives, the
 //!   higher term wins, then the higher priority, then the smaller name;
 //!   the other steps down as soon as it hears the winner (of the same
-//!   term, once the winner, hearing it, claimed the next term: the tenure
-//!   that stays holds the higher fencing token, whichever heard the other
-//!   first);
+//!   term, once the winner, hearing it, claimed the next term, or after a
+//!   lease if it does not: the tenure that stays holds the higher fencing
+//!   token, whichever heard the other first);
 //! - a standby that has heard no active for the lease claims the next term
 //!   (the highest it has heard, plus one); the best-ranked standby (priority,
 //!   then name) claims first, the others wait one heartbeat interval more
@@ -180,6 +180,10 @@ struct State {
     /// timeout (it stretches with the fleet's size, see
     /// `presence::Options::stretched`), at least the lease.
     standby_timeout: Duration,
+    /// While active: since when it has heard a stronger claim of its own
+    /// term (it holds on for a lease at most, for the winner to claim the
+    /// next term).
+    outclaimed_since: Option<Instant>,
     peers: HashMap<Arc<str>, PeerState>,
 }
 
@@ -270,6 +274,7 @@ impl Election {
                 had_quorum: config.quorum <= 1,
                 active_heard: None,
                 standby_timeout: Duration::ZERO,
+                outclaimed_since: None,
                 peers: HashMap::new(),
             }),
             role: watch::Sender::new(Role::Standby),
@@ -432,6 +437,7 @@ impl Election {
             return;
         }
         s.role = role;
+        s.outclaimed_since = None;
         if role == Role::Standby {
             // It knows an active instance existed until now.
             s.active_heard = Some(Instant::now());
@@ -483,6 +489,8 @@ impl Election {
         match s.role {
             Role::Active => {
                 let forced = s.forced == Some(Role::Active);
+                // Kept only while a stronger claim of its term is heard.
+                let outclaimed_since = s.outclaimed_since.take();
                 if let Some((name, p)) = &best_active {
                     if forced && !p.forced && p.term >= s.term {
                         // An override wins over an election it did not
@@ -497,9 +505,14 @@ impl Election {
                         // next term as soon as it hears this one (below):
                         // this one holds on until then, so that the
                         // tenure that stays has a fencing token above the
-                        // one that ends, whichever heard the other first.
+                        // one that ends, whichever heard the other first;
+                        // for a lease at most (the winner may not hear it).
                         if p.term == s.term && !p.forced && !forced {
-                            return Change::None;
+                            let since = outclaimed_since.unwrap_or(now);
+                            if now < since + lease {
+                                s.outclaimed_since = Some(since);
+                                return Change::None;
+                            }
                         }
                         s.term = max_term;
                         s.forced = s.forced.filter(|&r| r != Role::Active);

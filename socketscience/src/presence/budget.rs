@@ -122,7 +122,7 @@ impl Options {
     /// while not stretched, between `3 h / 4` and `5 h / 4` (one lost
     /// heartbeat leaves a gap under the default peer timeout of `3 h`); a
     /// stretched interval `T` between `T / 2` and `3 T / 2`, never below
-    /// `h`. Either way the mean is the interval.
+    /// `h` (so the mean is a little above `T` while `T < 2 h`).
     pub(crate) fn drawn(&self, interval: Duration, u: f64) -> Duration {
         if interval <= self.heartbeat {
             return self.heartbeat.mul_f64(0.75 + u / 2.0);
