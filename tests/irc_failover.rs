@@ -203,6 +203,13 @@ fn a_cut_off_active_is_replaced_and_fenced_out_by_its_successors_higher_token() 
         || a.role().as_deref() == Some("active") && a.token().is_some(),
     );
     let old = a.token().unwrap();
+    // The others heard a's claim (its term) before the cut: b's claim is of
+    // the next term.
+    let listed = format!("{}=active", a.name);
+    wait_until("a's claim heard", Duration::from_secs(20), &fleet, || {
+        b.printed(|l| l.starts_with("PEERS") && l.contains(&listed))
+            && c.printed(|l| l.starts_with("PEERS") && l.contains(&listed))
+    });
 
     // a's network fails: the others stop hearing it and b takes over,
     // while a, alone, still believes itself active and goes on writing.
